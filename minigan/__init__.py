@@ -1,0 +1,49 @@
+"""minigan: a from-scratch deep-learning toolkit for image generation.
+
+>>> import minigan
+>>> x = minigan.tensor([1.0, 2.0], requires_grad=True)
+>>> (x * x).sum().backward()
+>>> x.grad
+tensor([2., 4.])
+"""
+
+from minigan import functional
+from minigan.random import manual_seed
+from minigan.tensor import (
+    Tensor,
+    enable_grad,
+    grad,
+    is_grad_enabled,
+    no_grad,
+    ones,
+    ones_like,
+    rand,
+    randn,
+    randn_like,
+    set_grad_enabled,
+    tensor,
+    zeros,
+    zeros_like,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Tensor",
+    "__version__",
+    "enable_grad",
+    "functional",
+    "grad",
+    "is_grad_enabled",
+    "manual_seed",
+    "no_grad",
+    "ones",
+    "ones_like",
+    "rand",
+    "randn",
+    "randn_like",
+    "set_grad_enabled",
+    "tensor",
+    "zeros",
+    "zeros_like",
+]

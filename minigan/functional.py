@@ -1,0 +1,1235 @@
+"""Differentiable operations, each with its forward and backward side by side.
+
+Every op is a :class:`~minigan.tensor.Function` (or a short composition of them). Backward
+passes are written with these same ops, so every op can be differentiated again.
+Names and signatures follow ``torch`` / ``torch.nn.functional``.
+
+>>> import minigan
+>>> import minigan.functional as F
+>>> x = minigan.tensor([[-1.0, 2.0]], requires_grad=True)
+>>> F.leaky_relu(x, 0.1)
+tensor([[-0.1,  2. ]], requires_grad=True)
+"""
+
+from __future__ import annotations
+
+import builtins
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from minigan import backend, kernels
+from minigan.random import generator
+from minigan.tensor import Function, Tensor, is_grad_enabled
+
+Dims = int | Sequence[int] | None
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _xp(a: Any) -> Any:
+    return backend.get_array_module(a)
+
+
+def _as_tensor(x: Any, like: Tensor | None = None) -> Tensor:
+    """Wrap ``x`` in a Tensor; Python scalars take ``like``'s dtype (no float64 upcast)."""
+    if isinstance(x, Tensor):
+        return x
+    if like is not None and isinstance(x, (int, float, bool)) and like.dtype.kind == "f":
+        return Tensor(_xp(like.data).asarray(x, dtype=like.dtype))
+    return Tensor(np.asarray(x) if like is None else _xp(like.data).asarray(x))
+
+
+def _pair(v: int | Sequence[int], name: str) -> tuple[int, int]:
+    if isinstance(v, int):
+        return (v, v)
+    t = tuple(int(i) for i in v)
+    if len(t) != 2:
+        raise ValueError(f"{name} must be an int or a pair of ints, got {v!r}")
+    return t  # type: ignore[return-value]
+
+
+def _dims(dim: Dims, ndim: int) -> tuple[int, ...]:
+    if dim is None:
+        return tuple(range(ndim))
+    dims = (dim,) if isinstance(dim, int) else tuple(dim)
+    return tuple(d % ndim if ndim else 0 for d in dims)
+
+
+def _check_same_dtype(op: str, *tensors: Tensor) -> None:
+    dtypes = [t.dtype for t in tensors]
+    if any(d != dtypes[0] for d in dtypes):
+        shown = ", ".join(f"{t.shape} {t.dtype}" for t in tensors)
+        raise TypeError(f"{op}: tensors must have the same dtype, got {shown}")
+
+
+def _binary_shapes(op: str, a: Tensor, b: Tensor) -> None:
+    try:
+        np.broadcast_shapes(a.shape, b.shape)
+    except ValueError:
+        raise ValueError(f"{op}: shapes {a.shape} and {b.shape} cannot be broadcast") from None
+
+
+# --------------------------------------------------------------------------- elementwise
+
+
+class Add(Function):
+    def forward(self, a, b):
+        return a + b
+
+    def backward(self, gy):
+        return gy, gy
+
+
+class Sub(Function):
+    def forward(self, a, b):
+        return a - b
+
+    def backward(self, gy):
+        return gy, -gy
+
+
+class Mul(Function):
+    def forward(self, a, b):
+        return a * b
+
+    def backward(self, gy):
+        a, b = self.inputs
+        return gy * b, gy * a
+
+
+class Div(Function):
+    def forward(self, a, b):
+        return a / b
+
+    def backward(self, gy):
+        a, b = self.inputs
+        ga = gy / b
+        return ga, -ga * a / b
+
+
+class Neg(Function):
+    def forward(self, x):
+        return -x
+
+    def backward(self, gy):
+        return -gy
+
+
+class PowScalar(Function):
+    def __init__(self, c: float) -> None:
+        self.c = c
+
+    def forward(self, x):
+        return x**self.c
+
+    def backward(self, gy):
+        (x,) = self.inputs
+        return gy * self.c * x ** (self.c - 1)
+
+
+class Exp(Function):
+    def forward(self, x):
+        return _xp(x).exp(x)
+
+    def backward(self, gy):
+        return gy * self.output()
+
+
+class Log(Function):
+    def forward(self, x):
+        return _xp(x).log(x)
+
+    def backward(self, gy):
+        return gy / self.inputs[0]
+
+
+class Sqrt(Function):
+    def forward(self, x):
+        return _xp(x).sqrt(x)
+
+    def backward(self, gy):
+        return gy / (2 * self.output())
+
+
+class Abs(Function):
+    def forward(self, x):
+        return _xp(x).abs(x)
+
+    def backward(self, gy):
+        x = self.inputs[0].data
+        return gy * Tensor(_xp(x).sign(x))
+
+
+class Mask(Function):
+    """``x * mask`` for a constant mask (the backward of relu, clip, dropout, …)."""
+
+    def __init__(self, mask: Any) -> None:
+        self.mask = mask
+
+    def forward(self, x):
+        return x * self.mask
+
+    def backward(self, gy):
+        return mask(gy, self.mask)
+
+
+def mask(x: Tensor, m: Any) -> Tensor:
+    """Multiply by a constant array (cast to ``x``'s dtype)."""
+    return Mask(m.astype(x.dtype, copy=False))(x)
+
+
+class Where(Function):
+    def __init__(self, cond: Any) -> None:
+        self.cond = cond
+
+    def forward(self, a, b):
+        return _xp(a).where(self.cond, a, b)
+
+    def backward(self, gy):
+        c = self.cond
+        return mask(gy, c), mask(gy, ~c)
+
+
+def add(a: Any, b: Any) -> Tensor:
+    a, b = _operands(a, b)
+    _binary_shapes("add", a, b)
+    return Add()(a, b)
+
+
+def sub(a: Any, b: Any) -> Tensor:
+    a, b = _operands(a, b)
+    _binary_shapes("sub", a, b)
+    return Sub()(a, b)
+
+
+def mul(a: Any, b: Any) -> Tensor:
+    a, b = _operands(a, b)
+    _binary_shapes("mul", a, b)
+    return Mul()(a, b)
+
+
+def div(a: Any, b: Any) -> Tensor:
+    a, b = _operands(a, b)
+    _binary_shapes("div", a, b)
+    return Div()(a, b)
+
+
+def _operands(a: Any, b: Any) -> tuple[Tensor, Tensor]:
+    like = a if isinstance(a, Tensor) else b if isinstance(b, Tensor) else None
+    return _as_tensor(a, like), _as_tensor(b, like)
+
+
+def neg(x: Tensor) -> Tensor:
+    return Neg()(x)
+
+
+def pow(x: Any, exponent: Any) -> Tensor:
+    """``x ** exponent``; a tensor exponent goes through ``exp(exponent * log(x))``."""
+    if isinstance(exponent, Tensor):
+        return exp(mul(exponent, log(_as_tensor(x, exponent))))
+    return PowScalar(exponent)(x)
+
+
+def exp(x: Tensor) -> Tensor:
+    return Exp()(x)
+
+
+def log(x: Tensor) -> Tensor:
+    return Log()(x)
+
+
+def sqrt(x: Tensor) -> Tensor:
+    return Sqrt()(x)
+
+
+def abs(x: Tensor) -> Tensor:
+    return Abs()(x)
+
+
+def clip(x: Tensor, min: float | None = None, max: float | None = None) -> Tensor:
+    """Clamp to ``[min, max]``; the gradient passes where ``min <= x <= max`` (as in PyTorch)."""
+    d = x.data
+    inside = _xp(d).ones(d.shape, dtype=bool)
+    if min is not None:
+        inside &= d >= min
+    if max is not None:
+        inside &= d <= max
+    return Where(inside)(x, _as_tensor(_xp(d).clip(d, min, max), x))
+
+
+clamp = clip
+
+
+def where(condition: Any, a: Any, b: Any) -> Tensor:
+    """Elementwise ``a if condition else b``."""
+    a, b = _operands(a, b)
+    c = condition.data if isinstance(condition, Tensor) else condition
+    c = _xp(a.data).asarray(c, dtype=bool)
+    shape = np.broadcast_shapes(c.shape, a.shape, b.shape)
+    return Where(_xp(c).broadcast_to(c, shape))(broadcast_to(a, shape), broadcast_to(b, shape))
+
+
+def maximum(a: Any, b: Any) -> Tensor:
+    """Elementwise maximum; on ties the gradient is split evenly (as in PyTorch)."""
+    return _extremum(a, b, np.greater)
+
+
+def minimum(a: Any, b: Any) -> Tensor:
+    """Elementwise minimum; on ties the gradient is split evenly (as in PyTorch)."""
+    return _extremum(a, b, np.less)
+
+
+def _extremum(a: Any, b: Any, better: Any) -> Tensor:
+    a, b = _operands(a, b)
+    _binary_shapes(better.__name__, a, b)
+    shape = np.broadcast_shapes(a.shape, b.shape)
+    a, b = broadcast_to(a, shape), broadcast_to(b, shape)
+    wins = better(a.data, b.data).astype(a.dtype)
+    ties = (a.data == b.data).astype(a.dtype) * 0.5
+    return mask(a, wins + ties) + mask(b, 1 - wins - ties)
+
+
+# --------------------------------------------------------------------------- reductions
+
+
+class Sum(Function):
+    def __init__(self, dims: tuple[int, ...], keepdim: bool) -> None:
+        self.dims, self.keepdim = dims, keepdim
+
+    def forward(self, x):
+        self.shape = x.shape
+        return x.sum(axis=self.dims, keepdims=self.keepdim)
+
+    def backward(self, gy):
+        if not self.keepdim:
+            gy = reshape(gy, tuple(1 if i in self.dims else n for i, n in enumerate(self.shape)))
+        return broadcast_to(gy, self.shape)
+
+
+class Amax(Function):
+    """Maximum over ``dims``; the gradient is shared evenly among tied maxima."""
+
+    def __init__(self, dims: tuple[int, ...], keepdim: bool) -> None:
+        self.dims, self.keepdim = dims, keepdim
+
+    def forward(self, x):
+        return x.max(axis=self.dims, keepdims=self.keepdim)
+
+    def backward(self, gy):
+        x = self.inputs[0].data
+        top = x.max(axis=self.dims, keepdims=True)
+        hits = (x == top).astype(x.dtype)
+        hits /= hits.sum(axis=self.dims, keepdims=True)
+        if not self.keepdim:
+            gy = reshape(gy, top.shape)
+        return mask(broadcast_to(gy, x.shape), hits)
+
+
+def sum(x: Tensor, dim: Dims = None, keepdim: bool = False) -> Tensor:
+    return Sum(_dims(dim, x.ndim), keepdim)(x)
+
+
+def mean(x: Tensor, dim: Dims = None, keepdim: bool = False) -> Tensor:
+    dims = _dims(dim, x.ndim)
+    count = math.prod(x.shape[d] for d in dims)
+    return sum(x, dims, keepdim) * (1.0 / builtins.max(count, 1))
+
+
+def var(x: Tensor, dim: Dims = None, correction: int = 1, keepdim: bool = False) -> Tensor:
+    """Variance (two-pass: mean first, then squared deviations); ``correction=1`` is unbiased."""
+    dims = _dims(dim, x.ndim)
+    count = math.prod(x.shape[d] for d in dims)
+    centred = x - mean(x, dims, keepdim=True)
+    return sum(centred * centred, dims, keepdim) * (1.0 / builtins.max(count - correction, 1))
+
+
+def std(x: Tensor, dim: Dims = None, correction: int = 1, keepdim: bool = False) -> Tensor:
+    return sqrt(var(x, dim, correction, keepdim))
+
+
+def max(x: Tensor, dim: Dims = None, keepdim: bool = False) -> Tensor:
+    """Largest value over ``dim`` (values only, like ``torch.amax``)."""
+    return Amax(_dims(dim, x.ndim), keepdim)(x)
+
+
+def min(x: Tensor, dim: Dims = None, keepdim: bool = False) -> Tensor:
+    """Smallest value over ``dim`` (values only, like ``torch.amin``)."""
+    return -max(-x, dim, keepdim)
+
+
+amax, amin = max, min
+
+
+def logsumexp(x: Tensor, dim: Dims = None, keepdim: bool = False) -> Tensor:
+    """``log(sum(exp(x)))`` computed without overflow."""
+    dims = _dims(dim, x.ndim)
+    top = Tensor(x.data.max(axis=dims, keepdims=True))
+    out = log(sum(exp(x - top), dims, keepdim=True)) + top
+    return out if keepdim else squeeze(out, dims)
+
+
+def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
+    return x - logsumexp(x, dim, keepdim=True)
+
+
+def softmax(x: Tensor, dim: int = -1) -> Tensor:
+    return exp(log_softmax(x, dim))
+
+
+# --------------------------------------------------------------------------- matmul
+
+
+class MatMul(Function):
+    def forward(self, a, b):
+        return a @ b
+
+    def backward(self, gy):
+        a, b = self.inputs
+        ga = matmul(gy, transpose(b, -1, -2)) if self.needs_grad[0] else None
+        gb = matmul(transpose(a, -1, -2), gy) if self.needs_grad[1] else None
+        return ga, gb
+
+
+def matmul(a: Any, b: Any) -> Tensor:
+    """Matrix product with NumPy's rules (1-D operands, broadcast batch dimensions)."""
+    a, b = _operands(a, b)
+    if a.ndim == 0 or b.ndim == 0:
+        raise ValueError(f"matmul: both operands need at least 1 dimension, got {a.shape}, {b.shape}")
+    if a.ndim == 1:
+        return squeeze(matmul(unsqueeze(a, 0), b), -2)
+    if b.ndim == 1:
+        return squeeze(matmul(a, unsqueeze(b, -1)), -1)
+    if a.shape[-1] != b.shape[-2]:
+        raise ValueError(
+            f"matmul: shapes {a.shape} and {b.shape} are not aligned "
+            f"({a.shape[-1]} ≠ {b.shape[-2]})"
+        )
+    _check_same_dtype("matmul", a, b)
+    return MatMul()(a, b)
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """``x @ weight.T + bias`` with ``weight`` of shape (out_features, in_features)."""
+    if x.shape[-1:] != weight.shape[1:]:
+        raise ValueError(
+            f"linear: input has {x.shape[-1] if x.ndim else 0} features, weight expects "
+            f"{weight.shape[1]}; input shape {x.shape}, weight shape {weight.shape}"
+        )
+    y = matmul(x, transpose(weight, 0, 1))
+    return y if bias is None else y + bias
+
+
+# --------------------------------------------------------------------------- shapes
+
+
+class Reshape(Function):
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        self.shape = shape
+
+    def forward(self, x):
+        self.in_shape = x.shape
+        return x.reshape(self.shape)
+
+    def backward(self, gy):
+        return reshape(gy, self.in_shape)
+
+
+class Permute(Function):
+    def __init__(self, dims: tuple[int, ...]) -> None:
+        self.dims = dims
+
+    def forward(self, x):
+        return x.transpose(self.dims)
+
+    def backward(self, gy):
+        return permute(gy, tuple(np.argsort(self.dims)))
+
+
+class BroadcastTo(Function):
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        self.shape = shape
+
+    def forward(self, x):
+        self.in_shape = x.shape
+        return _xp(x).broadcast_to(x, self.shape)
+
+    def backward(self, gy):
+        return sum_to(gy, self.in_shape)
+
+
+class SumTo(Function):
+    """Sum a broadcast result back down to ``shape`` (the adjoint of broadcast_to)."""
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        self.shape = shape
+
+    def forward(self, x):
+        lead = x.ndim - len(self.shape)
+        axes = tuple(range(lead)) + tuple(
+            lead + i for i, n in enumerate(self.shape) if n == 1 and x.shape[lead + i] != 1
+        )
+        y = x.sum(axis=axes, keepdims=True) if axes else x
+        return y.reshape(self.shape)
+
+    def backward(self, gy):
+        return broadcast_to(gy, self.inputs[0].shape)
+
+
+class GetItem(Function):
+    def __init__(self, index: Any) -> None:
+        self.index = index
+
+    def forward(self, x):
+        return x[self.index]
+
+    def backward(self, gy):
+        return GetItemGrad(self.index, self.inputs[0].shape)(gy)
+
+
+class GetItemGrad(Function):
+    """Scatter-add ``gy`` into zeros of the input's shape (the adjoint of indexing)."""
+
+    def __init__(self, index: Any, shape: tuple[int, ...]) -> None:
+        self.index, self.shape = index, shape
+
+    def forward(self, gy):
+        xp = _xp(gy)
+        gx = xp.zeros(self.shape, dtype=gy.dtype)
+        if _is_basic_index(self.index):
+            gx[self.index] = gy  # basic slices never repeat an element
+        else:
+            xp.add.at(gx, self.index, gy)
+        return gx
+
+    def backward(self, ggx):
+        return getitem(ggx, self.index)
+
+
+def _is_basic_index(index: Any) -> bool:
+    items = index if isinstance(index, tuple) else (index,)
+    return all(isinstance(i, (int, slice)) or i is None or i is Ellipsis for i in items)
+
+
+class Concatenate(Function):
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+
+    def forward(self, *xs):
+        return _xp(xs[0]).concatenate(xs, axis=self.dim)
+
+    def backward(self, gy):
+        bounds = np.cumsum([0] + [x.shape[self.dim] for x in self.inputs])
+        lead = (slice(None),) * self.dim
+        return tuple(getitem(gy, lead + (slice(s, e),)) for s, e in zip(bounds[:-1], bounds[1:]))
+
+
+class Pad(Function):
+    def __init__(self, widths: tuple[tuple[int, int], ...], value: float) -> None:
+        self.widths, self.value = widths, value
+
+    def forward(self, x):
+        return _xp(x).pad(x, self.widths, constant_values=self.value)
+
+    def backward(self, gy):
+        return getitem(gy, tuple(slice(lo, n - hi) for (lo, hi), n in zip(self.widths, gy.shape)))
+
+
+class AsType(Function):
+    def __init__(self, dtype: Any) -> None:
+        self.dtype = np.dtype(dtype)
+
+    def forward(self, x):
+        self.in_dtype = x.dtype
+        return x.astype(self.dtype)
+
+    def backward(self, gy):
+        return astype(gy, self.in_dtype)
+
+
+class ToDevice(Function):
+    def __init__(self, device: str) -> None:
+        self.device = device
+
+    def forward(self, x):
+        self.in_device = backend.device_of(x)
+        return backend.to_device(x, self.device)
+
+    def backward(self, gy):
+        return to_device(gy, self.in_device)
+
+
+def reshape(x: Tensor, shape: int | Sequence[int]) -> Tensor:
+    shape = (shape,) if isinstance(shape, int) else tuple(int(n) for n in shape)
+    try:
+        target = _resolve_shape(x, shape)
+    except ValueError:
+        raise ValueError(f"reshape: cannot reshape a tensor of shape {x.shape} to {shape}") from None
+    return x if target == x.shape else Reshape(target)(x)
+
+
+def _resolve_shape(x: Tensor, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Fill in a -1 and check the element count."""
+    size = x.data.size
+    known = math.prod(n for n in shape if n != -1)
+    if shape.count(-1) > 1 or (-1 in shape and (known == 0 or size % known)):
+        raise ValueError("bad -1")
+    target = tuple(size // known if n == -1 else n for n in shape)
+    if math.prod(target) != size:
+        raise ValueError("size mismatch")
+    return target
+
+
+def permute(x: Tensor, dims: Sequence[int]) -> Tensor:
+    dims = tuple(d % x.ndim for d in dims)
+    if sorted(dims) != list(range(x.ndim)):
+        raise ValueError(f"permute: {dims} is not a permutation of the {x.ndim} dims of {x.shape}")
+    return Permute(dims)(x)
+
+
+def transpose(x: Tensor, dim0: int, dim1: int) -> Tensor:
+    dims = list(range(x.ndim))
+    dims[dim0], dims[dim1] = dims[dim1], dims[dim0]
+    return Permute(tuple(dims))(x)
+
+
+def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+    s, e = start_dim % builtins.max(x.ndim, 1), end_dim % builtins.max(x.ndim, 1)
+    return reshape(x, x.shape[:s] + (math.prod(x.shape[s : e + 1]),) + x.shape[e + 1 :])
+
+
+def unsqueeze(x: Tensor, dim: int) -> Tensor:
+    dim = dim % (x.ndim + 1)
+    return reshape(x, x.shape[:dim] + (1,) + x.shape[dim:])
+
+
+def squeeze(x: Tensor, dim: Dims = None) -> Tensor:
+    dims = {i for i, n in enumerate(x.shape) if n == 1} if dim is None else set(_dims(dim, x.ndim))
+    return reshape(x, tuple(n for i, n in enumerate(x.shape) if not (i in dims and n == 1)))
+
+
+def broadcast_to(x: Tensor, shape: Sequence[int]) -> Tensor:
+    shape = tuple(shape)
+    if x.shape == shape:
+        return x
+    try:
+        np.broadcast_shapes(x.shape, shape)
+    except ValueError:
+        raise ValueError(f"broadcast_to: cannot broadcast shape {x.shape} to {shape}") from None
+    return BroadcastTo(shape)(x)
+
+
+def sum_to(x: Tensor, shape: Sequence[int]) -> Tensor:
+    """Sum ``x`` down to ``shape`` (undoing broadcasting)."""
+    shape = tuple(shape)
+    return x if x.shape == shape else SumTo(shape)(x)
+
+
+def getitem(x: Tensor, index: Any) -> Tensor:
+    """``x[index]`` for basic and advanced (integer/boolean array) indices."""
+    index = _raw_index(index)
+    return GetItem(index)(x)
+
+
+def _raw_index(index: Any) -> Any:
+    if isinstance(index, tuple):
+        return tuple(_raw_index(i) for i in index)
+    if isinstance(index, Tensor):
+        return index.data
+    if isinstance(index, list):
+        return np.asarray(index)
+    return index
+
+
+def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
+    """Concatenate along ``dim``."""
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError("cat: expected at least one tensor")
+    dim = dim % tensors[0].ndim
+    for t in tensors[1:]:
+        if t.ndim != tensors[0].ndim or any(
+            a != b for i, (a, b) in enumerate(zip(t.shape, tensors[0].shape)) if i != dim
+        ):
+            raise ValueError(
+                f"cat: shapes {tensors[0].shape} and {t.shape} differ outside dim {dim}"
+            )
+    return Concatenate(dim)(*tensors)
+
+
+concatenate = cat
+
+
+def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
+    """Stack along a new ``dim``."""
+    tensors = list(tensors)
+    if builtins.any(t.shape != tensors[0].shape for t in tensors):
+        raise ValueError(f"stack: all shapes must be equal, got {[t.shape for t in tensors]}")
+    dim = dim % (tensors[0].ndim + 1)
+    return cat([unsqueeze(t, dim) for t in tensors], dim)
+
+
+def split(x: Tensor, split_size_or_sections: int | Sequence[int], dim: int = 0) -> list[Tensor]:
+    """Split into chunks of ``split_size`` (or of the listed sizes) along ``dim``."""
+    dim = dim % x.ndim
+    n = x.shape[dim]
+    if isinstance(split_size_or_sections, int):
+        sizes = [split_size_or_sections] * (n // split_size_or_sections)
+        if n % split_size_or_sections:
+            sizes.append(n % split_size_or_sections)
+    else:
+        sizes = list(split_size_or_sections)
+        if builtins.sum(sizes) != n:
+            raise ValueError(f"split: sizes {sizes} do not add up to {n} (dim {dim} of {x.shape})")
+    lead = (slice(None),) * dim
+    starts = np.cumsum([0] + sizes)
+    return [getitem(x, lead + (slice(s, s + k),)) for s, k in zip(starts, sizes)]
+
+
+def pad(x: Tensor, pad: Sequence[int], value: float = 0.0) -> Tensor:
+    """Constant padding, ``pad`` given from the last dim backwards as in
+    ``torch.nn.functional.pad``: ``(left, right, top, bottom, …)``."""
+    if len(pad) % 2 or len(pad) // 2 > x.ndim:
+        raise ValueError(f"pad: {tuple(pad)} needs an even length ≤ 2·ndim for shape {x.shape}")
+    widths = [(0, 0)] * x.ndim
+    for i in range(len(pad) // 2):
+        widths[x.ndim - 1 - i] = (int(pad[2 * i]), int(pad[2 * i + 1]))
+    if builtins.any(lo < 0 or hi < 0 for lo, hi in widths):
+        raise ValueError(f"pad: negative padding {tuple(pad)} is not supported")
+    return Pad(tuple(widths), value)(x)
+
+
+def astype(x: Tensor, dtype: Any) -> Tensor:
+    return x if np.dtype(dtype) == x.dtype else AsType(dtype)(x)
+
+
+def to_device(x: Tensor, device: str) -> Tensor:
+    device = backend.parse_device(device)
+    return x if device == x.device else ToDevice(device)(x)
+
+
+# --------------------------------------------------------------------------- activations
+
+
+def relu(x: Tensor) -> Tensor:
+    d = x.data
+    return Mask((d > 0).astype(d.dtype))(x)
+
+
+def leaky_relu(x: Tensor, negative_slope: float = 0.01) -> Tensor:
+    """``x`` where positive, ``negative_slope * x`` elsewhere (slope as a constant mask)."""
+    d = x.data
+    return Mask(_xp(d).where(d > 0, d.dtype.type(1), d.dtype.type(negative_slope)))(x)
+
+
+class Tanh(Function):
+    def forward(self, x):
+        return _xp(x).tanh(x)
+
+    def backward(self, gy):
+        y = self.output()
+        return gy * (1 - y * y)
+
+
+class Sigmoid(Function):
+    def forward(self, x):
+        xp = _xp(x)
+        # exp of a non-positive number only: no overflow for large |x|
+        e = xp.exp(-xp.abs(x))
+        return xp.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+
+    def backward(self, gy):
+        y = self.output()
+        return gy * y * (1 - y)
+
+
+class Softplus(Function):
+    def forward(self, x):
+        return _xp(x).logaddexp(x.dtype.type(0), x)
+
+    def backward(self, gy):
+        return gy * sigmoid(self.inputs[0])
+
+
+def tanh(x: Tensor) -> Tensor:
+    return Tanh()(x)
+
+
+def sigmoid(x: Tensor) -> Tensor:
+    return Sigmoid()(x)
+
+
+def softplus(x: Tensor) -> Tensor:
+    """``log(1 + exp(x))``, stable for large ``|x|``."""
+    return Softplus()(x)
+
+
+def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
+    """Zero each element with probability ``p`` and scale the rest by ``1/(1-p)``."""
+    if not 0 <= p <= 1:
+        raise ValueError(f"dropout: probability must be in [0, 1], got {p}")
+    if not training or p == 0:
+        return x
+    if p == 1:
+        return x * 0
+    keep = generator().random(x.shape, dtype=np.float32) >= p
+    m = backend.to_device(keep.astype(x.dtype) / x.dtype.type(1 - p), x.device)
+    return Mask(m)(x)
+
+
+# --------------------------------------------------------------------------- convolution
+
+
+def _conv_out(size: int, k: int, s: int, p: int, d: int) -> int:
+    return (size + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+class Conv2d(Function):
+    """y = conv2d(x, w); its gradients are the two adjoint convolutions below."""
+
+    def __init__(self, stride, padding, dilation) -> None:
+        self.args = (stride, padding, dilation)
+
+    def forward(self, x, w):
+        return kernels.conv2d(x, w, *self.args)
+
+    def backward(self, gy):
+        x, w = self.inputs
+        gx = ConvGradInput(x.shape, *self.args)(gy, w) if self.needs_grad[0] else None
+        gw = ConvGradWeight(w.shape, *self.args)(x, gy) if self.needs_grad[1] else None
+        return gx, gw
+
+
+class ConvGradInput(Function):
+    """gx = conv2d_grad_input(gy, w), i.e. conv_transpose2d; linear in gy and in w."""
+
+    def __init__(self, x_shape, stride, padding, dilation) -> None:
+        self.x_shape, self.args = tuple(x_shape), (stride, padding, dilation)
+
+    def forward(self, gy, w):
+        return kernels.conv2d_grad_input(gy, w, self.x_shape, *self.args)
+
+    def backward(self, ggx):
+        gy, w = self.inputs
+        g_gy = Conv2d(*self.args)(ggx, w) if self.needs_grad[0] else None
+        g_w = ConvGradWeight(w.shape, *self.args)(ggx, gy) if self.needs_grad[1] else None
+        return g_gy, g_w
+
+
+class ConvGradWeight(Function):
+    """gw = conv2d_grad_weight(x, gy); linear in x and in gy."""
+
+    def __init__(self, w_shape, stride, padding, dilation) -> None:
+        self.w_shape, self.args = tuple(w_shape), (stride, padding, dilation)
+
+    def forward(self, x, gy):
+        return kernels.conv2d_grad_weight(x, gy, self.w_shape, *self.args)
+
+    def backward(self, ggw):
+        x, gy = self.inputs
+        g_x = ConvGradInput(x.shape, *self.args)(gy, ggw) if self.needs_grad[0] else None
+        g_gy = Conv2d(*self.args)(x, ggw) if self.needs_grad[1] else None
+        return g_x, g_gy
+
+
+def _conv_bias(y: Tensor, bias: Tensor | None, op: str) -> Tensor:
+    if bias is None:
+        return y
+    if bias.shape != (y.shape[1],):
+        raise ValueError(f"{op}: bias has shape {bias.shape}, expected ({y.shape[1]},)")
+    return y + reshape(bias, (1, -1, 1, 1))
+
+
+def _check_conv_input(op: str, x: Tensor, w: Tensor, channels: int) -> None:
+    if x.ndim != 4:
+        raise ValueError(f"{op}: expected a 4-D input (N, C, H, W), got shape {x.shape}")
+    if w.ndim != 4:
+        raise ValueError(f"{op}: expected a 4-D weight, got shape {w.shape}")
+    if x.shape[1] != channels:
+        plural = "s" if x.shape[1] != 1 else ""
+        raise ValueError(
+            f"{op}: input has {x.shape[1]} channel{plural}, weight expects {channels}; "
+            f"input shape {x.shape}, weight shape {w.shape}"
+        )
+    _check_same_dtype(op, x, w)
+
+
+def conv2d(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride: int | Sequence[int] = 1,
+    padding: int | Sequence[int] = 0,
+    dilation: int | Sequence[int] = 1,
+) -> Tensor:
+    """2-D convolution (cross-correlation), NCHW, weight (O, C, kh, kw), zero padding."""
+    _check_conv_input("conv2d", x, weight, weight.shape[1] if weight.ndim == 4 else -1)
+    s, p, d = _pair(stride, "stride"), _pair(padding, "padding"), _pair(dilation, "dilation")
+    out = [_conv_out(x.shape[2 + i], weight.shape[2 + i], s[i], p[i], d[i]) for i in range(2)]
+    if builtins.min(out) < 1:
+        raise ValueError(
+            f"conv2d: input {x.shape} is too small for kernel {weight.shape[2:]} with "
+            f"padding {p} and dilation {d}"
+        )
+    return _conv_bias(Conv2d(s, p, d)(x, weight), bias, "conv2d")
+
+
+def conv_transpose2d(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride: int | Sequence[int] = 1,
+    padding: int | Sequence[int] = 0,
+    output_padding: int | Sequence[int] = 0,
+    dilation: int | Sequence[int] = 1,
+) -> Tensor:
+    """Transposed convolution, weight (C_in, C_out, kh, kw): the gradient of conv2d w.r.t.
+    its input, as in ``torch.nn.functional.conv_transpose2d``."""
+    _check_conv_input("conv_transpose2d", x, weight, weight.shape[0] if weight.ndim == 4 else -1)
+    s, p, d = _pair(stride, "stride"), _pair(padding, "padding"), _pair(dilation, "dilation")
+    op = _pair(output_padding, "output_padding")
+    for i in range(2):
+        if op[i] >= builtins.max(s[i], d[i]):
+            raise ValueError(
+                f"conv_transpose2d: output_padding {op} must be smaller than stride {s} "
+                f"or dilation {d}"
+            )
+    size = [
+        (x.shape[2 + i] - 1) * s[i] - 2 * p[i] + d[i] * (weight.shape[2 + i] - 1) + op[i] + 1
+        for i in range(2)
+    ]
+    if builtins.min(size) < 1:
+        raise ValueError(f"conv_transpose2d: output size {tuple(size)} for input {x.shape} is empty")
+    out_shape = (x.shape[0], weight.shape[1], size[0], size[1])
+    return _conv_bias(ConvGradInput(out_shape, s, p, d)(x, weight), bias, "conv_transpose2d")
+
+
+# --------------------------------------------------------------------------- normalisation
+
+
+def _normalize_backward(gy: Tensor, x: Tensor, scale: Tensor | None, dims, eps: float):
+    """Gradients of ``y = scale * (x - mean) / sqrt(var + eps) + bias`` (statistics over
+    ``dims``) written with differentiable ops — the path used when ``create_graph=True``.
+
+    Returns ``(gx, g_scale_like_x, g_bias_like_x)`` with the parameter grads still shaped
+    like the broadcast ``scale`` (kept dims); callers reshape them.
+    """
+    count = math.prod(x.shape[d] for d in dims)
+    mu = mean(x, dims, keepdim=True)
+    xc = x - mu
+    invstd = (sum(xc * xc, dims, keepdim=True) * (1.0 / count) + eps) ** -0.5
+    xhat = xc * invstd
+    gxhat = gy if scale is None else gy * scale
+    gx = invstd * (gxhat - mean(gxhat, dims, keepdim=True) - xhat * mean(gxhat * xhat, dims, True))
+    return gx, sum(gy * xhat, dims, keepdim=True), sum(gy, dims, keepdim=True)
+
+
+class BatchNorm(Function):
+    """Training-mode batch norm over all axes but 1; inputs (x, gamma, beta)."""
+
+    def __init__(self, eps: float) -> None:
+        self.eps = eps
+
+    def forward(self, x, gamma, beta):
+        y, self.mean, self.invstd = kernels.batch_norm_forward(x, gamma, beta, self.eps)
+        return y
+
+    def backward(self, gy):
+        x, gamma, _ = self.inputs
+        if is_grad_enabled():  # create_graph: a differentiable backward
+            dims = (0,) + tuple(range(2, x.ndim))
+            shape = (1, -1) + (1,) * (x.ndim - 2)
+            gx, gg, gb = _normalize_backward(gy, x, reshape(gamma, shape), dims, self.eps)
+            return gx, reshape(gg, (-1,)), reshape(gb, (-1,))
+        gx, gg, gb = kernels.batch_norm_backward(
+            gy.data, x.data, gamma.data, self.mean, self.invstd
+        )
+        return Tensor(gx), Tensor(gg), Tensor(gb)
+
+
+class AdaIN(Function):
+    """Adaptive instance norm: per-(n, c) statistics over H, W; inputs (x, scale, bias)."""
+
+    def __init__(self, eps: float) -> None:
+        self.eps = eps
+
+    def forward(self, x, scale, bias):
+        y, self.mean, self.invstd = kernels.adain_forward(x, scale, bias, self.eps)
+        return y
+
+    def backward(self, gy):
+        x, scale, _ = self.inputs
+        if is_grad_enabled():
+            n, c = scale.shape
+            gx, gs, gb = _normalize_backward(gy, x, reshape(scale, (n, c, 1, 1)), (2, 3), self.eps)
+            return gx, reshape(gs, (n, c)), reshape(gb, (n, c))
+        gx, gs, gb = kernels.adain_backward(gy.data, x.data, scale.data, self.mean, self.invstd)
+        return Tensor(gx), Tensor(gs), Tensor(gb)
+
+
+def batch_norm(
+    x: Tensor,
+    running_mean: Any,
+    running_var: Any,
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    training: bool = False,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+) -> Tensor:
+    """Batch normalisation over every axis but the channel axis 1, as in PyTorch.
+
+    In training mode the batch statistics are used and ``running_mean`` / ``running_var``
+    (raw arrays, or None) are updated in place with ``momentum`` and the unbiased variance.
+    Otherwise the running statistics are used.
+    """
+    if x.ndim < 2:
+        raise ValueError(f"batch_norm: expected an input of at least 2 dims (N, C, …), got {x.shape}")
+    c = x.shape[1]
+    for name, t in (("weight", weight), ("bias", bias)):
+        if t is not None and t.shape != (c,):
+            raise ValueError(f"batch_norm: {name} has shape {t.shape}, expected ({c},) for {x.shape}")
+    shape = (1, c) + (1,) * (x.ndim - 2)
+    if not training:
+        if running_mean is None or running_var is None:
+            raise ValueError("batch_norm: eval mode needs running_mean and running_var")
+        xp = _xp(x.data)
+        invstd = 1 / xp.sqrt(xp.asarray(running_var, dtype=x.dtype) + x.dtype.type(eps))
+        y = (x - Tensor(xp.asarray(running_mean, dtype=x.dtype).reshape(shape))) * Tensor(
+            invstd.reshape(shape)
+        )
+        if weight is not None:
+            y = y * reshape(weight, shape)
+        return y if bias is None else y + reshape(bias, shape)
+    count = x.data.size // c
+    if count < 2:
+        raise ValueError(f"batch_norm: expected more than 1 value per channel when training, got input {x.shape}")
+    xp = _xp(x.data)
+    gamma = weight if weight is not None else Tensor(xp.ones(c, dtype=x.dtype))
+    beta = bias if bias is not None else Tensor(xp.zeros(c, dtype=x.dtype))
+    fn = BatchNorm(eps)
+    y = fn(x, gamma, beta)
+    if running_mean is not None:
+        var = 1 / (fn.invstd.astype(np.float64) ** 2) - eps
+        running_mean *= 1 - momentum
+        running_mean += momentum * fn.mean.astype(running_mean.dtype)
+        running_var *= 1 - momentum
+        running_var += (momentum * var * count / (count - 1)).astype(running_var.dtype)
+    return y
+
+
+def adain(x: Tensor, scale: Tensor, bias: Tensor, eps: float = 1e-5) -> Tensor:
+    """Adaptive instance normalisation: normalise each (sample, channel) plane over H, W,
+    then apply a per-sample style ``scale`` and ``bias`` of shape (N, C).
+
+    >>> import minigan
+    >>> x = minigan.randn(2, 3, 4, 4)
+    >>> y = adain(x, minigan.ones(2, 3) * 2, minigan.zeros(2, 3))
+    >>> bool(abs(y.numpy().std(axis=(2, 3)) - 2).max() < 1e-3)
+    True
+    """
+    if x.ndim != 4:
+        raise ValueError(f"adain: expected a 4-D input (N, C, H, W), got shape {x.shape}")
+    for name, t in (("scale", scale), ("bias", bias)):
+        if t.shape != x.shape[:2]:
+            raise ValueError(f"adain: {name} has shape {t.shape}, expected {x.shape[:2]} for input {x.shape}")
+    _check_same_dtype("adain", x, scale, bias)
+    return AdaIN(eps)(x, scale, bias)
+
+
+def instance_norm(
+    x: Tensor, weight: Tensor | None = None, bias: Tensor | None = None, eps: float = 1e-5
+) -> Tensor:
+    """Instance normalisation (statistics per sample and channel over H, W); the optional
+    per-channel affine ``weight``/``bias`` is AdaIN with the same style for every sample."""
+    if x.ndim != 4:
+        raise ValueError(f"instance_norm: expected a 4-D input (N, C, H, W), got shape {x.shape}")
+    n, c = x.shape[:2]
+    xp = _xp(x.data)
+    scale = broadcast_to(weight, (n, c)) if weight is not None else Tensor(xp.ones((n, c), x.dtype))
+    shift = broadcast_to(bias, (n, c)) if bias is not None else Tensor(xp.zeros((n, c), x.dtype))
+    return AdaIN(eps)(x, scale, shift)
+
+
+# --------------------------------------------------------------------------- pooling, resizing
+
+
+def _windows(x: Tensor, kernel_size, stride, padding, pad_value: float, op: str):
+    k = _pair(kernel_size, "kernel_size")
+    s = _pair(stride if stride is not None else k, "stride")
+    p = _pair(padding, "padding")
+    if x.ndim != 4:
+        raise ValueError(f"{op}: expected a 4-D input (N, C, H, W), got shape {x.shape}")
+    if p[0] > k[0] // 2 or p[1] > k[1] // 2:
+        raise ValueError(f"{op}: padding {p} should be at most half the kernel size {k}")
+    oh, ow = (_conv_out(x.shape[2 + i], k[i], s[i], p[i], 1) for i in range(2))
+    if oh < 1 or ow < 1:
+        raise ValueError(f"{op}: input {x.shape} is too small for kernel {k}")
+    xpad = pad(x, (p[1], p[1], p[0], p[0]), pad_value) if p != (0, 0) else x
+    return xpad, k, s, oh, ow
+
+
+def avg_pool2d(x: Tensor, kernel_size, stride=None, padding=0) -> Tensor:
+    """Average pooling (zero padding counted in the average, PyTorch's default)."""
+    xpad, k, s, oh, ow = _windows(x, kernel_size, stride, padding, 0.0, "avg_pool2d")
+    total = None
+    for i in range(k[0]):
+        for j in range(k[1]):
+            part = xpad[:, :, i : i + s[0] * (oh - 1) + 1 : s[0], j : j + s[1] * (ow - 1) + 1 : s[1]]
+            total = part if total is None else total + part
+    return total * (1.0 / (k[0] * k[1]))
+
+
+def max_pool2d(x: Tensor, kernel_size, stride=None, padding=0) -> Tensor:
+    """Max pooling; the gradient goes to the first maximum of each window."""
+    xpad, k, s, oh, ow = _windows(x, kernel_size, stride, padding, -np.inf, "max_pool2d")
+    n, c, hp, wp = xpad.shape
+    d = xpad.data
+    xp = _xp(d)
+    # flat index of every window element, then the arg-max inside each window
+    rows = (xp.arange(oh) * s[0])[:, None, None, None] + xp.arange(k[0])[None, None, :, None]
+    cols = (xp.arange(ow) * s[1])[None, :, None, None] + xp.arange(k[1])[None, None, None, :]
+    flat = (rows * wp + cols).reshape(oh, ow, k[0] * k[1])
+    planes = d.reshape(n, c, hp * wp)
+    best = planes[:, :, flat].argmax(axis=-1)  # (n, c, oh, ow)
+    idx = xp.take_along_axis(xp.broadcast_to(flat, (n, c) + flat.shape), best[..., None], -1)[..., 0]
+    base = (xp.arange(n * c) * (hp * wp)).reshape(n, c, 1, 1)
+    return reshape(getitem(reshape(xpad, (-1,)), idx + base), (n, c, oh, ow))
+
+
+def upsample(
+    x: Tensor,
+    size: int | Sequence[int] | None = None,
+    scale_factor: float | Sequence[float] | None = None,
+    mode: str = "nearest",
+    align_corners: bool | None = None,
+) -> Tensor:
+    """Resize NCHW images by ``nearest`` or ``bilinear`` interpolation (PyTorch's rules)."""
+    if x.ndim != 4:
+        raise ValueError(f"upsample: expected a 4-D input (N, C, H, W), got shape {x.shape}")
+    if (size is None) == (scale_factor is None):
+        raise ValueError("upsample: give exactly one of size and scale_factor")
+    h, w = x.shape[2:]
+    if size is not None:
+        oh, ow = _pair(size, "size")
+        scales = (h / oh, w / ow)
+    else:
+        f = (scale_factor, scale_factor) if isinstance(scale_factor, (int, float)) else scale_factor
+        oh, ow = int(math.floor(h * f[0])), int(math.floor(w * f[1]))
+        scales = (1 / f[0], 1 / f[1])
+    if mode == "nearest":
+        if oh % h == 0 and ow % w == 0:  # integer factors: repeat by broadcasting (fast)
+            a, b = oh // h, ow // w
+            y = broadcast_to(reshape(x, (*x.shape[:2], h, 1, w, 1)), (*x.shape[:2], h, a, w, b))
+            return reshape(y, (*x.shape[:2], oh, ow))
+        ih = np.minimum(np.floor(np.arange(oh) * scales[0]).astype(np.int64), h - 1)
+        iw = np.minimum(np.floor(np.arange(ow) * scales[1]).astype(np.int64), w - 1)
+        return getitem(getitem(x, (slice(None), slice(None), ih)), (Ellipsis, iw))
+    if mode == "bilinear":
+        y = _lerp_axis(x, 2, oh, scales[0], bool(align_corners))
+        return _lerp_axis(y, 3, ow, scales[1], bool(align_corners))
+    raise ValueError(f"upsample: unknown mode {mode!r}; expected 'nearest' or 'bilinear'")
+
+
+interpolate = upsample
+
+
+def _lerp_axis(x: Tensor, axis: int, out: int, scale: float, align_corners: bool) -> Tensor:
+    n_in = x.shape[axis]
+    if align_corners:
+        src = np.arange(out) * ((n_in - 1) / (out - 1) if out > 1 else 0.0)
+    else:
+        src = np.maximum((np.arange(out) + 0.5) * scale - 0.5, 0.0)
+    i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    frac = (src - i0).astype(x.dtype)
+    shape = [1] * x.ndim
+    shape[axis] = out
+    frac_t = Tensor(backend.to_device(frac.reshape(shape), x.device))
+    lead = (slice(None),) * axis
+    lo, hi = getitem(x, lead + (i0,)), getitem(x, lead + (i1,))
+    return lo + (hi - lo) * frac_t
+
+
+# --------------------------------------------------------------------------- losses
+
+
+def _reduce(loss: Tensor, reduction: str, op: str) -> Tensor:
+    if reduction == "mean":
+        return mean(loss)
+    if reduction == "sum":
+        return sum(loss)
+    if reduction == "none":
+        return loss
+    raise ValueError(f"{op}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+
+
+def _check_target(op: str, x: Tensor, target: Tensor) -> None:
+    if x.shape != target.shape:
+        raise ValueError(f"{op}: input shape {x.shape} and target shape {target.shape} differ")
+
+
+def binary_cross_entropy_with_logits(
+    logits: Tensor,
+    target: Any,
+    weight: Tensor | None = None,
+    reduction: str = "mean",
+    pos_weight: Tensor | None = None,
+) -> Tensor:
+    """``-[t·log σ(x) + (1-t)·log(1-σ(x))]`` written as ``softplus(x) - t·x`` (stable for
+    any logit size)."""
+    op = "binary_cross_entropy_with_logits"
+    target = _as_tensor(target, logits)
+    _check_target(op, logits, target)
+    if pos_weight is None:
+        loss = softplus(logits) - target * logits
+    else:  # (1 - t)·x + (1 + (p - 1)·t)·softplus(-x)
+        loss = (1 - target) * logits + (1 + (pos_weight - 1) * target) * softplus(-logits)
+    if weight is not None:
+        loss = loss * weight
+    return _reduce(loss, reduction, op)
+
+
+def mse_loss(x: Tensor, target: Any, reduction: str = "mean") -> Tensor:
+    target = _as_tensor(target, x)
+    _check_target("mse_loss", x, target)
+    diff = x - target
+    return _reduce(diff * diff, reduction, "mse_loss")
+
+
+def l1_loss(x: Tensor, target: Any, reduction: str = "mean") -> Tensor:
+    target = _as_tensor(target, x)
+    _check_target("l1_loss", x, target)
+    return _reduce(abs(x - target), reduction, "l1_loss")
+
+
+def cross_entropy(
+    logits: Tensor, target: Any, reduction: str = "mean", label_smoothing: float = 0.0
+) -> Tensor:
+    """Cross entropy from logits (N, K) or (N, K, …) and class indices (N, …) or class
+    probabilities shaped like ``logits``."""
+    if logits.ndim < 2:
+        raise ValueError(f"cross_entropy: expected logits (N, K, …), got shape {logits.shape}")
+    logp = log_softmax(logits, dim=1)
+    k = logits.shape[1]
+    target = target if isinstance(target, Tensor) else Tensor(np.asarray(target))
+    if target.dtype.kind in "iu":
+        if target.shape != logits.shape[:1] + logits.shape[2:]:
+            raise ValueError(
+                f"cross_entropy: class-index target has shape {target.shape}, expected "
+                f"{logits.shape[:1] + logits.shape[2:]} for logits {logits.shape}"
+            )
+        t = target.data
+        if t.size and (t.min() < 0 or t.max() >= k):
+            raise ValueError(f"cross_entropy: class indices must be in [0, {k}), got {t.min()}..{t.max()}")
+        onehot = _xp(t).moveaxis(_xp(t).eye(k, dtype=logits.dtype)[t], -1, 1)
+        target = Tensor(onehot)
+    else:
+        _check_target("cross_entropy", logits, target)
+        target = astype(target, logits.dtype)
+    if label_smoothing:
+        target = target * (1 - label_smoothing) + label_smoothing / k
+    return _reduce(-sum(target * logp, 1), reduction, "cross_entropy")

@@ -1,0 +1,601 @@
+"""Tensor and reverse-mode automatic differentiation.
+
+A :class:`Tensor` wraps an array (NumPy on the CPU, CuPy on the GPU). Every differentiable
+operation is a :class:`Function`: ``forward`` computes on raw arrays, ``backward`` maps the
+output's gradient to the inputs' gradients *using Tensor operations*, so the backward pass
+is itself differentiable and ``create_graph=True`` yields true second derivatives.
+
+>>> import minigan
+>>> x = minigan.tensor([1.0, 2.0, 3.0], requires_grad=True)
+>>> y = (x * x).sum()
+>>> y.backward()
+>>> x.grad
+tensor([2., 4., 6.])
+>>> (g,) = minigan.grad((x ** 3).sum(), x, create_graph=True)
+>>> (gg,) = minigan.grad(g.sum(), x)
+>>> gg
+tensor([ 6., 12., 18.])
+"""
+
+from __future__ import annotations
+
+import contextlib
+import weakref
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from minigan import backend
+from minigan import random as _random
+
+# --------------------------------------------------------------------------- grad mode
+
+_grad_enabled = True
+
+
+def is_grad_enabled() -> bool:
+    """Whether operations currently record a graph."""
+    return _grad_enabled
+
+
+@contextlib.contextmanager
+def set_grad_enabled(mode: bool) -> Iterator[None]:
+    """Turn graph recording on or off inside a ``with`` block."""
+    global _grad_enabled
+    previous, _grad_enabled = _grad_enabled, bool(mode)
+    try:
+        yield
+    finally:
+        _grad_enabled = previous
+
+
+def no_grad() -> contextlib.AbstractContextManager[None]:
+    """Context manager (and decorator) that disables graph recording.
+
+    >>> import minigan
+    >>> w = minigan.tensor([1.0], requires_grad=True)
+    >>> with minigan.no_grad():
+    ...     (w * 2).requires_grad
+    False
+    """
+    return set_grad_enabled(False)
+
+
+def enable_grad() -> contextlib.AbstractContextManager[None]:
+    """Context manager that re-enables graph recording inside :func:`no_grad`."""
+    return set_grad_enabled(True)
+
+
+# --------------------------------------------------------------------------- Tensor
+
+_FLOAT_KINDS = "f"
+
+
+class Tensor:
+    """An n-dimensional array that remembers how it was computed.
+
+    ``Tensor(array)`` keeps the array's dtype; use :func:`tensor` to build one from Python
+    data (floats become float32, as in PyTorch).
+    """
+
+    __array_priority__ = 1000  # ``ndarray * Tensor`` defers to ``Tensor.__rmul__``
+
+    def __init__(self, data: Any, requires_grad: bool = False) -> None:
+        if isinstance(data, Tensor):
+            data = data.data
+        elif not (isinstance(data, np.ndarray) or backend.is_cupy_array(data)):
+            data = np.asarray(data)
+        self.data = data
+        self.grad: Tensor | None = None
+        self.creator: Function | None = None
+        self.requires_grad = requires_grad
+
+    # ----- attributes
+    @property
+    def requires_grad(self) -> bool:
+        return self._requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, flag: bool) -> None:
+        if flag and self.data.dtype.kind not in _FLOAT_KINDS:
+            raise TypeError(f"only floating-point tensors can require grad, not {self.dtype}")
+        self._requires_grad = bool(flag)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.data.shape)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.data.dtype
+
+    @property
+    def ndim(self) -> int:
+        return self.data.ndim
+
+    @property
+    def device(self) -> str:
+        return backend.device_of(self.data)
+
+    @property
+    def is_leaf(self) -> bool:
+        return self.creator is None
+
+    def size(self, dim: int | None = None) -> tuple[int, ...] | int:
+        return self.shape if dim is None else self.shape[dim]
+
+    def numel(self) -> int:
+        return int(self.data.size)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __repr__(self) -> str:
+        body = np.array2string(self.numpy(), separator=", ", prefix="tensor(")
+        extra = "" if self.dtype == np.float32 else f", dtype={self.dtype}"
+        extra += "" if self.device == "cpu" else f", device='{self.device}'"
+        extra += ", requires_grad=True" if self.requires_grad else ""
+        return f"tensor({body}{extra})"
+
+    # ----- conversion
+    def numpy(self) -> np.ndarray:
+        """The data as a NumPy array (copied to the host for CUDA tensors)."""
+        return self.data.get() if self.device == "cuda" else self.data
+
+    def item(self) -> float | int | bool:
+        if self.data.size != 1:
+            raise ValueError(f"item(): tensor has {self.data.size} elements, expected 1")
+        return self.data.reshape(()).item()
+
+    def tolist(self) -> Any:
+        return self.numpy().tolist()
+
+    def detach(self) -> Tensor:
+        """A tensor sharing this one's data, cut from the graph."""
+        return Tensor(self.data)
+
+    def to(self, device: str | None = None, dtype: Any = None) -> Tensor:
+        """This tensor on another device and/or dtype (``self`` if nothing changes).
+
+        Differentiable: gradients flow back to the original tensor.
+        """
+        from minigan import functional as F
+
+        out = self
+        if dtype is not None and np.dtype(dtype) != self.dtype:
+            out = F.astype(out, dtype)
+        if device is not None and backend.parse_device(device) != out.device:
+            out = F.to_device(out, device)
+        return out
+
+    def float(self) -> Tensor:
+        return self.to(dtype=np.float32)
+
+    def double(self) -> Tensor:
+        return self.to(dtype=np.float64)
+
+    def cpu(self) -> Tensor:
+        return self.to("cpu")
+
+    def cuda(self) -> Tensor:
+        return self.to("cuda")
+
+    def requires_grad_(self, flag: bool = True) -> Tensor:
+        self.requires_grad = flag
+        return self
+
+    def zero_(self) -> Tensor:
+        """Fill with zeros in place (on a tensor outside the graph)."""
+        self.data[...] = 0
+        return self
+
+    # ----- autograd
+    def backward(
+        self,
+        gradient: Tensor | None = None,
+        retain_graph: bool | None = None,
+        create_graph: bool = False,
+    ) -> None:
+        """Accumulate d(self)/d(leaf) into ``leaf.grad`` for every leaf that requires grad."""
+        if not self.requires_grad:
+            raise RuntimeError("backward(): tensor does not require grad and has no creator")
+        backward([self], [gradient], retain_graph=retain_graph, create_graph=create_graph)
+
+    # ----- operators (implemented in minigan.functional)
+    def __add__(self, other: Any) -> Tensor:
+        return F.add(self, other)
+
+    def __radd__(self, other: Any) -> Tensor:
+        return F.add(other, self)
+
+    def __sub__(self, other: Any) -> Tensor:
+        return F.sub(self, other)
+
+    def __rsub__(self, other: Any) -> Tensor:
+        return F.sub(other, self)
+
+    def __mul__(self, other: Any) -> Tensor:
+        return F.mul(self, other)
+
+    def __rmul__(self, other: Any) -> Tensor:
+        return F.mul(other, self)
+
+    def __truediv__(self, other: Any) -> Tensor:
+        return F.div(self, other)
+
+    def __rtruediv__(self, other: Any) -> Tensor:
+        return F.div(other, self)
+
+    def __neg__(self) -> Tensor:
+        return F.neg(self)
+
+    def __pow__(self, exponent: Any) -> Tensor:
+        return F.pow(self, exponent)
+
+    def __rpow__(self, base: Any) -> Tensor:
+        return F.pow(base, self)
+
+    def __matmul__(self, other: Any) -> Tensor:
+        return F.matmul(self, other)
+
+    def __rmatmul__(self, other: Any) -> Tensor:
+        return F.matmul(other, self)
+
+    def __getitem__(self, index: Any) -> Tensor:
+        return F.getitem(self, index)
+
+    # comparisons give plain boolean tensors (no graph); == stays identity, as hashing needs
+    def __lt__(self, other: Any) -> Tensor:
+        return Tensor(self.data < _raw(other))
+
+    def __le__(self, other: Any) -> Tensor:
+        return Tensor(self.data <= _raw(other))
+
+    def __gt__(self, other: Any) -> Tensor:
+        return Tensor(self.data > _raw(other))
+
+    def __ge__(self, other: Any) -> Tensor:
+        return Tensor(self.data >= _raw(other))
+
+    __hash__ = object.__hash__
+
+    # ----- methods (the same names as PyTorch)
+    def sum(self, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> Tensor:
+        return F.sum(self, dim, keepdim)
+
+    def mean(self, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> Tensor:
+        return F.mean(self, dim, keepdim)
+
+    def var(self, dim: Any = None, correction: int = 1, keepdim: bool = False) -> Tensor:
+        return F.var(self, dim, correction=correction, keepdim=keepdim)
+
+    def std(self, dim: Any = None, correction: int = 1, keepdim: bool = False) -> Tensor:
+        return F.std(self, dim, correction=correction, keepdim=keepdim)
+
+    def max(self, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> Tensor:
+        return F.max(self, dim, keepdim)
+
+    def min(self, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> Tensor:
+        return F.min(self, dim, keepdim)
+
+    def reshape(self, *shape: Any) -> Tensor:
+        return F.reshape(self, shape[0] if len(shape) == 1 else shape)
+
+    view = reshape
+
+    def transpose(self, dim0: int, dim1: int) -> Tensor:
+        return F.transpose(self, dim0, dim1)
+
+    def permute(self, *dims: Any) -> Tensor:
+        return F.permute(self, dims[0] if len(dims) == 1 else dims)
+
+    @property
+    def T(self) -> Tensor:
+        return F.permute(self, tuple(reversed(range(self.ndim))))
+
+    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+        return F.flatten(self, start_dim, end_dim)
+
+    def unsqueeze(self, dim: int) -> Tensor:
+        return F.unsqueeze(self, dim)
+
+    def squeeze(self, dim: int | None = None) -> Tensor:
+        return F.squeeze(self, dim)
+
+    def expand(self, *shape: Any) -> Tensor:
+        return F.broadcast_to(self, shape[0] if len(shape) == 1 else shape)
+
+    def exp(self) -> Tensor:
+        return F.exp(self)
+
+    def log(self) -> Tensor:
+        return F.log(self)
+
+    def sqrt(self) -> Tensor:
+        return F.sqrt(self)
+
+    def abs(self) -> Tensor:
+        return F.abs(self)
+
+    def clip(self, min: float | None = None, max: float | None = None) -> Tensor:
+        return F.clip(self, min, max)
+
+    clamp = clip
+
+    def tanh(self) -> Tensor:
+        return F.tanh(self)
+
+    def sigmoid(self) -> Tensor:
+        return F.sigmoid(self)
+
+    def relu(self) -> Tensor:
+        return F.relu(self)
+
+
+def _raw(x: Any) -> Any:
+    return x.data if isinstance(x, Tensor) else x
+
+
+def tensor(data: Any, dtype: Any = None, device: str = "cpu", requires_grad: bool = False) -> Tensor:
+    """Build a tensor from Python data or an array (a copy), like ``torch.tensor``.
+
+    Python floats become float32; arrays keep their dtype unless ``dtype`` is given.
+
+    >>> tensor([[1, 2], [3, 4]]).dtype
+    dtype('int64')
+    >>> tensor([0.5, 1.5]).dtype
+    dtype('float32')
+    """
+    if isinstance(data, Tensor):
+        data = data.numpy()
+    from_python = not hasattr(data, "__array__") and not backend.is_cupy_array(data)
+    array = np.array(data, dtype=dtype) if not backend.is_cupy_array(data) else data.copy()
+    if dtype is None and from_python and array.dtype == np.float64:
+        array = array.astype(np.float32)
+    return Tensor(backend.to_device(array, device), requires_grad=requires_grad)
+
+
+def _creator(fill):
+    def make(*shape: Any, dtype: Any = np.float32, device: str = "cpu", requires_grad: bool = False) -> Tensor:
+        shape = tuple(shape[0]) if len(shape) == 1 and not isinstance(shape[0], int) else shape
+        array = backend.to_device(fill(shape, np.dtype(dtype)), device)
+        return Tensor(array, requires_grad=requires_grad)
+
+    return make
+
+
+def _randn(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    return _random.generator().standard_normal(shape, dtype=np.float64).astype(dtype)
+
+
+def _rand(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    return _random.generator().random(shape, dtype=np.float64).astype(dtype)
+
+
+zeros = _creator(lambda shape, dtype: np.zeros(shape, dtype))
+zeros.__doc__ = "Tensor of zeros: ``zeros(2, 3)`` or ``zeros((2, 3))``, float32 by default."
+ones = _creator(lambda shape, dtype: np.ones(shape, dtype))
+ones.__doc__ = "Tensor of ones, float32 by default."
+randn = _creator(_randn)
+randn.__doc__ = "Standard normal samples from minigan's generator (see ``manual_seed``)."
+rand = _creator(_rand)
+rand.__doc__ = "Uniform [0, 1) samples from minigan's generator (see ``manual_seed``)."
+
+
+def zeros_like(x: Tensor, requires_grad: bool = False) -> Tensor:
+    return Tensor(backend.get_array_module(x.data).zeros_like(x.data), requires_grad)
+
+
+def ones_like(x: Tensor, requires_grad: bool = False) -> Tensor:
+    return Tensor(backend.get_array_module(x.data).ones_like(x.data), requires_grad)
+
+
+def randn_like(x: Tensor) -> Tensor:
+    return randn(x.shape, dtype=x.dtype, device=x.device)
+
+
+# --------------------------------------------------------------------------- Function
+
+
+class Function:
+    """One differentiable operation with a single output.
+
+    Subclasses implement ``forward(*arrays) -> array`` and ``backward(gy) -> grads``, where
+    ``backward`` receives and returns Tensors and reads its inputs from ``self.inputs`` (and
+    its output from ``self.output()``). ``self.needs_grad[i]`` tells whether input ``i``'s
+    gradient is wanted, so expensive branches can be skipped (return ``None`` for them).
+    """
+
+    inputs: tuple[Tensor, ...] | None = None
+    needs_grad: tuple[bool, ...] = ()
+
+    def __call__(self, *inputs: Any) -> Tensor:
+        inputs = tuple(x if isinstance(x, Tensor) else Tensor(x) for x in inputs)
+        if len(inputs) > 1:
+            kinds = {type(x.data) for x in inputs}
+            if len(kinds) > 1:
+                devices = ", ".join(f"{x.device} {x.shape}" for x in inputs)
+                raise ValueError(f"{self.name}: tensors are on different devices ({devices})")
+        out = Tensor(self.forward(*(x.data for x in inputs)))
+        if _grad_enabled and any(x.requires_grad for x in inputs):
+            out.requires_grad = True
+            out.creator = self
+            self.inputs = inputs
+            self.output = weakref.ref(out)
+        return out
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__.lower()
+
+    def forward(self, *xs: Any) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} must define forward()")
+
+    def backward(self, gy: Tensor) -> Tensor | None | tuple[Tensor | None, ...]:
+        raise NotImplementedError(f"{type(self).__name__} is not differentiable")
+
+
+# --------------------------------------------------------------------------- backward engine
+
+
+def _graph(roots: Sequence[Tensor]) -> list[Tensor]:
+    """Tensors reachable from ``roots`` through their creators, in topological order
+    (every tensor before the tensors it was computed from). Iterative: deep graphs are fine."""
+    order: list[Tensor] = []
+    seen: set[int] = set()
+    stack: list[tuple[Tensor, bool]] = [(r, False) for r in roots]
+    while stack:
+        t, expanded = stack.pop()
+        if expanded:
+            order.append(t)
+            continue
+        if id(t) in seen:
+            continue
+        seen.add(id(t))
+        stack.append((t, True))
+        fn = t.creator
+        if fn is not None:
+            if fn.inputs is None:
+                raise RuntimeError(
+                    "trying to backward through the graph a second time (its buffers were "
+                    "freed); pass retain_graph=True to the first backward() or grad()"
+                )
+            stack.extend((x, False) for x in fn.inputs if x.requires_grad and id(x) not in seen)
+    order.reverse()
+    return order
+
+
+def _run_backward(
+    outputs: Sequence[Tensor],
+    grad_outputs: Sequence[Tensor | None],
+    targets: Sequence[Tensor] | None,
+    retain_graph: bool,
+    create_graph: bool,
+) -> dict[int, tuple[Tensor, Tensor]]:
+    """Propagate gradients from ``outputs`` back through the graph.
+
+    Returns ``(tensor, total gradient)`` for every target (all leaves when ``targets`` is
+    None), keyed by ``id``. Only the part of the graph that leads to a target is evaluated.
+    """
+    from minigan import functional as F
+
+    order = _graph(outputs)
+    target_ids = None if targets is None else {id(t) for t in targets}
+
+    # which tensors lead to a target (walk from the inputs side)
+    needed: set[int] = set()
+    for t in reversed(order):
+        if t.creator is None:
+            if target_ids is None or id(t) in target_ids:
+                needed.add(id(t))
+        elif (target_ids is not None and id(t) in target_ids) or any(
+            id(x) in needed for x in t.creator.inputs
+        ):
+            needed.add(id(t))
+
+    grads: dict[int, Tensor] = {}
+    for out, g in zip(outputs, grad_outputs):
+        if g is None:
+            if out.data.size != 1:
+                raise RuntimeError(
+                    f"grad can be implicitly created only for scalar outputs; output has shape "
+                    f"{out.shape}: pass grad_outputs / gradient"
+                )
+            g = Tensor(backend.get_array_module(out.data).ones_like(out.data))
+        elif not isinstance(g, Tensor):
+            g = Tensor(g)
+        if g.shape != out.shape:
+            raise ValueError(f"gradient has shape {g.shape}, but the output has shape {out.shape}")
+        grads[id(out)] = grads[id(out)] + g if id(out) in grads else g
+
+    results: dict[int, tuple[Tensor, Tensor]] = {}
+    with set_grad_enabled(create_graph):
+        for t in order:
+            if id(t) not in needed or id(t) not in grads:
+                continue
+            g = grads.pop(id(t))
+            fn = t.creator
+            if (fn is None) if target_ids is None else (id(t) in target_ids):
+                results[id(t)] = (t, g)
+            if fn is None:
+                continue
+            fn.needs_grad = tuple(x.requires_grad and id(x) in needed for x in fn.inputs)
+            gxs = fn.backward(g)
+            if not isinstance(gxs, tuple):
+                gxs = (gxs,)
+            for x, gx, wanted in zip(fn.inputs, gxs, fn.needs_grad):
+                if gx is None or not wanted:
+                    continue
+                if gx.shape != x.shape:
+                    gx = F.sum_to(gx, x.shape)  # the one place where broadcasting is undone
+                grads[id(x)] = grads[id(x)] + gx if id(x) in grads else gx
+            if not retain_graph:
+                fn.inputs = None  # free saved tensors
+    return results
+
+
+def backward(
+    tensors: Sequence[Tensor],
+    grad_tensors: Sequence[Tensor | None] | None = None,
+    retain_graph: bool | None = None,
+    create_graph: bool = False,
+) -> None:
+    """Accumulate gradients of ``tensors`` into the ``.grad`` of every leaf (``Tensor.backward``)."""
+    grad_tensors = grad_tensors or [None] * len(tensors)
+    retain = create_graph if retain_graph is None else retain_graph
+    results = _run_backward(tensors, grad_tensors, None, retain, create_graph)
+    for leaf, g in results.values():
+        if not create_graph:
+            g = g.detach()
+        leaf.grad = g if leaf.grad is None else leaf.grad + g
+
+
+def grad(
+    outputs: Tensor | Sequence[Tensor],
+    inputs: Tensor | Sequence[Tensor],
+    grad_outputs: Tensor | Sequence[Tensor | None] | None = None,
+    retain_graph: bool | None = None,
+    create_graph: bool = False,
+    allow_unused: bool = False,
+) -> tuple[Tensor | None, ...]:
+    """Gradients of ``outputs`` with respect to ``inputs``, like ``torch.autograd.grad``.
+
+    With ``create_graph=True`` the result is itself part of the graph, so it can be
+    differentiated again (R1 and gradient penalties).
+
+    >>> import minigan
+    >>> x = minigan.tensor([3.0], requires_grad=True)
+    >>> minigan.grad((x * x).sum(), x)
+    (tensor([6.]),)
+    """
+    outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+    inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+    if grad_outputs is None or isinstance(grad_outputs, Tensor):
+        grad_outputs = [grad_outputs] * len(outputs)
+    for i, x in enumerate(inputs):
+        if not x.requires_grad:
+            raise RuntimeError(f"grad(): input {i} (shape {x.shape}) does not require grad")
+    for i, y in enumerate(outputs):
+        if not y.requires_grad:
+            raise RuntimeError(
+                f"grad(): output {i} (shape {y.shape}) does not require grad: "
+                "it does not depend on any input that requires grad"
+            )
+    retain = create_graph if retain_graph is None else retain_graph
+    results = _run_backward(outputs, list(grad_outputs), inputs, retain, create_graph)
+    answer: list[Tensor | None] = []
+    for i, x in enumerate(inputs):
+        g = results[id(x)][1] if id(x) in results else None
+        if g is None and not allow_unused:
+            raise RuntimeError(
+                f"grad(): input {i} (shape {x.shape}) was not used to compute the outputs; "
+                "pass allow_unused=True"
+            )
+        if g is not None and not create_graph:
+            g = g.detach()
+        answer.append(g)
+    return tuple(answer)
+
+
+from minigan import functional as F  # noqa: E402  (functional needs Tensor and Function)
