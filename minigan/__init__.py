@@ -7,8 +7,9 @@
 tensor([2., 4.])
 """
 
-from minigan import functional
+from minigan import functional, nn, optim
 from minigan.random import manual_seed
+from minigan.serialization import load, save
 from minigan.tensor import (
     Tensor,
     enable_grad,
@@ -35,13 +36,17 @@ __all__ = [
     "functional",
     "grad",
     "is_grad_enabled",
+    "load",
     "manual_seed",
+    "nn",
     "no_grad",
     "ones",
     "ones_like",
+    "optim",
     "rand",
     "randn",
     "randn_like",
+    "save",
     "set_grad_enabled",
     "tensor",
     "zeros",

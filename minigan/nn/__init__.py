@@ -1,0 +1,56 @@
+"""Neural-network building blocks with PyTorch's names: ``Module``, layers, ``init``.
+
+>>> from minigan import nn
+>>> model = nn.Sequential(nn.Linear(100, 256), nn.LeakyReLU(0.2), nn.Linear(256, 1))
+>>> [name for name, _ in model.named_parameters()]
+['0.weight', '0.bias', '2.weight', '2.bias']
+"""
+
+from minigan.nn import init
+from minigan.nn.layers import (
+    AvgPool2d,
+    BatchNorm1d,
+    BatchNorm2d,
+    Conv2d,
+    ConvTranspose2d,
+    Dropout,
+    Flatten,
+    Identity,
+    InstanceNorm2d,
+    LeakyReLU,
+    Linear,
+    MaxPool2d,
+    ReLU,
+    Sigmoid,
+    Softplus,
+    Tanh,
+    Unflatten,
+    Upsample,
+)
+from minigan.nn.module import Module, ModuleList, Parameter, Sequential
+
+__all__ = [
+    "AvgPool2d",
+    "BatchNorm1d",
+    "BatchNorm2d",
+    "Conv2d",
+    "ConvTranspose2d",
+    "Dropout",
+    "Flatten",
+    "Identity",
+    "InstanceNorm2d",
+    "LeakyReLU",
+    "Linear",
+    "MaxPool2d",
+    "Module",
+    "ModuleList",
+    "Parameter",
+    "ReLU",
+    "Sequential",
+    "Sigmoid",
+    "Softplus",
+    "Tanh",
+    "Unflatten",
+    "Upsample",
+    "init",
+]
