@@ -8,6 +8,7 @@ tensor([2., 4.])
 """
 
 from minigan import functional, nn, optim
+from minigan.hookspecs import hookimpl
 from minigan.random import manual_seed
 from minigan.serialization import load, save
 from minigan.tensor import (
@@ -35,6 +36,7 @@ __all__ = [
     "enable_grad",
     "functional",
     "grad",
+    "hookimpl",
     "is_grad_enabled",
     "load",
     "manual_seed",

@@ -1,0 +1,86 @@
+"""The hooks a minigan plugin can implement — all of them, in one place.
+
+A plugin is a module (or any object) whose functions are marked with ``@hookimpl`` and whose
+package declares an entry point in the ``minigan`` group::
+
+    # pyproject.toml of a third-party package
+    [project.entry-points.minigan]
+    mygan = "minigan_mygan"
+
+    # minigan_mygan/__init__.py
+    from minigan import hookimpl
+
+    @hookimpl
+    def register_models(register):
+        register("mygan", "minigan_mygan.model:MyGAN")
+
+Every hook is a registration callback: the plugin calls ``register(name, thing)`` once per
+thing it provides. ``thing`` is a class or factory, or a lazy ``"package.module:attribute"``
+string that is imported only when the thing is used — so listing plugins stays fast and
+importing a plugin never imports CuPy. minigan's built-in models and datasets are registered
+exactly this way (see ``[project.entry-points.minigan]`` in minigan's own pyproject.toml).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("minigan")
+hookimpl = pluggy.HookimplMarker("minigan")
+
+Register = Callable[[str, Any], None]
+
+
+@hookspec
+def register_models(register: Register) -> None:
+    """Register trainable generators (``minigan train NAME``).
+
+    ``register("dcgan", DCGAN)``: the class (or lazy string) must follow the model contract of
+    :mod:`minigan.train` (a ``Config`` dataclass, ``train_step``, ``sample``, state dicts);
+    ``minigan.testing.check_model`` verifies it.
+    """
+
+
+@hookspec
+def register_processors(register: Register) -> None:
+    """Register image-to-image processors (``minigan process NAME``), e.g. DeepDream.
+
+    ``register("deepdream", DeepDream)``: a class whose instances map an image array
+    (H, W, C, float32 in [0, 1]) to a new image of the same kind.
+    """
+
+
+@hookspec
+def register_datasets(register: Register) -> None:
+    """Register datasets (``--data NAME``).
+
+    ``register("shapes", Shapes)``: a factory called as
+    ``factory(path=None, resolution=None, channels=None, seed=0)`` that returns a
+    :class:`minigan.data.Dataset`.
+    """
+
+
+@hookspec
+def register_kernels(register: Register) -> None:
+    """Register a kernel backend implementing the kernel contract of ``minigan.kernels``.
+
+    ``register("cuda", "mypkg.cuda_kernels")``: a module (or lazy string naming one) with
+    the functions ``conv2d``, ``conv2d_grad_input``, ``conv2d_grad_weight``,
+    ``batch_norm_forward``, ``batch_norm_backward``, ``adain_forward``, ``adain_backward``.
+    """
+
+
+@hookspec
+def register_commands(cli: Any) -> None:
+    """Add commands to the ``minigan`` command line: ``cli`` is its ``click.Group``.
+
+    >>> import click
+    >>> @hookimpl
+    ... def register_commands(cli):
+    ...     @cli.command()
+    ...     def hello():
+    ...         click.echo("hello")
+    """
