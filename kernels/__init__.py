@@ -1,0 +1,123 @@
+"""minigan.kernels — compute kernels on raw arrays, and the one place that dispatches them.
+
+Contract (design.md §3). Arrays are NCHW, float32 or float64; outputs have the input's dtype.
+``stride``, ``padding`` and ``dilation`` are ``(h, w)`` int pairs; padding is symmetric zeros::
+
+    conv2d(x, w, stride, padding, dilation) -> y                  x (N,C,H,W), w (O,C,kh,kw)
+    conv2d_grad_input(gy, w, x_shape, stride, padding, dilation) -> gx   (= conv_transpose2d)
+    conv2d_grad_weight(x, gy, w_shape, stride, padding, dilation) -> gw
+    batch_norm_forward(x, gamma, beta, eps) -> y, mean, invstd     per channel over all axes but 1
+    batch_norm_backward(gy, x, gamma, mean, invstd) -> gx, ggamma, gbeta
+    adain_forward(x, scale, bias, eps) -> y, mean, invstd          per (n, c) over H, W
+    adain_backward(gy, x, scale, mean, invstd) -> gx, gscale, gbias
+
+Statistics use the biased variance and ``invstd = 1 / sqrt(var + eps)``; ``gamma``/``beta``
+may be None (meaning 1 and 0). ``x_shape`` is the full input shape, so it also fixes the
+``output_padding`` of the equivalent transposed convolution.
+
+Kernels know nothing of autograd: they take and return plain arrays. Each public function
+looks at its first array argument, picks the backend registered for that array type and calls
+the function of the same name there. NumPy arrays go to :mod:`minigan.kernels.cpu`; a GPU
+backend plugs in with ``register_backend("cuda", module, is_array)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from . import cpu
+
+__all__ = [
+    "conv2d",
+    "conv2d_grad_input",
+    "conv2d_grad_weight",
+    "batch_norm_forward",
+    "batch_norm_backward",
+    "adain_forward",
+    "adain_backward",
+    "register_backend",
+    "backend_for",
+]
+
+Array = Any  # numpy.ndarray, or another backend's array type (e.g. cupy.ndarray)
+Pair = tuple[int, int]
+
+# backend name -> (implementation module, predicate recognising that backend's arrays)
+_BACKENDS: dict[str, tuple[ModuleType, Callable[[Any], bool]]] = {}
+
+
+def register_backend(name: str, module: ModuleType, is_array: Callable[[Any], bool]) -> None:
+    """Route arrays for which ``is_array(a)`` is true to the functions of ``module``.
+
+    ``module`` must define every kernel of the contract under the same names. Registering an
+    existing name replaces it.
+    """
+    _BACKENDS[name] = (module, is_array)
+
+
+register_backend("cpu", cpu, lambda a: isinstance(a, np.ndarray))
+
+
+def backend_for(array: Any, kernel: str) -> ModuleType:
+    """The implementation module for ``array``; a clear TypeError when there is none."""
+    for module, is_array in _BACKENDS.values():
+        if is_array(array):
+            return module
+    kind = f"{type(array).__module__}.{type(array).__qualname__}"
+    raise TypeError(
+        f"minigan.kernels.{kernel}: no kernel backend for arrays of type {kind}. "
+        "NumPy arrays run on the CPU kernels; the CUDA kernels (for CuPy arrays) come with "
+        "the GPU backend."
+    )
+
+
+def conv2d(x: Array, w: Array, stride: Pair, padding: Pair, dilation: Pair) -> Array:
+    """2-D cross-correlation without bias, like ``torch.nn.functional.conv2d``."""
+    return backend_for(x, "conv2d").conv2d(x, w, stride, padding, dilation)
+
+
+def conv2d_grad_input(
+    gy: Array, w: Array, x_shape: tuple[int, ...], stride: Pair, padding: Pair, dilation: Pair
+) -> Array:
+    """Gradient of :func:`conv2d` w.r.t. ``x`` (the transposed convolution of ``gy``)."""
+    impl = backend_for(gy, "conv2d_grad_input")
+    return impl.conv2d_grad_input(gy, w, tuple(x_shape), stride, padding, dilation)
+
+
+def conv2d_grad_weight(
+    x: Array, gy: Array, w_shape: tuple[int, ...], stride: Pair, padding: Pair, dilation: Pair
+) -> Array:
+    """Gradient of :func:`conv2d` w.r.t. ``w``."""
+    impl = backend_for(x, "conv2d_grad_weight")
+    return impl.conv2d_grad_weight(x, gy, tuple(w_shape), stride, padding, dilation)
+
+
+def batch_norm_forward(
+    x: Array, gamma: Array | None, beta: Array | None, eps: float
+) -> tuple[Array, Array, Array]:
+    """Training-mode batch norm: returns ``y, mean, invstd``."""
+    return backend_for(x, "batch_norm_forward").batch_norm_forward(x, gamma, beta, eps)
+
+
+def batch_norm_backward(
+    gy: Array, x: Array, gamma: Array | None, mean: Array, invstd: Array
+) -> tuple[Array, Array, Array]:
+    """Gradients of :func:`batch_norm_forward`: ``gx, ggamma, gbeta``."""
+    impl = backend_for(x, "batch_norm_backward")
+    return impl.batch_norm_backward(gy, x, gamma, mean, invstd)
+
+
+def adain_forward(x: Array, scale: Array, bias: Array, eps: float) -> tuple[Array, Array, Array]:
+    """Adaptive instance norm: returns ``y, mean, invstd`` (statistics shaped (N, C))."""
+    return backend_for(x, "adain_forward").adain_forward(x, scale, bias, eps)
+
+
+def adain_backward(
+    gy: Array, x: Array, scale: Array, mean: Array, invstd: Array
+) -> tuple[Array, Array, Array]:
+    """Gradients of :func:`adain_forward`: ``gx, gscale, gbias``."""
+    return backend_for(x, "adain_backward").adain_backward(gy, x, scale, mean, invstd)

@@ -1,0 +1,14 @@
+"""CPU kernels: NumPy + Numba implementations of the contract in :mod:`minigan.kernels`."""
+
+from .conv import conv2d, conv2d_grad_input, conv2d_grad_weight
+from .norm import adain_backward, adain_forward, batch_norm_backward, batch_norm_forward
+
+__all__ = [
+    "conv2d",
+    "conv2d_grad_input",
+    "conv2d_grad_weight",
+    "batch_norm_forward",
+    "batch_norm_backward",
+    "adain_forward",
+    "adain_backward",
+]

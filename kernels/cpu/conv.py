@@ -1,0 +1,135 @@
+"""2-D convolution on the CPU: im2row packing (Numba) feeding one BLAS GEMM per batch chunk.
+
+For a chunk of ``m`` samples, with ``K = kh*kw*C`` and ``L = OH*OW``, the packed matrix
+``rows(m*L, K)`` holds one row per output pixel and one column per (kernel tap, channel);
+``Wk(O, K)`` is the weight with its axes ordered (o, i, j, c) to match::
+
+    forward      y(O, m*L)    = Wk @ rows^T
+    grad-weight  gWk(O, K)   += gy(O, m*L) @ rows
+    grad-input   grows(m*L, K) = gy(O, m*L)^T @ Wk          then row2im (gather-sum)
+
+``y``/``gy`` chunks are channel-major ``(O, m*L)``; copying them to and from NCHW moves whole
+rows of ``L`` values. The batch is processed in chunks so the packed buffer stays cache-sized
+(packing writes it, the GEMM reads it straight back); the chunk loop runs a handful of times
+per call, and all per-pixel work happens inside Numba or BLAS.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .pack import from_channel_major, im2row, row2im, to_channel_major
+
+Pair = tuple[int, int]
+
+# Target size of the packed buffer per chunk; see benchmarks/NOTES.md for the measurements.
+CHUNK_BYTES = 32 * 2**20
+
+
+def out_size(size: int, k: int, s: int, p: int, d: int) -> int:
+    """Output length of a convolution along one axis."""
+    return (size + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+def _chunk(n: int, bytes_per_sample: int) -> int:
+    """Number of samples per chunk so that one chunk's packed rows take about ``CHUNK_BYTES``."""
+    return int(min(n, max(1, CHUNK_BYTES // max(1, bytes_per_sample))))
+
+
+def _geometry(w_shape, stride: Pair, padding: Pair, dilation: Pair, oh: int, ow: int) -> tuple:
+    """The integer arguments shared by :func:`im2row` and :func:`row2im`."""
+    kh, kw = w_shape[2], w_shape[3]
+    return (kh, kw, stride[0], stride[1], padding[0], padding[1], dilation[0], dilation[1], oh, ow)
+
+
+def _weight_matrix(w: np.ndarray, dtype) -> np.ndarray:
+    """``w`` (O, C, kh, kw) as ``Wk`` (O, kh*kw*C), columns ordered like the packed rows."""
+    O = w.shape[0]
+    return np.ascontiguousarray(w.transpose(0, 2, 3, 1), dtype=dtype).reshape(O, -1)
+
+
+class _Buffers:
+    """Scratch buffers for one call, sized for the largest chunk and sliced per chunk."""
+
+    def __init__(self, nb: int, x_shape, O: int, K: int, L: int, dtype) -> None:
+        _, C, H, W = x_shape
+        self.rows = np.empty(nb * L * K, dtype=dtype)
+        self.xt = np.empty((nb, H, W, C), dtype=dtype)
+        self.cm = np.empty(O * nb * L, dtype=dtype)
+        self.K, self.L, self.O = K, L, O
+
+    def chunk(self, m: int) -> tuple[np.ndarray, np.ndarray]:
+        """Views ``rows`` (m*L, K) and ``cm`` (O, m*L) for a chunk of ``m`` samples."""
+        K, L, O = self.K, self.L, self.O
+        return self.rows[: m * L * K].reshape(m * L, K), self.cm[: O * m * L].reshape(O, m * L)
+
+
+def conv2d(x: np.ndarray, w: np.ndarray, stride: Pair, padding: Pair, dilation: Pair) -> np.ndarray:
+    """Cross-correlation ``y[n, o] = sum_c x[n, c] * w[o, c]`` (PyTorch ``conv2d``, no bias)."""
+    x = np.ascontiguousarray(x)
+    N, C, H, W = x.shape
+    O, _, kh, kw = w.shape
+    oh = out_size(H, kh, stride[0], padding[0], dilation[0])
+    ow = out_size(W, kw, stride[1], padding[1], dilation[1])
+    K, L = C * kh * kw, oh * ow
+    wk = _weight_matrix(w, x.dtype)
+    geo = _geometry(w.shape, stride, padding, dilation, oh, ow)
+    y = np.empty((N, O, oh, ow), dtype=x.dtype)
+    nb = _chunk(N, K * L * x.itemsize)
+    buf = _Buffers(nb, x.shape, O, K, L, x.dtype)
+    for n0 in range(0, N, nb):
+        m = min(nb, N - n0)
+        rows, yc = buf.chunk(m)
+        im2row(x, n0, m, *geo, buf.xt, rows)
+        np.matmul(wk, rows.T, out=yc)
+        from_channel_major(yc, n0, m, y.reshape(N, O, L))
+    return y
+
+
+def conv2d_grad_weight(
+    x: np.ndarray, gy: np.ndarray, w_shape, stride: Pair, padding: Pair, dilation: Pair
+) -> np.ndarray:
+    """Gradient of :func:`conv2d` w.r.t. the weight: ``gW = sum over chunks of gy @ rows``."""
+    x = np.ascontiguousarray(x)
+    gy = np.ascontiguousarray(gy, dtype=x.dtype)
+    N, C, H, W = x.shape
+    O, _, kh, kw = w_shape
+    oh, ow = gy.shape[2], gy.shape[3]
+    K, L = C * kh * kw, oh * ow
+    geo = _geometry(w_shape, stride, padding, dilation, oh, ow)
+    nb = _chunk(N, K * L * x.itemsize)
+    buf = _Buffers(nb, x.shape, O, K, L, x.dtype)
+    gwk = np.zeros((O, K), dtype=x.dtype)
+    part = np.empty((O, K), dtype=x.dtype) if nb < N else gwk
+    for n0 in range(0, N, nb):
+        m = min(nb, N - n0)
+        rows, gyc = buf.chunk(m)
+        im2row(x, n0, m, *geo, buf.xt, rows)
+        to_channel_major(gy.reshape(N, O, L), n0, m, gyc)
+        np.matmul(gyc, rows, out=part)
+        if part is not gwk:
+            gwk += part
+    return np.ascontiguousarray(gwk.reshape(O, kh, kw, C).transpose(0, 3, 1, 2))
+
+
+def conv2d_grad_input(
+    gy: np.ndarray, w: np.ndarray, x_shape, stride: Pair, padding: Pair, dilation: Pair
+) -> np.ndarray:
+    """Gradient of :func:`conv2d` w.r.t. its input (= ``conv_transpose2d`` forward)."""
+    gy = np.ascontiguousarray(gy)
+    N, C, H, W = x_shape
+    O, _, kh, kw = w.shape
+    oh, ow = gy.shape[2], gy.shape[3]
+    K, L = C * kh * kw, oh * ow
+    wk = _weight_matrix(w, gy.dtype)
+    geo = _geometry(w.shape, stride, padding, dilation, oh, ow)
+    gx = np.empty((N, C, H, W), dtype=gy.dtype)
+    nb = _chunk(N, K * L * gy.itemsize)
+    buf = _Buffers(nb, x_shape, O, K, L, gy.dtype)
+    for n0 in range(0, N, nb):
+        m = min(nb, N - n0)
+        rows, gyc = buf.chunk(m)
+        to_channel_major(gy.reshape(N, O, L), n0, m, gyc)
+        np.matmul(gyc.T, wk, out=rows)
+        row2im(rows, n0, m, *geo, buf.xt, gx)
+    return gx

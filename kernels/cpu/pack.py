@@ -1,0 +1,105 @@
+"""Numba packing kernels for the im2row convolution (raw NumPy arrays only).
+
+Layouts used throughout (for a chunk of ``m`` samples starting at sample ``n0``):
+
+- *rows* ``rows[(n, oh, ow), (i, j, c)]``: shape ``(m*OH*OW, kh*kw*C)``, C-contiguous. One row
+  per output pixel, one column per (kernel tap, input channel): the classic im2col matrix,
+  transposed and in channels-last order, so that packing copies runs of ``C`` contiguous values.
+- *channel-major* ``cm[o, (n, l)]``: shape ``(O, m*L)``, the ``(n, o)`` axes of an ``(N, O, L)``
+  array swapped so a whole chunk is one GEMM operand.
+
+The kernels are deliberately single-threaded: they run between multi-threaded BLAS calls, and
+on a 2-core machine a second (Numba/OpenMP) thread pool spinning against OpenBLAS's pool cost
+more than the parallel packing gained (benchmarks/NOTES.md). Every outer loop writes disjoint
+memory per iteration, so turning them back into ``prange`` loops is safe.
+"""
+
+from __future__ import annotations
+
+from numba import njit
+
+
+@njit(cache=True)
+def to_channel_major(src, n0, m, dst):
+    """``dst[o, n*L + l] = src[n0 + n, o, l]`` for ``src`` (N, O, L) and ``dst`` (O, m*L)."""
+    O, L = src.shape[1], src.shape[2]
+    for o in range(O):
+        for n in range(m):
+            for s in range(L):
+                dst[o, n * L + s] = src[n0 + n, o, s]
+
+
+@njit(cache=True)
+def from_channel_major(src, n0, m, dst):
+    """Inverse of :func:`to_channel_major`: ``dst[n0 + n, o, l] = src[o, n*L + l]``."""
+    O, L = dst.shape[1], dst.shape[2]
+    for o in range(O):
+        for n in range(m):
+            for s in range(L):
+                dst[n0 + n, o, s] = src[o, n * L + s]
+
+
+@njit(cache=True)
+def im2row(x, n0, m, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, xt, rows):
+    """Channels-last packing: ``rows[(n, oh, ow), (i, j, c)]``, shape ``(m*oh*ow, kh*kw*C)``.
+
+    The chunk is first transposed to ``xt`` (m, H, W, C) so that every (pixel, tap) entry is
+    one contiguous run of ``C`` values — a memcpy, not a strided gather.
+    """
+    C, H, W = x.shape[1], x.shape[2], x.shape[3]
+    for p in range(m * H):
+        n = p // H
+        h = p % H
+        for c in range(C):
+            for w in range(W):
+                xt[n, h, w, c] = x[n0 + n, c, h, w]
+    zero = x.dtype.type(0)
+    for p in range(m * oh * ow):
+        n = p // (oh * ow)
+        a = (p // ow) % oh
+        b = p % ow
+        for i in range(kh):
+            h = a * sh + i * dh - ph
+            for j in range(kw):
+                w = b * sw + j * dw - pw
+                k0 = (i * kw + j) * C
+                if 0 <= h < H and 0 <= w < W:
+                    for c in range(C):
+                        rows[p, k0 + c] = xt[n, h, w, c]
+                else:
+                    for c in range(C):
+                        rows[p, k0 + c] = zero
+
+
+@njit(cache=True)
+def row2im(rows, n0, m, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, xt, gx):
+    """Adjoint of :func:`im2row`: sum each (pixel, tap) run of ``rows`` into ``gx[n0:n0+m]``.
+
+    A gather: every input pixel ``(n, h, w)`` (parallel over rows ``(n, h)``) adds up the runs
+    of the output pixels that read it, into ``xt`` (m, H, W, C); then ``xt`` is transposed
+    into ``gx`` (parallel over planes). No two iterations write the same memory.
+    """
+    C, H, W = gx.shape[1], gx.shape[2], gx.shape[3]
+    for p in range(m * H):
+        n = p // H
+        h = p % H
+        xt[n, h, :, :] = 0
+        for i in range(kh):
+            ah = h + ph - i * dh  # = a * sh for the output row a that reads input row h
+            if ah < 0 or ah % sh != 0 or ah // sh >= oh:
+                continue
+            a = ah // sh
+            for b in range(ow):
+                for j in range(kw):
+                    w = b * sw + j * dw - pw
+                    if 0 <= w < W:
+                        k0 = (i * kw + j) * C
+                        q = (n * oh + a) * ow + b
+                        for c in range(C):
+                            xt[n, h, w, c] += rows[q, k0 + c]
+    for p in range(m * C):
+        n = p // C
+        c = p % C
+        for h in range(H):
+            for w in range(W):
+                gx[n0 + n, c, h, w] = xt[n, h, w, c]

@@ -1,0 +1,289 @@
+"""Parity of the CPU kernels (minigan.kernels) with PyTorch CPU, in float32 and float64.
+
+References are computed by PyTorch in float64 from the same inputs, so the float32 tolerance
+measures only the kernel's own rounding (a float32 torch reference is itself off by ~1e-4 in
+ill-conditioned cases such as batch norm over two values).
+"""
+
+from __future__ import annotations
+
+import types
+
+import minigan.kernels as K
+import numpy as np
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+
+DTYPES = [np.float32, np.float64]
+# At least 20 examples per test; HYPOTHESIS_PROFILE=thorough (tests/conftest.py) raises it.
+FEW = settings(max_examples=max(20, settings.default.max_examples), deadline=None)
+
+
+def assert_close(actual: np.ndarray, expected, dtype) -> None:
+    """Compare with a (float64) reference: float32 rtol 1e-4 and atol 1e-4 times the reference's
+    magnitude; float64 the same with 1e-10."""
+    expected = expected.detach().numpy() if hasattr(expected, "detach") else np.asarray(expected)
+    assert actual.dtype == dtype
+    assert actual.shape == expected.shape
+    tol = 1e-4 if dtype == np.float32 else 1e-10
+    scale = max(1.0, float(np.abs(expected).max(initial=0.0)))
+    np.testing.assert_allclose(actual, expected, rtol=tol, atol=tol * scale)
+
+
+def t64(a: np.ndarray):
+    """A float64 torch tensor: the references are computed in float64 for both dtypes."""
+    return torch.from_numpy(np.asarray(a, dtype=np.float64))
+
+
+def randn(rng: np.random.Generator, shape, dtype) -> np.ndarray:
+    return rng.standard_normal(shape).astype(dtype)
+
+
+def out_size(size: int, k: int, s: int, p: int, d: int) -> int:
+    return (size + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+@st.composite
+def conv_cases(draw):
+    """A conv geometry with at least one output pixel: shapes, (stride, padding, dilation)."""
+    n, c, o = draw(st.integers(1, 3)), draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    h, w = draw(st.integers(1, 9)), draw(st.integers(1, 9))
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    s = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    p = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
+    d = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    assume(out_size(h, kh, s[0], p[0], d[0]) >= 1 and out_size(w, kw, s[1], p[1], d[1]) >= 1)
+    return (n, c, h, w), (o, c, kh, kw), s, p, d
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@FEW
+@given(case=conv_cases(), seed=st.integers(0, 2**16))
+def test_conv2d_forward(dtype, case, seed):
+    x_shape, w_shape, s, p, d = case
+    rng = np.random.default_rng(seed)
+    x, w = randn(rng, x_shape, dtype), randn(rng, w_shape, dtype)
+    ref = F.conv2d(t64(x), t64(w), stride=s, padding=p, dilation=d)
+    assert_close(K.conv2d(x, w, s, p, d), ref, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@FEW
+@given(case=conv_cases(), seed=st.integers(0, 2**16))
+def test_conv2d_grad_weight(dtype, case, seed):
+    x_shape, w_shape, s, p, d = case
+    rng = np.random.default_rng(seed)
+    x, w = randn(rng, x_shape, dtype), randn(rng, w_shape, dtype)
+    tw = t64(w).requires_grad_()
+    y = F.conv2d(t64(x), tw, stride=s, padding=p, dilation=d)
+    gy = randn(rng, tuple(y.shape), dtype)
+    y.backward(t64(gy))
+    assert_close(K.conv2d_grad_weight(x, gy, w_shape, s, p, d), tw.grad, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@FEW
+@given(case=conv_cases(), seed=st.integers(0, 2**16))
+def test_conv2d_grad_input_every_valid_x_shape(dtype, case, seed):
+    """Every input size H with out_size(H) == OH is valid; output_padding = H - minimal H."""
+    (n, c, h, w), w_shape, s, p, d = case
+    _, _, kh, kw = w_shape
+    oh, ow = out_size(h, kh, s[0], p[0], d[0]), out_size(w, kw, s[1], p[1], d[1])
+    rng = np.random.default_rng(seed)
+    wt, gy = randn(rng, w_shape, dtype), randn(rng, (n, w_shape[0], oh, ow), dtype)
+    min_h = (oh - 1) * s[0] - 2 * p[0] + d[0] * (kh - 1) + 1
+    min_w = (ow - 1) * s[1] - 2 * p[1] + d[1] * (kw - 1) + 1
+    for hh in range(max(1, min_h), min_h + s[0]):
+        for ww in range(max(1, min_w), min_w + s[1]):
+            assert out_size(hh, kh, s[0], p[0], d[0]) == oh
+            assert out_size(ww, kw, s[1], p[1], d[1]) == ow
+            ref = F.conv_transpose2d(
+                t64(gy),
+                t64(wt),
+                stride=s,
+                padding=p,
+                dilation=d,
+                output_padding=(hh - min_h, ww - min_w),
+            )
+            got = K.conv2d_grad_input(gy, wt, (n, c, hh, ww), s, p, d)
+            assert_close(got, ref, dtype)
+
+
+def test_conv2d_dcgan_layer_float32():
+    """One realistic layer (several batch chunks' worth of work) against torch."""
+    rng = np.random.default_rng(0)
+    x, w = randn(rng, (8, 64, 14, 14), np.float32), randn(rng, (32, 64, 5, 5), np.float32)
+    s, p, d = (2, 2), (2, 2), (1, 1)
+    tx, tw = torch.from_numpy(x).requires_grad_(), torch.from_numpy(w).requires_grad_()
+    y = F.conv2d(tx, tw, stride=s, padding=p)
+    gy = randn(rng, tuple(y.shape), np.float32)
+    y.backward(torch.from_numpy(gy))
+    assert_close(K.conv2d(x, w, s, p, d), y, np.float32)
+    assert_close(K.conv2d_grad_input(gy, w, x.shape, s, p, d), tx.grad, np.float32)
+    assert_close(K.conv2d_grad_weight(x, gy, w.shape, s, p, d), tw.grad, np.float32)
+
+
+# --------------------------------------------------------------------------- batch norm
+
+
+@st.composite
+def bn_shapes(draw):
+    """(N, C), (N, C, L) or (N, C, H, W) with more than one value per channel (torch needs it)."""
+    n, c = draw(st.integers(1, 4)), draw(st.integers(1, 5))
+    spatial = draw(st.lists(st.integers(1, 7), min_size=0, max_size=2))
+    shape = (n, c, *spatial)
+    assume(int(np.prod(shape)) // c > 1)
+    return shape
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@FEW
+@given(shape=bn_shapes(), affine=st.booleans(), seed=st.integers(0, 2**16))
+def test_batch_norm(dtype, shape, affine, seed):
+    rng = np.random.default_rng(seed)
+    c, eps = shape[1], 1e-5
+    x = (randn(rng, shape, dtype) * 3 + 2).astype(dtype)
+    gamma = randn(rng, (c,), dtype) if affine else None
+    beta = randn(rng, (c,), dtype) if affine else None
+    tx = t64(x).requires_grad_()
+    tg = t64(gamma if affine else np.ones(c)).requires_grad_()
+    tb = t64(beta if affine else np.zeros(c)).requires_grad_()
+    ty = F.batch_norm(tx, None, None, tg, tb, training=True, eps=eps)
+    gy = randn(rng, shape, dtype)
+    ty.backward(t64(gy))
+
+    y, mean, invstd = K.batch_norm_forward(x, gamma, beta, eps)
+    axes = tuple(i for i in range(x.ndim) if i != 1)
+    x64 = x.astype(np.float64)
+    assert_close(y, ty, dtype)
+    assert_close(mean, x64.mean(axis=axes).astype(dtype), dtype)
+    assert_close(invstd, (1 / np.sqrt(x64.var(axis=axes) + eps)).astype(dtype), dtype)
+
+    gx, ggamma, gbeta = K.batch_norm_backward(gy, x, gamma, mean, invstd)
+    assert_close(gx, tx.grad, dtype)
+    assert_close(ggamma, tg.grad, dtype)
+    assert_close(gbeta, tb.grad, dtype)
+
+
+# --------------------------------------------------------------------------- AdaIN
+
+
+def torch_adain(x, scale, bias, eps):
+    """AdaIN in torch: instance norm (biased variance), then a per-sample affine."""
+    mean = x.mean(dim=(2, 3), keepdim=True)
+    var = ((x - mean) ** 2).mean(dim=(2, 3), keepdim=True)
+    return scale[:, :, None, None] * (x - mean) / torch.sqrt(var + eps) + bias[:, :, None, None]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@FEW
+@given(
+    n=st.integers(1, 3),
+    c=st.integers(1, 5),
+    h=st.integers(1, 7),
+    w=st.integers(1, 7),
+    seed=st.integers(0, 2**16),
+)
+def test_adain(dtype, n, c, h, w, seed):
+    rng = np.random.default_rng(seed)
+    eps = 1e-5
+    x = (randn(rng, (n, c, h, w), dtype) * 2 - 1).astype(dtype)
+    scale, bias = randn(rng, (n, c), dtype), randn(rng, (n, c), dtype)
+    tx, ts, tb = (t64(a).requires_grad_() for a in (x, scale, bias))
+    ty = torch_adain(tx, ts, tb, eps)
+    gy = randn(rng, x.shape, dtype)
+    ty.backward(t64(gy))
+
+    y, mean, invstd = K.adain_forward(x, scale, bias, eps)
+    x64 = x.astype(np.float64)
+    assert_close(y, ty, dtype)
+    assert mean.shape == invstd.shape == (n, c)
+    assert_close(mean, x64.mean(axis=(2, 3)).astype(dtype), dtype)
+    assert_close(invstd, (1 / np.sqrt(x64.var(axis=(2, 3)) + eps)).astype(dtype), dtype)
+
+    gx, gscale, gbias = K.adain_backward(gy, x, scale, mean, invstd)
+    assert_close(gx, tx.grad, dtype)
+    assert_close(gscale, ts.grad, dtype)
+    assert_close(gbias, tb.grad, dtype)
+
+
+# --------------------------------------------------------------------------- numerical stability
+
+
+def reference_norm(x64: np.ndarray, gy64: np.ndarray, axes: tuple[int, ...], eps: float):
+    """float64 two-pass reference for y = xhat and gx (scale 1, bias 0)."""
+    mean = x64.mean(axis=axes, keepdims=True)
+    invstd = 1 / np.sqrt(((x64 - mean) ** 2).mean(axis=axes, keepdims=True) + eps)
+    xhat = (x64 - mean) * invstd
+    gx = invstd * (
+        gy64
+        - gy64.mean(axis=axes, keepdims=True)
+        - xhat * (gy64 * xhat).mean(axis=axes, keepdims=True)
+    )
+    return xhat, invstd, gx
+
+
+def naive_float32_invstd(x: np.ndarray, axes: tuple[int, ...], eps: float) -> np.ndarray:
+    """The unstable formula var = E[x²] - E[x]², in float32 (what the test must catch)."""
+    m = x.mean(axis=axes, dtype=np.float32, keepdims=True)
+    m2 = (x * x).mean(axis=axes, dtype=np.float32, keepdims=True)
+    return 1 / np.sqrt(np.maximum(m2 - m * m, 0) + np.float32(eps))
+
+
+@pytest.mark.parametrize("kind", ["batch_norm", "adain"])
+def test_norm_stable_on_large_offset(kind):
+    """float32 data 1e4 + N(0, 1): results must match a float64 reference."""
+    rng = np.random.default_rng(1)
+    eps = 1e-5
+    x = (1e4 + rng.standard_normal((8, 3, 16, 16))).astype(np.float32)
+    gy = rng.standard_normal(x.shape).astype(np.float32)
+    if kind == "batch_norm":
+        axes = (0, 2, 3)
+        y, mean, invstd = K.batch_norm_forward(x, None, None, eps)
+        gx, _, _ = K.batch_norm_backward(gy, x, None, mean, invstd)
+    else:
+        axes = (2, 3)
+        ones, zeros = np.ones((8, 3), np.float32), np.zeros((8, 3), np.float32)
+        y, mean, invstd = K.adain_forward(x, ones, zeros, eps)
+        gx, _, _ = K.adain_backward(gy, x, ones, mean, invstd)
+    y_ref, invstd_ref, gx_ref = reference_norm(
+        x.astype(np.float64), gy.astype(np.float64), axes, eps
+    )
+    invstd_ref = invstd_ref.reshape(invstd.shape)
+
+    np.testing.assert_allclose(invstd, invstd_ref, rtol=1e-4)
+    np.testing.assert_allclose(y, y_ref, rtol=0, atol=2e-3)
+    np.testing.assert_allclose(gx, gx_ref, rtol=0, atol=2e-3)
+    # The check has teeth: the naive single-pass float32 variance is far outside it.
+    naive = naive_float32_invstd(x, axes, eps).reshape(invstd.shape)
+    assert not np.allclose(naive, invstd_ref, rtol=1e-4)
+
+
+# --------------------------------------------------------------------------- dispatch
+
+
+def test_dispatch_rejects_unknown_array_type():
+    class FakeGpuArray:
+        pass
+
+    with pytest.raises(TypeError, match=r"conv2d.*FakeGpuArray.*CUDA kernels"):
+        K.conv2d(FakeGpuArray(), None, (1, 1), (0, 0), (1, 1))
+    with pytest.raises(TypeError, match="batch_norm_forward"):
+        K.batch_norm_forward(FakeGpuArray(), None, None, 1e-5)
+
+
+def test_register_backend_routes_by_array_type(monkeypatch):
+    monkeypatch.setattr(K, "_BACKENDS", dict(K._BACKENDS))  # undone after the test
+
+    class FakeArray:
+        pass
+
+    fake = types.SimpleNamespace(batch_norm_forward=lambda x, g, b, eps: "fake result")
+    K.register_backend("fake", fake, lambda a: isinstance(a, FakeArray))
+    assert K.batch_norm_forward(FakeArray(), None, None, 1e-5) == "fake result"
+    y, _, _ = K.batch_norm_forward(np.ones((2, 2)), None, None, 1e-5)
+    assert isinstance(y, np.ndarray)
