@@ -576,3 +576,23 @@ def test_init_constants_keep_dtype_and_fan_errors():
         init.xavier_uniform_(_param(5))
     with pytest.raises(ValueError, match="fan_in"):
         init.kaiming_normal_(_param(3, 3), mode="fan_avg")
+
+
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_instance_norm_running_stats_match_torch(momentum):
+    """InstanceNorm2d(track_running_stats=True): running averages of the per-instance mean
+    and unbiased variance while training, used for normalisation in eval mode."""
+    x = np.random.default_rng(0).normal(2, 3, size=(4, 3, 5, 5)).astype("float32")
+    ours = nn.InstanceNorm2d(3, affine=True, track_running_stats=True, momentum=momentum)
+    ref = torch.nn.InstanceNorm2d(3, affine=True, track_running_stats=True, momentum=momentum)
+    for scale in (1.0, 2.0, 3.0):
+        y = ours(minigan.tensor(x * scale))
+        y_ref = ref(torch.tensor(x * scale))
+        np.testing.assert_allclose(y.numpy(), y_ref.detach().numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(ours.running_mean.numpy(), ref.running_mean.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(ours.running_var.numpy(), ref.running_var.numpy(), rtol=1e-6)
+    ours.eval()
+    ref.eval()
+    np.testing.assert_allclose(
+        ours(minigan.tensor(x)).numpy(), ref(torch.tensor(x)).detach().numpy(), rtol=1e-5, atol=1e-5
+    )

@@ -485,8 +485,10 @@ class BatchNorm2d(_BatchNorm):
 
 
 class InstanceNorm2d(_NormBase):
-    """Normalise each sample's channel over H, W. ``affine=False`` by default, as in PyTorch
-    (running statistics are not supported).
+    """Normalise each sample's channel over H, W. ``affine=False`` and
+    ``track_running_stats=False`` by default, as in PyTorch. With running statistics, training
+    updates them with the batch average of the per-instance mean and unbiased variance, and
+    eval mode normalises with them.
 
     >>> import numpy as np, minigan
     >>> x = minigan.tensor(np.random.default_rng(0).normal(size=(2, 3, 4, 4)).astype("float32"))
@@ -503,17 +505,29 @@ class InstanceNorm2d(_NormBase):
         affine: bool = False,
         track_running_stats: bool = False,
     ) -> None:
-        if track_running_stats:
-            raise NotImplementedError("InstanceNorm2d(track_running_stats=True) is not supported")
         super().__init__(num_features, eps, momentum, affine, track_running_stats)
 
     def forward(self, x: Tensor) -> Tensor:
         name = self._name()
         _check_tensor(name, x)
         _check_rank(name, x, (4,), "(N, C, H, W)")
-        if self.affine:  # without affine parameters PyTorch accepts any channel count
+        if self.affine or self.track_running_stats:  # otherwise any channel count works
             _check_channels(name, x, self.num_features)
         self._check_dtype(x)
+        if not self.track_running_stats:
+            return F.instance_norm(x, self.weight, self.bias, eps=self.eps)
+        if not self.training:
+            return F.batch_norm(
+                x, self.running_mean.data, self.running_var.data, self.weight, self.bias,
+                training=False, eps=self.eps,
+            )
+        momentum = 0.0 if self.momentum is None else self.momentum  # as PyTorch does
+        d = x.data
+        mean = d.mean(axis=(2, 3)).mean(axis=0)
+        var = d.var(axis=(2, 3), ddof=1).mean(axis=0) if d.shape[2] * d.shape[3] > 1 else 0 * mean
+        for buffer, batch in ((self.running_mean, mean), (self.running_var, var)):
+            buffer.data *= 1 - momentum
+            buffer.data += (momentum * batch).astype(buffer.data.dtype)
         return F.instance_norm(x, self.weight, self.bias, eps=self.eps)
 
 
