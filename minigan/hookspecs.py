@@ -58,7 +58,7 @@ def register_datasets(register: Register) -> None:
     """Register datasets (``--data NAME``).
 
     ``register("shapes", Shapes)``: a factory called as
-    ``factory(path=None, resolution=None, channels=None, seed=0)`` that returns a
+    ``factory(path=None, resolution=None, channels=None, seed=0, limit=None)`` that returns a
     :class:`minigan.data.Dataset`.
     """
 
