@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import re
 import time
+import types
+import typing
+from typing import Any
 
 import click
 import numpy as np
@@ -171,3 +176,361 @@ def demo(epochs: int, batch_size: int, lr: float, seed: int) -> None:
         f"test accuracy {accuracy:.1%} on {len(y_test)} held-out images "
         f"(chance 25%) after {time.perf_counter() - start:.1f} s"
     )
+
+
+# --------------------------------------------------------------------------- train / sample
+def _unwrap_optional(hint: Any) -> Any:
+    """``int | None`` -> ``int`` (other hints unchanged)."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return hint
+
+
+def config_options(config_cls: type, prefix: str = "model__") -> list[click.Option]:
+    """Command line options for the fields of a model's ``Config`` dataclass.
+
+    ``latent_dim: int = 100`` becomes ``--latent-dim INTEGER [default: 100]``; the help is the
+    field's ``metadata["help"]``; ``bool`` fields become ``--flag/--no-flag``, fixed-length
+    tuples take several values, ``typing.Literal`` fields a choice. A ``None`` default is shown
+    as ``metadata["default_help"]`` (or "auto"). Parameter names get ``prefix``.
+
+    >>> import dataclasses
+    >>> @dataclasses.dataclass
+    ... class Config:
+    ...     latent_dim: int = dataclasses.field(default=100, metadata={"help": "size of z"})
+    ...     ema: bool = False
+    >>> [(o.opts, o.default) for o in config_options(Config)]
+    [(['--latent-dim'], 100), (['--ema'], False)]
+    """
+    hints = typing.get_type_hints(config_cls)
+    options = []
+    for f in dataclasses.fields(config_cls):
+        if not f.init:
+            continue
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            raise TypeError(f"{config_cls.__qualname__}.{f.name} needs a default to be an option")
+        hint = _unwrap_optional(hints.get(f.name, str))
+        flag = "--" + f.name.replace("_", "-")
+        extra: dict[str, Any] = {}
+        if default is None:
+            extra["show_default"] = f.metadata.get("default_help", "auto")
+        elif "default_help" in f.metadata:
+            extra["show_default"] = f.metadata["default_help"]
+        decls = [flag, prefix + f.name]
+        if hint is bool:
+            decls = [f"{flag}/--no-{flag[2:]}", prefix + f.name]
+            extra["is_flag"] = True
+        elif typing.get_origin(hint) is tuple:
+            args = typing.get_args(hint)
+            if not args or Ellipsis in args:
+                raise TypeError(f"{config_cls.__qualname__}.{f.name}: tuples need a fixed length")
+            extra.update(nargs=len(args), type=args[0])
+            if default is not None:
+                default = tuple(default)
+        elif typing.get_origin(hint) is typing.Literal:
+            extra["type"] = click.Choice([str(a) for a in typing.get_args(hint)])
+        elif hint in (int, float, str):
+            extra["type"] = hint
+        else:
+            raise TypeError(
+                f"{config_cls.__qualname__}.{f.name}: the command line supports int, float, str, "
+                f"bool, Literal and fixed-length tuple fields, not {hint!r}"
+            )
+        option = click.Option(decls, default=default, help=f.metadata.get("help", ""), **extra)
+        options.append(option)
+    return options
+
+
+def _train_options(name: str, defaults: dict[str, Any]) -> list[click.Option]:
+    limit = defaults.get("limit")
+    return [
+        click.Option(
+            ["--data"],
+            default="shapes",
+            help="dataset: a registered name (see `minigan datasets`) or a path: a folder of "
+            "images, a .npz file, MNIST IDX files",
+        ),
+        click.Option(
+            ["--data-path"],
+            type=click.Path(),
+            help="where a named dataset's files are (e.g. the MNIST files)",
+        ),
+        click.Option(
+            ["--resolution"], type=int, help="image size in pixels [default: the dataset's own]"
+        ),
+        click.Option(
+            ["--channels"],
+            type=click.Choice(["1", "3"]),
+            help="1 = grayscale, 3 = RGB [default: the dataset's own]",
+        ),
+        click.Option(
+            ["--limit"],
+            type=int,
+            default=limit or 0,
+            help="use at most this many training images (0 = all)",
+        ),
+        click.Option(
+            ["--epochs"], type=int, default=defaults["epochs"], help="passes over the data"
+        ),
+        click.Option(["--batch-size"], type=int, default=defaults["batch_size"]),
+        click.Option(
+            ["--seed"], type=int, default=0, help="seed of the weights, noise and data order"
+        ),
+        click.Option(
+            ["--out"],
+            type=click.Path(file_okay=False),
+            default=os.path.join("runs", name),
+            help="the run directory",
+        ),
+        click.Option(
+            ["--resume"],
+            is_flag=True,
+            help="continue the run in --out from its latest checkpoint (with its settings)",
+        ),
+        click.Option(["--force"], is_flag=True, help="delete the run in --out and start over"),
+        click.Option(["--device"], type=click.Choice(["cpu", "cuda"]), default="cpu"),
+        click.Option(
+            ["--checkpoint-every"],
+            type=int,
+            default=0,
+            help="also save a checkpoint every N steps (0: only at the end of each epoch)",
+        ),
+        click.Option(["--keep"], type=int, default=3, help="how many checkpoints to keep"),
+        click.Option(
+            ["--sample-every"], type=int, default=1, help="write a sample grid every N epochs"
+        ),
+        click.Option(
+            ["--max-steps"],
+            type=int,
+            help="stop (with a checkpoint) after this many steps in total; --resume continues",
+        ),
+        click.Option(["--progress/--no-progress"], default=True, help="show a progress bar"),
+    ]
+
+
+def _fail(error: BaseException) -> click.ClickException:
+    message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+    return click.ClickException(str(message))
+
+
+def _train_callback(name: str, model_cls: type, field_names: list[str]) -> Any:
+    def run(**kw: Any) -> None:
+        from click.core import ParameterSource
+
+        from minigan.train import RunExistsError, TrainingDiverged, train
+
+        ctx = click.get_current_context()
+        resume = kw["resume"]
+
+        def given(param: str) -> bool:
+            source = ctx.get_parameter_source(param)
+            return source not in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
+
+        def pick(param: str) -> Any:
+            """On --resume only what was typed counts: the rest comes from the run."""
+            return kw[param] if not resume or given(param) else None
+
+        config = {f: kw["model__" + f] for f in field_names if pick("model__" + f) is not None}
+        limit = pick("limit")
+        data_options = {
+            "path": pick("data_path"),
+            "resolution": pick("resolution"),
+            "channels": None if pick("channels") is None else int(kw["channels"]),
+            "limit": (limit or None) if limit is not None else None,
+        }
+        if not resume and data_options["limit"] is None:
+            data_options.pop("limit")  # "0 = all"
+        data_options = {k: v for k, v in data_options.items() if v is not None or k == "limit"}
+        try:
+            result = train(
+                name,
+                pick("data"),
+                out=kw["out"],
+                config=config or None,
+                epochs=pick("epochs"),
+                batch_size=pick("batch_size"),
+                seed=pick("seed"),
+                data_options=data_options,
+                resume=resume,
+                force=kw["force"],
+                device=kw["device"],
+                checkpoint_every=kw["checkpoint_every"] or None,
+                keep=kw["keep"],
+                sample_every=kw["sample_every"],
+                max_steps=kw["max_steps"],
+                progress=kw["progress"],
+                log=lambda msg: click.echo(msg, err=True),
+            )
+        except (RunExistsError, TrainingDiverged, FileNotFoundError, KeyError, ValueError) as e:
+            raise _fail(e) from e
+        except RuntimeError as e:  # e.g. --device cuda without a GPU
+            raise _fail(e) from e
+        if result.interrupted:
+            ctx.exit(130)
+        run = result.run_dir
+        last = result.last_metrics
+        summary = (
+            f" (loss_d {last['loss_d']:.3f}, loss_g {last['loss_g']:.3f}, "
+            f"D(x) {last['d_real']:.2f}, D(G(z)) {last['d_fake']:.2f})"
+            if last
+            else ""
+        )
+        click.echo(
+            f"trained {result.steps} steps, {result.epochs_done} epochs in "
+            f"{result.seconds:.0f} s{summary}\n"
+            f"run: {run}/ (samples/, progress.gif, losses.png, metrics.jsonl, checkpoints/)\n"
+            f"sample: minigan sample {run} --seeds 0-63 --grid {os.path.join(str(run), 'grid.png')}"
+        )
+
+    return run
+
+
+def make_train_command(name: str, model_cls: type) -> click.Command:
+    """The ``minigan train NAME`` command: the common options plus the model's own, made
+    from its ``Config`` dataclass."""
+    defaults = {"epochs": 10, "batch_size": 64, **getattr(model_cls, "train_defaults", {})}
+    common = _train_options(name, defaults)
+    model_options = config_options(model_cls.Config)
+    taken = {opt for o in common for opt in o.opts}
+    clash = [opt for o in model_options for opt in o.opts if opt in taken]
+    if clash:
+        raise TypeError(f"{model_cls.__name__}.Config fields clash with common options: {clash}")
+    doc = (model_cls.__doc__ or "").strip().splitlines()
+    field_names = [f.name for f in dataclasses.fields(model_cls.Config) if f.init]
+    return click.Command(
+        name,
+        params=[*common, *model_options],
+        callback=_train_callback(name, model_cls, field_names),
+        help=f"Train {name}: {doc[0] if doc else ''}\n\nWrites a run directory (--out): "
+        "config.json, checkpoints/, samples/, real_samples.png, progress.gif, metrics.jsonl, "
+        "losses.png. Ctrl-C saves a checkpoint; --resume continues exactly.",
+        short_help=doc[0] if doc else None,
+    )
+
+
+def _broken_command(name: str, error: BaseException) -> click.Command:
+    def fail() -> None:
+        raise click.ClickException(f"model {name!r} cannot be used: {error}")
+
+    return click.Command(name, callback=fail, help=f"(cannot be loaded: {error})")
+
+
+class TrainGroup(click.Group):
+    """One subcommand per registered model, its options made from the model's ``Config``."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return get_registry().names("model")
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        registry = get_registry()
+        if name not in registry.names("model"):
+            return None
+        try:
+            return make_train_command(name, registry.get("model", name))
+        except Exception as e:  # a broken plugin: report it when used, keep the rest working
+            return _broken_command(name, e)
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and name not in get_registry().names("model"):
+            available = ", ".join(get_registry().names("model")) or "none"
+            ctx.fail(f"unknown model {name!r}; available: {available} (see `minigan models`)")
+        return super().resolve_command(ctx, args)
+
+
+@main.group(cls=TrainGroup)
+def train() -> None:
+    """Train a registered model: minigan train MODEL [OPTIONS] (see `minigan train MODEL
+    --help` for its options; `minigan models` lists the models)."""
+
+
+def parse_seeds(text: str) -> list[int]:
+    """Seeds from ranges and lists: ``"0-3,7"`` -> ``[0, 1, 2, 3, 7]``.
+
+    >>> parse_seeds("0-3,7")
+    [0, 1, 2, 3, 7]
+    >>> parse_seeds("5")
+    [5]
+    """
+    seeds: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        match = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+        if not match:
+            raise ValueError(f"{part!r} is not a seed or a range like 0-63")
+        lo, hi = int(match.group(1)), int(match.group(2) or match.group(1))
+        if hi < lo:
+            raise ValueError(f"range {part!r} runs backwards")
+        seeds.extend(range(lo, hi + 1))
+    return seeds
+
+
+@main.command()
+@click.argument("source", metavar="RUN|CHECKPOINT", type=click.Path())
+@click.option("--seeds", default="0-63", help="seeds: numbers and ranges, e.g. 0-7,12")
+@click.option(
+    "--grid",
+    "grid_path",
+    type=click.Path(dir_okay=False),
+    help="write all samples as one grid image [default: samples.png, unless --outdir]",
+)
+@click.option(
+    "--outdir", type=click.Path(file_okay=False), help="write one PNG per seed: DIR/seed0000.png"
+)
+@click.option("--nrow", type=int, help="images per grid row [default: a square grid]")
+@click.option("--batch-size", default=64, help="images generated at a time")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu")
+def sample(
+    source: str,
+    seeds: str,
+    grid_path: str | None,
+    outdir: str | None,
+    nrow: int | None,
+    batch_size: int,
+    device: str,
+) -> None:
+    """Generate images from a run (its latest checkpoint) or a checkpoint file.
+
+    The same seed always gives the same image; PNGs record the model, checkpoint and seeds.
+    """
+    from minigan import images as imaging
+    from minigan.train import load_model
+
+    try:
+        seed_list = parse_seeds(seeds)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--seeds") from e
+    try:
+        model, ckpt = load_model(source, device=device)
+    except (FileNotFoundError, ValueError, KeyError) as e:
+        raise _fail(e) from e
+    except RuntimeError as e:
+        raise _fail(e) from e
+    images = model.generate(seed_list, batch_size=batch_size)
+    meta = {
+        "model": ckpt["model"],
+        "checkpoint": str(ckpt["path"]),
+        "step": ckpt.get("step"),
+        "config": ckpt["config"],
+        "minigan_version": minigan.__version__,
+    }
+    if outdir:
+        os.makedirs(outdir, exist_ok=True)
+        for seed, image in zip(seed_list, images):
+            imaging.save_image(
+                os.path.join(outdir, f"seed{seed:04d}.png"), image, {**meta, "seed": seed}
+            )
+        click.echo(f"wrote {len(seed_list)} images to {outdir}/ (seed0000.png ...)")
+    if grid_path or not outdir:
+        grid_path = grid_path or "samples.png"
+        grid = imaging.make_grid(images, nrow=nrow)
+        imaging.save_image(grid_path, grid, {**meta, "seeds": seeds})
+        click.echo(f"wrote a grid of {len(seed_list)} images to {grid_path}")

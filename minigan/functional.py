@@ -275,22 +275,36 @@ def where(condition: Any, a: Any, b: Any) -> Tensor:
 
 def maximum(a: Any, b: Any) -> Tensor:
     """Elementwise maximum; on ties the gradient is split evenly (as in PyTorch)."""
-    return _extremum(a, b, np.greater)
+    return _extremum(a, b, np.greater, "maximum")
 
 
 def minimum(a: Any, b: Any) -> Tensor:
     """Elementwise minimum; on ties the gradient is split evenly (as in PyTorch)."""
-    return _extremum(a, b, np.less)
+    return _extremum(a, b, np.less, "minimum")
 
 
-def _extremum(a: Any, b: Any, better: Any) -> Tensor:
+class Select(Function):
+    """``a`` where ``weight == 1``, ``b`` where ``weight == 0`` and either (they are equal)
+    where ``weight == 0.5``; the gradient is split as ``weight``, ``1 - weight``."""
+
+    def __init__(self, weight: Any) -> None:
+        self.weight = weight
+
+    def forward(self, a, b):
+        return _xp(a).where(self.weight > 0, a, b)  # not a·w + b·(1-w): inf·0 would be nan
+
+    def backward(self, gy):
+        return mask(gy, self.weight), mask(gy, 1 - self.weight)
+
+
+def _extremum(a: Any, b: Any, better: Any, op: str) -> Tensor:
     a, b = _operands(a, b)
-    _binary_shapes(better.__name__, a, b)
+    _binary_shapes(op, a, b)
     shape = np.broadcast_shapes(a.shape, b.shape)
     a, b = broadcast_to(a, shape), broadcast_to(b, shape)
     wins = better(a.data, b.data).astype(a.dtype)
-    ties = (a.data == b.data).astype(a.dtype) * 0.5
-    return mask(a, wins + ties) + mask(b, 1 - wins - ties)
+    ties = (a.data == b.data).astype(a.dtype) * a.dtype.type(0.5)
+    return Select(wins + ties)(a, b)
 
 
 # --------------------------------------------------------------------------- reductions
@@ -367,13 +381,16 @@ amax, amin = max, min
 def logsumexp(x: Tensor, dim: Dims = None, keepdim: bool = False) -> Tensor:
     """``log(sum(exp(x)))`` computed without overflow."""
     dims = _dims(dim, x.ndim)
-    top = Tensor(x.data.max(axis=dims, keepdims=True))
+    top = x.data.max(axis=dims, keepdims=True)
+    top = Tensor(_xp(top).where(_xp(top).isinf(top), 0, top))  # ±inf maxima: no inf - inf
     out = log(sum(exp(x - top), dims, keepdim=True)) + top
     return out if keepdim else squeeze(out, dims)
 
 
 def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
-    return x - logsumexp(x, dim, keepdim=True)
+    # (x - max) - log(sum(exp(x - max))): no large ``max`` is added back and subtracted
+    shifted = x - Tensor(x.data.max(axis=dim, keepdims=True))
+    return shifted - log(sum(exp(shifted), dim, keepdim=True))
 
 
 def softmax(x: Tensor, dim: int = -1) -> Tensor:
@@ -398,16 +415,18 @@ def matmul(a: Any, b: Any) -> Tensor:
     """Matrix product with NumPy's rules (1-D operands, broadcast batch dimensions)."""
     a, b = _operands(a, b)
     if a.ndim == 0 or b.ndim == 0:
-        raise ValueError(f"matmul: both operands need at least 1 dimension, got {a.shape}, {b.shape}")
+        raise ValueError(
+            f"matmul: both operands need at least 1 dimension, got {a.shape}, {b.shape}"
+        )
+    k_b = b.shape[0] if b.ndim == 1 else b.shape[-2]
+    if a.shape[-1] != k_b:  # checked before 1-D operands are reshaped: the user's shapes
+        raise ValueError(
+            f"matmul: shapes {a.shape} and {b.shape} are not aligned ({a.shape[-1]} ≠ {k_b})"
+        )
     if a.ndim == 1:
         return squeeze(matmul(unsqueeze(a, 0), b), -2)
     if b.ndim == 1:
         return squeeze(matmul(a, unsqueeze(b, -1)), -1)
-    if a.shape[-1] != b.shape[-2]:
-        raise ValueError(
-            f"matmul: shapes {a.shape} and {b.shape} are not aligned "
-            f"({a.shape[-1]} ≠ {b.shape[-2]})"
-        )
     _check_same_dtype("matmul", a, b)
     return MatMul()(a, b)
 
@@ -567,7 +586,9 @@ def reshape(x: Tensor, shape: int | Sequence[int]) -> Tensor:
     try:
         target = _resolve_shape(x, shape)
     except ValueError:
-        raise ValueError(f"reshape: cannot reshape a tensor of shape {x.shape} to {shape}") from None
+        raise ValueError(
+            f"reshape: cannot reshape a tensor of shape {x.shape} to {shape}"
+        ) from None
     return x if target == x.shape else Reshape(target)(x)
 
 
@@ -714,9 +735,17 @@ def to_device(x: Tensor, device: str) -> Tensor:
 # --------------------------------------------------------------------------- activations
 
 
+class ReLU(Function):
+    def forward(self, x):
+        return _xp(x).maximum(x, x.dtype.type(0))  # not x * mask: -inf * 0 would be nan
+
+    def backward(self, gy):
+        d = self.inputs[0].data
+        return mask(gy, d > 0)
+
+
 def relu(x: Tensor) -> Tensor:
-    d = x.data
-    return Mask((d > 0).astype(d.dtype))(x)
+    return ReLU()(x)
 
 
 def leaky_relu(x: Tensor, negative_slope: float = 0.01) -> Tensor:
@@ -902,8 +931,21 @@ def conv_transpose2d(
         for i in range(2)
     ]
     if builtins.min(size) < 1:
-        raise ValueError(f"conv_transpose2d: output size {tuple(size)} for input {x.shape} is empty")
+        raise ValueError(
+            f"conv_transpose2d: output size {tuple(size)} for input {x.shape} is empty"
+        )
     out_shape = (x.shape[0], weight.shape[1], size[0], size[1])
+    if op[0] >= s[0] or op[1] >= s[1]:
+        # output_padding ≥ stride (allowed when smaller than dilation): the output is not the
+        # input-gradient of a conv with this padding, so take the full unpadded transposed
+        # conv, extend it with zeros and crop it to the output
+        k = weight.shape[2:]
+        full = [(x.shape[2 + i] - 1) * s[i] + d[i] * (k[i] - 1) + 1 for i in range(2)]
+        y = ConvGradInput((*out_shape[:2], *full), s, (0, 0), d)(x, weight)
+        extra = [builtins.max(0, p[i] + size[i] - full[i]) for i in range(2)]
+        y = pad(y, (0, extra[1], 0, extra[0])) if builtins.max(extra) else y
+        y = y[:, :, p[0] : p[0] + size[0], p[1] : p[1] + size[1]]
+        return _conv_bias(y, bias, "conv_transpose2d")
     return _conv_bias(ConvGradInput(out_shape, s, p, d)(x, weight), bias, "conv_transpose2d")
 
 
@@ -987,11 +1029,15 @@ def batch_norm(
     Otherwise the running statistics are used.
     """
     if x.ndim < 2:
-        raise ValueError(f"batch_norm: expected an input of at least 2 dims (N, C, …), got {x.shape}")
+        raise ValueError(
+            f"batch_norm: expected an input of at least 2 dims (N, C, …), got {x.shape}"
+        )
     c = x.shape[1]
     for name, t in (("weight", weight), ("bias", bias)):
         if t is not None and t.shape != (c,):
-            raise ValueError(f"batch_norm: {name} has shape {t.shape}, expected ({c},) for {x.shape}")
+            raise ValueError(
+                f"batch_norm: {name} has shape {t.shape}, expected ({c},) for {x.shape}"
+            )
     shape = (1, c) + (1,) * (x.ndim - 2)
     if not training:
         if running_mean is None or running_var is None:
@@ -1006,7 +1052,9 @@ def batch_norm(
         return y if bias is None else y + reshape(bias, shape)
     count = x.data.size // c
     if count < 2:
-        raise ValueError(f"batch_norm: expected more than 1 value per channel when training, got input {x.shape}")
+        raise ValueError(
+            f"batch_norm: expected more than 1 value per channel when training, got input {x.shape}"
+        )
     xp = _xp(x.data)
     gamma = weight if weight is not None else Tensor(xp.ones(c, dtype=x.dtype))
     beta = bias if bias is not None else Tensor(xp.zeros(c, dtype=x.dtype))
@@ -1028,14 +1076,16 @@ def adain(x: Tensor, scale: Tensor, bias: Tensor, eps: float = 1e-5) -> Tensor:
     >>> import minigan
     >>> x = minigan.randn(2, 3, 4, 4)
     >>> y = adain(x, minigan.ones(2, 3) * 2, minigan.zeros(2, 3))
-    >>> bool(abs(y.numpy().std(axis=(2, 3)) - 2).max() < 1e-3)
+    >>> bool(np.abs(y.numpy().std(axis=(2, 3)) - 2).max() < 1e-3)
     True
     """
     if x.ndim != 4:
         raise ValueError(f"adain: expected a 4-D input (N, C, H, W), got shape {x.shape}")
     for name, t in (("scale", scale), ("bias", bias)):
         if t.shape != x.shape[:2]:
-            raise ValueError(f"adain: {name} has shape {t.shape}, expected {x.shape[:2]} for input {x.shape}")
+            raise ValueError(
+                f"adain: {name} has shape {t.shape}, expected {x.shape[:2]} for input {x.shape}"
+            )
     _check_same_dtype("adain", x, scale, bias)
     return AdaIN(eps)(x, scale, bias)
 
@@ -1078,7 +1128,9 @@ def avg_pool2d(x: Tensor, kernel_size, stride=None, padding=0) -> Tensor:
     total = None
     for i in range(k[0]):
         for j in range(k[1]):
-            part = xpad[:, :, i : i + s[0] * (oh - 1) + 1 : s[0], j : j + s[1] * (ow - 1) + 1 : s[1]]
+            part = xpad[
+                :, :, i : i + s[0] * (oh - 1) + 1 : s[0], j : j + s[1] * (ow - 1) + 1 : s[1]
+            ]
             total = part if total is None else total + part
     return total * (1.0 / (k[0] * k[1]))
 
@@ -1095,7 +1147,9 @@ def max_pool2d(x: Tensor, kernel_size, stride=None, padding=0) -> Tensor:
     flat = (rows * wp + cols).reshape(oh, ow, k[0] * k[1])
     planes = d.reshape(n, c, hp * wp)
     best = planes[:, :, flat].argmax(axis=-1)  # (n, c, oh, ow)
-    idx = xp.take_along_axis(xp.broadcast_to(flat, (n, c) + flat.shape), best[..., None], -1)[..., 0]
+    idx = xp.take_along_axis(xp.broadcast_to(flat, (n, c) + flat.shape), best[..., None], -1)[
+        ..., 0
+    ]
     base = (xp.arange(n * c) * (hp * wp)).reshape(n, c, 1, 1)
     return reshape(getitem(reshape(xpad, (-1,)), idx + base), (n, c, oh, ow))
 
@@ -1224,7 +1278,9 @@ def cross_entropy(
             )
         t = target.data
         if t.size and (t.min() < 0 or t.max() >= k):
-            raise ValueError(f"cross_entropy: class indices must be in [0, {k}), got {t.min()}..{t.max()}")
+            raise ValueError(
+                f"cross_entropy: class indices must be in [0, {k}), got {t.min()}..{t.max()}"
+            )
         onehot = _xp(t).moveaxis(_xp(t).eye(k, dtype=logits.dtype)[t], -1, 1)
         target = Tensor(onehot)
     else:

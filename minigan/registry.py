@@ -91,7 +91,9 @@ def _strict() -> bool:
 
 
 def _disabled() -> set[str]:
-    return {n.strip() for n in os.environ.get("MINIGAN_DISABLE_PLUGINS", "").split(",") if n.strip()}
+    return {
+        n.strip() for n in os.environ.get("MINIGAN_DISABLE_PLUGINS", "").split(",") if n.strip()
+    }
 
 
 class Registry:

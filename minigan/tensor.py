@@ -288,7 +288,8 @@ class Tensor:
         return F.transpose(self, dim0, dim1)
 
     def permute(self, *dims: Any) -> Tensor:
-        return F.permute(self, dims[0] if len(dims) == 1 else dims)
+        single = len(dims) == 1 and not isinstance(dims[0], int)  # permute((1, 0)) or permute(1, 0)
+        return F.permute(self, dims[0] if single else dims)
 
     @property
     def T(self) -> Tensor:
@@ -304,7 +305,8 @@ class Tensor:
         return F.squeeze(self, dim)
 
     def expand(self, *shape: Any) -> Tensor:
-        return F.broadcast_to(self, shape[0] if len(shape) == 1 else shape)
+        single = len(shape) == 1 and not isinstance(shape[0], int)  # expand((2, 3)) or expand(2, 3)
+        return F.broadcast_to(self, shape[0] if single else shape)
 
     def exp(self) -> Tensor:
         return F.exp(self)
@@ -337,7 +339,9 @@ def _raw(x: Any) -> Any:
     return x.data if isinstance(x, Tensor) else x
 
 
-def tensor(data: Any, dtype: Any = None, device: str = "cpu", requires_grad: bool = False) -> Tensor:
+def tensor(
+    data: Any, dtype: Any = None, device: str = "cpu", requires_grad: bool = False
+) -> Tensor:
     """Build a tensor from Python data or an array (a copy), like ``torch.tensor``.
 
     Python floats become float32; arrays keep their dtype unless ``dtype`` is given.
@@ -357,7 +361,9 @@ def tensor(data: Any, dtype: Any = None, device: str = "cpu", requires_grad: boo
 
 
 def _creator(fill):
-    def make(*shape: Any, dtype: Any = np.float32, device: str = "cpu", requires_grad: bool = False) -> Tensor:
+    def make(
+        *shape: Any, dtype: Any = np.float32, device: str = "cpu", requires_grad: bool = False
+    ) -> Tensor:
         shape = tuple(shape[0]) if len(shape) == 1 and not isinstance(shape[0], int) else shape
         array = backend.to_device(fill(shape, np.dtype(dtype)), device)
         return Tensor(array, requires_grad=requires_grad)
@@ -507,6 +513,8 @@ def _run_backward(
             g = Tensor(g)
         if g.shape != out.shape:
             raise ValueError(f"gradient has shape {g.shape}, but the output has shape {out.shape}")
+        if g.dtype != out.dtype:  # as in PyTorch: the gradient takes the output's dtype
+            g = F.astype(g, out.dtype)
         grads[id(out)] = grads[id(out)] + g if id(out) in grads else g
 
     results: dict[int, tuple[Tensor, Tensor]] = {}
@@ -541,7 +549,7 @@ def backward(
     retain_graph: bool | None = None,
     create_graph: bool = False,
 ) -> None:
-    """Accumulate gradients of ``tensors`` into the ``.grad`` of every leaf (``Tensor.backward``)."""
+    """Accumulate gradients of ``tensors`` into ``.grad`` of every leaf (``Tensor.backward``)."""
     grad_tensors = grad_tensors or [None] * len(tensors)
     retain = create_graph if retain_graph is None else retain_graph
     results = _run_backward(tensors, grad_tensors, None, retain, create_graph)

@@ -1,4 +1,6 @@
-"""Helpers for testing minigan code and plugins: numerical gradient checks.
+"""Helpers for testing minigan code and plugins: numerical gradient checks, and for plugin
+authors a fresh registry, a context manager that registers a plugin for one test, and the
+model contract check.
 
 :func:`gradcheck` compares the gradients minigan computes with central finite differences in
 float64; :func:`gradgradcheck` does the same for second derivatives (the gradient of a
@@ -15,12 +17,18 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+import os
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
+from minigan.registry import Registry, get_registry
 from minigan.tensor import Tensor, grad
+from minigan.train import check_model
+
+__all__ = ["check_model", "fresh_registry", "gradcheck", "gradgradcheck", "registered_plugin"]
 
 
 def _outputs(fn: Callable[..., Any], inputs: Sequence[Tensor]) -> list[Tensor]:
@@ -69,15 +77,14 @@ def _compare(
     analytic = grad(out, wrt, allow_unused=True) if out.requires_grad else [None] * len(wrt)
     for i, (x, g) in enumerate(zip(wrt, analytic)):
         expected = np.zeros(x.shape)
-        flat = x.data.reshape(-1)  # a view: perturbing it perturbs x
-        for j in range(flat.size):
-            old = flat[j]
-            flat[j] = old + eps
+        for j in np.ndindex(x.shape):  # in place on x.data, whatever its memory layout
+            old = x.data[j]
+            x.data[j] = old + eps
             up = fn(*inputs).item()
-            flat[j] = old - eps
+            x.data[j] = old - eps
             down = fn(*inputs).item()
-            flat[j] = old
-            expected.reshape(-1)[j] = (up - down) / (2 * eps)
+            x.data[j] = old
+            expected[j] = (up - down) / (2 * eps)
         got = np.zeros(x.shape) if g is None else np.asarray(g.numpy(), dtype=np.float64)
         if not np.allclose(got, expected, atol=atol, rtol=rtol):
             worst = np.unravel_index(np.argmax(np.abs(got - expected)), x.shape)
@@ -139,3 +146,50 @@ def gradgradcheck(
         return total
 
     return _compare(grad_projection, inputs, wrt, eps, atol, rtol, "second derivative")
+
+
+# --------------------------------------------------------------------------- plugin authors
+
+
+def fresh_registry(load_entry_points: bool = False) -> Registry:
+    """A new plugin registry, empty unless ``load_entry_points`` (the installed plugins).
+
+    >>> from minigan import hookimpl
+    >>> class Plugin:
+    ...     @hookimpl
+    ...     def register_models(self, register):
+    ...         register("toy", dict)
+    >>> registry = fresh_registry()
+    >>> registry.add_plugin(Plugin(), "toy-plugin")
+    True
+    >>> registry.names("model")
+    ['toy']
+    """
+    return Registry(load_entry_points=load_entry_points)
+
+
+@contextlib.contextmanager
+def registered_plugin(plugin: object, name: str | None = None) -> Iterator[Registry]:
+    """Register ``plugin`` in the process-wide registry (what the CLI and
+    ``minigan.data.open_dataset`` use) for the duration of a ``with`` block.
+
+    A plugin that fails to register raises here, whatever ``MINIGAN_STRICT_PLUGINS`` says,
+    so a test sees the real error.
+    """
+    registry = get_registry()
+    name = name or getattr(plugin, "__name__", None) or type(plugin).__name__
+    if name in registry.plugins:
+        raise ValueError(f"registered_plugin: a plugin named {name!r} is already registered")
+    previous = os.environ.get("MINIGAN_STRICT_PLUGINS")
+    os.environ["MINIGAN_STRICT_PLUGINS"] = "1"
+    try:
+        registry.add_plugin(plugin, name)
+    finally:
+        if previous is None:
+            del os.environ["MINIGAN_STRICT_PLUGINS"]
+        else:
+            os.environ["MINIGAN_STRICT_PLUGINS"] = previous
+    try:
+        yield registry
+    finally:
+        registry.remove_plugin(name)
