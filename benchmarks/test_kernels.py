@@ -6,11 +6,12 @@ Run with ``pytest benchmarks/ --benchmark``. Each test checks the results agree 
 
 from __future__ import annotations
 
-import minigan.kernels as K
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+
+import minigan.kernels as K
 
 # (N, C, O, H, k, stride, pad): the DCGAN discriminator-style layers of the brief.
 CONV_LAYERS = [

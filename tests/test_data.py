@@ -17,7 +17,6 @@ import warnings
 import imageio.v3 as iio
 import numpy as np
 import pytest
-from minigan.plugins import datasets as builtin
 
 import minigan
 from minigan.data import (
@@ -29,6 +28,7 @@ from minigan.data import (
     resize_and_crop,
     to_channels,
 )
+from minigan.plugins import datasets as builtin
 from minigan.registry import Registry
 
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import types
 
-import minigan.kernels as K
 import numpy as np
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+
+import minigan.kernels as K
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
