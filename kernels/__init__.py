@@ -17,8 +17,9 @@ may be None (meaning 1 and 0). ``x_shape`` is the full input shape, so it also f
 
 Kernels know nothing of autograd: they take and return plain arrays. Each public function
 looks at its first array argument, picks the backend registered for that array type and calls
-the function of the same name there. NumPy arrays go to :mod:`minigan.kernels.cpu`; a GPU
-backend plugs in with ``register_backend("cuda", module, is_array)``.
+the function of the same name there. NumPy arrays go to :mod:`minigan.kernels.cpu`, CuPy arrays to
+:mod:`minigan.kernels.cuda`; another backend plugs in with
+``register_backend(name, module, is_array)``.
 """
 
 from __future__ import annotations
@@ -60,6 +61,10 @@ def register_backend(name: str, module: ModuleType, is_array: Callable[[Any], bo
 
 
 register_backend("cpu", cpu, lambda a: isinstance(a, np.ndarray))
+
+from . import cuda as _cuda  # noqa: E402  (imports neither CuPy nor numba.cuda until used)
+
+register_backend("cuda", _cuda, _cuda.handles)
 
 
 def backend_for(array: Any, kernel: str) -> ModuleType:
