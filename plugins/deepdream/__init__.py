@@ -1,0 +1,216 @@
+"""DeepDream, minigan's built-in image processor — registered as ``deepdream``.
+
+Registers the ``deepdream`` processor (``minigan process deepdream …``) and adds two commands:
+
+- ``minigan dream INPUT -o OUT.png [--model shapes|vgg16|googlenet] [--layers …] …``
+- ``minigan weights download NAME`` / ``minigan weights list``
+
+Importing this module is cheap: the networks and the algorithm (:mod:`.dream`,
+:mod:`.networks`, :mod:`.weights`) are imported only when a command runs or the processor is
+used.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from minigan import hookimpl
+
+__all__ = ["register_processors", "register_commands"]
+
+
+@hookimpl
+def register_processors(register: Callable[[str, Any], None]) -> None:
+    """Register ``deepdream`` lazily (nothing is imported until it is used)."""
+    register("deepdream", "minigan.plugins.deepdream.dream:DeepDream")
+
+
+# --------------------------------------------------------------------------- CLI helpers
+def _field_type(hint: Any) -> Any:
+    """``int | None`` -> ``int``; other hints unchanged."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return hint
+
+
+def config_options(config_cls: type) -> list[Any]:
+    """click options for the fields of a ``Config`` dataclass: ``octave_scale: float = 1.4``
+    becomes ``--octave-scale FLOAT [default: 1.4]``, ``bool`` fields ``--flag/--no-flag``.
+
+    >>> from minigan.plugins.deepdream.dream import DreamConfig
+    >>> [o.opts[0] for o in config_options(DreamConfig)][:3]
+    ['--model', '--weights', '--layers']
+    """
+    import click
+
+    hints = typing.get_type_hints(config_cls)
+    options = []
+    for f in dataclasses.fields(config_cls):
+        kind = _field_type(hints[f.name])
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f.metadata.get("help", "")
+        if kind is bool:
+            opt = click.Option(
+                [f"{flag}/--no-{flag[2:]}", f.name], default=f.default, help=help_text
+            )
+        elif f.name == "model":
+            from minigan.plugins.deepdream.networks import SPECS
+
+            opt = click.Option(
+                [flag, f.name], type=click.Choice(list(SPECS)), default=f.default, help=help_text
+            )
+        else:
+            opt = click.Option(
+                [flag, f.name],
+                type=kind,
+                default=f.default,
+                help=help_text,
+                show_default=f.default is not None,
+            )
+        options.append(opt)
+    return options
+
+
+def _output_paths(output: Path) -> tuple[Path, Path, Path]:
+    """OUT.png -> (OUT.png, OUT_frames/, OUT.gif)."""
+    return output, output.with_name(output.stem + "_frames"), output.with_suffix(".gif")
+
+
+def _to_uint8(image: Any) -> Any:
+    import numpy as np
+
+    return np.rint(np.clip(image, 0, 1) * 255).astype(np.uint8)
+
+
+# --------------------------------------------------------------------------- commands
+@hookimpl
+def register_commands(cli: Any) -> None:
+    """Add ``minigan dream`` and ``minigan weights`` (``download``, ``list``)."""
+    import click
+
+    from minigan.plugins.deepdream.dream import DreamConfig
+
+    def dream_command(
+        input: str | None,
+        output: str | None,
+        list_layers: bool,
+        zoom_frames: int,
+        zoom: float,
+        **options: Any,
+    ) -> None:
+        """DeepDream an image: amplify what a network's layers see in it.
+
+        Runs offline with the shipped shapes classifier; --model vgg16 / googlenet use
+        torchvision's ImageNet weights (see `minigan weights download`). With --zoom-frames N,
+        the dream is fed back through a zoom N times: frames go to OUT_frames/ and OUT.gif.
+        The output PNG records every parameter in its metadata.
+        """
+        from minigan.plugins.deepdream import networks
+        from minigan.plugins.deepdream.dream import DeepDream
+        from minigan.plugins.deepdream.weights import WeightsNotFoundError
+
+        if list_layers:
+            click.echo(networks.describe_layers(options["model"]))
+            return
+        if input is None:
+            raise click.UsageError("missing INPUT image (or use --list-layers)")
+        source = Path(input)
+        out = Path(output) if output else source.with_name(source.stem + "_dream.png")
+        try:
+            processor = DeepDream(DreamConfig(**options))
+        except WeightsNotFoundError as e:
+            raise click.ClickException(str(e)) from None
+        except (networks.LayerError, ValueError, FileNotFoundError) as e:
+            raise click.ClickException(str(e)) from None
+        from minigan.images import read_image, save_gif, save_image
+
+        image = read_image(source)
+        meta = {**processor.metadata(), "input": source.name}
+        if zoom_frames > 0:
+            frames = processor.zoom(image, zoom_frames, zoom)
+            _, frame_dir, gif = _output_paths(out)
+            frame_dir.mkdir(parents=True, exist_ok=True)
+            meta.update(zoom_frames=zoom_frames, zoom=zoom)
+            for i, frame in enumerate(frames):
+                save_image(frame_dir / f"{i:04d}.png", _to_uint8(frame), {**meta, "frame": i})
+            save_gif(gif, [_to_uint8(f) for f in frames], seconds_per_frame=0.1)
+            result = frames[-1]
+            click.echo(f"wrote {len(frames)} frames to {frame_dir} and {gif}")
+        else:
+            result = processor.process(image)
+        save_image(out, _to_uint8(result), meta)
+        click.echo(f"wrote {out}")
+
+    params = [
+        click.Argument(["input"], required=False, type=click.Path(dir_okay=False)),
+        click.Option(
+            ["-o", "--output"],
+            type=click.Path(dir_okay=False),
+            help="output PNG [default: INPUT_dream.png]",
+        ),
+        click.Option(["--list-layers"], is_flag=True, help="list the layers of --model and exit"),
+        click.Option(
+            ["--zoom-frames"],
+            type=int,
+            default=0,
+            show_default=True,
+            help="zoom-feedback frames (writes OUT_frames/ and OUT.gif)",
+        ),
+        click.Option(
+            ["--zoom"],
+            type=float,
+            default=1.05,
+            show_default=True,
+            help="zoom factor between frames",
+        ),
+        *config_options(DreamConfig),
+    ]
+    cli.add_command(
+        click.Command("dream", callback=dream_command, params=params, help=dream_command.__doc__)
+    )
+
+    @cli.group()
+    def weights() -> None:
+        """Network weights for DeepDream (torchvision's ImageNet files)."""
+
+    @weights.command("download")
+    @click.argument("name", type=click.Choice(["vgg16", "googlenet"]))
+    @click.option(
+        "--dir",
+        "directory",
+        type=click.Path(file_okay=False),
+        help="where to save [default: the torch hub cache]",
+    )
+    def download(name: str, directory: str | None) -> None:
+        """Download torchvision's weights for NAME (checksum-checked) into the hub cache."""
+        from minigan.plugins.deepdream import weights as w
+
+        try:
+            path = w.download(name, directory)
+        except OSError as e:
+            raise click.ClickException(
+                f"download failed: {e}\n{w.missing_weights_message(name)}"
+            ) from None
+        except ValueError as e:
+            raise click.ClickException(str(e)) from None
+        click.echo(f"saved {path}")
+
+    @weights.command("list")
+    def list_weights() -> None:
+        """Show each network, where its weights are looked for, and whether they are there."""
+        from minigan.plugins.deepdream import weights as w
+        from minigan.plugins.deepdream.shapes_classifier import WEIGHTS_PATH
+
+        click.echo(f"shapes     shipped    {WEIGHTS_PATH}")
+        for name, info in w.WEIGHTS.items():
+            found = w.find_weights(name)
+            state = "found  " if found else "missing"
+            click.echo(f"{name:<10} {state}    {found or w.hub_dir() / info.filename}")
+        click.echo(f"(hub cache: {w.hub_dir()}; set TORCH_HOME to move it)", err=False)
