@@ -204,7 +204,10 @@ def config_options(config_cls: type, prefix: str = "model__") -> list[click.Opti
     >>> [(o.opts, o.default) for o in config_options(Config)]
     [(['--latent-dim'], 100), (['--ema'], False)]
     """
-    hints = typing.get_type_hints(config_cls)
+    try:
+        hints = typing.get_type_hints(config_cls)
+    except NameError:  # annotations naming something local to a function: judge by default
+        hints = {}
     options = []
     for f in dataclasses.fields(config_cls):
         if not f.init:
@@ -215,13 +218,14 @@ def config_options(config_cls: type, prefix: str = "model__") -> list[click.Opti
             default = f.default_factory()
         else:
             raise TypeError(f"{config_cls.__qualname__}.{f.name} needs a default to be an option")
-        hint = _unwrap_optional(hints.get(f.name, str))
+        fallback = type(default) if default is not None else str
+        hint = _unwrap_optional(hints.get(f.name, fallback))
         flag = "--" + f.name.replace("_", "-")
         extra: dict[str, Any] = {}
-        if default is None:
-            extra["show_default"] = f.metadata.get("default_help", "auto")
-        elif "default_help" in f.metadata:
-            extra["show_default"] = f.metadata["default_help"]
+        help_text = f.metadata.get("help", "")
+        if default is None or "default_help" in f.metadata:  # e.g. "auto: 64 at 28x28, ..."
+            help_text += f"  [default: {f.metadata.get('default_help', 'auto')}]"
+            extra["show_default"] = False
         decls = [flag, prefix + f.name]
         if hint is bool:
             decls = [f"{flag}/--no-{flag[2:]}", prefix + f.name]
@@ -242,7 +246,7 @@ def config_options(config_cls: type, prefix: str = "model__") -> list[click.Opti
                 f"{config_cls.__qualname__}.{f.name}: the command line supports int, float, str, "
                 f"bool, Literal and fixed-length tuple fields, not {hint!r}"
             )
-        option = click.Option(decls, default=default, help=f.metadata.get("help", ""), **extra)
+        option = click.Option(decls, default=default, help=help_text, **extra)
         options.append(option)
     return options
 
@@ -407,7 +411,7 @@ def make_train_command(name: str, model_cls: type) -> click.Command:
         name,
         params=[*common, *model_options],
         callback=_train_callback(name, model_cls, field_names),
-        help=f"Train {name}: {doc[0] if doc else ''}\n\nWrites a run directory (--out): "
+        help=f"{doc[0] if doc else 'Train ' + name + '.'}\n\nWrites a run directory (--out): "
         "config.json, checkpoints/, samples/, real_samples.png, progress.gif, metrics.jsonl, "
         "losses.png. Ctrl-C saves a checkpoint; --resume continues exactly.",
         short_help=doc[0] if doc else None,

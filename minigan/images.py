@@ -1,0 +1,384 @@
+"""Images out: grids, PNGs that carry their parameters, GIFs, and a dependency-free line chart.
+
+Everything here works on NumPy arrays. Model outputs are NCHW float32 in [-1, 1] (what a
+``tanh`` generator gives); files are written through imageio, atomically (a temporary file
+renamed over the target), and PNGs record the parameters that made them as text chunks.
+
+>>> import numpy as np, os, tempfile
+>>> batch = np.linspace(-1, 1, 6 * 3 * 4 * 4, dtype=np.float32).reshape(6, 3, 4, 4)
+>>> grid = make_grid(batch, nrow=3, padding=1)
+>>> grid.shape, grid.dtype                    # 2 rows x 3 columns of 4x4 tiles, 1 px apart
+((11, 16, 3), dtype('uint8'))
+>>> path = os.path.join(tempfile.mkdtemp(), "grid.png")
+>>> save_image(path, grid, metadata={"seeds": [0, 1, 2], "model": "dcgan"})
+>>> read_metadata(path)
+{'seeds': '[0, 1, 2]', 'model': 'dcgan'}
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "to_uint8",
+    "make_grid",
+    "save_image",
+    "read_image",
+    "read_metadata",
+    "save_gif",
+    "draw_text",
+    "line_chart",
+]
+
+PathLike = str | os.PathLike[str]
+
+
+# --------------------------------------------------------------------------- arrays
+def to_uint8(images: np.ndarray) -> np.ndarray:
+    """Float images in [-1, 1] (NCHW or CHW) as ``uint8`` NHWC (or HWC) in [0, 255].
+
+    ``uint8`` input is taken to be channel-last already and returned as is.
+
+    >>> to_uint8(np.array([[[[-1.0, 0.0, 1.0]]]], np.float32)).tolist()
+    [[[[0], [128], [255]]]]
+    """
+    images = np.asarray(images)
+    if images.dtype == np.uint8:
+        return images
+    u8 = np.rint((np.clip(images, -1.0, 1.0) + 1.0) * 127.5).astype(np.uint8)
+    return np.moveaxis(u8, -3, -1)
+
+
+def make_grid(
+    images: np.ndarray, nrow: int | None = None, padding: int = 2, pad_value: int = 0
+) -> np.ndarray:
+    """Tile a batch into one image, ``nrow`` tiles per row (default: a square-ish grid).
+
+    ``images`` is NCHW float in [-1, 1] or NHWC ``uint8``. Returns an RGB ``uint8`` array
+    (H, W, 3); grayscale tiles are repeated to RGB.
+
+    >>> make_grid(np.zeros((5, 1, 8, 8), np.float32), padding=0).shape   # 3 per row, 2 rows
+    (16, 24, 3)
+    """
+    tiles = to_uint8(images)
+    if tiles.ndim != 4:
+        raise ValueError(f"make_grid: expected a batch of images, got shape {tiles.shape}")
+    if tiles.shape[-1] == 1:
+        tiles = np.repeat(tiles, 3, axis=-1)
+    n, h, w, c = tiles.shape
+    nrow = nrow or math.ceil(math.sqrt(n))
+    ncol_rows = math.ceil(n / nrow)
+    grid = np.full(
+        (ncol_rows * (h + padding) + padding, nrow * (w + padding) + padding, c),
+        pad_value,
+        np.uint8,
+    )
+    for i, tile in enumerate(tiles):
+        r, col = divmod(i, nrow)
+        top, left = padding + r * (h + padding), padding + col * (w + padding)
+        grid[top : top + h, left : left + w] = tile
+    return grid
+
+
+def upscale(image: np.ndarray, factor: int) -> np.ndarray:
+    """Nearest-neighbour enlargement of an (H, W, ...) array by an integer ``factor``.
+
+    >>> upscale(np.array([[1, 2]]), 2).tolist()
+    [[1, 1, 2, 2], [1, 1, 2, 2]]
+    """
+    if factor <= 1:
+        return image
+    return np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)
+
+
+# --------------------------------------------------------------------------- files
+def _atomic(path: PathLike, write: Any) -> None:
+    """Call ``write(tmp_path)`` and rename the result over ``path``."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    root, ext = os.path.splitext(os.path.basename(path))
+    tmp = os.path.join(directory, f".{root}.{uuid.uuid4().hex[:8]}.tmp{ext}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def save_image(
+    path: PathLike, image: np.ndarray, metadata: Mapping[str, Any] | None = None
+) -> None:
+    """Write an image (HWC/HW ``uint8``, or CHW float in [-1, 1]) as a PNG, atomically.
+
+    ``metadata`` becomes PNG text chunks (non-string values JSON-encoded): the parameters
+    that made the image travel with it. Read them with :func:`read_metadata`.
+    """
+    import imageio.v3 as iio
+    from PIL.PngImagePlugin import PngInfo
+
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        image = to_uint8(image)
+    if image.ndim == 3 and image.shape[-1] == 1:
+        image = image[..., 0]
+    info = PngInfo()
+    for key, value in (metadata or {}).items():
+        info.add_text(str(key), _text(value))
+    _atomic(path, lambda tmp: iio.imwrite(tmp, image, extension=".png", pnginfo=info))
+
+
+def read_image(path: PathLike) -> np.ndarray:
+    """An image file as a ``uint8`` array (H, W, C) or (H, W)."""
+    import imageio.v3 as iio
+
+    return np.asarray(iio.imread(os.fspath(path)))
+
+
+def read_metadata(path: PathLike) -> dict[str, str]:
+    """The text chunks of a PNG (what :func:`save_image` stored as ``metadata``)."""
+    from PIL import Image
+
+    with Image.open(os.fspath(path)) as im:
+        return dict(getattr(im, "text", {}))
+
+
+def save_gif(path: PathLike, frames: Sequence[np.ndarray], seconds_per_frame: float = 0.5) -> None:
+    """An animated, looping GIF of equally-sized ``uint8`` RGB frames, written atomically.
+    The last frame is held three times as long."""
+    import imageio.v3 as iio
+
+    if not frames:
+        raise ValueError("save_gif: no frames")
+    stack = np.stack([np.asarray(f, np.uint8) for f in frames])
+    ms = int(seconds_per_frame * 1000)
+    durations = [ms] * (len(stack) - 1) + [3 * ms]
+    _atomic(
+        path,
+        lambda tmp: iio.imwrite(tmp, stack, extension=".gif", duration=durations, loop=0),
+    )
+
+
+# --------------------------------------------------------------------------- text
+# A 3x5 pixel font: enough for chart labels. Lower case is drawn as upper case.
+_GLYPHS = {
+    "A": ".#.|#.#|###|#.#|#.#",
+    "B": "##.|#.#|##.|#.#|##.",
+    "C": ".##|#..|#..|#..|.##",
+    "D": "##.|#.#|#.#|#.#|##.",
+    "E": "###|#..|##.|#..|###",
+    "F": "###|#..|##.|#..|#..",
+    "G": ".##|#..|#.#|#.#|.##",
+    "H": "#.#|#.#|###|#.#|#.#",
+    "I": "###|.#.|.#.|.#.|###",
+    "J": "..#|..#|..#|#.#|.#.",
+    "K": "#.#|#.#|##.|#.#|#.#",
+    "L": "#..|#..|#..|#..|###",
+    "M": "#.#|###|###|#.#|#.#",
+    "N": "##.|#.#|#.#|#.#|#.#",
+    "O": ".#.|#.#|#.#|#.#|.#.",
+    "P": "##.|#.#|##.|#..|#..",
+    "Q": ".#.|#.#|#.#|##.|.##",
+    "R": "##.|#.#|##.|#.#|#.#",
+    "S": ".##|#..|.#.|..#|##.",
+    "T": "###|.#.|.#.|.#.|.#.",
+    "U": "#.#|#.#|#.#|#.#|###",
+    "V": "#.#|#.#|#.#|#.#|.#.",
+    "W": "#.#|#.#|###|###|#.#",
+    "X": "#.#|#.#|.#.|#.#|#.#",
+    "Y": "#.#|#.#|.#.|.#.|.#.",
+    "Z": "###|..#|.#.|#..|###",
+    "0": "###|#.#|#.#|#.#|###",
+    "1": ".#.|##.|.#.|.#.|###",
+    "2": "##.|..#|.#.|#..|###",
+    "3": "##.|..#|.#.|..#|##.",
+    "4": "#.#|#.#|###|..#|..#",
+    "5": "###|#..|##.|..#|##.",
+    "6": ".##|#..|###|#.#|###",
+    "7": "###|..#|.#.|.#.|.#.",
+    "8": "###|#.#|###|#.#|###",
+    "9": "###|#.#|###|..#|##.",
+    " ": "...|...|...|...|...",
+    ".": "...|...|...|...|.#.",
+    ",": "...|...|...|.#.|#..",
+    "-": "...|...|###|...|...",
+    "_": "...|...|...|...|###",
+    "+": "...|.#.|###|.#.|...",
+    ":": "...|.#.|...|.#.|...",
+    "/": "..#|..#|.#.|#..|#..",
+    "(": ".#.|#..|#..|#..|.#.",
+    ")": ".#.|..#|..#|..#|.#.",
+    "=": "...|###|...|###|...",
+    "%": "#.#|..#|.#.|#..|#.#",
+    "?": "##.|..#|.#.|...|.#.",
+}
+_FONT = {
+    ch: np.array([[c == "#" for c in row] for row in rows.split("|")], bool)
+    for ch, rows in _GLYPHS.items()
+}
+GLYPH_W, GLYPH_H = 3, 5
+
+
+def text_size(text: str, scale: int = 1) -> tuple[int, int]:
+    """(width, height) in pixels of ``text`` drawn by :func:`draw_text`."""
+    return (max(0, len(text) * (GLYPH_W + 1) - 1) * scale, GLYPH_H * scale)
+
+
+def draw_text(
+    image: np.ndarray, x: int, y: int, text: str, color: Sequence[int], scale: int = 1
+) -> None:
+    """Draw ``text`` into the (H, W, 3) ``uint8`` array ``image`` in place, its top-left
+    corner at (x, y), in a 3x5 pixel font enlarged ``scale`` times (clipped at the edges).
+
+    >>> img = np.zeros((7, 9, 3), np.uint8)
+    >>> draw_text(img, 1, 1, "17", (255, 255, 255))
+    >>> print("\\n".join("".join("#" if p else "." for p in row) for row in img[1:6, :, 0]))
+    ..#..###.
+    .##....#.
+    ..#...#..
+    ..#...#..
+    .###..#..
+    """
+    color = np.asarray(color, np.uint8)
+    h, w = image.shape[:2]
+    for i, ch in enumerate(text):
+        glyph = _FONT.get(ch.upper(), _FONT["?"])
+        glyph = np.repeat(np.repeat(glyph, scale, 0), scale, 1)
+        gx = x + i * (GLYPH_W + 1) * scale
+        ys, xs = np.nonzero(glyph)
+        ys, xs = ys + y, xs + gx
+        keep = (ys >= 0) & (ys < h) & (xs >= 0) & (xs < w)
+        image[ys[keep], xs[keep]] = color
+
+
+# --------------------------------------------------------------------------- chart
+PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189)]
+
+
+def _line(image: np.ndarray, x0: float, y0: float, x1: float, y1: float, color: Any) -> None:
+    """A 2-pixel-wide straight segment (sampled densely enough to leave no gaps)."""
+    n = int(max(abs(x1 - x0), abs(y1 - y0))) + 2
+    xs = np.rint(np.linspace(x0, x1, n)).astype(int)
+    ys = np.rint(np.linspace(y0, y1, n)).astype(int)
+    h, w = image.shape[:2]
+    for dy in (0, 1):
+        keep = (ys + dy >= 0) & (ys + dy < h) & (xs >= 0) & (xs < w)
+        image[ys[keep] + dy, xs[keep]] = color
+
+
+def _format(value: float) -> str:
+    if value == 0:
+        return "0"
+    if abs(value) >= 1e4 or abs(value) < 1e-2:
+        return f"{value:.1e}".replace("e+0", "e").replace("e-0", "e-")
+    return f"{value:.3g}"
+
+
+def line_chart(
+    series: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+    width: int = 640,
+    height: int = 360,
+    title: str = "",
+    xlabel: str = "",
+) -> np.ndarray:
+    """Plot named ``(xs, ys)`` series as coloured polylines on one set of axes, with tick
+    labels and a legend; returns an RGB ``uint8`` image (height, width, 3).
+
+    Non-finite points are skipped; a series with many points is drawn at one point per pixel
+    column (averaged), so the chart stays readable for long runs.
+
+    >>> steps = [0, 1, 2]
+    >>> img = line_chart({"loss_d": (steps, [1.4, 1.0, 0.9]), "loss_g": (steps, [0.7, 2, 3])})
+    >>> img.shape, img.dtype
+    ((360, 640, 3), dtype('uint8'))
+    >>> bool((img == PALETTE[0]).all(-1).any() and (img == PALETTE[1]).all(-1).any())
+    True
+    """
+    scale = 2
+    image = np.full((height, width, 3), 255, np.uint8)
+    left, right, top, bottom = 70, 16, 40 if title else 16, 40 if xlabel else 28
+    pw, ph = width - left - right, height - top - bottom
+    points = {
+        name: (np.asarray(xs, np.float64), np.asarray(ys, np.float64))
+        for name, (xs, ys) in series.items()
+    }
+    finite = [(x[np.isfinite(y)], y[np.isfinite(y)]) for x, y in points.values()]
+    all_x = np.concatenate([x for x, _ in finite] + [np.zeros(0)])
+    all_y = np.concatenate([y for _, y in finite] + [np.zeros(0)])
+    x0, x1 = (all_x.min(), all_x.max()) if all_x.size else (0.0, 1.0)
+    y0, y1 = (all_y.min(), all_y.max()) if all_y.size else (0.0, 1.0)
+    if x1 == x0:
+        x1 = x0 + 1
+    if y1 == y0:
+        y0, y1 = y0 - 0.5, y1 + 0.5
+    pad = 0.05 * (y1 - y0)
+    y0, y1 = y0 - pad, y1 + pad
+
+    def px(x: np.ndarray) -> np.ndarray:
+        return left + (x - x0) / (x1 - x0) * (pw - 1)
+
+    def py(y: np.ndarray) -> np.ndarray:
+        return top + (y1 - y) / (y1 - y0) * (ph - 1)
+
+    grey, dark = (225, 225, 225), (40, 40, 40)
+    for i in range(5):  # horizontal grid lines with y tick labels
+        value = y0 + (y1 - y0) * i / 4
+        row = int(round(py(np.array(value))))
+        image[row, left : left + pw] = grey
+        label = _format(value)
+        tw, th = text_size(label, scale)
+        draw_text(image, left - 6 - tw, row - th // 2, label, dark, scale)
+    for i in range(5):  # x tick labels
+        value = x0 + (x1 - x0) * i / 4
+        col = int(round(px(np.array(value))))
+        image[top + ph : top + ph + 4, col] = dark
+        label = str(int(round(value))) if x1 - x0 >= 8 else _format(value)
+        tw, _ = text_size(label, scale)
+        draw_text(image, min(max(col - tw // 2, 0), width - tw), top + ph + 7, label, dark, scale)
+    image[top : top + ph, left - 1] = dark  # axes
+    image[top + ph, left - 1 : left + pw] = dark
+    if title:
+        tw, _ = text_size(title, scale)
+        draw_text(image, (width - tw) // 2, 12, title, dark, scale)
+    if xlabel:
+        tw, _ = text_size(xlabel, scale)
+        draw_text(image, left + (pw - tw) // 2, height - 14, xlabel, dark, scale)
+
+    for k, (x, y) in enumerate(finite):
+        color = PALETTE[k % len(PALETTE)]
+        if x.size > pw:  # one point per pixel column: mean of the values falling in it
+            column = np.minimum(((x - x0) / (x1 - x0) * pw).astype(int), pw - 1)
+            counts = np.bincount(column, minlength=pw)
+            used = counts > 0
+            x = (np.bincount(column, x, pw)[used]) / counts[used]
+            y = (np.bincount(column, y, pw)[used]) / counts[used]
+        cx, cy = px(x), py(y)
+        if cx.size == 1:
+            _line(image, cx[0] - 1, cy[0], cx[0] + 1, cy[0], color)
+        for i in range(cx.size - 1):
+            _line(image, cx[i], cy[i], cx[i + 1], cy[i + 1], color)
+
+    lx, ly = left + pw - 8, top + 8  # legend, top right: a swatch and the name per series
+    names = list(points)
+    widest = max((text_size(n, scale)[0] for n in names), default=0)
+    box_left = lx - widest - 26
+    image[ly - 4 : ly + 14 * len(names) + 2, box_left - 4 : lx + 4] = 255
+    for k, name in enumerate(names):
+        color = PALETTE[k % len(PALETTE)]
+        row = ly + 14 * k
+        image[row + 1 : row + 9, box_left : box_left + 16] = color
+        draw_text(image, box_left + 22, row, name, dark, scale)
+    return image
