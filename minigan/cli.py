@@ -8,6 +8,7 @@ classifier on generated images — a quick check that an install works.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import os
 import re
@@ -420,7 +421,7 @@ def make_train_command(name: str, model_cls: type) -> click.Command:
 
 def _broken_command(name: str, error: BaseException) -> click.Command:
     def fail() -> None:
-        raise click.ClickException(f"model {name!r} cannot be used: {error}")
+        raise click.ClickException(f"{name!r} cannot be used: {error}")
 
     return click.Command(name, callback=fail, help=f"(cannot be loaded: {error})")
 
@@ -492,6 +493,16 @@ def parse_seeds(text: str) -> list[int]:
 @click.option("--nrow", type=int, help="images per grid row [default: a square grid]")
 @click.option("--batch-size", default=64, help="images generated at a time")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu")
+@click.option(
+    "--truncation",
+    type=float,
+    help="truncation psi toward the average latent (models that support it, e.g. stylegan-lite)",
+)
+@click.option(
+    "--noise-mode",
+    type=click.Choice(["const", "random", "none"]),
+    help="per-layer noise (models that support it, e.g. stylegan-lite)",
+)
 def sample(
     source: str,
     seeds: str,
@@ -500,6 +511,8 @@ def sample(
     nrow: int | None,
     batch_size: int,
     device: str,
+    truncation: float | None,
+    noise_mode: str | None,
 ) -> None:
     """Generate images from a run (its latest checkpoint) or a checkpoint file.
 
@@ -518,8 +531,16 @@ def sample(
         raise _fail(e) from e
     except RuntimeError as e:
         raise _fail(e) from e
-    images = model.generate(seed_list, batch_size=batch_size)
+    options = {"truncation": truncation, "noise_mode": noise_mode}
+    options = {key: value for key, value in options.items() if value is not None}
+    accepted = inspect.signature(model.sample).parameters
+    for key in options:
+        if key not in accepted:
+            flag = "--" + key.replace("_", "-")
+            raise click.UsageError(f"model {ckpt['model']!r} does not support {flag}")
+    images = model.generate(seed_list, batch_size=batch_size, **options)
     meta = {
+        **options,
         "model": ckpt["model"],
         "checkpoint": str(ckpt["path"]),
         "step": ckpt.get("step"),
@@ -538,3 +559,102 @@ def sample(
         grid = imaging.make_grid(images, nrow=nrow)
         imaging.save_image(grid_path, grid, {**meta, "seeds": seeds})
         click.echo(f"wrote a grid of {len(seed_list)} images to {grid_path}")
+
+
+# --------------------------------------------------------------------------- process
+
+
+def _process_callback(name: str, processor_cls: type, field_names: list[str]) -> Any:
+    def run(inputs: tuple[str, ...], out: str | None, **kw: Any) -> None:
+        from pathlib import Path
+
+        from tqdm import tqdm
+
+        from minigan import images as imaging
+        from minigan.data import IMAGE_EXTENSIONS
+
+        config = {f: kw["proc__" + f] for f in field_names}
+        try:
+            processor = processor_cls(processor_cls.Config(**config))
+        except (TypeError, ValueError, FileNotFoundError, KeyError, RuntimeError) as e:
+            raise _fail(e) from e
+        jobs: list[tuple[Path, Path]] = []
+        for item in map(Path, inputs):
+            if item.is_dir():
+                files = sorted(p for p in item.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+                if not files:
+                    raise click.ClickException(f"{item}: no images found in this folder")
+                target = Path(out) if out else item.with_name(item.name + f"-{name}")
+                jobs += [(p, target / p.relative_to(item).with_suffix(".png")) for p in files]
+            elif len(inputs) == 1 and out and Path(out).suffix:
+                jobs.append((item, Path(out)))
+            else:
+                target = Path(out) if out else item.parent
+                jobs.append((item, target / f"{item.stem}-{name}.png"))
+        for source, target in tqdm(jobs, desc=name, unit="image", disable=len(jobs) < 2):
+            try:
+                image = imaging.read_image(source)
+            except Exception as e:
+                raise click.ClickException(f"{source}: cannot read this image ({e})") from e
+            image = image.astype(np.float32) / (65535.0 if image.dtype == np.uint16 else 255.0)
+            if image.ndim == 2:
+                image = image[..., None]
+            result = processor.process(image[..., :3])
+            target.parent.mkdir(parents=True, exist_ok=True)
+            u8 = np.rint(np.clip(result, 0.0, 1.0) * 255).astype(np.uint8)
+            meta = {"processor": name, "source": str(source), **processor.metadata()}
+            imaging.save_image(target, u8, meta)
+            if len(jobs) == 1:
+                click.echo(f"wrote {target}")
+        if len(jobs) > 1:
+            click.echo(f"wrote {len(jobs)} images")
+
+    return run
+
+
+def make_process_command(name: str, processor_cls: type) -> click.Command:
+    """``minigan process NAME INPUT... [-o OUT]``: the processor's options come from its
+    ``Config`` dataclass."""
+    options = config_options(processor_cls.Config, prefix="proc__")
+    doc = (processor_cls.__doc__ or "").strip().splitlines()
+    field_names = [f.name for f in dataclasses.fields(processor_cls.Config) if f.init]
+    return click.Command(
+        name,
+        params=[
+            click.Argument(["inputs"], nargs=-1, required=True, type=click.Path(exists=True)),
+            click.Option(
+                ["-o", "--out"],
+                type=click.Path(),
+                help="output file (one input) or folder [default: NAME-<processor>.png beside "
+                "each input; a folder gets a sibling folder FOLDER-<processor>/]",
+            ),
+            *options,
+        ],
+        callback=_process_callback(name, processor_cls, field_names),
+        help=f"{doc[0] if doc else 'Run ' + name + '.'}\n\nProcesses image files or folders "
+        "of images (recursively); each output PNG records the parameters in its metadata.",
+        short_help=doc[0] if doc else None,
+    )
+
+
+class ProcessGroup(click.Group):
+    """One subcommand per registered processor, its options made from its ``Config``."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return get_registry().names("processor")
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        registry = get_registry()
+        if name not in registry.names("processor"):
+            available = ", ".join(registry.names("processor")) or "none"
+            ctx.fail(f"unknown processor {name!r}; available: {available}")
+        try:
+            return make_process_command(name, registry.get("processor", name))
+        except Exception as e:  # a broken plugin: say so when used, keep the rest working
+            return _broken_command(name, e)
+
+
+@main.group(cls=ProcessGroup)
+def process() -> None:
+    """Run a registered image processor over files or folders: minigan process NAME INPUT...
+    (e.g. `minigan process deepdream photo.png -o dream.png`)."""

@@ -174,9 +174,13 @@ def registered_plugin(plugin: object, name: str | None = None) -> Iterator[Regis
     ``minigan.data.open_dataset`` use) for the duration of a ``with`` block.
 
     A plugin that fails to register raises here, whatever ``MINIGAN_STRICT_PLUGINS`` says,
-    so a test sees the real error.
+    so a test sees the real error. A plugin that is already registered (because it is
+    installed) is left as it is.
     """
     registry = get_registry()
+    if registry.pm.is_registered(plugin):  # already loaded (e.g. installed): nothing to add
+        yield registry
+        return
     name = name or getattr(plugin, "__name__", None) or type(plugin).__name__
     if name in registry.plugins:
         raise ValueError(f"registered_plugin: a plugin named {name!r} is already registered")

@@ -287,11 +287,16 @@ class GAN:
         finally:
             net.train(was_training)
 
-    def generate(self, seeds: Iterable[int], batch_size: int = 64) -> np.ndarray:
-        """Images for ``seeds`` as a NumPy array, computed ``batch_size`` at a time."""
+    def generate(
+        self, seeds: Iterable[int], batch_size: int = 64, **sample_options: Any
+    ) -> np.ndarray:
+        """Images for ``seeds`` as a NumPy array, computed ``batch_size`` at a time;
+        ``sample_options`` (e.g. ``truncation``) go to :meth:`sample`."""
         seeds = list(seeds)
         parts = [
-            np.asarray(self.sample(self.latents(seeds[i : i + batch_size])).numpy())
+            np.asarray(
+                self.sample(self.latents(seeds[i : i + batch_size]), **sample_options).numpy()
+            )
             for i in range(0, len(seeds), batch_size)
         ]
         return np.concatenate(parts) if parts else np.zeros((0, *self.image_shape), np.float32)

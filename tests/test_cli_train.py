@@ -216,3 +216,36 @@ def test_parse_seeds():
     assert parse_seeds("0-2, 5,9-10") == [0, 1, 2, 5, 9, 10]
     with pytest.raises(ValueError):
         parse_seeds("a-b")
+
+
+def test_sample_refuses_options_the_model_does_not_support(tmp_path):
+    from minigan.cli import main
+
+    runner = CliRunner()
+    out = tmp_path / "run"
+    trained = runner.invoke(
+        main,
+        [
+            "train",
+            "dcgan",
+            "--resolution",
+            "32",
+            "--limit",
+            "64",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "32",
+            "--g-width",
+            "8",
+            "--d-width",
+            "8",
+            "--out",
+            str(out),
+            "--no-progress",
+        ],
+    )
+    assert trained.exit_code == 0, trained.output
+    result = runner.invoke(main, ["sample", str(out), "--seeds", "0", "--truncation", "0.5"])
+    assert result.exit_code != 0
+    assert "model 'dcgan' does not support --truncation" in result.output

@@ -177,9 +177,7 @@ def fake_distribution(tmp_path, monkeypatch):
     info = site / "minigan_fake-1.2.3.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: minigan-fake\nVersion: 1.2.3\n")
-    (info / "entry_points.txt").write_text(
-        "[minigan]\nfake = fakeplug\nfakebroken = fakebroken\n"
-    )
+    (info / "entry_points.txt").write_text("[minigan]\nfake = fakeplug\nfakebroken = fakebroken\n")
     monkeypatch.syspath_prepend(str(site))
     yield site
     for name in ("fakeplug", "fakebroken"):
@@ -235,3 +233,79 @@ def test_importing_minigan_and_plugins_never_imports_cupy(tmp_path):
         "assert 'cupy' not in sys.modules, 'cupy was imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(tmp_path))
+
+
+def test_registered_plugin_is_there_for_one_block_only():
+    from minigan.registry import get_registry
+    from minigan.testing import registered_plugin
+
+    with registered_plugin(GoodPlugin(), "good-for-now") as reg:
+        assert reg is get_registry() and reg.get("model", "toy") is dict
+    assert "toy" not in get_registry().names("model")
+    assert "good-for-now" not in get_registry().plugins
+    with pytest.raises(RuntimeError, match="boom"), registered_plugin(RaisingPlugin(), "bad"):
+        pass
+    assert "half" not in get_registry().names("model")
+
+
+class Invert:
+    """Invert the colours of an image."""
+
+    import dataclasses as _dc
+
+    @_dc.dataclass
+    class Config:
+        amount: float = 1.0
+
+    def __init__(self, config=None):
+        self.config = config or self.Config()
+
+    def process(self, image):
+        return image + self.config.amount * (1.0 - 2.0 * image)
+
+    def metadata(self):
+        return {"amount": self.config.amount}
+
+
+class InvertPlugin:
+    @hookimpl
+    def register_processors(self, register):
+        register("invert", Invert)
+
+
+def test_process_command_runs_a_registered_processor_over_files_and_folders(tmp_path):
+    import imageio.v3 as iio
+    import numpy as np
+
+    from minigan.cli import main
+    from minigan.images import read_metadata
+    from minigan.testing import registered_plugin
+
+    img = np.arange(4 * 5 * 3, dtype=np.uint8).reshape(4, 5, 3) * 4
+    (tmp_path / "in" / "sub").mkdir(parents=True)
+    iio.imwrite(tmp_path / "in" / "a.png", img)
+    iio.imwrite(tmp_path / "in" / "sub" / "b.png", img[..., 0])  # grayscale
+    runner = CliRunner()
+    with registered_plugin(InvertPlugin(), "invert-plugin"):
+        one = runner.invoke(
+            main,
+            [
+                "process",
+                "invert",
+                str(tmp_path / "in" / "a.png"),
+                "-o",
+                str(tmp_path / "one.png"),
+                "--amount",
+                "1",
+            ],
+        )
+        assert one.exit_code == 0, one.output
+        np.testing.assert_array_equal(iio.imread(tmp_path / "one.png"), 255 - img)
+        assert read_metadata(tmp_path / "one.png")["amount"] == "1.0"
+        folder = runner.invoke(
+            main, ["process", "invert", str(tmp_path / "in"), "-o", str(tmp_path / "out")]
+        )
+        assert folder.exit_code == 0, folder.output
+        assert (tmp_path / "out" / "sub" / "b.png").exists()
+        bad = runner.invoke(main, ["process", "nope", str(tmp_path / "one.png")])
+        assert bad.exit_code != 0 and "unknown processor 'nope'; available:" in bad.output

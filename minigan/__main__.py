@@ -1,0 +1,5 @@
+"""``python -m minigan``: the same as the ``minigan`` command."""
+
+from minigan.cli import main
+
+main()
