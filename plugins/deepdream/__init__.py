@@ -12,9 +12,6 @@ used.
 
 from __future__ import annotations
 
-import dataclasses
-import types
-import typing
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,53 +28,6 @@ def register_processors(register: Callable[[str, Any], None]) -> None:
 
 
 # --------------------------------------------------------------------------- CLI helpers
-def _field_type(hint: Any) -> Any:
-    """``int | None`` -> ``int``; other hints unchanged."""
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        if len(args) == 1:
-            return args[0]
-    return hint
-
-
-def config_options(config_cls: type) -> list[Any]:
-    """click options for the fields of a ``Config`` dataclass: ``octave_scale: float = 1.4``
-    becomes ``--octave-scale FLOAT [default: 1.4]``, ``bool`` fields ``--flag/--no-flag``.
-
-    >>> from minigan.plugins.deepdream.dream import DreamConfig
-    >>> [o.opts[0] for o in config_options(DreamConfig)][:3]
-    ['--model', '--weights', '--layers']
-    """
-    import click
-
-    hints = typing.get_type_hints(config_cls)
-    options = []
-    for f in dataclasses.fields(config_cls):
-        kind = _field_type(hints[f.name])
-        flag = "--" + f.name.replace("_", "-")
-        help_text = f.metadata.get("help", "")
-        if kind is bool:
-            opt = click.Option(
-                [f"{flag}/--no-{flag[2:]}", f.name], default=f.default, help=help_text
-            )
-        elif f.name == "model":
-            from minigan.plugins.deepdream.networks import SPECS
-
-            opt = click.Option(
-                [flag, f.name], type=click.Choice(list(SPECS)), default=f.default, help=help_text
-            )
-        else:
-            opt = click.Option(
-                [flag, f.name],
-                type=kind,
-                default=f.default,
-                help=help_text,
-                show_default=f.default is not None,
-            )
-        options.append(opt)
-    return options
-
-
 def _output_paths(output: Path) -> tuple[Path, Path, Path]:
     """OUT.png -> (OUT.png, OUT_frames/, OUT.gif)."""
     return output, output.with_name(output.stem + "_frames"), output.with_suffix(".gif")
@@ -95,6 +45,7 @@ def register_commands(cli: Any) -> None:
     """Add ``minigan dream`` and ``minigan weights`` (``download``, ``list``)."""
     import click
 
+    from minigan.cli import config_options
     from minigan.plugins.deepdream.dream import DreamConfig
 
     def dream_command(
@@ -170,7 +121,7 @@ def register_commands(cli: Any) -> None:
             show_default=True,
             help="zoom factor between frames",
         ),
-        *config_options(DreamConfig),
+        *config_options(DreamConfig, prefix=""),
     ]
     cli.add_command(
         click.Command("dream", callback=dream_command, params=params, help=dream_command.__doc__)

@@ -29,7 +29,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -50,26 +50,29 @@ GUIDE_POSITIONS = 2048  # guide features kept per layer (subsampled evenly)
 class DreamConfig:
     """DeepDream's parameters (each one is also a ``minigan dream`` option)."""
 
-    model: str = field(
+    model: Literal["shapes", "vgg16", "googlenet"] = field(
         default="shapes",
         metadata={"help": "network: shapes (shipped, offline), vgg16 or googlenet"},
     )
     weights: str | None = field(
         default=None,
         metadata={
-            "help": "weights file (.pth read without PyTorch, .safetensors, .npz); default: "
-            "shipped for shapes, the torch hub cache for vgg16/googlenet"
+            "help": "weights file (.pth read without PyTorch, .safetensors, .npz)",
+            "default_help": "shipped for shapes, the torch hub cache for vgg16/googlenet",
         },
     )
     layers: str | None = field(
         default=None,
-        metadata={"help": "layers and weights, e.g. conv4_3:1.0,conv5_1:0.5 [default: per model]"},
+        metadata={
+            "help": "layers and weights, e.g. conv4_3:1.0,conv5_1:0.5",
+            "default_help": "per model",
+        },
     )
     channels: str | None = field(
         default=None,
         metadata={
-            "help": "channels to amplify: 3,17 (every layer) or conv4_3=3,17;conv5_1=9 "
-            "[default: all]"
+            "help": "channels to amplify: 3,17 (every layer) or conv4_3=3,17;conv5_1=9",
+            "default_help": "all",
         },
     )
     octaves: int = field(default=4, metadata={"help": "number of octaves (image scales)"})
