@@ -1,0 +1,176 @@
+"""One StyleGAN-lite training step at 32×32, batch 32 (default config): minigan against PyTorch.
+
+Run with ``pytest benchmarks/test_stylegan_lite.py --benchmark -s``. Two rows: a plain step
+(D update with the logistic loss, G update, EMA) and a lazy-R1 step (the same plus the R1
+penalty through a double backward of D). The PyTorch side is the same step written by hand
+with ``torch.nn.functional`` on parameters copied from the minigan model (same architecture,
+equalised learning rate, style mixing, noise, minibatch stddev, Adam (0, 0.99), EMA).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as TF
+
+import minigan
+from minigan.plugins.stylegan_lite import StyleGANLite
+
+BATCH, RES = 32, 32
+S2 = math.sqrt(2.0)
+
+
+class TorchStyleGANLite:
+    """StyleGAN-lite's networks and train step in plain PyTorch, weights from ``model``."""
+
+    def __init__(self, model: StyleGANLite) -> None:
+        self.cfg = cfg = model.config
+        self.num_ws = model.num_ws
+        self.n_blocks = len(model.discriminator.blocks)
+        self.G = {
+            k: torch.tensor(np.array(v.numpy()), requires_grad=True)
+            for k, v in model.generator.named_parameters()
+        }
+        self.D = {
+            k: torch.tensor(np.array(v.numpy()), requires_grad=True)
+            for k, v in model.discriminator.named_parameters()
+        }
+        self.G_ema = {k: v.detach().clone() for k, v in self.G.items()}
+        self.noise_const = {
+            k: torch.tensor(np.array(v.numpy()))
+            for k, v in model.generator.named_buffers()
+            if "noise_const" in k
+        }
+        self.w_avg = torch.zeros(cfg.w_dim)
+        self.opt_g = torch.optim.Adam(self.G.values(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+        c = cfg.r1_every / (cfg.r1_every + 1)
+        self.opt_d = torch.optim.Adam(
+            self.D.values(), lr=cfg.lr * c, betas=(cfg.beta1**c, cfg.beta2**c)
+        )
+        self.steps = 0
+
+    @staticmethod
+    def linear(p, name, x, gain=1.0, lr_mul=1.0):
+        w = p[f"{name}.weight"]
+        return TF.linear(x, w * (gain / math.sqrt(w.shape[1]) * lr_mul), p[f"{name}.bias"] * lr_mul)
+
+    @staticmethod
+    def conv(p, name, x, gain=1.0):
+        w = p[f"{name}.weight"]
+        return TF.conv2d(
+            x, w * (gain / math.sqrt(w[0].numel())), p[f"{name}.bias"], padding=w.shape[-1] // 2
+        )
+
+    def mapping(self, p, z):
+        x = z * (z.square().mean(1, keepdim=True) + 1e-8).rsqrt()
+        for i in range(self.cfg.mapping_layers):
+            x = TF.leaky_relu(
+                self.linear(p, f"mapping.layers.{i}", x, S2, self.cfg.mapping_lr_mul), 0.2
+            )
+        return x
+
+    def synthesis(self, p, ws):
+        n = ws.shape[0]
+        x = p["synthesis.const"].expand(n, -1, -1, -1)
+        for i in range(self.num_ws):
+            name = f"synthesis.layers.{i}"
+            if i >= 2 and i % 2 == 0:
+                x = TF.interpolate(x, scale_factor=2, mode="nearest")
+            if i > 0:
+                x = self.conv(p, f"{name}.conv", x, S2)
+            noise = torch.randn(n, 1, x.shape[2], x.shape[3])
+            x = x + noise * p[f"{name}.noise.weight"].reshape(1, -1, 1, 1)
+            if i == 0:
+                x = x + p[f"{name}.bias"].reshape(1, -1, 1, 1)
+            x = TF.leaky_relu(x, 0.2)
+            style = self.linear(p, f"{name}.affine", ws[:, i])
+            scale, bias = style[:, : x.shape[1]], style[:, x.shape[1] :]
+            mean = x.mean((2, 3), keepdim=True)
+            var = x.var((2, 3), keepdim=True, unbiased=False)
+            x = (x - mean) * (var + 1e-8).rsqrt() * scale[:, :, None, None] + bias[:, :, None, None]
+        return self.conv(p, "synthesis.to_rgb", x)
+
+    def discriminator(self, x):
+        p = self.D
+        h = TF.leaky_relu(self.conv(p, "from_rgb", x, S2), 0.2)
+        for i in range(self.n_blocks):
+            h = TF.leaky_relu(self.conv(p, f"blocks.{i}.conv0", h, S2), 0.2)
+            h = TF.avg_pool2d(TF.leaky_relu(self.conv(p, f"blocks.{i}.conv1", h, S2), 0.2), 2)
+        n, c, hh, ww = h.shape
+        g = min(self.cfg.mbstd_group, n)
+        y = h.reshape(g, n // g, c, hh, ww)
+        y = ((y - y.mean(0, keepdim=True)).square().mean(0) + 1e-8).sqrt().mean((1, 2, 3))
+        y = y.reshape(1, -1, 1, 1, 1).expand(g, -1, 1, hh, ww).reshape(n, 1, hh, ww)
+        h = TF.leaky_relu(self.conv(p, "conv", torch.cat([h, y], 1), S2), 0.2)
+        h = TF.leaky_relu(self.linear(p, "fc", h.flatten(1), S2), 0.2)
+        return self.linear(p, "out", h).reshape(-1)
+
+    def train_step(self, real: torch.Tensor) -> None:
+        cfg, n = self.cfg, real.shape[0]
+        w = self.mapping(self.G, torch.randn(n, cfg.latent_dim))
+        with torch.no_grad():
+            self.w_avg.lerp_(w.mean(0), 1 - cfg.w_avg_beta)
+        ws = w[:, None].expand(-1, self.num_ws, -1)
+        if torch.rand(()) < cfg.style_mixing_prob:
+            cutoff = int(torch.randint(1, self.num_ws, ()))
+            w2 = self.mapping(self.G, torch.randn(n, cfg.latent_dim))[:, None]
+            ws = torch.cat([ws[:, :cutoff], w2.expand(-1, self.num_ws - cutoff, -1)], 1)
+        fake = self.synthesis(self.G, ws)
+        do_r1 = self.steps % cfg.r1_every == 0
+        x = real.detach().requires_grad_(do_r1)
+        real_logits = self.discriminator(x)
+        fake_logits = self.discriminator(fake.detach())
+        loss_d = TF.softplus(-real_logits).mean() + TF.softplus(fake_logits).mean()
+        if do_r1:
+            (g,) = torch.autograd.grad(real_logits.sum(), x, create_graph=True)
+            loss_d = loss_d + g.square().sum((1, 2, 3)).mean() * (cfg.r1_gamma / 2 * cfg.r1_every)
+        self.opt_d.zero_grad()
+        loss_d.backward()
+        self.opt_d.step()
+        for v in self.D.values():
+            v.requires_grad_(False)
+        loss_g = TF.softplus(-self.discriminator(fake)).mean()
+        self.opt_g.zero_grad()
+        loss_g.backward()
+        self.opt_g.step()
+        for v in self.D.values():
+            v.requires_grad_(True)
+        with torch.no_grad():
+            decay = min(cfg.ema, (1 + self.steps) / (10 + self.steps))
+            for k, v in self.G.items():
+                self.G_ema[k].lerp_(v, 1 - decay)
+
+
+@pytest.mark.parametrize("r1", [False, True], ids=["plain", "lazy-R1"])
+def test_stylegan_lite_train_step_32x32(bench, r1):
+    minigan.manual_seed(0)
+    torch.manual_seed(0)
+    model = StyleGANLite(None, image_shape=(3, RES, RES))
+    theirs = TorchStyleGANLite(model)
+    data = np.random.default_rng(0).uniform(-1, 1, (BATCH, 3, RES, RES)).astype(np.float32)
+    real, real_t = minigan.tensor(data), torch.from_numpy(data)
+    k = model.config.r1_every
+
+    def ours_step() -> None:
+        model.steps = 0 if r1 else 1  # step 0 of every r1_every has the R1 penalty
+        model.train_step(real)
+
+    def torch_step() -> None:
+        theirs.steps = 0 if r1 else 1
+        theirs.train_step(real_t)
+
+    # work = images x 1e9, so that the summary's rate column reads images per second
+    row = bench.compare(
+        f"stylegan-lite step 32x32 b{BATCH} {f'R1 (every {k})' if r1 else 'no R1'}",
+        ours_step,
+        torch_step,
+        work=BATCH * 1e9,
+        unit="img/s",
+    )
+    print(
+        f"\n{row.name}: minigan {row.minigan_s * 1e3:.0f} ms, torch {row.torch_s * 1e3:.0f} ms, "
+        f"ratio {row.ratio:.2f} (median {row.minigan_median_s / row.torch_median_s:.2f})"
+    )

@@ -1,0 +1,892 @@
+"""StyleGAN-lite: a small StyleGAN (Karras et al., 2019) — registered as ``stylegan-lite``.
+
+The generator is StyleGAN's, at a size that trains on one CPU at 32×32 (and on a GPU at 64×64):
+
+- **Mapping network** z -> w: pixel norm on z, then ``mapping_layers`` equalised-learning-rate
+  fully connected layers (LeakyReLU 0.2) whose learning rate is multiplied by 0.01. It tracks
+  ``w_avg``, the running mean of w during training, the centre of the *truncation trick*:
+  ``w' = w_avg + psi * (w - w_avg)``.
+- **Synthesis network**: a learned 4×4 constant; then per resolution 4, 8, ..., R two *styled
+  layers*, each ``[upsample ->] conv 3×3 -> noise -> LeakyReLU -> AdaIN`` (the first 4×4 layer
+  starts from the constant, without a convolution; the first layer of every later resolution
+  upsamples by 2, nearest). AdaIN normalises each (sample, channel) plane and applies the
+  *style* ``(scale, bias) = A(w)`` of that layer, A a learned affine map of w. The noise is a
+  single-channel image per layer, scaled by a learned per-channel strength; it is ``random``
+  (fresh every call: training), ``const`` (fixed buffers: reproducible images) or ``none``. A
+  1×1 convolution (toRGB) makes the image. Each styled layer has its own w: feeding different
+  w's to different layers is *style mixing*.
+- **Discriminator**: fromRGB, per resolution two 3×3 convolutions and a 2×2 average pool, then
+  at 4×4 the *minibatch standard deviation* feature, a 3×3 convolution and two dense layers.
+
+Every convolution and dense layer uses the *equalised learning rate*: weights are drawn from
+N(0, 1) and scaled at run time by ``gain / sqrt(fan_in)`` (times the layer's ``lr_mul``), so
+Adam's per-parameter step moves every layer at the same relative speed.
+
+Training (:meth:`StyleGANLite.train_step`) is StyleGAN2's: the non-saturating logistic loss,
+the *R1 penalty* ``gamma / 2 * E ||grad_x D(x)||^2`` on real images, computed with true second
+derivatives (``minigan.grad(..., create_graph=True)``) every ``r1_every`` steps and scaled by
+``r1_every`` (*lazy regularisation*, with the discriminator's Adam adjusted to match), style
+mixing regularisation with probability 0.9, Adam with betas (0, 0.99), and an exponential
+moving average of the generator's weights (``generator_ema``) that makes the samples.
+
+The plugin also adds three commands (``minigan style-mix``, ``minigan truncation-sweep``,
+``minigan interpolate``) that draw StyleGAN's figures from a trained run.
+
+>>> model = StyleGANLite({"g_channels": 8, "d_channels": 8}, image_shape=(3, 16, 16))
+>>> model.generator.synthesis.num_ws   # styled layers: two per resolution 4, 8, 16
+6
+>>> model.sample(model.latents([0, 1]), truncation=0.7).shape
+(2, 3, 16, 16)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+import minigan
+from minigan import functional as F
+from minigan import hookimpl, nn, optim
+from minigan.tensor import Tensor
+from minigan.train import (
+    GAN,
+    copy_module,
+    discriminator_loss,
+    ema_update,
+    frozen,
+    generator_loss,
+    mean_sigmoid,
+)
+
+__all__ = [
+    "Discriminator",
+    "EqualizedConv2d",
+    "EqualizedLinear",
+    "Generator",
+    "MappingNetwork",
+    "NoiseInput",
+    "StyleGANLite",
+    "StyleGANLiteConfig",
+    "StyledLayer",
+    "SynthesisNetwork",
+    "minibatch_stddev",
+    "pixel_norm",
+    "register_commands",
+    "register_models",
+]
+
+NoiseMode = Literal["const", "random", "none"]
+NOISE_MODES = ("const", "random", "none")
+SQRT2 = math.sqrt(2.0)  # the gain of layers followed by LeakyReLU (He initialisation)
+LRELU_SLOPE = 0.2
+
+
+@hookimpl
+def register_models(register: Callable[[str, Any], None]) -> None:
+    """Register ``stylegan-lite`` (lazily: the class is looked up only when it is used)."""
+    register("stylegan-lite", "minigan.plugins.stylegan_lite:StyleGANLite")
+
+
+# =========================================================================== config
+@dataclass
+class StyleGANLiteConfig:
+    """StyleGAN-lite's options (each one is also a ``minigan train stylegan-lite`` option).
+    Widths are the same at every resolution; the image size comes from the data."""
+
+    latent_dim: int = field(default=128, metadata={"help": "size of the latent vector z"})
+    w_dim: int = field(default=128, metadata={"help": "size of the intermediate latent w"})
+    mapping_layers: int = field(
+        default=4, metadata={"help": "fully connected layers of the mapping network z -> w"}
+    )
+    mapping_lr_mul: float = field(
+        default=0.01, metadata={"help": "learning-rate multiplier of the mapping network"}
+    )
+    g_channels: int = field(
+        default=32, metadata={"help": "channels of every synthesis layer (all resolutions)"}
+    )
+    d_channels: int = field(
+        default=32, metadata={"help": "channels of every discriminator layer (all resolutions)"}
+    )
+    mbstd_group: int = field(
+        default=4, metadata={"help": "group size of the minibatch standard deviation layer"}
+    )
+    lr: float = field(default=0.002, metadata={"help": "Adam learning rate of G and D"})
+    beta1: float = field(default=0.0, metadata={"help": "Adam beta1"})
+    beta2: float = field(default=0.99, metadata={"help": "Adam beta2"})
+    r1_gamma: float = field(
+        default=0.1, metadata={"help": "R1 penalty weight gamma (0 = no R1 penalty)"}
+    )
+    r1_every: int = field(
+        default=16, metadata={"help": "lazy R1: penalise every this many steps (x this weight)"}
+    )
+    style_mixing_prob: float = field(
+        default=0.9, metadata={"help": "probability of style mixing regularisation per batch"}
+    )
+    ema: float = field(
+        default=0.99, metadata={"help": "decay of the EMA generator used for sampling"}
+    )
+    w_avg_beta: float = field(
+        default=0.995, metadata={"help": "decay of the running average w_avg (truncation)"}
+    )
+
+
+# =========================================================================== building blocks
+class EqualizedLinear(nn.Module):
+    """A dense layer with the *equalised learning rate*: ``y = x W^T * (gain / sqrt(fan_in))
+    * lr_mul + b * lr_mul``, with ``W ~ N(0, 1 / lr_mul^2)`` stored unscaled.
+
+    ``bias_init`` (a number or one value per output) is the bias's effective initial value.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        bias_init: float | Sequence[float] = 0.0,
+        lr_mul: float = 1.0,
+        gain: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.weight = nn.Parameter(minigan.randn(out_features, in_features) * (1.0 / lr_mul))
+        self.weight_gain = gain / math.sqrt(in_features) * lr_mul
+        self.bias_gain = lr_mul
+        if bias:
+            init = np.broadcast_to(np.asarray(bias_init, np.float32), (out_features,))
+            self.bias: nn.Parameter | None = nn.Parameter(np.array(init / lr_mul, np.float32))
+        else:
+            self.bias = None
+
+    def forward(self, x: Tensor) -> Tensor:
+        b = self.bias * self.bias_gain if self.bias is not None else None
+        return F.linear(x, self.weight * self.weight_gain, b)
+
+    def extra_repr(self) -> str:
+        return f"{self.in_features}, {self.out_features}, weight_gain={self.weight_gain:.4g}"
+
+
+class EqualizedConv2d(nn.Module):
+    """A 'same'-padded convolution with the equalised learning rate: the weight (O, C, k, k)
+    ~ N(0, 1) is multiplied by ``gain / sqrt(C * k * k)`` at run time."""
+
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: int, gain: float = 1.0
+    ) -> None:
+        super().__init__()
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.padding = kernel_size // 2
+        self.weight = nn.Parameter(
+            minigan.randn(out_channels, in_channels, kernel_size, kernel_size)
+        )
+        self.bias = nn.Parameter(np.zeros(out_channels, np.float32))
+        self.weight_gain = gain / math.sqrt(in_channels * kernel_size * kernel_size)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.conv2d(x, self.weight * self.weight_gain, self.bias, padding=self.padding)
+
+    def extra_repr(self) -> str:
+        k = self.weight.shape[-1]
+        return f"{self.in_channels}, {self.out_channels}, kernel_size={k}"
+
+
+def lrelu(x: Tensor) -> Tensor:
+    """StyleGAN's activation, LeakyReLU with slope 0.2 (its gain sqrt(2) is in the weights)."""
+    return F.leaky_relu(x, LRELU_SLOPE)
+
+
+def pixel_norm(x: Tensor, eps: float = 1e-8) -> Tensor:
+    """Scale each row of ``x`` (N, D) to unit root mean square: the mapping network's input
+    normalisation, which puts every z on a sphere of radius sqrt(D)."""
+    return x / ((x * x).mean(1, keepdim=True) + eps).sqrt()
+
+
+# =========================================================================== mapping network
+class MappingNetwork(nn.Module):
+    """z -> w: pixel norm, then ``num_layers`` equalised dense layers with LeakyReLU and the
+    learning rate multiplied by ``lr_mul``. Keeps ``w_avg``, the running mean of w."""
+
+    def __init__(
+        self,
+        latent_dim: int,
+        w_dim: int,
+        num_layers: int = 4,
+        lr_mul: float = 0.01,
+        w_avg_beta: float = 0.995,
+    ) -> None:
+        super().__init__()
+        if num_layers < 1:
+            raise ValueError(f"the mapping network needs at least one layer, got {num_layers}")
+        self.latent_dim, self.w_dim, self.w_avg_beta = latent_dim, w_dim, w_avg_beta
+        dims = [latent_dim] + [w_dim] * num_layers
+        self.layers = nn.ModuleList(
+            [EqualizedLinear(a, b, lr_mul=lr_mul, gain=SQRT2) for a, b in zip(dims, dims[1:])]
+        )
+        self.register_buffer("w_avg", np.zeros(w_dim, np.float32))
+
+    def forward(self, z: Tensor, update_w_avg: bool = False) -> Tensor:
+        """w (N, w_dim) for z (N, latent_dim). ``update_w_avg``: move ``w_avg`` toward this
+        batch's mean w (done once per training step)."""
+        x = pixel_norm(z)
+        for layer in self.layers:
+            x = lrelu(layer(x))
+        if update_w_avg:
+            batch_mean = x.data.mean(axis=0)
+            avg = self.w_avg.data
+            avg += (1.0 - self.w_avg_beta) * (batch_mean - avg)  # in place: lerp toward w
+        return x
+
+    def truncate(self, w: Tensor, psi: float) -> Tensor:
+        """The truncation trick: ``w_avg + psi * (w - w_avg)``. psi = 1 leaves w unchanged,
+        psi = 0 gives ``w_avg`` (the "average image"), psi < 0 the "opposite" image."""
+        if psi == 1.0:
+            return w
+        avg = self.w_avg.reshape(1, -1)
+        return avg + (w - avg) * float(psi)
+
+
+# =========================================================================== synthesis network
+class NoiseInput(nn.Module):
+    """Per-layer noise: a one-channel Gaussian image (N, 1, H, W) times a learned per-channel
+    strength (initially 0), added to the layer's features. ``noise_const`` is the fixed
+    noise of the ``const`` mode (a buffer, saved with the weights)."""
+
+    def __init__(self, channels: int, resolution: int) -> None:
+        super().__init__()
+        self.resolution = resolution
+        self.weight = nn.Parameter(np.zeros(channels, np.float32))  # per-channel strength
+        self.register_buffer("noise_const", minigan.randn(1, 1, resolution, resolution))
+
+    def forward(self, x: Tensor, noise_mode: NoiseMode = "random") -> Tensor:
+        if noise_mode == "none":
+            return x
+        if noise_mode == "random":
+            noise = minigan.randn(x.shape[0], 1, x.shape[2], x.shape[3], device=x.device)
+        elif noise_mode == "const":
+            noise = self.noise_const
+        else:
+            raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
+        return x + noise * self.weight.reshape(1, -1, 1, 1)
+
+
+class StyledLayer(nn.Module):
+    """One styled layer: ``[upsample ->] [conv 3×3 ->] noise -> bias -> LeakyReLU -> AdaIN``.
+
+    The style is ``(scale, bias) = A(w)``, A an equalised affine map whose scale half starts
+    at 1 (its bias is initialised to 1) and whose bias half starts at 0; AdaIN gives each
+    (sample, channel) plane mean ``bias`` and standard deviation ``scale``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        w_dim: int,
+        resolution: int,
+        upsample: bool = False,
+        conv: bool = True,
+        eps: float = 1e-8,
+    ) -> None:
+        super().__init__()
+        self.upsample, self.eps, self.channels = upsample, eps, out_channels
+        self.conv = EqualizedConv2d(in_channels, out_channels, 3, gain=SQRT2) if conv else None
+        if not conv:  # the constant input layer: bias on its own (a convolution has one)
+            self.bias = nn.Parameter(np.zeros(out_channels, np.float32))
+        self.noise = NoiseInput(out_channels, resolution)
+        # style affine "A": w -> (scale, bias) per channel; scale bias 1, bias bias 0
+        self.affine = EqualizedLinear(
+            w_dim, 2 * out_channels, bias_init=[1.0] * out_channels + [0.0] * out_channels
+        )
+
+    def style(self, w: Tensor) -> tuple[Tensor, Tensor]:
+        """The AdaIN style (scale, bias), each (N, channels), of w (N, w_dim)."""
+        s = self.affine(w)
+        c = self.channels
+        return s[:, :c], s[:, c:]
+
+    def forward(self, x: Tensor, w: Tensor, noise_mode: NoiseMode = "random") -> Tensor:
+        if self.upsample:
+            x = F.upsample(x, scale_factor=2, mode="nearest")
+        if self.conv is not None:
+            x = self.conv(x)
+        x = self.noise(x, noise_mode)
+        if self.conv is None:
+            x = x + self.bias.reshape(1, -1, 1, 1)
+        x = lrelu(x)
+        scale, bias = self.style(w)
+        return F.adain(x, scale, bias, self.eps)
+
+
+class SynthesisNetwork(nn.Module):
+    """Per-layer w's (N, num_ws, w_dim) -> images (N, C, R, R): a learned 4×4 constant,
+    two styled layers per resolution 4, 8, ..., R, and a 1×1 toRGB convolution."""
+
+    def __init__(self, w_dim: int, resolution: int, img_channels: int, channels: int) -> None:
+        super().__init__()
+        self.resolution, self.w_dim = resolution, w_dim
+        self.const = nn.Parameter(minigan.randn(1, channels, 4, 4))  # the learned input
+        layers = [
+            StyledLayer(channels, channels, w_dim, 4, conv=False),
+            StyledLayer(channels, channels, w_dim, 4),
+        ]
+        res = 8
+        while res <= resolution:
+            layers += [
+                StyledLayer(channels, channels, w_dim, res, upsample=True),
+                StyledLayer(channels, channels, w_dim, res),
+            ]
+            res *= 2
+        self.layers = nn.ModuleList(layers)
+        self.to_rgb = EqualizedConv2d(channels, img_channels, 1)
+        self.num_ws = len(layers)
+
+    def forward(self, ws: Tensor, noise_mode: NoiseMode = "random") -> Tensor:
+        if ws.ndim != 3 or ws.shape[1] != self.num_ws:
+            raise ValueError(
+                f"synthesis expects w's of shape (N, {self.num_ws}, {self.w_dim}), got {ws.shape}"
+            )
+        n = ws.shape[0]
+        x = self.const.expand(n, *self.const.shape[1:])
+        for i, layer in enumerate(self.layers):
+            x = layer(x, ws[:, i], noise_mode)
+        return self.to_rgb(x)
+
+
+class Generator(nn.Module):
+    """The StyleGAN generator: ``mapping`` (z -> w) and ``synthesis`` (w's -> image)."""
+
+    def __init__(
+        self,
+        latent_dim: int,
+        w_dim: int,
+        resolution: int,
+        img_channels: int,
+        channels: int,
+        mapping_layers: int = 4,
+        mapping_lr_mul: float = 0.01,
+        w_avg_beta: float = 0.995,
+    ) -> None:
+        super().__init__()
+        self.mapping = MappingNetwork(latent_dim, w_dim, mapping_layers, mapping_lr_mul, w_avg_beta)
+        self.synthesis = SynthesisNetwork(w_dim, resolution, img_channels, channels)
+        self.num_ws = self.synthesis.num_ws
+
+    def ws(self, z: Tensor, truncation: float = 1.0) -> Tensor:
+        """The per-layer w's (N, num_ws, w_dim) of z: the same (truncated) w for every layer."""
+        w = self.mapping.truncate(self.mapping(z), truncation)
+        return broadcast_ws(w, self.num_ws)
+
+    def forward(
+        self, z: Tensor, truncation: float = 1.0, noise_mode: NoiseMode = "random"
+    ) -> Tensor:
+        return self.synthesis(self.ws(z, truncation), noise_mode)
+
+
+def broadcast_ws(w: Tensor, num_ws: int) -> Tensor:
+    """One w (N, w_dim) repeated for every styled layer: (N, num_ws, w_dim)."""
+    return w.reshape(w.shape[0], 1, w.shape[1]).expand(w.shape[0], num_ws, w.shape[1])
+
+
+def mix_styles(ws_a: Tensor, ws_b: Tensor, cutoff: int) -> Tensor:
+    """Style mixing: layers ``< cutoff`` (coarse: low resolutions) take their w from
+    ``ws_a``, layers ``>= cutoff`` (fine) from ``ws_b``. Both are (N, num_ws, w_dim)."""
+    if cutoff <= 0:
+        return ws_b
+    if cutoff >= ws_a.shape[1]:
+        return ws_a
+    return F.cat([ws_a[:, :cutoff], ws_b[:, cutoff:]], dim=1)
+
+
+# =========================================================================== discriminator
+def minibatch_stddev(x: Tensor, group_size: int = 4, eps: float = 1e-8) -> Tensor:
+    """Append the *minibatch standard deviation* channel: in groups of ``group_size`` samples
+    (sample n is in group ``n % (N / G)``), the standard deviation of every feature over the
+    group, averaged to one number per group and broadcast as an extra (N, 1, H, W) channel.
+    It lets D see the variety of a batch (and so punish mode collapse)."""
+    n, c, h, w = x.shape
+    g = max(d for d in range(1, min(group_size, n) + 1) if n % d == 0)  # a divisor of N
+    m = n // g
+    y = x.reshape(g, m, c, h, w)
+    y = y - y.mean(0, keepdim=True)
+    y = ((y * y).mean(0) + eps).sqrt()  # (m, c, h, w): std over the group
+    y = y.mean((1, 2, 3))  # (m,)
+    y = y.reshape(1, m, 1, 1, 1).expand(g, m, 1, h, w).reshape(n, 1, h, w)
+    return F.cat([x, y], dim=1)
+
+
+class DiscriminatorBlock(nn.Module):
+    """conv 3×3 -> LeakyReLU -> conv 3×3 -> LeakyReLU -> 2×2 average pool (halves the size)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv0 = EqualizedConv2d(channels, channels, 3, gain=SQRT2)
+        self.conv1 = EqualizedConv2d(channels, channels, 3, gain=SQRT2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = lrelu(self.conv1(lrelu(self.conv0(x))))
+        return F.avg_pool2d(x, 2)
+
+
+class Discriminator(nn.Module):
+    """Images (N, C, R, R) -> logits (N,): fromRGB 1×1, one block per resolution R ... 8,
+    then at 4×4 minibatch stddev, conv 3×3, dense and the output dense layer."""
+
+    def __init__(
+        self, img_channels: int, resolution: int, channels: int, mbstd_group: int = 4
+    ) -> None:
+        super().__init__()
+        self.mbstd_group = mbstd_group
+        self.from_rgb = EqualizedConv2d(img_channels, channels, 1, gain=SQRT2)
+        self.blocks = nn.ModuleList(
+            [DiscriminatorBlock(channels) for _ in range(int(math.log2(resolution // 4)))]
+        )
+        self.conv = EqualizedConv2d(channels + 1, channels, 3, gain=SQRT2)
+        self.fc = EqualizedLinear(channels * 16, channels, gain=SQRT2)
+        self.out = EqualizedLinear(channels, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = lrelu(self.from_rgb(x))
+        for block in self.blocks:
+            x = block(x)
+        x = minibatch_stddev(x, self.mbstd_group)
+        x = lrelu(self.conv(x))
+        x = lrelu(self.fc(x.reshape(x.shape[0], -1)))
+        return self.out(x).reshape(-1)
+
+
+def r1_penalty(D: nn.Module, real: Tensor) -> tuple[Tensor, Tensor]:
+    """The R1 penalty ``E_x ||grad_x D(x)||^2`` (Mescheder et al., 2018) on real images, with
+    the gradient kept in the graph (``create_graph=True``) so that the penalty can itself be
+    differentiated with respect to D's weights: a true second derivative.
+
+    Returns ``(penalty, logits)``: D's logits on ``real`` can be reused for the main loss."""
+    x = real.detach().requires_grad_(True)
+    logits = D(x)
+    (g,) = minigan.grad(logits.sum(), x, create_graph=True)
+    return (g * g).sum((1, 2, 3)).mean(), logits
+
+
+# =========================================================================== the model
+class StyleGANLite(GAN):
+    """A small StyleGAN: mapping network, AdaIN synthesis with noise, lazy R1, style mixing."""
+
+    Config = StyleGANLiteConfig
+    train_defaults = {"epochs": 6, "batch_size": 32, "limit": 1024}
+
+    def __init__(
+        self,
+        config: Any = None,
+        image_shape: Sequence[int] = (3, 32, 32),
+        device: str = "cpu",
+    ) -> None:
+        super().__init__(config, image_shape, device)
+        cfg = self.config
+        channels, height, width = self.image_shape
+        if height != width or height < 8 or height & (height - 1):
+            raise ValueError(
+                f"StyleGAN-lite makes square images with a power-of-two side of at least 8 "
+                f"(32 or 64 typically); the data is {height}x{width} (pass --resolution 32 or 64)"
+            )
+        if cfg.mbstd_group < 1 or cfg.r1_every < 0:
+            raise ValueError("mbstd_group must be at least 1 and r1_every at least 0")
+        self.generator = Generator(
+            cfg.latent_dim,
+            cfg.w_dim,
+            height,
+            channels,
+            cfg.g_channels,
+            cfg.mapping_layers,
+            cfg.mapping_lr_mul,
+            cfg.w_avg_beta,
+        )
+        self.discriminator = Discriminator(channels, height, cfg.d_channels, cfg.mbstd_group)
+        for net in (self.generator, self.discriminator):
+            net.to(device)
+        self.generator_ema = copy_module(self.generator)
+        self.opt_g = optim.Adam(
+            self.generator.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2)
+        )
+        # Lazy regularisation (StyleGAN2, appendix B): D takes r1_every + 1 "steps' worth" of
+        # updates per r1_every steps, so its lr and betas are rescaled by c = k / (k + 1).
+        c = cfg.r1_every / (cfg.r1_every + 1) if self.lazy_r1 else 1.0
+        self.opt_d = optim.Adam(
+            self.discriminator.parameters(), lr=cfg.lr * c, betas=(cfg.beta1**c, cfg.beta2**c)
+        )
+
+    @property
+    def lazy_r1(self) -> bool:
+        """Whether an R1 penalty is applied at all."""
+        return self.config.r1_gamma > 0 and self.config.r1_every > 0
+
+    @property
+    def num_ws(self) -> int:
+        """The number of styled layers (each takes its own w): 2 per resolution 4 ... R."""
+        return self.generator.num_ws
+
+    def networks(self) -> dict[str, nn.Module]:
+        return {
+            "generator": self.generator,
+            "discriminator": self.discriminator,
+            "generator_ema": self.generator_ema,
+        }
+
+    def optimizers(self) -> dict[str, optim.Optimizer]:
+        return {"generator": self.opt_g, "discriminator": self.opt_d}
+
+    # ----- training
+    def training_ws(self, n: int) -> Tensor:
+        """w's for a training batch of ``n``: mapped from fresh z (updating ``w_avg``) and,
+        with probability ``style_mixing_prob``, mixed with a second z's w's from a random
+        crossover layer on (style mixing regularisation: stops the network from assuming
+        that neighbouring layers' styles are correlated)."""
+        G, cfg = self.generator, self.config
+        z = minigan.randn(n, cfg.latent_dim, device=self.device)
+        ws = broadcast_ws(G.mapping(z, update_w_avg=True), self.num_ws)
+        if cfg.style_mixing_prob > 0 and minigan.rand(1).item() < cfg.style_mixing_prob:
+            cutoff = int(minigan.rand(1).item() * (self.num_ws - 1)) + 1  # 1 .. num_ws - 1
+            z2 = minigan.randn(n, cfg.latent_dim, device=self.device)
+            ws = mix_styles(ws, broadcast_ws(G.mapping(z2), self.num_ws), cutoff)
+        return ws
+
+    def train_step(self, real: Tensor) -> dict[str, float]:
+        G, D, cfg = self.generator, self.discriminator, self.config
+        fake = G.synthesis(self.training_ws(real.shape[0]), noise_mode="random")
+
+        # D: non-saturating logistic loss; every r1_every steps also the R1 penalty, with the
+        # gradient w.r.t. the real images kept in the graph (double backward through D)
+        do_r1 = self.lazy_r1 and self.steps % cfg.r1_every == 0
+        if do_r1:
+            r1, real_logits = r1_penalty(D, real)
+        else:
+            real_logits = D(real)
+        fake_logits = D(fake.detach())
+        loss_d = discriminator_loss(real_logits, fake_logits)
+        total_d = loss_d + r1 * (cfg.r1_gamma / 2 * cfg.r1_every) if do_r1 else loss_d
+        self.opt_d.zero_grad()
+        total_d.backward()
+        self.opt_d.step()
+
+        # G: non-saturating loss on the same fakes, through the updated (frozen) D
+        with frozen(D):
+            loss_g = generator_loss(D(fake))
+            self.opt_g.zero_grad()
+            loss_g.backward()
+            self.opt_g.step()
+
+        # EMA generator, with a warm-up so that it follows quickly early on
+        decay = min(cfg.ema, (1 + self.steps) / (10 + self.steps))
+        ema_update(self.generator_ema, G, decay)
+        metrics = {
+            "loss_d": loss_d.item(),
+            "loss_g": loss_g.item(),
+            "d_real": mean_sigmoid(real_logits),
+            "d_fake": mean_sigmoid(fake_logits),
+        }
+        if do_r1:
+            metrics["r1"] = r1.item()
+        return metrics
+
+    # ----- sampling
+    def _run(self, fn: Callable[[Generator], Tensor]) -> Tensor:
+        """``fn(generator_ema)`` in eval mode without gradients, clipped to [-1, 1]."""
+        net = self.sampling_generator()
+        was_training = net.training
+        net.eval()
+        try:
+            with minigan.no_grad():
+                return fn(net).clip(-1.0, 1.0)  # type: ignore[arg-type]
+        finally:
+            net.train(was_training)
+
+    def mapping(self, z: Tensor, truncation: float = 1.0) -> Tensor:
+        """Per-layer w's (N, num_ws, w_dim) of the EMA generator for latents z, truncated
+        toward ``w_avg`` by ``truncation`` (psi)."""
+        net = self.sampling_generator()
+        with minigan.no_grad():
+            return net.ws(z, truncation)  # type: ignore[operator]
+
+    def synthesis(self, ws: Tensor, noise_mode: NoiseMode = "const") -> Tensor:
+        """Images (NCHW in [-1, 1]) of the EMA generator for per-layer w's (N, num_ws, w_dim)
+        (e.g. style-mixed with :func:`mix_styles`)."""
+        return self._run(lambda net: net.synthesis(ws, noise_mode))
+
+    def sample(self, z: Tensor, truncation: float = 1.0, noise_mode: NoiseMode = "const") -> Tensor:
+        """Images (NCHW in [-1, 1]) of the EMA generator for latents z: w truncated toward
+        ``w_avg`` by ``truncation`` (psi), noise ``const`` (reproducible), ``random`` or
+        ``none``."""
+        if noise_mode not in NOISE_MODES:
+            raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
+        return self._run(lambda net: net(z, truncation, noise_mode))
+
+    # ----- figures
+    def style_mix_grid(
+        self,
+        row_seeds: Sequence[int],
+        col_seeds: Sequence[int],
+        styles: Sequence[int],
+        truncation: float = 1.0,
+        noise_mode: NoiseMode = "const",
+    ) -> np.ndarray:
+        """StyleGAN's style-mixing figure as NCHW images, laid out ``(1 + rows) x (1 + cols)``:
+        a blank corner, the column seeds' images along the top, the row seeds' images down the
+        left, and in cell (r, c) row seed r's image with the layers ``styles`` taken from
+        column seed c."""
+        bad = [s for s in styles if not 0 <= s < self.num_ws]
+        if bad:
+            raise ValueError(
+                f"styles {bad} out of range: this model has layers 0-{self.num_ws - 1}"
+            )
+        ws_rows = self.mapping(self.latents(row_seeds), truncation)
+        ws_cols = self.mapping(self.latents(col_seeds), truncation)
+        top = np.asarray(self.synthesis(ws_cols, noise_mode).numpy())
+        left = np.asarray(self.synthesis(ws_rows, noise_mode).numpy())
+        take = np.zeros(self.num_ws, bool)
+        take[list(styles)] = True
+        blank = np.ones((1, *self.image_shape), np.float32)  # white corner
+        rows = [np.concatenate([blank, top])]
+        for r in range(len(row_seeds)):
+            mixed = np.repeat(ws_rows.numpy()[r : r + 1], len(col_seeds), axis=0)
+            mixed[:, take] = ws_cols.numpy()[:, take]
+            cells = np.asarray(self.synthesis(minigan.tensor(mixed), noise_mode).numpy())
+            rows.append(np.concatenate([left[r : r + 1], cells]))
+        return np.concatenate(rows)
+
+    def truncation_grid(
+        self, seeds: Sequence[int], psis: Sequence[float], noise_mode: NoiseMode = "const"
+    ) -> np.ndarray:
+        """The truncation figure as NCHW images: one row per seed, one column per psi."""
+        z = self.latents(seeds)
+        per_psi = [np.asarray(self.sample(z, psi, noise_mode).numpy()) for psi in psis]
+        return np.stack(per_psi, axis=1).reshape(-1, *self.image_shape)
+
+    def interpolation_frames(
+        self,
+        seeds: Sequence[int],
+        frames: int,
+        space: Literal["z", "w"] = "z",
+        truncation: float = 1.0,
+        noise_mode: NoiseMode = "const",
+    ) -> np.ndarray:
+        """``frames`` images (NCHW) of a closed walk through the seeds' latents, back to the
+        first: spherical interpolation (slerp) between z's, or linear (lerp) between w's."""
+        if len(seeds) < 2 or frames < 2:
+            raise ValueError("an interpolation needs at least 2 seeds and 2 frames")
+        z = self.latents(seeds).numpy()
+        k = len(seeds)
+        t = np.arange(frames) * k / frames  # position along the loop, in segments
+        i = np.floor(t).astype(int) % k
+        j = (i + 1) % k
+        f = (t - np.floor(t)).astype(np.float32)[:, None]
+        if space == "z":
+            zs = slerp(z[i], z[j], f)
+            return self.generate_from_z(zs, truncation, noise_mode)
+        w = self.mapping(minigan.tensor(z), truncation).numpy()[:, 0]  # (k, w_dim)
+        ws = (w[i] + (w[j] - w[i]) * f).astype(np.float32)
+        ws = np.repeat(ws[:, None], self.num_ws, axis=1)
+        return np.asarray(self.synthesis(minigan.tensor(ws), noise_mode).numpy())
+
+    def generate_from_z(
+        self, z: np.ndarray, truncation: float = 1.0, noise_mode: NoiseMode = "const"
+    ) -> np.ndarray:
+        """Images for an array of latents, 64 at a time."""
+        parts = [
+            np.asarray(self.sample(minigan.tensor(z[i : i + 64]), truncation, noise_mode).numpy())
+            for i in range(0, len(z), 64)
+        ]
+        return np.concatenate(parts)
+
+
+def slerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Spherical interpolation between rows of ``a`` and ``b`` (Gaussian latents live near a
+    sphere; a straight line would pass through its low-probability inside)."""
+    na = a / np.linalg.norm(a, axis=-1, keepdims=True)
+    nb = b / np.linalg.norm(b, axis=-1, keepdims=True)
+    omega = np.arccos(np.clip((na * nb).sum(-1, keepdims=True), -1.0, 1.0))
+    so = np.sin(omega)
+    safe = so > 1e-6
+    wa = np.where(safe, np.sin((1 - t) * omega) / np.where(safe, so, 1), 1 - t)
+    wb = np.where(safe, np.sin(t * omega) / np.where(safe, so, 1), t)
+    return (wa * a + wb * b).astype(np.float32)
+
+
+# =========================================================================== commands
+def parse_floats(text: str) -> list[float]:
+    """``"1,0.7,-0.5"`` -> ``[1.0, 0.7, -0.5]``."""
+    try:
+        return [float(p) for p in text.split(",") if p.strip()]
+    except ValueError as e:
+        raise ValueError(f"{text!r} is not a comma-separated list of numbers") from e
+
+
+def load_stylegan(source: str, command: str, device: str = "cpu") -> tuple[StyleGANLite, dict]:
+    """The StyleGAN-lite model of a run or checkpoint, or a ``click.ClickException``
+    saying why not (missing, unreadable, or another model's run)."""
+    import click
+
+    from minigan.train import load_model
+
+    try:
+        model, ckpt = load_model(source, device=device)
+    except (FileNotFoundError, ValueError, KeyError, RuntimeError) as e:
+        message = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        raise click.ClickException(str(message)) from None
+    if not isinstance(model, StyleGANLite):
+        raise click.ClickException(
+            f"{source} is a {ckpt.get('model')!r} run, not a stylegan-lite one: "
+            f"`minigan {command}` needs a StyleGAN-lite run (its per-layer styles and w_avg)"
+        )
+    return model, ckpt
+
+
+@hookimpl
+def register_commands(cli: Any) -> None:
+    """Add ``minigan style-mix``, ``minigan truncation-sweep`` and ``minigan interpolate``."""
+    import click
+
+    from minigan import images as imaging
+
+    def seeds_of(text: str, option: str) -> list[int]:
+        from minigan.cli import parse_seeds
+
+        try:
+            return parse_seeds(text)
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint=option) from None
+
+    def meta(ckpt: dict, **extra: Any) -> dict[str, Any]:
+        return {
+            "model": ckpt["model"],
+            "checkpoint": str(ckpt["path"]),
+            "step": ckpt.get("step"),
+            "config": ckpt["config"],
+            "minigan_version": minigan.__version__,
+            **extra,
+        }
+
+    noise_option = click.option(
+        "--noise-mode",
+        type=click.Choice(list(NOISE_MODES)),
+        default="const",
+        show_default=True,
+        help="per-layer noise: fixed, fresh, or off",
+    )
+    truncation_option = click.option(
+        "--truncation", type=float, default=1.0, show_default=True, help="truncation psi"
+    )
+
+    @cli.command("style-mix")
+    @click.argument("source", metavar="RUN|CHECKPOINT", type=click.Path())
+    @click.option("--rows", default="1,2,3", show_default=True, help="seeds of the rows")
+    @click.option("--cols", default="4,5,6", show_default=True, help="seeds of the columns")
+    @click.option(
+        "--styles",
+        default="0-3",
+        show_default=True,
+        help="layers whose styles come from the column seeds (0-3: coarse, 4x4 and 8x8)",
+    )
+    @truncation_option
+    @noise_option
+    @click.option("-o", "--output", default="style_mix.png", show_default=True)
+    def style_mix(
+        source: str,
+        rows: str,
+        cols: str,
+        styles: str,
+        truncation: float,
+        noise_mode: str,
+        output: str,
+    ) -> None:
+        """The style-mixing figure: row seeds' images with some layers' styles from column
+        seeds (coarse layers carry pose and shape, fine ones colour and texture)."""
+        model, ckpt = load_stylegan(source, "style-mix")
+        row_seeds, col_seeds = seeds_of(rows, "--rows"), seeds_of(cols, "--cols")
+        layers = seeds_of(styles, "--styles")
+        try:
+            images = model.style_mix_grid(row_seeds, col_seeds, layers, truncation, noise_mode)  # type: ignore[arg-type]
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="--styles") from None
+        grid = imaging.make_grid(images, nrow=len(col_seeds) + 1)
+        imaging.save_image(
+            output,
+            grid,
+            meta(
+                ckpt,
+                rows=rows,
+                cols=cols,
+                styles=styles,
+                truncation=truncation,
+                noise_mode=noise_mode,
+            ),
+        )
+        click.echo(
+            f"wrote a {len(row_seeds)}x{len(col_seeds)} style-mixing grid (layers {styles} "
+            f"from the columns) to {output}"
+        )
+
+    @cli.command("truncation-sweep")
+    @click.argument("source", metavar="RUN|CHECKPOINT", type=click.Path())
+    @click.option("--seeds", default="0-5", show_default=True, help="one row per seed")
+    @click.option("--psi", default="1,0.7,0.5,0,-0.5", show_default=True, help="one column per psi")
+    @noise_option
+    @click.option("-o", "--output", default="truncation.png", show_default=True)
+    def truncation_sweep(source: str, seeds: str, psi: str, noise_mode: str, output: str) -> None:
+        """The truncation figure: each seed at several psi (1: unchanged, 0: the average
+        image w_avg, negative: the "opposite" of the seed's image)."""
+        model, ckpt = load_stylegan(source, "truncation-sweep")
+        seed_list = seeds_of(seeds, "--seeds")
+        try:
+            psis = parse_floats(psi)
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="--psi") from None
+        images = model.truncation_grid(seed_list, psis, noise_mode)  # type: ignore[arg-type]
+        grid = imaging.make_grid(images, nrow=len(psis))
+        imaging.save_image(output, grid, meta(ckpt, seeds=seeds, psi=psi, noise_mode=noise_mode))
+        click.echo(f"wrote {len(seed_list)} seeds x psi {psi} to {output}")
+
+    @cli.command("interpolate")
+    @click.argument("source", metavar="RUN|CHECKPOINT", type=click.Path())
+    @click.option("--seeds", default="1,2,3", show_default=True, help="the seeds to walk through")
+    @click.option("--frames", default=60, show_default=True, help="frames in the whole loop")
+    @click.option(
+        "--space",
+        type=click.Choice(["z", "w"]),
+        default="z",
+        show_default=True,
+        help="slerp between z's or lerp between w's",
+    )
+    @truncation_option
+    @noise_option
+    @click.option("--fps", default=20.0, show_default=True, help="frames per second")
+    @click.option("-o", "--output", default="walk.gif", show_default=True)
+    def interpolate(
+        source: str,
+        seeds: str,
+        frames: int,
+        space: str,
+        truncation: float,
+        noise_mode: str,
+        fps: float,
+        output: str,
+    ) -> None:
+        """A looping latent walk through the seeds (and back to the first) as a GIF."""
+        model, ckpt = load_stylegan(source, "interpolate")
+        seed_list = seeds_of(seeds, "--seeds")
+        try:
+            images = model.interpolation_frames(
+                seed_list,
+                frames,
+                space,
+                truncation,
+                noise_mode,  # type: ignore[arg-type]
+            )
+        except ValueError as e:
+            raise click.UsageError(str(e)) from None
+        frames_u8 = imaging.to_uint8(images)
+        if frames_u8.shape[-1] == 1:  # grayscale -> RGB for the GIF
+            frames_u8 = np.repeat(frames_u8, 3, axis=-1)
+        imaging.save_gif(output, list(frames_u8), seconds_per_frame=1.0 / fps)
+        click.echo(f"wrote {frames} frames ({space} walk through seeds {seeds}) to {output}")
