@@ -1,0 +1,114 @@
+"""A full DCGAN training step (one D and one G update): minigan against the same step written
+in PyTorch with the same architecture and the same weights.
+
+Run with ``pytest benchmarks/test_dcgan_step.py --benchmark -s``. Rows: the 28×28 seed
+architecture at batch 256 (the issue's headline figure) and the 64×64 PyTorch-examples layout
+at batch 64. Both sides draw their own noise; the work per step is the same.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as tnn
+
+import minigan
+from minigan.plugins.dcgan import DCGAN
+
+bce = tnn.functional.binary_cross_entropy_with_logits
+
+
+def torch_twin(net: minigan.nn.Module) -> tnn.Module:
+    """The PyTorch module with ``net``'s layers and weights (state_dict keys are shared)."""
+    layers = []
+    for m in net.main:
+        kind = type(m).__name__
+        if kind == "Linear":
+            layers.append(tnn.Linear(m.in_features, m.out_features, bias=m.bias is not None))
+        elif kind == "Conv2d":
+            layers.append(
+                tnn.Conv2d(
+                    m.in_channels,
+                    m.out_channels,
+                    m.kernel_size,
+                    m.stride,
+                    m.padding,
+                    bias=m.bias is not None,
+                )
+            )
+        elif kind == "ConvTranspose2d":
+            layers.append(
+                tnn.ConvTranspose2d(
+                    m.in_channels,
+                    m.out_channels,
+                    m.kernel_size,
+                    m.stride,
+                    m.padding,
+                    m.output_padding,
+                    bias=m.bias is not None,
+                )
+            )
+        elif kind in ("BatchNorm1d", "BatchNorm2d"):
+            layers.append(getattr(tnn, kind)(m.num_features))
+        elif kind == "LeakyReLU":
+            layers.append(tnn.LeakyReLU(m.negative_slope))
+        elif kind == "Dropout":
+            layers.append(tnn.Dropout(m.p))
+        elif kind == "Unflatten":
+            layers.append(tnn.Unflatten(m.dim, m.unflattened_size))
+        else:
+            layers.append(getattr(tnn, kind)())
+    twin = tnn.Sequential(*layers)
+    twin.load_state_dict(
+        {k[len("main.") :]: torch.tensor(np.array(v.numpy())) for k, v in net.state_dict().items()}
+    )
+    return twin
+
+
+@pytest.mark.parametrize("resolution, batch", [(28, 256), (64, 64)])
+def test_dcgan_train_step(bench, resolution, batch):
+    minigan.manual_seed(0)
+    channels = 1 if resolution == 28 else 3
+    model = DCGAN(image_shape=(channels, resolution, resolution))
+    real_np = np.random.default_rng(0).uniform(-1, 1, (batch, channels, resolution, resolution))
+    real = minigan.tensor(real_np.astype(np.float32))
+
+    G, D = torch_twin(model.generator), torch_twin(model.discriminator)
+    cfg = model.config
+    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+    treal = torch.tensor(real.numpy())
+    spatial = model.generator.spatial_input
+
+    def torch_step() -> None:
+        z = torch.randn(batch, cfg.latent_dim)
+        fake = G(z.reshape(batch, -1, 1, 1) if spatial else z)
+        real_logits, fake_logits = D(treal).reshape(-1), D(fake.detach()).reshape(-1)
+        loss_d = bce(real_logits, torch.ones_like(real_logits)) + bce(
+            fake_logits, torch.zeros_like(fake_logits)
+        )
+        opt_d.zero_grad()
+        loss_d.backward()
+        opt_d.step()
+        D.requires_grad_(False)
+        logits = D(fake).reshape(-1)
+        loss_g = bce(logits, torch.ones_like(logits))
+        opt_g.zero_grad()
+        loss_g.backward()
+        opt_g.step()
+        D.requires_grad_(True)
+        float(loss_d), float(loss_g)  # read the losses, as the minigan step does
+
+    row = bench.compare(
+        f"DCGAN train step {resolution}x{resolution} batch {batch}",
+        lambda: model.train_step(real),
+        torch_step,
+        work=batch * 1e9,  # the summary divides by 1e9: images per second
+        unit="img/s",
+    )
+    print(
+        f"\n{row.name}: minigan {row.minigan_s * 1e3:.0f} ms, torch {row.torch_s * 1e3:.0f} ms, "
+        f"ratio {row.ratio:.2f}"
+    )
+    assert np.isfinite(row.ratio)
