@@ -1122,36 +1122,74 @@ def _windows(x: Tensor, kernel_size, stride, padding, pad_value: float, op: str)
     return xpad, k, s, oh, ow
 
 
+def _window_slices(k, s, oh: int, ow: int) -> list[tuple[slice, slice]]:
+    """For each kernel position (i, j), the strided slices of the input it sees."""
+    return [
+        (slice(i, i + s[0] * (oh - 1) + 1, s[0]), slice(j, j + s[1] * (ow - 1) + 1, s[1]))
+        for i in range(k[0])
+        for j in range(k[1])
+    ]
+
+
 def avg_pool2d(x: Tensor, kernel_size, stride=None, padding=0) -> Tensor:
     """Average pooling (zero padding counted in the average, PyTorch's default)."""
     xpad, k, s, oh, ow = _windows(x, kernel_size, stride, padding, 0.0, "avg_pool2d")
     total = None
-    for i in range(k[0]):
-        for j in range(k[1]):
-            part = xpad[
-                :, :, i : i + s[0] * (oh - 1) + 1 : s[0], j : j + s[1] * (ow - 1) + 1 : s[1]
-            ]
-            total = part if total is None else total + part
+    for sl in _window_slices(k, s, oh, ow):
+        part = getitem(xpad, (Ellipsis, *sl))
+        total = part if total is None else total + part
     return total * (1.0 / (k[0] * k[1]))
 
 
+class MaxPool(Function):
+    """Max over each window, computed as the maximum of k·k strided slices (one pass over
+    the input per kernel position, no gather). Remembers which position won each window —
+    the first maximum, as in PyTorch — for the backward pass."""
+
+    def __init__(self, slices: list[tuple[slice, slice]]) -> None:
+        self.slices = slices
+
+    def forward(self, x):
+        xp = _xp(x)
+        out = x[(..., *self.slices[0])].copy()
+        for sl in self.slices[1:]:
+            xp.maximum(out, x[(..., *sl)], out=out)
+        self.in_shape = x.shape
+        self.winner = xp.zeros(out.shape, xp.uint8)
+        for p in range(len(self.slices) - 1, -1, -1):  # later positions first: earlier win
+            xp.copyto(self.winner, xp.uint8(p), where=x[(..., *self.slices[p])] == out)
+        return out
+
+    def backward(self, gy):
+        return MaxPoolGrad(self)(gy)
+
+
+class MaxPoolGrad(Function):
+    """Route each window's gradient to its winning input position (adjoint of MaxPool)."""
+
+    def __init__(self, pool: MaxPool) -> None:
+        self.pool = pool
+
+    def forward(self, gy):
+        xp = _xp(gy)
+        gx = xp.zeros(self.pool.in_shape, gy.dtype)
+        for p, sl in enumerate(self.pool.slices):
+            gx[(..., *sl)] += xp.where(self.pool.winner == p, gy, gy.dtype.type(0))
+        return gx
+
+    def backward(self, ggx):
+        total = None
+        for p, sl in enumerate(self.pool.slices):
+            part = mask(getitem(ggx, (Ellipsis, *sl)), self.pool.winner == p)
+            total = part if total is None else total + part
+        return total
+
+
 def max_pool2d(x: Tensor, kernel_size, stride=None, padding=0) -> Tensor:
-    """Max pooling; the gradient goes to the first maximum of each window."""
+    """Max pooling (padding with -inf); the gradient goes to the first maximum of each window,
+    as in PyTorch."""
     xpad, k, s, oh, ow = _windows(x, kernel_size, stride, padding, -np.inf, "max_pool2d")
-    n, c, hp, wp = xpad.shape
-    d = xpad.data
-    xp = _xp(d)
-    # flat index of every window element, then the arg-max inside each window
-    rows = (xp.arange(oh) * s[0])[:, None, None, None] + xp.arange(k[0])[None, None, :, None]
-    cols = (xp.arange(ow) * s[1])[None, :, None, None] + xp.arange(k[1])[None, None, None, :]
-    flat = (rows * wp + cols).reshape(oh, ow, k[0] * k[1])
-    planes = d.reshape(n, c, hp * wp)
-    best = planes[:, :, flat].argmax(axis=-1)  # (n, c, oh, ow)
-    idx = xp.take_along_axis(xp.broadcast_to(flat, (n, c) + flat.shape), best[..., None], -1)[
-        ..., 0
-    ]
-    base = (xp.arange(n * c) * (hp * wp)).reshape(n, c, 1, 1)
-    return reshape(getitem(reshape(xpad, (-1,)), idx + base), (n, c, oh, ow))
+    return MaxPool(_window_slices(k, s, oh, ow))(xpad)
 
 
 def upsample(

@@ -404,7 +404,7 @@ def test_ceil_mode_pool_matches_pytorch():
 def test_frozen_conv_gradient_matches_pytorch():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(1, 4, 9, 10)).astype(np.float32)
-    conv = networks.Conv2d(4, 6, 3, padding=1).requires_grad_(False)
+    conv = minigan.nn.Conv2d(4, 6, 3, padding=1).requires_grad_(False)
     t_conv = torch.nn.Conv2d(4, 6, 3, padding=1)
     t_conv.load_state_dict({k: torch.from_numpy(v.numpy()) for k, v in conv.state_dict().items()})
     tx = torch.from_numpy(x).requires_grad_()

@@ -119,6 +119,15 @@ def conv2d_grad_input(
     gy = np.ascontiguousarray(gy)
     N, C, H, W = x_shape
     O, _, kh, kw = w.shape
+    if stride == (1, 1) and O <= C:
+        # At stride 1 the transposed convolution is an ordinary one: gy convolved with the
+        # flipped weight, channels swapped, padded by d*(k-1) - p. It packs O*k*k values per
+        # pixel instead of writing and scattering back C*k*k (row2im), so it wins when O <= C
+        # (benchmarks/NOTES.md); the GEMM work is the same.
+        full = (dilation[0] * (kh - 1) - padding[0], dilation[1] * (kw - 1) - padding[1])
+        if min(full) >= 0:
+            flipped = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+            return conv2d(gy, flipped.astype(gy.dtype, copy=False), (1, 1), full, dilation)
     oh, ow = gy.shape[2], gy.shape[3]
     K, L = C * kh * kw, oh * ow
     wk = _weight_matrix(w, gy.dtype)

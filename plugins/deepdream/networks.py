@@ -34,7 +34,6 @@ import numpy as np
 import minigan
 import minigan.functional as F
 from minigan import nn
-from minigan.tensor import Function
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -44,8 +43,6 @@ __all__ = [
     "BasicConv2d",
     "Inception",
     "CeilMaxPool2d",
-    "Conv2d",
-    "MaxPool2d",
     "NetworkSpec",
     "FeatureExtractor",
     "LayerError",
@@ -97,138 +94,13 @@ class CeilMaxPool2d(nn.Module):
         extra_w = max(0, (self._out(w) - 1) * s + k - (w + 2 * p))
         if p or extra_h or extra_w:
             x = F.pad(x, (p, p + extra_w, p, p + extra_h), value=-np.inf)
-        return max_pool(x, k, s)
+        return F.max_pool2d(x, k, s)
 
     def extra_repr(self) -> str:
         return (
             f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
             "ceil_mode=True"
         )
-
-
-class _FrozenConv(Function):
-    """``conv2d(x, weight)`` at stride 1 for a weight that takes no gradient. Its input
-    gradient is computed as a forward convolution of ``gy`` with the flipped, transposed
-    weight (padding ``k - 1 - p``): the same arithmetic as ``conv2d_grad_input`` but without
-    its scatter back to the image, about twice as fast at the wide, high-resolution layers
-    that dominate a DeepDream step."""
-
-    def __init__(self, weight: minigan.Tensor, padding: tuple[int, int]) -> None:
-        self.weight, self.padding = weight, padding
-
-    def forward(self, x):
-        with minigan.no_grad():
-            return F.conv2d(minigan.tensor(x), self.weight, padding=self.padding).data
-
-    def backward(self, gy):
-        w = self.weight.data
-        flipped = np.ascontiguousarray(w.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1])
-        kh, kw = w.shape[2:]
-        pad = (kh - 1 - self.padding[0], kw - 1 - self.padding[1])
-        return F.conv2d(gy, minigan.tensor(flipped), padding=pad)
-
-
-class Conv2d(nn.Conv2d):
-    """``nn.Conv2d`` (same parameters, keys and results) whose input gradient takes the
-    faster :class:`_FrozenConv` path when the layer is frozen (``requires_grad_(False)``),
-    at stride 1 without dilation — every convolution of VGG16 in a DeepDream step."""
-
-    def forward(self, x: minigan.Tensor) -> minigan.Tensor:
-        (kh, kw), (ph, pw) = self.kernel_size, self.padding
-        if (
-            self.weight.requires_grad
-            or (self.bias is not None and self.bias.requires_grad)
-            or self.stride != (1, 1)
-            or self.dilation != (1, 1)
-            or ph > kh - 1
-            or pw > kw - 1
-            or not isinstance(x.data, np.ndarray)
-            or not x.requires_grad
-        ):
-            return super().forward(x)
-        self._check_input(x)
-        y = _FrozenConv(self.weight, self.padding)(x)
-        return y if self.bias is None else y + F.reshape(self.bias, (1, -1, 1, 1))
-
-
-class MaxPool2d(nn.MaxPool2d):
-    """``nn.MaxPool2d`` (same repr and state) running :func:`max_pool` when unpadded."""
-
-    def forward(self, x: minigan.Tensor) -> minigan.Tensor:
-        if self.padding:
-            return super().forward(x)
-        return max_pool(x, self.kernel_size, self.stride)
-
-
-class _MaxPool(Function):
-    """Max pooling (no padding) as ``k*k`` strided slices: one pass over the input per window
-    position instead of a gather, and the same "first maximum wins" gradient as PyTorch."""
-
-    def __init__(self, k: int, s: int) -> None:
-        self.k, self.s = k, s
-
-    def _slices(self, h: int, w: int) -> list[tuple[slice, slice]]:
-        k, s = self.k, self.s
-        oh, ow = (h - k) // s + 1, (w - k) // s + 1
-        return [
-            (slice(i, i + s * (oh - 1) + 1, s), slice(j, j + s * (ow - 1) + 1, s))
-            for i in range(k)
-            for j in range(k)
-        ]
-
-    def forward(self, x):
-        slices = self._slices(*x.shape[2:])
-        out = x[(..., *slices[0])].copy()
-        for sl in slices[1:]:
-            np.maximum(out, x[(..., *sl)], out=out)
-        # the window position of the first maximum (later positions first, so earlier win)
-        self.in_shape = x.shape
-        self.winner = np.zeros(out.shape, np.uint8)
-        for p in range(len(slices) - 1, 0, -1):
-            np.copyto(self.winner, np.uint8(p), where=x[(..., *slices[p])] == out)
-        np.copyto(self.winner, np.uint8(0), where=x[(..., *slices[0])] == out)
-        return out
-
-    def backward(self, gy):
-        return _MaxPoolGrad(self)(gy)
-
-
-class _MaxPoolGrad(Function):
-    """Scatter ``gy`` to the winning input positions (the adjoint of :class:`_MaxPool`)."""
-
-    def __init__(self, pool: _MaxPool) -> None:
-        self.pool = pool
-
-    def forward(self, gy):
-        shape = self.pool.in_shape
-        gx = np.zeros(shape, gy.dtype)
-        for p, sl in enumerate(self.pool._slices(*shape[2:])):
-            gx[(..., *sl)] += np.where(self.pool.winner == p, gy, gy.dtype.type(0))
-        return gx
-
-    def backward(self, ggx):
-        slices = self.pool._slices(*ggx.shape[2:])
-        total = None
-        for p, sl in enumerate(slices):
-            part = F.mask(ggx[(..., *sl)], self.pool.winner == p)
-            total = part if total is None else total + part
-        return total
-
-
-def max_pool(x: minigan.Tensor, k: int, s: int) -> minigan.Tensor:
-    """Max pooling without padding, ``kernel_size`` ``k``, ``stride`` ``s``, on NumPy arrays
-    (other arrays go through ``F.max_pool2d``). Same values and gradient as
-    ``torch.nn.functional.max_pool2d`` (the first maximum of a window takes the gradient).
-
-    >>> x = minigan.tensor(np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4))
-    >>> max_pool(x, 2, 2).numpy()[0, 0].tolist()
-    [[5.0, 7.0], [13.0, 15.0]]
-    """
-    if not isinstance(x.data, np.ndarray):
-        return F.max_pool2d(x, k, s)
-    if x.ndim != 4 or min(x.shape[2:]) < k:
-        raise ValueError(f"max_pool: input {x.shape} is too small for kernel {k}")
-    return _MaxPool(k, s)(x)
 
 
 # --------------------------------------------------------------------------- VGG16
@@ -252,9 +124,9 @@ class VGG16(nn.Module):
         channels = 3
         for v in cfg:
             if v == "M":
-                layers.append(MaxPool2d(2, 2))
+                layers.append(nn.MaxPool2d(2, 2))
             else:
-                layers += [Conv2d(channels, int(v), 3, padding=1), nn.ReLU()]
+                layers += [nn.Conv2d(channels, int(v), 3, padding=1), nn.ReLU()]
                 channels = int(v)
         self.features = nn.Sequential(*layers)
 
@@ -285,7 +157,7 @@ class BasicConv2d(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, **kwargs: int) -> None:
         super().__init__()
-        self.conv = Conv2d(in_channels, out_channels, bias=False, **kwargs)
+        self.conv = nn.Conv2d(in_channels, out_channels, bias=False, **kwargs)
         self.bn = nn.BatchNorm2d(out_channels, eps=0.001)
 
     def forward(self, x: minigan.Tensor) -> minigan.Tensor:

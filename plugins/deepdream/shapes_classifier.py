@@ -46,15 +46,13 @@ class ShapesClassifier(nn.Module):
     pool, linear."""
 
     def __init__(self, num_classes: int = 6) -> None:
-        from minigan.plugins.deepdream.networks import Conv2d, MaxPool2d
-
         super().__init__()
         layers: list[nn.Module] = []
         channels = 3
         for i, width in enumerate(WIDTHS):
             if i:
-                layers.append(MaxPool2d(2, 2))
-            layers += [Conv2d(channels, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU()]
+                layers.append(nn.MaxPool2d(2, 2))
+            layers += [nn.Conv2d(channels, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU()]
             channels = width
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Linear(channels, num_classes)
