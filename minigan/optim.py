@@ -87,7 +87,8 @@ class Optimizer:
                     p.grad.data[...] = 0
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        raise NotImplementedError
+        """Update the parameters once (each optimizer defines its rule)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement step()")
 
     # ------------------------------------------------------------------ state dict
     def state_dict(self) -> dict[str, Any]:
