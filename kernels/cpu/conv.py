@@ -4,21 +4,21 @@ For a chunk of ``m`` samples, with ``K = kh*kw*C`` and ``L = OH*OW``, the packed
 ``rows(m*L, K)`` holds one row per output pixel and one column per (kernel tap, channel);
 ``Wk(O, K)`` is the weight with its axes ordered (o, i, j, c) to match::
 
-    forward      y(O, m*L)    = Wk @ rows^T
+    forward      y(m*L, O)    = rows @ Wk^T             then back to NCHW
     grad-weight  gWk(O, K)   += gy(O, m*L) @ rows
     grad-input   grows(m*L, K) = gy(O, m*L)^T @ Wk          then row2im (gather-sum)
 
-``y``/``gy`` chunks are channel-major ``(O, m*L)``; copying them to and from NCHW moves whole
-rows of ``L`` values. The batch is processed in chunks so the packed buffer stays cache-sized
-(packing writes it, the GEMM reads it straight back); the chunk loop runs a handful of times
-per call, and all per-pixel work happens inside Numba or BLAS.
+``gy`` chunks are channel-major ``(O, m*L)`` and forward results pixel-major ``(m*L, O)``;
+the copies to and from NCHW are Numba loops. The batch is processed in chunks so the packed
+buffer stays cache-sized (packing writes it, the GEMM reads it straight back); the chunk loop
+runs a handful of times per call, and all per-pixel work happens inside Numba or BLAS.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .pack import from_channel_major, im2row, row2im, to_channel_major
+from .pack import from_pixel_major, im2row, row2im, to_channel_major
 
 Pair = tuple[int, int]
 
@@ -79,10 +79,13 @@ def conv2d(x: np.ndarray, w: np.ndarray, stride: Pair, padding: Pair, dilation: 
     buf = _Buffers(nb, x.shape, O, K, L, x.dtype)
     for n0 in range(0, N, nb):
         m = min(nb, N - n0)
-        rows, yc = buf.chunk(m)
+        rows, _ = buf.chunk(m)
         im2row(x, n0, m, *geo, buf.xt, rows)
-        np.matmul(wk, rows.T, out=yc)
-        from_channel_major(yc, n0, m, y.reshape(N, O, L))
+        # rows @ Wk^T (one output row per pixel) runs faster in OpenBLAS than Wk @ rows^T,
+        # most of all when O is small (benchmarks/NOTES.md)
+        yp = buf.cm[: m * L * O].reshape(m * L, O)
+        np.matmul(rows, wk.T, out=yp)
+        from_pixel_major(yp, n0, m, y.reshape(N, O, L))
     return y
 
 

@@ -30,13 +30,16 @@ def to_channel_major(src, n0, m, dst):
 
 
 @njit(cache=True)
-def from_channel_major(src, n0, m, dst):
-    """Inverse of :func:`to_channel_major`: ``dst[n0 + n, o, l] = src[o, n*L + l]``."""
+def from_pixel_major(src, n0, m, dst):
+    """``dst[n0 + n, o, l] = src[n*L + l, o]``: a GEMM result with one row per output pixel
+    (shape ``(m*L, O)``) back to NCHW, in tiles of 32 pixels so both sides stay in cache."""
     O, L = dst.shape[1], dst.shape[2]
-    for o in range(O):
-        for n in range(m):
-            for s in range(L):
-                dst[n0 + n, o, s] = src[o, n * L + s]
+    for n in range(m):
+        for l0 in range(0, L, 32):
+            l1 = min(L, l0 + 32)
+            for o in range(O):
+                for s in range(l0, l1):
+                    dst[n0 + n, o, s] = src[n * L + s, o]
 
 
 @njit(cache=True)
