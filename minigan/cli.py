@@ -596,14 +596,10 @@ def _process_callback(name: str, processor_cls: type, field_names: list[str]) ->
                 image = imaging.read_image(source)
             except Exception as e:
                 raise click.ClickException(f"{source}: cannot read this image ({e})") from e
-            image = image.astype(np.float32) / (65535.0 if image.dtype == np.uint16 else 255.0)
-            if image.ndim == 2:
-                image = image[..., None]
-            result = processor.process(image[..., :3])
+            result = processor.process(imaging.as_rgb_float(image))
             target.parent.mkdir(parents=True, exist_ok=True)
-            u8 = np.rint(np.clip(result, 0.0, 1.0) * 255).astype(np.uint8)
             meta = {"processor": name, "source": str(source), **processor.metadata()}
-            imaging.save_image(target, u8, meta)
+            imaging.save_image(target, imaging.unit_to_uint8(result), meta)
             if len(jobs) == 1:
                 click.echo(f"wrote {target}")
         if len(jobs) > 1:

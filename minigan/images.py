@@ -28,6 +28,8 @@ import numpy as np
 
 __all__ = [
     "to_uint8",
+    "as_rgb_float",
+    "unit_to_uint8",
     "make_grid",
     "save_image",
     "read_image",
@@ -54,6 +56,38 @@ def to_uint8(images: np.ndarray) -> np.ndarray:
         return images
     u8 = np.rint((np.clip(images, -1.0, 1.0) + 1.0) * 127.5).astype(np.uint8)
     return np.moveaxis(u8, -3, -1)
+
+
+def as_rgb_float(image: np.ndarray) -> np.ndarray:
+    """An image as H×W×3 float32 in [0, 1]: ``uint8`` is scaled, gray is repeated, alpha dropped.
+
+    >>> as_rgb_float(np.array([[0, 255]], np.uint8)).tolist()
+    [[[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]]]
+    """
+    image = np.asarray(image)
+    if image.dtype == np.uint8:
+        image = image.astype(np.float32) / 255
+    elif image.dtype == np.uint16:
+        image = image.astype(np.float32) / 65535
+    image = image.astype(np.float32, copy=False)
+    if image.ndim == 2:
+        image = image[:, :, None]
+    if image.ndim != 3 or image.shape[2] not in (1, 2, 3, 4):
+        raise ValueError(f"expected an image H×W×C with 1 to 4 channels, got shape {image.shape}")
+    if image.shape[2] in (2, 4):  # drop alpha
+        image = image[:, :, :-1]
+    if image.shape[2] == 1:
+        image = np.repeat(image, 3, axis=2)
+    return np.clip(image, 0, 1)
+
+
+def unit_to_uint8(image: np.ndarray) -> np.ndarray:
+    """A float image in [0, 1] (H×W×C) as ``uint8`` in [0, 255], rounded.
+
+    >>> unit_to_uint8(np.array([[[0.0, 0.5, 1.0]]])).tolist()
+    [[[0, 128, 255]]]
+    """
+    return np.rint(np.clip(image, 0.0, 1.0) * 255).astype(np.uint8)
 
 
 def make_grid(

@@ -19,10 +19,11 @@ import pytest
 from click.testing import CliRunner
 
 import minigan
+from minigan.images import as_rgb_float
 from minigan.plugins import deepdream
 from minigan.plugins.deepdream import networks
 from minigan.plugins.deepdream import weights as W
-from minigan.plugins.deepdream.dream import DeepDream, DreamConfig, as_rgb_float, dream
+from minigan.plugins.deepdream.dream import DeepDream, DreamConfig, dream
 
 torch = pytest.importorskip("torch")
 

@@ -33,12 +33,6 @@ def _output_paths(output: Path) -> tuple[Path, Path, Path]:
     return output, output.with_name(output.stem + "_frames"), output.with_suffix(".gif")
 
 
-def _to_uint8(image: Any) -> Any:
-    import numpy as np
-
-    return np.rint(np.clip(image, 0, 1) * 255).astype(np.uint8)
-
-
 # --------------------------------------------------------------------------- commands
 @hookimpl
 def register_commands(cli: Any) -> None:
@@ -80,7 +74,7 @@ def register_commands(cli: Any) -> None:
             raise click.ClickException(str(e)) from None
         except (networks.LayerError, ValueError, FileNotFoundError) as e:
             raise click.ClickException(str(e)) from None
-        from minigan.images import read_image, save_gif, save_image
+        from minigan.images import read_image, save_gif, save_image, unit_to_uint8
 
         image = read_image(source)
         meta = {**processor.metadata(), "input": source.name}
@@ -90,13 +84,13 @@ def register_commands(cli: Any) -> None:
             frame_dir.mkdir(parents=True, exist_ok=True)
             meta.update(zoom_frames=zoom_frames, zoom=zoom)
             for i, frame in enumerate(frames):
-                save_image(frame_dir / f"{i:04d}.png", _to_uint8(frame), {**meta, "frame": i})
-            save_gif(gif, [_to_uint8(f) for f in frames], seconds_per_frame=0.1)
+                save_image(frame_dir / f"{i:04d}.png", unit_to_uint8(frame), {**meta, "frame": i})
+            save_gif(gif, [unit_to_uint8(f) for f in frames], seconds_per_frame=0.1)
             result = frames[-1]
             click.echo(f"wrote {len(frames)} frames to {frame_dir} and {gif}")
         else:
             result = processor.process(image)
-        save_image(out, _to_uint8(result), meta)
+        save_image(out, unit_to_uint8(result), meta)
         click.echo(f"wrote {out}")
 
     params = [

@@ -37,10 +37,11 @@ import minigan
 import minigan.functional as F
 from minigan import nn
 from minigan.data import resize
+from minigan.images import as_rgb_float
 from minigan.plugins.deepdream import networks
 from minigan.plugins.deepdream import weights as weights_io
 
-__all__ = ["DreamConfig", "DeepDream", "dream", "as_rgb_float", "laplacian_normalize", "zoom_in"]
+__all__ = ["DreamConfig", "DeepDream", "dream", "laplacian_normalize", "zoom_in"]
 
 MIN_OCTAVE_SIDE = 32  # octaves stop before an image side gets smaller than this
 GUIDE_POSITIONS = 2048  # guide features kept per layer (subsampled evenly)
@@ -91,29 +92,6 @@ class DreamConfig:
     )
     seed: int = field(default=0, metadata={"help": "random seed (jitter and tile rolls)"})
     progress: bool = field(default=True, metadata={"help": "show a progress bar per octave"})
-
-
-def as_rgb_float(image: np.ndarray) -> np.ndarray:
-    """An image as H×W×3 float32 in [0, 1]: ``uint8`` is scaled, gray is repeated, alpha dropped.
-
-    >>> as_rgb_float(np.array([[0, 255]], np.uint8)).tolist()
-    [[[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]]]
-    """
-    image = np.asarray(image)
-    if image.dtype == np.uint8:
-        image = image.astype(np.float32) / 255
-    elif image.dtype == np.uint16:
-        image = image.astype(np.float32) / 65535
-    image = image.astype(np.float32, copy=False)
-    if image.ndim == 2:
-        image = image[:, :, None]
-    if image.ndim != 3 or image.shape[2] not in (1, 2, 3, 4):
-        raise ValueError(f"expected an image H×W×C with 1 to 4 channels, got shape {image.shape}")
-    if image.shape[2] in (2, 4):  # drop alpha
-        image = image[:, :, :-1]
-    if image.shape[2] == 1:
-        image = np.repeat(image, 3, axis=2)
-    return np.clip(image, 0, 1)
 
 
 def parse_channels(text: str | None, layers: Sequence[str]) -> dict[str, list[int]]:
