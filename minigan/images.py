@@ -121,17 +121,6 @@ def make_grid(
     return grid
 
 
-def upscale(image: np.ndarray, factor: int) -> np.ndarray:
-    """Nearest-neighbour enlargement of an (H, W, ...) array by an integer ``factor``.
-
-    >>> upscale(np.array([[1, 2]]), 2).tolist()
-    [[1, 1, 2, 2], [1, 1, 2, 2]]
-    """
-    if factor <= 1:
-        return image
-    return np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)
-
-
 # --------------------------------------------------------------------------- files
 def _atomic(path: PathLike, write: Any) -> None:
     """Call ``write(tmp_path)`` and rename the result over ``path``."""

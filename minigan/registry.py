@@ -21,7 +21,7 @@ import importlib
 import importlib.metadata
 import os
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -276,7 +276,3 @@ def set_registry(registry: Registry | None) -> Registry | None:
     global _registry
     previous, _registry = _registry, registry
     return previous
-
-
-def available(kind: str) -> Iterable[str]:
-    return get_registry().names(kind)
