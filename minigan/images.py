@@ -1,4 +1,4 @@
-"""Images out: grids, PNGs that carry their parameters, GIFs, and a dependency-free line chart.
+"""Images out: grids, PNGs that carry their parameters, GIFs, and dependency-free charts.
 
 Everything here works on NumPy arrays. Model outputs are NCHW float32 in [-1, 1] (what a
 ``tanh`` generator gives); files are written through imageio, atomically (a temporary file
@@ -37,6 +37,7 @@ __all__ = [
     "save_gif",
     "draw_text",
     "line_chart",
+    "bar_chart",
 ]
 
 PathLike = str | os.PathLike[str]
@@ -247,6 +248,14 @@ _GLYPHS = {
     "=": "...|###|...|###|...",
     "%": "#.#|..#|.#.|#..|#.#",
     "?": "##.|..#|.#.|...|.#.",
+    ">": "#..|.#.|..#|.#.|#..",
+    "<": "..#|.#.|#..|.#.|..#",
+    "^": ".#.|#.#|...|...|...",
+    "*": "...|#.#|.#.|#.#|...",
+    "[": "##.|#..|#..|#..|##.",
+    "]": ".##|..#|..#|..#|.##",
+    "'": ".#.|.#.|...|...|...",
+    "|": ".#.|.#.|.#.|.#.|.#.",
 }
 _FONT = {
     ch: np.array([[c == "#" for c in row] for row in rows.split("|")], bool)
@@ -404,4 +413,93 @@ def line_chart(
         row = ly + 14 * k
         image[row + 1 : row + 9, box_left : box_left + 16] = color
         draw_text(image, box_left + 22, row, name, dark, scale)
+    return image
+
+
+def _nice_step(value: float) -> float:
+    """The smallest of 1, 2, 2.5, 5 × 10^k that is at least ``value`` (> 0)."""
+    power = 10.0 ** math.floor(math.log10(value))
+    return next(s * power for s in (1, 2, 2.5, 5, 10) if value <= s * power * (1 + 1e-9))
+
+
+def bar_chart(
+    bars: Sequence[tuple[str, float]],
+    width: int = 960,
+    title: str = "",
+    xlabel: str = "",
+    reference: float | None = 1.0,
+    xmax: float | None = None,
+) -> np.ndarray:
+    """Horizontal bars, one per ``(label, value)``, drawn from 0 in the order given, labels on
+    the left and each value at its bar's end; returns an RGB ``uint8`` image (height, width, 3)
+    whose height grows with the number of bars (20 pixels each).
+
+    The axis is linear from 0 to ``xmax`` (default: the largest finite value, or ``reference``,
+    rounded up to a tick), so a bar's length in pixels is proportional to its value. A dark
+    vertical line marks ``reference``; bars at or below it are drawn in ``PALETTE[0]``, bars
+    above it in ``PALETTE[1]``. A value beyond ``xmax`` (or infinite) is cut at the right edge
+    with a white notch, its true value still written; NaN draws no bar and reads "n/a".
+    Negative values raise ``ValueError``.
+
+    >>> img = bar_chart([("adain", 0.5), ("conv2d", 1.5)], title="minigan / torch")
+    >>> img.shape
+    (110, 960, 3)
+    >>> short, long = ((img == c).all(-1).sum(1).max() for c in PALETTE[:2])  # bar lengths
+    >>> int(short), int(long)
+    (215, 644)
+    """
+    if not bars:
+        raise ValueError("bar_chart: no bars")
+    labels = [str(label) for label, _ in bars]
+    values = np.array([float(v) for _, v in bars], np.float64)
+    if (values < 0).any():
+        raise ValueError(f"bar_chart: bars start at 0, got negative values {values[values < 0]}")
+    finite = values[np.isfinite(values)]
+    if xmax is None:
+        top_value = max([*finite, reference or 0.0]) or 1.0
+        step = _nice_step(top_value / 4)
+        xmax = step * math.ceil(top_value * 1.02 / step)
+    texts = ["n/a" if math.isnan(v) else _format(v) for v in values]  # inf formats as "inf"
+
+    scale, pitch, bar_h = 2, 20, 14
+    dark, grey = (40, 40, 40), (225, 225, 225)
+    left = 16 + max(text_size(t, scale)[0] for t in labels)
+    right = 16 + max(text_size(t, scale)[0] for t in texts)
+    top, bottom = 40 if title else 16, 48 if xlabel else 30
+    pw, ph = width - left - right, len(bars) * pitch
+    if pw < 50:
+        raise ValueError(f"bar_chart: width {width} leaves no room for the bars beside the labels")
+    image = np.full((top + ph + bottom, width, 3), 255, np.uint8)
+
+    def px(value: float) -> int:
+        return left + int(round(min(value, xmax) / xmax * pw))
+
+    for i in range(5):  # vertical grid lines, ticks and their labels
+        value = xmax * i / 4
+        col = min(px(value), left + pw - 1)
+        image[top : top + ph, col] = grey
+        image[top + ph : top + ph + 4, col] = dark
+        label = _format(value)
+        tw, _ = text_size(label, scale)
+        draw_text(image, min(max(col - tw // 2, 0), width - tw), top + ph + 7, label, dark, scale)
+    for k, (label, value, text) in enumerate(zip(labels, values, texts)):
+        y = top + k * pitch + (pitch - bar_h) // 2
+        end = left if math.isnan(value) else px(value)
+        color = PALETTE[1] if reference is not None and value > reference else PALETTE[0]
+        image[y : y + bar_h, left:end] = color
+        if value > xmax:  # cut: a notch near the edge says the bar goes on
+            image[y : y + bar_h, end - 8 : end - 5] = 255
+        tw, th = text_size(label, scale)
+        draw_text(image, left - 8 - tw, y + (bar_h - th) // 2, label, dark, scale)
+        draw_text(image, end + 6, y + (bar_h - th) // 2, text, dark, scale)
+    if reference is not None and 0 <= reference <= xmax:
+        image[top - 4 : top + ph + 4, min(px(reference), left + pw - 1)] = dark
+    image[top - 4 : top + ph + 4, left - 1] = dark  # the axis
+    image[top + ph, left - 1 : left + pw] = dark
+    if title:
+        tw, _ = text_size(title, scale)
+        draw_text(image, (width - tw) // 2, 12, title, dark, scale)
+    if xlabel:
+        tw, _ = text_size(xlabel, scale)
+        draw_text(image, left + (pw - tw) // 2, top + ph + 26, xlabel, dark, scale)
     return image
