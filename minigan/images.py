@@ -455,9 +455,9 @@ def bar_chart(
     if (values < 0).any():
         raise ValueError(f"bar_chart: bars start at 0, got negative values {values[values < 0]}")
     finite = values[np.isfinite(values)]
+    top_value = xmax or max([*finite, reference or 0.0]) or 1.0
+    step = _nice_step(top_value / 4)  # 4 to 8 ticks
     if xmax is None:
-        top_value = max([*finite, reference or 0.0]) or 1.0
-        step = _nice_step(top_value / 4)
         xmax = step * math.ceil(top_value * 1.02 / step)
     texts = ["n/a" if math.isnan(v) else _format(v) for v in values]  # inf formats as "inf"
 
@@ -474,28 +474,32 @@ def bar_chart(
     def px(value: float) -> int:
         return left + int(round(min(value, xmax) / xmax * pw))
 
-    for i in range(5):  # vertical grid lines, ticks and their labels
-        value = xmax * i / 4
+    ticks = [step * i for i in range(int(xmax / step * (1 + 1e-9)) + 1)]
+    for value in ticks:  # vertical grid lines and tick marks
         col = min(px(value), left + pw - 1)
         image[top : top + ph, col] = grey
         image[top + ph : top + ph + 4, col] = dark
-        label = _format(value)
-        tw, _ = text_size(label, scale)
-        draw_text(image, min(max(col - tw // 2, 0), width - tw), top + ph + 7, label, dark, scale)
-    for k, (label, value, text) in enumerate(zip(labels, values, texts)):
-        y = top + k * pitch + (pitch - bar_h) // 2
-        end = left if math.isnan(value) else px(value)
+    rows = [top + k * pitch + (pitch - bar_h) // 2 for k in range(len(bars))]
+    ends = [left if math.isnan(v) else px(v) for v in values]
+    for y, end, value in zip(rows, ends, values):
         color = PALETTE[1] if reference is not None and value > reference else PALETTE[0]
         image[y : y + bar_h, left:end] = color
         if value > xmax:  # cut: a notch near the edge says the bar goes on
             image[y : y + bar_h, end - 8 : end - 5] = 255
+    if reference is not None and 0 <= reference <= xmax:
+        image[top - 4 : top + ph + 4, min(px(reference), left + pw - 1)] = dark
+    image[top - 4 : top + ph + 4, left - 1] = dark  # the axes
+    image[top + ph, left - 1 : left + pw] = dark
+
+    for value in ticks:  # text last, over the lines
+        label = _format(value)
+        tw, _ = text_size(label, scale)
+        col = min(max(px(value) - tw // 2, 0), width - tw)
+        draw_text(image, col, top + ph + 7, label, dark, scale)
+    for y, end, label, text in zip(rows, ends, labels, texts):
         tw, th = text_size(label, scale)
         draw_text(image, left - 8 - tw, y + (bar_h - th) // 2, label, dark, scale)
         draw_text(image, end + 6, y + (bar_h - th) // 2, text, dark, scale)
-    if reference is not None and 0 <= reference <= xmax:
-        image[top - 4 : top + ph + 4, min(px(reference), left + pw - 1)] = dark
-    image[top - 4 : top + ph + 4, left - 1] = dark  # the axis
-    image[top + ph, left - 1 : left + pw] = dark
     if title:
         tw, _ = text_size(title, scale)
         draw_text(image, (width - tw) // 2, 12, title, dark, scale)
