@@ -1,31 +1,53 @@
 """Benchmark harness: ``pytest benchmarks/ --benchmark`` runs minigan's kernels against PyTorch.
 
-Without ``--benchmark`` every test here is skipped, so a plain ``pytest`` stays fast. Each
-benchmark times minigan and PyTorch on the same inputs, in the same process, with the same
-thread count, alternating the two after a warm-up; the ``bench`` fixture records the rows, and
-the terminal summary prints the ratio table and writes it as JSON to ``benchmarks/results/``.
+Without ``--benchmark`` every test here is skipped, so a plain ``pytest`` stays fast. A test
+writes one row with the ``bench`` fixture::
+
+    def test_something(bench):
+        bench.compare("name", ours, theirs, work=2.0 * flop, unit="GFLOP/s")
+
+minigan's side is timed by pytest-benchmark (``benchmark.pedantic``, one warm-up round and
+five rounds); before each round, pytest-benchmark's untimed ``setup`` times one PyTorch call,
+so the two alternate and machine noise hits both alike. The PyTorch times, the ratio, the work,
+the rate and its fraction of the machine's ceiling go into ``benchmark.extra_info``, so
+pytest-benchmark's ``--benchmark-autosave``, ``--benchmark-save``, ``--benchmark-json`` and
+``--benchmark-compare`` keep them. With ``--benchmark-compare``, the summary also compares every
+row's ratio with the baseline's, and ``--benchmark-ratio-fail=20%`` fails the session when a
+ratio got worse by more than that.
+
+Once per session the ``calibration`` fixture measures the machine's float32 GEMM rate and memory
+copy bandwidth (the ceilings). The summary prints them and the rows, and writes
+``<results>/cpu-<date>.json`` with its ``.md`` table and ``.png`` ratio chart (report.py), where
+``<results>`` is ``$MINIGAN_BENCH_RESULTS`` or ``benchmarks/results``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import platform
+import shlex
+import statistics
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numba
 import numpy as np
 import pytest
 import torch
+from report import CALIBRATION, UNIT_SCALE, Row, Run, ceilings, save, text_table
 
-RESULTS_DIR = Path(__file__).parent / "results"
 THREADS = int(os.environ.get("MINIGAN_BENCH_THREADS", os.cpu_count() or 1))
-_ROWS: list[Row] = []
+ROUNDS, WARMUP = 5, 1
+
+
+def _fraction(text: str) -> float:
+    """'20%' or '0.2' as 0.2."""
+    return float(text[:-1]) / 100 if text.endswith("%") else float(text)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -37,6 +59,36 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=False,
         help="run the minigan-vs-PyTorch benchmarks in benchmarks/ (skipped otherwise)",
     )
+    parser.addoption(
+        "--benchmark-ratio-fail",
+        metavar="FRACTION",
+        type=_fraction,
+        default=None,
+        help="with --benchmark-compare: fail when a minigan/PyTorch ratio is more than FRACTION "
+        "(0.2 or 20%%) above the baseline's (minigan benchmarks)",
+    )
+
+
+@dataclass
+class Results:
+    """What the session measured: calibration rows, then one row per benchmark test."""
+
+    calibration: list[Row] = field(default_factory=list)
+    rows: list[Row] = field(default_factory=list)
+    path: Path | None = None  # the JSON written
+    comparison: list[str] = field(default_factory=list)  # ratio-comparison lines
+    regressions: list[str] = field(default_factory=list)
+
+
+RESULTS = pytest.StashKey[Results]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[RESULTS] = Results()
+    if config.getoption("benchmark_ratio_fail") is not None and not config.getoption(
+        "benchmark_compare"
+    ):
+        raise pytest.UsageError("--benchmark-ratio-fail needs --benchmark-compare (a baseline)")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -49,61 +101,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
-@dataclass
-class Row:
-    """One benchmark result: best and median seconds of each side, and the work done."""
+# ----------------------------------------------------------------------------------- timing
 
-    name: str
-    minigan_s: float
-    torch_s: float
-    minigan_median_s: float
-    torch_median_s: float
-    work: float  # FLOP or bytes
-    unit: str  # "GFLOP/s" or "GB/s"
 
-    @property
-    def ratio(self) -> float:
-        return self.minigan_s / self.torch_s
+def _median(times: Sequence[float]) -> float:
+    return float(statistics.median(times))
 
 
 def _time(fn: Callable[[], object]) -> float:
     t0 = time.perf_counter()
     fn()
     return time.perf_counter() - t0
-
-
-class Bench:
-    """Times minigan against torch: ``warmup`` calls each, then ``reps`` alternating pairs."""
-
-    def __init__(self, reps: int = 5, warmup: int = 1) -> None:
-        self.reps, self.warmup = reps, warmup
-
-    def compare(
-        self,
-        name: str,
-        minigan_fn: Callable[[], object],
-        torch_fn: Callable[[], object],
-        work: float,
-        unit: str,
-    ) -> Row:
-        for _ in range(self.warmup):
-            minigan_fn()
-            torch_fn()
-        ours, theirs = [], []
-        for _ in range(self.reps):  # alternate, so machine noise hits both sides alike
-            ours.append(_time(minigan_fn))
-            theirs.append(_time(torch_fn))
-        row = Row(
-            name,
-            min(ours),
-            min(theirs),
-            float(np.median(ours)),
-            float(np.median(theirs)),
-            work,
-            unit,
-        )
-        _ROWS.append(row)
-        return row
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -113,9 +121,85 @@ def _threads() -> None:
     numba.set_num_threads(min(THREADS, numba.config.NUMBA_NUM_THREADS))
 
 
+def _calibrate(
+    name: str, ours: Callable[[], object], theirs: Callable[[], object], work: float, unit: str
+) -> Row:
+    """A calibration row: one warm-up call each, then three alternating pairs."""
+    ours(), theirs()
+    a, b = zip(*((_time(ours), _time(theirs)) for _ in range(3)))
+    return Row(f"{CALIBRATION} {name}", min(a), min(b), _median(a), _median(b), work, unit)
+
+
+@pytest.fixture(scope="session")
+def calibration(request: pytest.FixtureRequest, _threads: None) -> dict[str, float]:
+    """The ceilings, measured once per session: float32 GEMM 2048³ (NumPy/OpenBLAS against
+    torch.mm) in GFLOP/s, and the bandwidth of a 256 MB copy (np.copyto against torch's
+    ``copy_``, bytes read + written) in GB/s; the best side of each is the ceiling."""
+    rows = request.config.stash[RESULTS].calibration
+    options = request.config.getoption
+    if rows or options("benchmark_disable") or options("benchmark_skip"):
+        return ceilings(rows)
+    n = 2048
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal((n, n), dtype=np.float32) for _ in range(2))
+    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+    gemm = f"GEMM {n}^3 f32, numpy vs torch.mm"
+    rows.append(_calibrate(gemm, lambda: a @ b, lambda: torch.mm(ta, tb), 2.0 * n**3, "GFLOP/s"))
+    src = np.ones(64 * 2**20, np.float32)
+    dst = np.empty_like(src)
+    tsrc, tdst = torch.from_numpy(src), torch.from_numpy(dst)
+    copy = "copy 256 MB, np.copyto vs torch copy_"
+    rows.append(
+        _calibrate(
+            copy, lambda: np.copyto(dst, src), lambda: tdst.copy_(tsrc), 2.0 * src.nbytes, "GB/s"
+        )
+    )
+    return ceilings(rows)
+
+
+class Bench:
+    """Writes one row per test: ``compare(name, ours, theirs, work, unit)`` (see the module)."""
+
+    def __init__(self, benchmark: Any, ceilings: dict[str, float], results: Results) -> None:
+        self.benchmark, self.ceilings, self.results = benchmark, ceilings, results
+
+    def compare(
+        self,
+        name: str,
+        ours: Callable[[], object],
+        theirs: Callable[[], object],
+        work: float,
+        unit: str,
+    ) -> Row | None:
+        """Time ``ours`` (minigan) against ``theirs`` (PyTorch), alternating. ``work`` is the
+        work of one call in the base unit of ``unit``: FLOP for "GFLOP/s", bytes for "GB/s",
+        images for "img/s". Returns the row (None under ``--benchmark-disable``)."""
+        if unit not in UNIT_SCALE:
+            raise ValueError(f"unit {unit!r}: expected one of {sorted(UNIT_SCALE)}")
+        torch_s: list[float] = []
+        self.benchmark.pedantic(
+            ours,
+            setup=lambda: torch_s.append(_time(theirs)),
+            rounds=ROUNDS,
+            warmup_rounds=WARMUP,
+            iterations=1,
+        )
+        if self.benchmark.disabled:  # each side ran once, untimed
+            return None
+        ours_s, theirs_s = self.benchmark.stats.stats.data, torch_s[WARMUP:]
+        row = Row(name, min(ours_s), min(theirs_s), _median(ours_s), _median(theirs_s), work, unit)
+        row.test = self.benchmark.fullname
+        self.benchmark.extra_info.update(row.to_json(self.ceilings))
+        self.results.rows.append(row)
+        return row
+
+
 @pytest.fixture
-def bench() -> Bench:
-    return Bench()
+def bench(benchmark: Any, calibration: dict[str, float], request: pytest.FixtureRequest) -> Bench:
+    return Bench(benchmark, calibration, request.config.stash[RESULTS])
+
+
+# ---------------------------------------------------------------------------------- report
 
 
 def _cpu_model() -> str:
@@ -128,33 +212,86 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
-    if not _ROWS:
+def pytest_benchmark_update_json(config: pytest.Config, benchmarks: Any, output_json: dict) -> None:
+    """pytest-benchmark's saved runs and --benchmark-json also get the calibration rows."""
+    rows = config.stash[RESULTS].calibration
+    output_json["minigan_calibration"] = [r.to_json(ceilings(rows)) for r in rows]
+
+
+def _compare(config: pytest.Config, results: Results) -> None:
+    """Each row's ratio against the baseline(s) pytest-benchmark loaded for --benchmark-compare
+    (their extra_info), and the rows whose ratio grew by more than --benchmark-ratio-fail."""
+    session = getattr(config, "_benchmarksession", None)
+    fail = config.getoption("benchmark_ratio_fail")
+    now = {r.test: r for r in results.rows}
+    for path, baseline in (session.compared_mapping or {}).items() if session else ():
+        lines = results.comparison
+        lines += [f"against {path}:", f"{'benchmark':<50} {'baseline':>8} {'now':>6} {'change':>7}"]
+        before = {}
+        for test, bench in baseline.items():
+            info = bench.get("extra_info", {})
+            if info.get("unit") and info.get("ceiling"):
+                before[info["unit"]] = info["ceiling"]
+            if test not in now or "ratio" not in info:
+                continue
+            row = now[test]
+            change = row.ratio / info["ratio"] - 1
+            flag = ""
+            if fail is not None and change > fail:
+                flag = "  REGRESSED"
+                results.regressions.append(f"{row.name}: {info['ratio']:.2f} -> {row.ratio:.2f}")
+            lines.append(
+                f"{' '.join(row.name.split()):<50} {info['ratio']:8.2f} {row.ratio:6.2f} "
+                f"{change:+7.0%}{flag}"
+            )
+        for unit, ceiling in ceilings(results.calibration).items():
+            if unit in before:
+                lines.append(f"ceiling {unit}: {before[unit]:.1f} -> {ceiling:.1f}")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    config = session.config
+    results = config.stash.get(RESULTS, None)
+    if results is None or not results.rows:
         return
-    write = terminalreporter.write_line
-    terminalreporter.section("minigan / PyTorch (CPU), best of repetitions")
-    write(f"{'benchmark':<46} {'minigan ms':>10} {'torch ms':>9} {'ratio':>6} {'minigan':>15}")
-    for r in _ROWS:
-        rate = r.work / r.minigan_s / 1e9
-        write(
-            f"{r.name:<46} {r.minigan_s * 1e3:10.1f} {r.torch_s * 1e3:9.1f} "
-            f"{r.ratio:6.2f} {rate:8.1f} {r.unit}"
-        )
     stamp = dt.datetime.now().astimezone()
+    all_rows = results.calibration + results.rows
+    best = ceilings(all_rows)
     report = {
         "device": _cpu_model(),
         "date": stamp.isoformat(timespec="seconds"),
         "threads": THREADS,
-        "command": " ".join(["pytest", *sys.argv[1:]]),
+        "command": shlex.join(["pytest", *sys.argv[1:]]),
         "versions": {
             "python": platform.python_version(),
             "numpy": np.__version__,
             "numba": numba.__version__,
             "torch": torch.__version__,
         },
-        "rows": [{**asdict(r), "ratio": r.ratio} for r in _ROWS],
+        "ceilings": best,
+        "rows": [r.to_json(best) for r in all_rows],
     }
-    RESULTS_DIR.mkdir(exist_ok=True)
-    path = RESULTS_DIR / f"cpu-{stamp:%Y%m%d-%H%M%S}.json"
-    path.write_text(json.dumps(report, indent=2) + "\n")
-    write(f"results written to {path}")
+    results.path = save(report, "cpu", stamp)
+    _compare(config, results)
+    if results.regressions and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    results = config.stash.get(RESULTS, None)
+    if results is None or results.path is None:
+        return
+    tr = terminalreporter
+    tr.section(f"minigan / PyTorch (CPU, {THREADS} threads), best of {ROUNDS} alternating rounds")
+    for line in text_table(Run("", "cpu", {}, results.calibration + results.rows)):
+        tr.write_line(line)
+    tr.write_line(f"results written to {results.path} (and .md, .png)")
+    if results.comparison:
+        tr.section("minigan / PyTorch ratio against the baseline (lower is better)")
+        for line in results.comparison:
+            tr.write_line(line)
+    if results.regressions:
+        fail = config.getoption("benchmark_ratio_fail")
+        tr.write_line(f"ratio worse than the baseline by more than {fail:.1%}:", red=True)
+        for line in results.regressions:
+            tr.write_line(f"  {line}", red=True)

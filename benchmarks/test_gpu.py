@@ -16,19 +16,18 @@ Two calibration rows come first: the device-to-device copy bandwidth (the ceilin
 kernels) and cuBLAS SGEMM (the FP32 ceiling the convolutions can approach).
 
 The table is printed at the end of the module and written to
-``benchmarks/results/gpu-<date>.json`` with the device name and versions. Convolution rows
+``benchmarks/results/gpu-<date>.json`` (or ``$MINIGAN_BENCH_RESULTS``) with the device name and
+versions, next to its markdown table and ratio chart (report.py). Convolution rows
 also record which strategy the autotuner picked and what each candidate measured.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import platform
 import statistics
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -43,12 +42,12 @@ except Exception as e:  # CuPy installed, no usable driver or device
     pytest.skip(f"GPU benchmarks need a GPU CuPy can use ({e})", allow_module_level=True)
 
 import torch.nn.functional as F  # noqa: E402
+from report import save  # noqa: E402  (benchmarks/report.py)
 
 import minigan.kernels.cuda as K  # noqa: E402
 from minigan.backend import is_cupy_array  # noqa: E402
 
 WARMUP, REPS = 3, 10
-RESULTS_DIR = Path(__file__).parent / "results"
 
 # (N, C, O, H, k, stride, pad): the same DCGAN layers as the CPU benchmarks (test_kernels.py).
 CONV_LAYERS = [
@@ -177,10 +176,8 @@ def _report(config: pytest.Config) -> None:
         },
         "rows": [{**asdict(r), "ratio": r.ratio, "rate": r.rate} for r in ROWS],
     }
-    RESULTS_DIR.mkdir(exist_ok=True)
-    path = RESULTS_DIR / f"gpu-{stamp:%Y%m%d-%H%M%S}.json"
-    path.write_text(json.dumps(report, indent=2) + "\n")
-    write(f"results written to {path}")
+    path = save(report, "gpu", stamp)
+    write(f"results written to {path} (and .md, .png)")
 
 
 # -------------------------------------------------------------------------------- helpers
