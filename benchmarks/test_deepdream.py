@@ -97,14 +97,10 @@ def test_deepdream_octave_step_vgg16(bench, size):
 
     rng_ours, rng_theirs = np.random.default_rng(1), np.random.default_rng(1)
     timage = torch.from_numpy(image.copy())
-    row = bench.compare(
+    bench.compare(
         f"deepdream step vgg16 relu4_3 {size}x{size}",
         lambda: processor.step(image, rng_ours),
         lambda: torch_step(timage, rng_theirs),
         vgg_flop(size, DEPTH),
         "GFLOP/s",
-    )
-    print(
-        f"\nDeepDream octave step {size}x{size}: minigan {row.minigan_s:.2f} s, "
-        f"PyTorch {row.torch_s:.2f} s, ratio {row.ratio:.2f}"
     )

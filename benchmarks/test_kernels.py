@@ -1,7 +1,9 @@
 """minigan's CPU kernels against PyTorch CPU at DCGAN / StyleGAN layer sizes.
 
 Run with ``pytest benchmarks/ --benchmark``. Each test checks the results agree before timing
-(a fast wrong kernel is not a result) and records one row through the ``bench`` fixture.
+(a fast wrong kernel is not a result) and records one row through the ``bench`` fixture:
+work in FLOP for convolutions (2·N·O·C·k²·OH·OW per pass, ×3 for forward+backward), in bytes
+for the norms (five tensor passes: read x, write y, read gy and x, write gx).
 """
 
 from __future__ import annotations
@@ -13,13 +15,19 @@ import torch.nn.functional as F
 
 import minigan.kernels as K
 
-# (N, C, O, H, k, stride, pad): the DCGAN discriminator-style layers of the brief.
+# (N, C, O, H, k, stride, pad): the DCGAN discriminator-style layers of the brief, then the
+# StyleGAN-lite 3x3 convolutions (32 channels, batch 32) at 8x8, 16x16 and 32x32, then one large
+# 3x3 layer of the DeepDream/VGG kind.
 CONV_LAYERS = [
     (256, 1, 64, 28, 5, 2, 2),
     (256, 64, 128, 14, 5, 2, 2),
     (256, 256, 128, 7, 5, 1, 2),
     (64, 128, 256, 16, 4, 2, 1),
     (64, 3, 64, 64, 4, 2, 1),
+    (32, 32, 32, 8, 3, 1, 1),
+    (32, 32, 32, 16, 3, 1, 1),
+    (32, 32, 32, 32, 3, 1, 1),
+    (1, 64, 64, 256, 3, 1, 1),
 ]
 # (N, C_in, C_out, H_in, k, stride, pad, output_padding): the DCGAN generator's ConvT layers.
 CONVT_LAYERS = [
