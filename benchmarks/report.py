@@ -131,8 +131,8 @@ def load(path: Path) -> Run:
 
 
 def number(x: float) -> str:
-    """Three significant digits below 10, one decimal above: 0.0123, 2.35, 17.5, 7878.9."""
-    return f"{x:.1f}" if abs(x) >= 10 else f"{x:.3g}"
+    """Three significant digits below 10, one decimal above: 0.0123, 4.00, 17.5, 7878.9."""
+    return f"{x:.1f}" if abs(x) >= 10 else f"{x:#.3g}"
 
 
 def cells(row: Row, ceilings: dict[str, float]) -> list[str]:

@@ -1,0 +1,253 @@
+"""The benchmark harness: reports from results JSON (benchmarks/report.py), the bar chart they
+draw (minigan.images.bar_chart), and one real run of a tiny benchmark through pytest."""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from minigan.images import PALETTE, bar_chart, read_image
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load_report():
+    spec = importlib.util.spec_from_file_location("bench_report", ROOT / "benchmarks/report.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+report = _load_report()
+Row = report.Row
+
+
+def is_bar(image: np.ndarray) -> np.ndarray:
+    return (image == PALETTE[0]).all(-1) | (image == PALETTE[1]).all(-1)
+
+
+def bar_lengths(image: np.ndarray) -> list[int]:
+    """Length in pixels of each bar, top to bottom: the extent of bar colour in its middle row."""
+    bar = is_bar(image)
+    rows = np.flatnonzero(bar.any(1))
+    bands = np.split(rows, np.flatnonzero(np.diff(rows) > 1) + 1) if rows.size else []
+    lengths = []
+    for band in bands:
+        cols = np.flatnonzero(bar[band[len(band) // 2]])
+        lengths.append(int(cols.max() - cols.min() + 1))
+    return lengths
+
+
+# ------------------------------------------------------------------------------- reports
+
+CALIBRATION_ROWS = [  # GEMM: numpy 100, torch 200 GFLOP/s; copy: numpy 10, torch 5 GB/s
+    Row("calibration: GEMM", 0.2, 0.1, 0.2, 0.1, 2e10, "GFLOP/s"),
+    Row("calibration: copy", 0.1, 0.2, 0.1, 0.2, 1e9, "GB/s"),
+]
+ROWS = [
+    Row("conv2d forward  N8", 0.05, 0.04, 0.05, 0.04, 1e10, "GFLOP/s"),  # 200 GFLOP/s: 100%
+    Row("batch_norm (8, 4)", 0.001234, 0.002468, 0.0013, 0.0025, 4.936e6, "GB/s"),  # 4 GB/s
+    Row("dcgan step", 7.87894, 3.0, 8.0, 3.1, 64, "img/s", "benchmarks/x.py::test_step"),
+]
+
+
+@pytest.fixture
+def saved(tmp_path, monkeypatch) -> Path:
+    """A CPU run written by report.save, as the harness writes it, into a tmp results dir."""
+    monkeypatch.setenv("MINIGAN_BENCH_RESULTS", str(tmp_path / "results"))
+    rows = CALIBRATION_ROWS + ROWS
+    best = report.ceilings(rows)
+    data = {
+        "device": "Test CPU",
+        "date": "2026-01-02T03:04:05+00:00",
+        "threads": 2,
+        "command": "pytest benchmarks/ --benchmark",
+        "versions": {"numpy": "2.4"},
+        "ceilings": best,
+        "rows": [r.to_json(best) for r in rows],
+    }
+    stamp = dt.datetime(2026, 1, 2, 3, 4, 5)
+    return report.save(data, "cpu", stamp)
+
+
+def test_report_markdown_rows_ratios_and_ceilings(saved):
+    assert saved == saved.parent / "cpu-20260102-030405.json"
+    md = saved.with_suffix(".md").read_text()
+    assert "Test CPU, 2026-01-02T03:04:05+00:00, 2 threads, numpy 2.4." in md
+    assert "`pytest benchmarks/ --benchmark`" in md
+    assert "200.0 GFLOP/s, 10.0 GB/s" in md  # the ceilings: best side of each calibration row
+    table = [line for line in md.splitlines() if line.startswith("| ")]
+    assert table == [
+        "| benchmark | minigan ms | torch ms | ratio | minigan rate | of ceiling |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        "| calibration: GEMM | 200.0 | 100.0 | 2.00 | 100.0 GFLOP/s | 50% |",
+        "| calibration: copy | 100.0 | 200.0 | 0.50 | 10.0 GB/s | 100% |",
+        "| conv2d forward N8 | 50.0 | 40.0 | 1.25 | 200.0 GFLOP/s | 100% |",
+        "| batch_norm (8, 4) | 1.23 | 2.47 | 0.50 | 4.00 GB/s | 40% |",
+        "| dcgan step | 7878.9 | 3000.0 | 2.63 | 8.12 img/s |  |",
+    ]
+    assert "![minigan / PyTorch time ratios](cpu-20260102-030405.png)" in md
+    rows = json.loads(saved.read_text())["rows"]
+    assert rows[3]["ceiling_fraction"] == pytest.approx(0.4)
+    assert rows[4]["ceiling_fraction"] is None and rows[4]["test"] == "benchmarks/x.py::test_step"
+
+
+def test_report_png_has_a_bar_per_row_proportional_to_its_ratio(saved):
+    image = read_image(saved.with_suffix(".png"))
+    n = len(CALIBRATION_ROWS + ROWS)
+    assert image.shape == (40 + 20 * n + 48, 960, 3)  # title, 20 px a bar, axis and its label
+    ratios = np.array([r.ratio for r in CALIBRATION_ROWS + ROWS])
+    lengths = np.array(bar_lengths(image))
+    assert lengths.shape == (n,)
+    np.testing.assert_allclose(lengths, ratios * lengths[0] / ratios[0], atol=1.5)
+
+
+def test_report_reads_older_cpu_files_and_gpu_files(tmp_path):
+    old = {  # before calibration: no "rate", and work / 1e9 per second was every row's rate
+        "device": "Old CPU",
+        "date": "2026-11-22T18:55:52+00:00",
+        "rows": [
+            {"name": "DCGAN step", "minigan_s": 2.0, "torch_s": 1.0, "minigan_median_s": 2.0,
+             "torch_median_s": 1.0, "work": 256e9, "unit": "img/s", "ratio": 2.0},
+        ],
+    }  # fmt: skip
+    gpu = {
+        "device": "Test GPU",
+        "date": "2026-11-23T10:00:00+00:00",
+        "rows": [
+            {"name": "calibration: SGEMM", "minigan_ms": 2.0, "torch_ms": 1.0, "work": 1e10,
+             "unit": "GFLOP/s", "ratio": 2.0, "rate": 5000.0, "strategy": None},
+            {"name": "conv2d forward", "minigan_ms": 0.5, "torch_ms": 0.25, "work": 2.5e9,
+             "unit": "GFLOP/s", "ratio": 2.0, "rate": 5000.0, "torch_tf32_ms": 0.1},
+        ],
+    }  # fmt: skip
+    (tmp_path / "cpu-old.json").write_text(json.dumps(old))
+    (tmp_path / "gpu-new.json").write_text(json.dumps(gpu))
+    subprocess.run(
+        [sys.executable, ROOT / "benchmarks/report.py", tmp_path / "cpu-old.json",
+         tmp_path / "gpu-new.json"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    md = (tmp_path / "cpu-old.md").read_text()
+    assert "| DCGAN step | 2000.0 | 1000.0 | 2.00 | 128.0 img/s |  |" in md
+    assert "No calibration rows" in md
+    md = (tmp_path / "gpu-new.md").read_text()
+    assert "10000.0 GFLOP/s" in md  # the ceiling: torch's SGEMM
+    assert "| conv2d forward | 0.500 | 0.250 | 2.00 | 5000.0 GFLOP/s | 50% |" in md
+    assert read_image(tmp_path / "gpu-new.png").shape[:2] == (40 + 2 * 20 + 48, 960)
+
+
+def test_readme_section_replaced_between_markers_or_appended(saved, tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- results:cpu -->\nold table\n<!-- /results:cpu -->\nend\n")
+    report.update_readme([saved], readme)
+    text = readme.read_text()
+    assert "old table" not in text and text.startswith("intro\n") and text.endswith("end\n")
+    assert "### minigan / PyTorch: cpu-20260102-030405" in text
+    assert "| conv2d forward N8 | 50.0 | 40.0 | 1.25 | 200.0 GFLOP/s | 100% |" in text
+    assert "](results/cpu-20260102-030405.png)" in text
+    readme.write_text("no markers\n")
+    report.update_readme([saved], readme)
+    assert "## Latest results (CPU)\n\n<!-- results:cpu -->" in readme.read_text()
+
+
+# ----------------------------------------------------------------------------- bar_chart
+
+
+def test_bar_chart_one_bar():
+    image = bar_chart([("only", 0.8)])
+    assert image.shape == (16 + 20 + 30, 960, 3)
+    assert len(bar_lengths(image)) == 1
+
+
+def test_bar_chart_zero_is_an_empty_bar_and_nan_draws_none():
+    image = bar_chart([("zero", 0.0), ("one", 1.0), ("nan", float("nan")), ("two", 2.0)])
+    lengths = bar_lengths(image)
+    assert len(lengths) == 2 and lengths[1] == pytest.approx(2 * lengths[0], abs=1)
+
+
+def test_bar_chart_huge_value_keeps_the_scale_linear():
+    image = bar_chart([("huge", 1e6), ("one", 1.0), ("half", 5e5)])
+    huge, half = bar_lengths(image)  # the 1.0 bar is under a pixel long
+    assert huge == pytest.approx(2 * half, abs=1)
+
+
+def test_bar_chart_cuts_bars_beyond_xmax_and_infinite_ones():
+    image = bar_chart([("ok", 2.0), ("cut", 12.0), ("inf", float("inf"))], xmax=4)
+    ok, cut, inf = bar_lengths(image)
+    assert cut == inf == pytest.approx(2 * ok, abs=1)  # to the edge, the notch inside
+    cols = np.flatnonzero(is_bar(image[16 + 20 + 10]))  # the middle row of the cut bar
+    assert (np.diff(cols) > 2).sum() == 1  # one white notch (the reference line is 1 px)
+
+
+def test_bar_chart_rejects_nothing_and_negative_values():
+    with pytest.raises(ValueError, match="no bars"):
+        bar_chart([])
+    with pytest.raises(ValueError, match="negative"):
+        bar_chart([("a", 1.0), ("b", -0.5)])
+
+
+# ------------------------------------------------------------------------------- harness
+
+
+def _baseline(test: str, ratio: float) -> dict:
+    """A saved pytest-benchmark run holding one benchmark with ``ratio`` in its extra_info."""
+    fields = ["min", "max", "mean", "median", "q1", "q3", "ld15iqr", "hd15iqr", "total"]
+    stats = {k: 0.01 for k in fields}
+    stats |= {"stddev": 0.0, "iqr": 0.0, "ops": 100.0, "rounds": 5, "iterations": 1}
+    stats |= {"iqr_outliers": 0, "stddev_outliers": 0, "outliers": "0;0"}
+    bench = {"group": None, "name": test.split("::")[1], "fullname": test, "params": None,
+             "param": None, "options": {}, "stats": stats,
+             "extra_info": {"ratio": ratio, "unit": "GB/s", "ceiling": 1.0}}  # fmt: skip
+    return {"machine_info": {}, "commit_info": {}, "benchmarks": [bench], "version": "5"}
+
+
+@pytest.mark.slow
+def test_benchmark_run_writes_reports_and_fails_on_a_worse_ratio(tmp_path):
+    """One tiny row through pytest, compared with a baseline whose ratio no run can match.
+    Run from tmp_path: pytest-benchmark 5.3 fails to warn about a different machine_info when
+    its storage is outside the working directory."""
+    from pytest_benchmark.utils import get_machine_id
+
+    test = "benchmarks/test_kernels.py::test_batch_norm_fwd_bwd[(64, 512, 4, 4)]"
+    storage = tmp_path / "storage"
+    (storage / get_machine_id()).mkdir(parents=True)
+    (storage / get_machine_id() / "0001_base.json").write_text(json.dumps(_baseline(test, 1e-6)))
+    results, pb_json = tmp_path / "results", tmp_path / "pytest-benchmark.json"
+    args = ["-k", "batch_norm and 512", "-p", "no:cacheprovider", "--benchmark-quiet"]
+    args += ["--benchmark-storage=storage", "--benchmark-compare=0001"]
+    args += ["--benchmark-ratio-fail=20%", f"--benchmark-json={pb_json}"]
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", ROOT / "benchmarks/test_kernels.py", "--benchmark", *args],
+        cwd=tmp_path, env={**os.environ, "MINIGAN_BENCH_RESULTS": str(results)},
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    out = done.stdout + done.stderr
+    assert done.returncode == 1, out  # the test passed, the ratio comparison failed
+    assert "1 passed" in out and "REGRESSED" in out and "worse than the baseline" in out
+
+    (path,) = results.glob("cpu-*.json")
+    assert path.with_suffix(".md").exists()
+    assert read_image(path.with_suffix(".png")).shape[1] == 960
+    data = json.loads(path.read_text())
+    calibration, row = data["rows"][:2], data["rows"][2]
+    assert [r["unit"] for r in calibration] == ["GFLOP/s", "GB/s"]
+    assert all(r["name"].startswith("calibration:") for r in calibration)
+    assert set(data["ceilings"]) == {"GFLOP/s", "GB/s"}
+    assert row["test"] == test and row["unit"] == "GB/s"
+    assert row["ratio"] == pytest.approx(row["minigan_s"] / row["torch_s"])
+    assert row["ceiling_fraction"] == pytest.approx(row["rate"] / data["ceilings"]["GB/s"])
+
+    (bench,) = json.loads(pb_json.read_text())["benchmarks"]  # pytest-benchmark's own file
+    assert bench["extra_info"]["ratio"] == pytest.approx(row["ratio"])
+    assert bench["stats"]["min"] == pytest.approx(row["minigan_s"])
+    assert bench["stats"]["rounds"] == 5
