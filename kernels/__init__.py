@@ -10,6 +10,9 @@ Contract (design.md §3). Arrays are NCHW, float32 or float64; outputs have the 
     batch_norm_backward(gy, x, gamma, mean, invstd) -> gx, ggamma, gbeta
     adain_forward(x, scale, bias, eps) -> y, mean, invstd          per (n, c) over H, W
     adain_backward(gy, x, scale, mean, invstd) -> gx, gscale, gbias
+    leaky_relu(x, negative_slope) -> y                             elementwise, fused
+    leaky_relu_backward(gy, x, negative_slope) -> gx
+    dropout(x, u, p) -> y                     x / (1 - p) where u >= p, else 0 (u uniform)
 
 Statistics use the biased variance and ``invstd = 1 / sqrt(var + eps)``; ``gamma``/``beta``
 may be None (meaning 1 and 0). ``x_shape`` is the full input shape, so it also fixes the
@@ -40,6 +43,9 @@ __all__ = [
     "batch_norm_backward",
     "adain_forward",
     "adain_backward",
+    "leaky_relu",
+    "leaky_relu_backward",
+    "dropout",
     "register_backend",
     "backend_for",
 ]
@@ -126,3 +132,19 @@ def adain_backward(
 ) -> tuple[Array, Array, Array]:
     """Gradients of :func:`adain_forward`: ``gx, gscale, gbias``."""
     return backend_for(x, "adain_backward").adain_backward(gy, x, scale, mean, invstd)
+
+
+def leaky_relu(x: Array, negative_slope: float) -> Array:
+    """``x`` where ``x > 0``, ``negative_slope * x`` elsewhere (one fused pass)."""
+    return backend_for(x, "leaky_relu").leaky_relu(x, negative_slope)
+
+
+def leaky_relu_backward(gy: Array, x: Array, negative_slope: float) -> Array:
+    """Gradient of :func:`leaky_relu`: ``gy`` where ``x > 0``, ``negative_slope * gy`` elsewhere."""
+    return backend_for(x, "leaky_relu_backward").leaky_relu_backward(gy, x, negative_slope)
+
+
+def dropout(x: Array, u: Array, p: float) -> Array:
+    """``x / (1 - p)`` where ``u >= p``, 0 elsewhere; ``u`` is a uniform [0, 1) draw shaped like
+    ``x``. Linear in ``x``, so the same call with ``gy`` is its backward."""
+    return backend_for(x, "dropout").dropout(x, u, p)

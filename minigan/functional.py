@@ -748,10 +748,34 @@ def relu(x: Tensor) -> Tensor:
     return ReLU()(x)
 
 
+class LeakyReLU(Function):
+    def __init__(self, negative_slope: float) -> None:
+        self.slope = negative_slope
+
+    def forward(self, x):
+        return kernels.leaky_relu(x, self.slope)
+
+    def backward(self, gy):
+        return LeakyReLUGrad(self.inputs[0].data, self.slope)(gy)
+
+
+class LeakyReLUGrad(Function):
+    """``gy`` where ``x > 0``, ``slope * gy`` elsewhere, for a constant ``x``: linear and
+    diagonal in ``gy``, so it is its own adjoint (and leaky ReLU's second derivative is 0)."""
+
+    def __init__(self, x: Any, negative_slope: float) -> None:
+        self.x, self.slope = x, negative_slope
+
+    def forward(self, gy):
+        return kernels.leaky_relu_backward(gy, self.x, self.slope)
+
+    def backward(self, g):
+        return LeakyReLUGrad(self.x, self.slope)(g)
+
+
 def leaky_relu(x: Tensor, negative_slope: float = 0.01) -> Tensor:
-    """``x`` where positive, ``negative_slope * x`` elsewhere (slope as a constant mask)."""
-    d = x.data
-    return Mask(_xp(d).where(d > 0, d.dtype.type(1), d.dtype.type(negative_slope)))(x)
+    """``x`` where positive, ``negative_slope * x`` elsewhere (one fused kernel each way)."""
+    return LeakyReLU(negative_slope)(x)
 
 
 class Tanh(Function):
@@ -804,9 +828,22 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
         return x
     if p == 1:
         return x * 0
-    keep = generator().random(x.shape, dtype=np.float32) >= p
-    m = backend.to_device(keep.astype(x.dtype) / x.dtype.type(1 - p), x.device)
-    return Mask(m)(x)
+    u = backend.to_device(generator().random(x.shape, dtype=np.float32), x.device)
+    return Dropout(u, p)(x)
+
+
+class Dropout(Function):
+    """``x / (1 - p)`` where the uniform draw ``u >= p``, 0 elsewhere: linear in ``x``, so
+    the backward is the same operation on ``gy``."""
+
+    def __init__(self, u: Any, p: float) -> None:
+        self.u, self.p = u, p
+
+    def forward(self, x):
+        return kernels.dropout(x, self.u, self.p)
+
+    def backward(self, gy):
+        return Dropout(self.u, self.p)(gy)
 
 
 # --------------------------------------------------------------------------- convolution

@@ -288,3 +288,100 @@ def test_register_backend_routes_by_array_type(monkeypatch):
     assert K.batch_norm_forward(FakeArray(), None, None, 1e-5) == "fake result"
     y, _, _ = K.batch_norm_forward(np.ones((2, 2)), None, None, 1e-5)
     assert isinstance(y, np.ndarray)
+
+
+# --------------------------------------------------------------------------- batch-parallel convs
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_conv_kernels_in_many_chunks_and_threads(monkeypatch, threads):
+    """One sample per chunk, dealt over 1–3 worker threads (uneven shares): every output
+    element is still written exactly once and the grad-weight partial sums all added."""
+    from minigan.kernels.cpu import conv
+    from minigan.kernels.cpu import threads as T
+
+    monkeypatch.setattr(conv, "CHUNK_BYTES", 1)
+    old = T.num_threads()
+    T.set_num_threads(threads)
+    try:
+        rng = np.random.default_rng(threads)
+        x, w = randn(rng, (7, 3, 9, 8), np.float64), randn(rng, (4, 3, 3, 2), np.float64)
+        s, p, d = (2, 1), (1, 0), (1, 1)
+        tx, tw = t64(x).requires_grad_(), t64(w).requires_grad_()
+        y = F.conv2d(tx, tw, stride=s, padding=p, dilation=d)
+        gy = randn(rng, tuple(y.shape), np.float64)
+        y.backward(t64(gy))
+        assert_close(K.conv2d(x, w, s, p, d), y, np.float64)
+        assert_close(K.conv2d_grad_weight(x, gy, w.shape, s, p, d), tw.grad, np.float64)
+        assert_close(K.conv2d_grad_input(gy, w, x.shape, s, p, d), tx.grad, np.float64)
+    finally:
+        T.set_num_threads(old)
+
+
+@given(
+    n=st.integers(0, 200),
+    item=st.integers(1, 10**7),
+    target=st.integers(1, 10**8),
+    threads=st.integers(1, 5),
+)
+def test_split_covers_the_batch_in_even_shares(n, item, target, threads):
+    from minigan.kernels.cpu import threads as T
+
+    old = T.num_threads()
+    T.set_num_threads(threads)
+    try:
+        chunks = T.split(n, item, target)
+        workers = T.by_worker(chunks)
+    finally:
+        T.set_num_threads(old)
+    assert [i for c in chunks for i in c] == list(range(n))  # contiguous, in order, complete
+    if n:
+        sizes = [len(c) for c in chunks]
+        assert max(sizes) - min(sizes) <= 1
+        assert len(chunks) == n or len(chunks) % threads == 0
+        assert len(workers) == min(threads, len(chunks))
+        assert sorted(i for w in workers for c in w for i in c) == list(range(n))
+
+
+def test_set_num_threads_rejects_zero():
+    from minigan.kernels.cpu import threads as T
+
+    with pytest.raises(ValueError, match="at least 1 thread"):
+        T.set_num_threads(0)
+
+
+# --------------------------------------------------------------------------- elementwise
+
+
+@st.composite
+def arrays(draw, dtype):
+    shape = tuple(draw(st.lists(st.integers(1, 6), min_size=0, max_size=4)))
+    seed = draw(st.integers(0, 2**16))
+    a = np.asarray(randn(np.random.default_rng(seed), shape, dtype) * 3)
+    if a.ndim >= 2 and draw(st.booleans()):
+        a = a.swapaxes(0, -1)  # not contiguous
+    return a
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@FEW
+@given(data=st.data(), slope=st.sampled_from([0.0, 0.01, 0.2, 1.5, -0.3]))
+def test_leaky_relu_and_backward(dtype, data, slope):
+    x = data.draw(arrays(dtype))
+    x.flat[: min(2, x.size)] = 0  # zero goes to the slope side, as in PyTorch
+    gy = np.asarray(randn(np.random.default_rng(1), x.shape, dtype))
+    tx = t64(x).requires_grad_()
+    y = F.leaky_relu(tx, slope)
+    y.backward(t64(gy))
+    assert_close(K.leaky_relu(x, slope), y, dtype)
+    assert_close(K.leaky_relu_backward(gy, x, slope), tx.grad, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@FEW
+@given(data=st.data(), p=st.sampled_from([0.0, 0.3, 0.5, 0.99]))
+def test_dropout_kernel(dtype, data, p):
+    x = data.draw(arrays(dtype))
+    u = np.random.default_rng(2).random(x.shape, dtype=np.float32)
+    expected = np.where(u >= np.float32(p), x.astype(np.float64) / (1 - p), 0.0)
+    assert_close(K.dropout(x, u, p), expected, dtype)

@@ -1,6 +1,7 @@
 """CPU kernels: NumPy + Numba implementations of the contract in :mod:`minigan.kernels`."""
 
 from .conv import conv2d, conv2d_grad_input, conv2d_grad_weight
+from .elementwise import dropout, leaky_relu, leaky_relu_backward
 from .norm import adain_backward, adain_forward, batch_norm_backward, batch_norm_forward
 
 __all__ = [
@@ -11,4 +12,7 @@ __all__ = [
     "batch_norm_backward",
     "adain_forward",
     "adain_backward",
+    "leaky_relu",
+    "leaky_relu_backward",
+    "dropout",
 ]

@@ -10,8 +10,9 @@ For a chunk of ``m`` samples, with ``K = kh*kw*C`` and ``L = OH*OW``, the packed
 
 ``gy`` chunks are channel-major ``(O, m*L)`` and forward results pixel-major ``(m*L, O)``;
 the copies to and from NCHW are Numba loops. The batch is processed in chunks so the packed
-buffer stays cache-sized (packing writes it, the GEMM reads it straight back); the chunk loop
-runs a handful of times per call, and all per-pixel work happens inside Numba or BLAS.
+buffer stays cache-sized (packing writes it, the GEMM reads it straight back). Chunks run
+concurrently, one worker thread per core, each packing and multiplying its own chunks with
+single-threaded kernels (:mod:`.threads`); all per-pixel work happens inside Numba or BLAS.
 """
 
 from __future__ import annotations
@@ -19,21 +20,17 @@ from __future__ import annotations
 import numpy as np
 
 from .pack import from_pixel_major, im2row, row2im, to_channel_major
+from .threads import by_worker, parallel_map, split
 
 Pair = tuple[int, int]
 
 # Target size of the packed buffer per chunk; see benchmarks/NOTES.md for the measurements.
-CHUNK_BYTES = 32 * 2**20
+CHUNK_BYTES = 16 * 2**20
 
 
 def out_size(size: int, k: int, s: int, p: int, d: int) -> int:
     """Output length of a convolution along one axis."""
     return (size + 2 * p - d * (k - 1) - 1) // s + 1
-
-
-def _chunk(n: int, bytes_per_sample: int) -> int:
-    """Number of samples per chunk so that one chunk's packed rows take about ``CHUNK_BYTES``."""
-    return int(min(n, max(1, CHUNK_BYTES // max(1, bytes_per_sample))))
 
 
 def _geometry(w_shape, stride: Pair, padding: Pair, dilation: Pair, oh: int, ow: int) -> tuple:
@@ -75,17 +72,20 @@ def conv2d(x: np.ndarray, w: np.ndarray, stride: Pair, padding: Pair, dilation: 
     wk = _weight_matrix(w, x.dtype)
     geo = _geometry(w.shape, stride, padding, dilation, oh, ow)
     y = np.empty((N, O, oh, ow), dtype=x.dtype)
-    nb = _chunk(N, K * L * x.itemsize)
-    buf = _Buffers(nb, x.shape, O, K, L, x.dtype)
-    for n0 in range(0, N, nb):
-        m = min(nb, N - n0)
-        rows, _ = buf.chunk(m)
-        im2row(x, n0, m, *geo, buf.xt, rows)
-        # rows @ Wk^T (one output row per pixel) runs faster in OpenBLAS than Wk @ rows^T,
-        # most of all when O is small (benchmarks/NOTES.md)
-        yp = buf.cm[: m * L * O].reshape(m * L, O)
-        np.matmul(rows, wk.T, out=yp)
-        from_pixel_major(yp, n0, m, y.reshape(N, O, L))
+
+    def work(chunks: list[range]) -> None:
+        buf = _Buffers(max(map(len, chunks)), x.shape, O, K, L, x.dtype)
+        for chunk in chunks:
+            n0, m = chunk.start, len(chunk)
+            rows, _ = buf.chunk(m)
+            im2row(x, n0, m, *geo, buf.xt, rows)
+            # rows @ Wk^T (one output row per pixel) runs faster in OpenBLAS than
+            # Wk @ rows^T, most of all when O is small (benchmarks/NOTES.md)
+            yp = buf.cm[: m * L * O].reshape(m * L, O)
+            np.matmul(rows, wk.T, out=yp)
+            from_pixel_major(yp, n0, m, y.reshape(N, O, L))
+
+    parallel_map(work, by_worker(split(N, K * L * x.itemsize, CHUNK_BYTES)))
     return y
 
 
@@ -100,18 +100,26 @@ def conv2d_grad_weight(
     oh, ow = gy.shape[2], gy.shape[3]
     K, L = C * kh * kw, oh * ow
     geo = _geometry(w_shape, stride, padding, dilation, oh, ow)
-    nb = _chunk(N, K * L * x.itemsize)
-    buf = _Buffers(nb, x.shape, O, K, L, x.dtype)
-    gwk = np.zeros((O, K), dtype=x.dtype)
-    part = np.empty((O, K), dtype=x.dtype) if nb < N else gwk
-    for n0 in range(0, N, nb):
-        m = min(nb, N - n0)
-        rows, gyc = buf.chunk(m)
-        im2row(x, n0, m, *geo, buf.xt, rows)
-        to_channel_major(gy.reshape(N, O, L), n0, m, gyc)
-        np.matmul(gyc, rows, out=part)
-        if part is not gwk:
-            gwk += part
+
+    def work(chunks: list[range]) -> np.ndarray:
+        """This worker's share of gWk: its chunks' products, summed."""
+        buf = _Buffers(max(map(len, chunks)), x.shape, O, K, L, x.dtype)
+        total = np.zeros((O, K), dtype=x.dtype)
+        part = np.empty((O, K), dtype=x.dtype) if len(chunks) > 1 else total
+        for chunk in chunks:
+            n0, m = chunk.start, len(chunk)
+            rows, gyc = buf.chunk(m)
+            im2row(x, n0, m, *geo, buf.xt, rows)
+            to_channel_major(gy.reshape(N, O, L), n0, m, gyc)
+            np.matmul(gyc, rows, out=part)
+            if part is not total:
+                total += part
+        return total
+
+    parts = parallel_map(work, by_worker(split(N, K * L * x.itemsize, CHUNK_BYTES)))
+    gwk = parts[0] if parts else np.zeros((O, K), dtype=x.dtype)  # N = 0: zero gradient
+    for p in parts[1:]:
+        gwk += p
     return np.ascontiguousarray(gwk.reshape(O, kh, kw, C).transpose(0, 3, 1, 2))
 
 
@@ -136,12 +144,15 @@ def conv2d_grad_input(
     wk = _weight_matrix(w, gy.dtype)
     geo = _geometry(w.shape, stride, padding, dilation, oh, ow)
     gx = np.empty((N, C, H, W), dtype=gy.dtype)
-    nb = _chunk(N, K * L * gy.itemsize)
-    buf = _Buffers(nb, x_shape, O, K, L, gy.dtype)
-    for n0 in range(0, N, nb):
-        m = min(nb, N - n0)
-        rows, gyc = buf.chunk(m)
-        to_channel_major(gy.reshape(N, O, L), n0, m, gyc)
-        np.matmul(gyc.T, wk, out=rows)
-        row2im(rows, n0, m, *geo, buf.xt, gx)
+
+    def work(chunks: list[range]) -> None:
+        buf = _Buffers(max(map(len, chunks)), x_shape, O, K, L, gy.dtype)
+        for chunk in chunks:
+            n0, m = chunk.start, len(chunk)
+            rows, gyc = buf.chunk(m)
+            to_channel_major(gy.reshape(N, O, L), n0, m, gyc)
+            np.matmul(gyc.T, wk, out=rows)
+            row2im(rows, n0, m, *geo, buf.xt, gx)
+
+    parallel_map(work, by_worker(split(N, K * L * gy.itemsize, CHUNK_BYTES)))
     return gx

@@ -8,10 +8,10 @@ Layouts used throughout (for a chunk of ``m`` samples starting at sample ``n0``)
 - *channel-major* ``cm[o, (n, l)]``: shape ``(O, m*L)``, the ``(n, o)`` axes of an ``(N, O, L)``
   array swapped so a whole chunk is one GEMM operand.
 
-The kernels are deliberately single-threaded: they run between multi-threaded BLAS calls, and
-on a 2-core machine a second (Numba/OpenMP) thread pool spinning against OpenBLAS's pool cost
-more than the parallel packing gained (benchmarks/NOTES.md). Every outer loop writes disjoint
-memory per iteration, so turning them back into ``prange`` loops is safe.
+The kernels are single-threaded and release the GIL: the convolutions run them on several
+chunks at once, one per worker thread (:mod:`.threads`), each followed by a single-threaded
+GEMM in the same worker. (A Numba ``prange`` pool alternating with OpenBLAS's pool was slower:
+benchmarks/NOTES.md.)
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from __future__ import annotations
 from numba import njit
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def to_channel_major(src, n0, m, dst):
     """``dst[o, n*L + l] = src[n0 + n, o, l]`` for ``src`` (N, O, L) and ``dst`` (O, m*L)."""
     O, L = src.shape[1], src.shape[2]
@@ -29,7 +29,7 @@ def to_channel_major(src, n0, m, dst):
                 dst[o, n * L + s] = src[n0 + n, o, s]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def from_pixel_major(src, n0, m, dst):
     """``dst[n0 + n, o, l] = src[n*L + l, o]``: a GEMM result with one row per output pixel
     (shape ``(m*L, O)``) back to NCHW, in tiles of 32 pixels so both sides stay in cache."""
@@ -42,7 +42,7 @@ def from_pixel_major(src, n0, m, dst):
                     dst[n0 + n, o, s] = src[n * L + s, o]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def im2row(x, n0, m, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, xt, rows):
     """Channels-last packing: ``rows[(n, oh, ow), (i, j, c)]``, shape ``(m*oh*ow, kh*kw*C)``.
 
@@ -74,13 +74,13 @@ def im2row(x, n0, m, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, xt, rows):
                         rows[p, k0 + c] = zero
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def row2im(rows, n0, m, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, xt, gx):
     """Adjoint of :func:`im2row`: sum each (pixel, tap) run of ``rows`` into ``gx[n0:n0+m]``.
 
-    A gather: every input pixel ``(n, h, w)`` (parallel over rows ``(n, h)``) adds up the runs
-    of the output pixels that read it, into ``xt`` (m, H, W, C); then ``xt`` is transposed
-    into ``gx`` (parallel over planes). No two iterations write the same memory.
+    A gather: every input pixel ``(n, h, w)`` adds up the runs of the output pixels that read
+    it, into ``xt`` (m, H, W, C); then ``xt`` is transposed into ``gx``. Only the samples
+    ``n0 .. n0+m-1`` of ``gx`` are written, so chunks can run concurrently.
     """
     C, H, W = gx.shape[1], gx.shape[2], gx.shape[3]
     for p in range(m * H):

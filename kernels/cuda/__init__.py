@@ -57,6 +57,9 @@ __all__ = [
     "batch_norm_inference",
     "adain_forward",
     "adain_backward",
+    "leaky_relu",
+    "leaky_relu_backward",
+    "dropout",
 ]
 
 Array = Any
@@ -139,3 +142,26 @@ def adain_backward(
     from . import norm
 
     return norm.adain_backward(gy, x, scale, mean, invstd)
+
+
+# Elementwise kernels: plain CuPy expressions (two memory-bound launches each). Not yet run
+# on a GPU; a fused cupy.ElementwiseKernel is the obvious next step once measured.
+def leaky_relu(x: Array, negative_slope: float) -> Array:
+    """``x`` where ``x > 0``, ``negative_slope * x`` elsewhere."""
+    import cupy as cp
+
+    return cp.where(x > 0, x, x * x.dtype.type(negative_slope))
+
+
+def leaky_relu_backward(gy: Array, x: Array, negative_slope: float) -> Array:
+    """``gy`` where ``x > 0``, ``negative_slope * gy`` elsewhere."""
+    import cupy as cp
+
+    return cp.where(x > 0, gy, gy * gy.dtype.type(negative_slope))
+
+
+def dropout(x: Array, u: Array, p: float) -> Array:
+    """``x / (1 - p)`` where the uniform draw ``u >= p``, 0 elsewhere."""
+    import cupy as cp
+
+    return cp.where(u >= p, x * x.dtype.type(1 / (1 - p)), x.dtype.type(0))

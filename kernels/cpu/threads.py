@@ -1,0 +1,138 @@
+"""Batch-parallel CPU work: one Python thread per core, each running single-threaded kernels.
+
+A convolution is packing (Numba) followed by a GEMM (BLAS) per chunk of the batch. Letting
+each library parallelise itself means two thread pools taking turns on the same cores, and
+OpenBLAS's workers spin for a while after every GEMM, stealing the cores the packing needs
+(benchmarks/NOTES.md). So the convolutions parallelise over chunks instead: every worker
+packs its chunk with a ``nogil`` Numba kernel and multiplies it with a BLAS call limited to
+one thread *for that worker only* (OpenBLAS's ``openblas_set_num_threads_local``), and nothing
+else runs — no pool spins against another.
+
+Where the thread-local BLAS control is missing (a NumPy linked to another BLAS, or an
+OpenBLAS older than 0.3.27), :func:`parallel_map` runs the tasks one after the other in the
+calling thread and BLAS parallelises each GEMM itself, as before.
+
+>>> set_num_threads(2)
+>>> parallel_map(lambda items: sum(items), [[1, 2], [3]])
+[3, 3]
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+__all__ = ["num_threads", "set_num_threads", "parallel_map", "split", "by_worker"]
+
+
+def _default_threads() -> int:
+    env = os.environ.get("MINIGAN_NUM_THREADS")
+    if env:
+        try:
+            return max(1, int(env))
+        except ValueError:
+            raise ValueError(f"MINIGAN_NUM_THREADS must be an integer, got {env!r}") from None
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+_threads = _default_threads()
+_pool: ThreadPoolExecutor | None = None
+
+
+def num_threads() -> int:
+    """Threads the CPU kernels use (``MINIGAN_NUM_THREADS``, else the usable cores)."""
+    return _threads
+
+
+def set_num_threads(n: int) -> None:
+    """Use ``n`` threads in the CPU kernels (like ``torch.set_num_threads``)."""
+    global _threads, _pool
+    if int(n) < 1:
+        raise ValueError(f"set_num_threads: need at least 1 thread, got {n}")
+    if int(n) != _threads and _pool is not None:
+        _pool.shutdown(wait=True)
+        _pool = None
+    _threads = int(n)
+
+
+def _find_local_blas_control() -> Callable[[int], int] | None:
+    """``openblas_set_num_threads_local`` of the OpenBLAS NumPy uses, if it has one."""
+    root = Path(np.__file__).parent
+    candidates = [*root.parent.glob("numpy.libs/*openblas*"), *root.glob(".dylibs/*openblas*")]
+    for path in candidates:
+        try:
+            lib = ctypes.CDLL(str(path))  # already loaded by NumPy: returns that same library
+            fn = lib.openblas_set_num_threads_local
+        except (OSError, AttributeError):
+            continue
+        fn.argtypes, fn.restype = [ctypes.c_int], ctypes.c_int
+        return fn
+    return None
+
+
+_blas_local = _find_local_blas_control()
+
+
+def _single_threaded(task: Callable[[T], R], item: T) -> R:
+    previous = _blas_local(1)  # type: ignore[misc]
+    try:
+        return task(item)
+    finally:
+        _blas_local(previous)  # type: ignore[misc]
+
+
+def parallel_map(task: Callable[[T], R], items: Sequence[T]) -> list[R]:
+    """``[task(item) for item in items]``, the items run concurrently, one per worker thread.
+
+    ``task`` must release the GIL for its heavy parts (``nogil`` Numba kernels, NumPy's BLAS
+    calls) and must not write memory another item writes. In the workers, BLAS runs
+    single-threaded.
+    """
+    global _pool
+    if len(items) <= 1 or _threads <= 1 or _blas_local is None:
+        return [task(item) for item in items]
+    if _pool is None:
+        _pool = ThreadPoolExecutor(_threads, thread_name_prefix="minigan-cpu")
+    futures = [_pool.submit(_single_threaded, task, item) for item in items]
+    return [f.result() for f in futures]
+
+
+def split(n: int, bytes_per_item: int, target_bytes: int) -> list[range]:
+    """Cut ``range(n)`` into contiguous chunks of about ``target_bytes`` each, in a multiple of
+    :func:`num_threads` chunks of near-equal size (so every worker gets the same work).
+
+    >>> set_num_threads(2)
+    >>> split(10, 1, 4)
+    [range(0, 2), range(2, 5), range(5, 7), range(7, 10)]
+    >>> split(1, 1000, 10)
+    [range(0, 1)]
+    """
+    if n <= 0:
+        return []
+    per_thread = -(-n // _threads)
+    rounds = max(1, -(-per_thread * bytes_per_item // max(1, target_bytes)))
+    parts = min(n, _threads * rounds)
+    bounds = [n * i // parts for i in range(parts + 1)]
+    return [range(a, b) for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
+
+
+def by_worker(chunks: Sequence[T]) -> list[list[T]]:
+    """Deal ``chunks`` round-robin into one list per worker (empty lists dropped).
+
+    >>> set_num_threads(2)
+    >>> by_worker([1, 2, 3])
+    [[1, 3], [2]]
+    """
+    return [list(chunks[t::_threads]) for t in range(min(_threads, len(chunks)))]
