@@ -7,7 +7,7 @@
 
 writes ``<name>.md`` and ``<name>.png`` next to each JSON; with ``--readme`` the given runs
 also replace the "Latest results" section of their kind (cpu or gpu) in benchmarks/README.md,
-between the marker comments ``<!-- results:cpu -->`` and ``<!-- /results:cpu -->``.
+between the marker lines ``<!-- results:cpu -->`` and ``<!-- /results:cpu -->``.
 
 Reads the CPU JSON of benchmarks/conftest.py (older files too, without calibration) and the
 GPU JSON of test_gpu.py; both write their reports through :func:`save`. Rows whose name starts
@@ -252,7 +252,8 @@ def update_readme(paths: Sequence[Path], readme: Path = README) -> None:
                 parts.append(markdown(run, level=3, image=image))
         start, end = f"<!-- results:{kind} -->", f"<!-- /results:{kind} -->"
         section = f"{start}\n\n" + "\n".join(parts) + f"\n{end}"
-        found = re.search(re.escape(start) + ".*?" + re.escape(end), text, re.S)
+        marked = f"^{re.escape(start)}$.*?^{re.escape(end)}$"  # markers on lines of their own
+        found = re.search(marked, text, re.S | re.M)
         if found:
             text = text[: found.start()] + section + text[found.end() :]
         else:

@@ -148,10 +148,11 @@ def test_report_reads_older_cpu_files_and_gpu_files(tmp_path):
 
 def test_readme_section_replaced_between_markers_or_appended(saved, tmp_path):
     readme = tmp_path / "README.md"
-    readme.write_text("intro\n<!-- results:cpu -->\nold table\n<!-- /results:cpu -->\nend\n")
+    marker = "see `<!-- results:cpu -->` below\n"  # in prose: not a marker
+    readme.write_text(marker + "<!-- results:cpu -->\nold table\n<!-- /results:cpu -->\nend\n")
     report.update_readme([saved], readme)
     text = readme.read_text()
-    assert "old table" not in text and text.startswith("intro\n") and text.endswith("end\n")
+    assert "old table" not in text and text.startswith(marker) and text.endswith("end\n")
     assert "### minigan / PyTorch: cpu-20260102-030405" in text
     assert "| conv2d forward N8 | 50.0 | 40.0 | 1.25 | 200.0 GFLOP/s | 100% |" in text
     assert "](results/cpu-20260102-030405.png)" in text
