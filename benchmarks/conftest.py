@@ -85,10 +85,20 @@ RESULTS = pytest.StashKey[Results]()
 
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[RESULTS] = Results()
-    if config.getoption("benchmark_ratio_fail") is not None and not config.getoption(
-        "benchmark_compare"
-    ):
-        raise pytest.UsageError("--benchmark-ratio-fail needs --benchmark-compare (a baseline)")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """After pytest-benchmark loaded the --benchmark-compare baselines (in its configure)."""
+    config = session.config
+    if config.getoption("benchmark_ratio_fail") is not None and not _baselines(config):
+        raise pytest.UsageError(
+            "--benchmark-ratio-fail needs a baseline: --benchmark-compare[=NUM] found no saved run"
+        )
+
+
+def _baselines(config: pytest.Config) -> dict[str, dict[str, dict[str, Any]]]:
+    """{file: {test node id: saved benchmark}} of the runs --benchmark-compare loaded."""
+    return config._benchmarksession.compared_mapping or {}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -186,9 +196,8 @@ class Bench:
         )
         if self.benchmark.disabled:  # each side ran once, untimed
             return None
-        ours_s, theirs_s = self.benchmark.stats.stats.data, torch_s[WARMUP:]
-        row = Row(name, min(ours_s), min(theirs_s), _median(ours_s), _median(theirs_s), work, unit)
-        row.test = self.benchmark.fullname
+        mg, th, test = self.benchmark.stats.stats.data, torch_s[WARMUP:], self.benchmark.fullname
+        row = Row(name, min(mg), min(th), _median(mg), _median(th), work, unit, test)
         self.benchmark.extra_info.update(row.to_json(self.ceilings))
         self.results.rows.append(row)
         return row
@@ -212,37 +221,36 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def pytest_benchmark_update_json(config: pytest.Config, benchmarks: Any, output_json: dict) -> None:
+def pytest_benchmark_update_json(config: pytest.Config, output_json: dict[str, Any]) -> None:
     """pytest-benchmark's saved runs and --benchmark-json also get the calibration rows."""
     rows = config.stash[RESULTS].calibration
     output_json["minigan_calibration"] = [r.to_json(ceilings(rows)) for r in rows]
 
 
 def _compare(config: pytest.Config, results: Results) -> None:
-    """Each row's ratio against the baseline(s) pytest-benchmark loaded for --benchmark-compare
-    (their extra_info), and the rows whose ratio grew by more than --benchmark-ratio-fail."""
-    session = getattr(config, "_benchmarksession", None)
+    """Each row's ratio against the baselines' (their extra_info), and the rows whose ratio grew
+    by more than --benchmark-ratio-fail."""
     fail = config.getoption("benchmark_ratio_fail")
     now = {r.test: r for r in results.rows}
-    for path, baseline in (session.compared_mapping or {}).items() if session else ():
-        lines = results.comparison
-        lines += [f"against {path}:", f"{'benchmark':<50} {'baseline':>8} {'now':>6} {'change':>7}"]
-        before = {}
-        for test, bench in baseline.items():
-            info = bench.get("extra_info", {})
-            if info.get("unit") and info.get("ceiling"):
+    width = max(len(" ".join(r.name.split())) for r in results.rows)
+    lines = results.comparison
+    for path, baseline in _baselines(config).items():
+        lines += [f"against {path}:", f"{'benchmark':<{width}} baseline    now  change"]
+        before = {}  # the ceilings of the baseline run
+        for test, saved in baseline.items():
+            info = saved.get("extra_info", {})
+            if info.get("ceiling"):
                 before[info["unit"]] = info["ceiling"]
             if test not in now or "ratio" not in info:
                 continue
             row = now[test]
             change = row.ratio / info["ratio"] - 1
-            flag = ""
-            if fail is not None and change > fail:
-                flag = "  REGRESSED"
+            regressed = fail is not None and change > fail
+            if regressed:
                 results.regressions.append(f"{row.name}: {info['ratio']:.2f} -> {row.ratio:.2f}")
             lines.append(
-                f"{' '.join(row.name.split()):<50} {info['ratio']:8.2f} {row.ratio:6.2f} "
-                f"{change:+7.0%}{flag}"
+                f"{' '.join(row.name.split()):<{width}} {info['ratio']:8.2f} {row.ratio:6.2f} "
+                f"{change:+7.0%}{'  REGRESSED' if regressed else ''}"
             )
         for unit, ceiling in ceilings(results.calibration).items():
             if unit in before:
