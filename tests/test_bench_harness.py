@@ -252,3 +252,14 @@ def test_benchmark_run_writes_reports_and_fails_on_a_worse_ratio(tmp_path):
     assert bench["extra_info"]["ratio"] == pytest.approx(row["ratio"])
     assert bench["stats"]["min"] == pytest.approx(row["minigan_s"])
     assert bench["stats"]["rounds"] == 5
+
+
+def test_ratio_fail_without_a_baseline_is_a_usage_error(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", ROOT / "benchmarks/test_kernels.py", "--benchmark",
+         "-p", "no:cacheprovider", "--benchmark-storage=empty", "--benchmark-compare",
+         "--benchmark-ratio-fail=20%", "-k", "no_such_test"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == pytest.ExitCode.USAGE_ERROR
+    assert "--benchmark-ratio-fail needs a baseline" in done.stderr
