@@ -141,10 +141,21 @@ def bn_shapes(draw):
     return shape
 
 
+@pytest.fixture(scope="module", params=["memory-order", "per-channel"])
+def bn_path(request):
+    """Run a batch-norm test through both CPU strategies (short rows / long rows)."""
+    from minigan.kernels.cpu import norm
+
+    old = norm.ROW_BLOCKED_MAX_S
+    norm.ROW_BLOCKED_MAX_S = 10**9 if request.param == "memory-order" else 0
+    yield request.param
+    norm.ROW_BLOCKED_MAX_S = old
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @FEW
 @given(shape=bn_shapes(), affine=st.booleans(), seed=st.integers(0, 2**16))
-def test_batch_norm(dtype, shape, affine, seed):
+def test_batch_norm(bn_path, dtype, shape, affine, seed):
     rng = np.random.default_rng(seed)
     c, eps = shape[1], 1e-5
     x = (randn(rng, shape, dtype) * 3 + 2).astype(dtype)
@@ -236,7 +247,7 @@ def naive_float32_invstd(x: np.ndarray, axes: tuple[int, ...], eps: float) -> np
 
 
 @pytest.mark.parametrize("kind", ["batch_norm", "adain"])
-def test_norm_stable_on_large_offset(kind):
+def test_norm_stable_on_large_offset(bn_path, kind):
     """float32 data 1e4 + N(0, 1): results must match a float64 reference."""
     rng = np.random.default_rng(1)
     eps = 1e-5

@@ -20,6 +20,7 @@ shortcuts of full fast-math.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from numba import njit, prange
 
@@ -91,6 +92,124 @@ def _norm_backward(gy3, x3, scale, mean, invstd, gx3, gscale, gbias):
                 gx3[a, g, s] = k * (gy3[a, g, s] - mg - (x3[a, g, s] - mu) * mgx)
 
 
+# ---- batch norm with short rows: the same computation, in memory order
+# A batch-norm group (a channel) is N runs of S values, one per sample, far apart in memory.
+# When the runs are short (BatchNorm1d: S = 1; DCGAN's 7x7 maps: S = 49), walking one group at
+# a time reads memory in scattered small pieces. These kernels instead walk the data in memory
+# order, parallel over blocks of samples, each block keeping float64 partial sums for every
+# group; the blocks' sums are added afterwards. Same formulas, same two-pass numerics.
+ROW_BLOCKED_MAX_S = 256  # runs shorter than this (in elements) use the memory-order kernels
+
+
+@njit(parallel=True, cache=True, fastmath=_FASTMATH)
+def _block_sums(x3, center, parts):
+    """``parts[p, g] = sum over block p's samples of (x3[a, g, :] - center[g])``, and in
+    ``parts[P + p, g]`` the same sum squared-deviation-wise (two statistics, one read)."""
+    A, G, S = x3.shape
+    P = parts.shape[0] // 2
+    for p in prange(P):
+        for g in range(G):
+            parts[p, g] = 0.0
+            parts[P + p, g] = 0.0
+        for a in range(A * p // P, A * (p + 1) // P):
+            for g in range(G):
+                c = np.float64(center[g])
+                acc = 0.0
+                acc2 = 0.0
+                for s in range(S):
+                    d = x3[a, g, s] - c
+                    acc += d
+                    acc2 += d * d
+                parts[p, g] += acc
+                parts[P + p, g] += acc2
+
+
+@njit(parallel=True, cache=True, fastmath=_FASTMATH)
+def _block_backward_sums(gy3, x3, mean, parts):
+    """Per block of samples: ``sum gy``, ``sum gy * (x - mean)``, ``sum (x - mean)`` per group."""
+    A, G, S = x3.shape
+    P = parts.shape[0] // 3
+    for p in prange(P):
+        for g in range(G):
+            parts[p, g] = 0.0
+            parts[P + p, g] = 0.0
+            parts[2 * P + p, g] = 0.0
+        for a in range(A * p // P, A * (p + 1) // P):
+            for g in range(G):
+                m0 = np.float64(mean[g])
+                sg = 0.0
+                sgd = 0.0
+                sd = 0.0
+                for s in range(S):
+                    d = x3[a, g, s] - m0
+                    gv = np.float64(gy3[a, g, s])
+                    sg += gv
+                    sgd += gv * d
+                    sd += d
+                parts[p, g] += sg
+                parts[P + p, g] += sgd
+                parts[2 * P + p, g] += sd
+
+
+@njit(parallel=True, cache=True, fastmath=_FASTMATH)
+def _rows_affine(x3, mu, k, b, y3):
+    """``y = (x - mu[g]) * k[g] + b[g]``, parallel over samples."""
+    A, G, S = x3.shape
+    for a in prange(A):
+        for g in range(G):
+            m, kg, bg = mu[g], k[g], b[g]
+            for s in range(S):
+                y3[a, g, s] = (x3[a, g, s] - m) * kg + bg
+
+
+@njit(parallel=True, cache=True, fastmath=_FASTMATH)
+def _rows_backward(gy3, x3, mu, k, mg, mgx, gx3):
+    """``gx = k[g] * (gy - mg[g] - (x - mu[g]) * mgx[g])``, parallel over samples."""
+    A, G, S = x3.shape
+    for a in prange(A):
+        for g in range(G):
+            m, kg, mgg, mgxg = mu[g], k[g], mg[g], mgx[g]
+            for s in range(S):
+                gy = gy3[a, g, s]
+                gx3[a, g, s] = kg * (gy - mgg - (x3[a, g, s] - m) * mgxg)
+
+
+def _blocks(A: int) -> int:
+    return max(1, min(A, 2 * numba.get_num_threads()))
+
+
+def _rows_forward(x3, scale, bias, eps, y3, mean, invstd) -> None:
+    """:func:`_norm_forward` for short rows: mean pass, deviation pass, write pass."""
+    A, G, S = x3.shape
+    P, count = _blocks(A), A * S
+    parts = np.empty((2 * P, G))
+    _block_sums(x3, np.zeros(G), parts)
+    mu = parts[:P].sum(0) / count
+    _block_sums(x3, mu, parts)
+    d = parts[:P].sum(0) / count  # mean offset left by rounding (exactly 0 in exact arithmetic)
+    var = np.maximum(parts[P:].sum(0) / count - d * d, 0.0)
+    inv = 1.0 / np.sqrt(var + eps)
+    mu += d
+    _rows_affine(x3, mu, scale * inv, bias.astype(np.float64), y3)
+    mean[:] = mu
+    invstd[:] = inv
+
+
+def _rows_norm_backward(gy3, x3, scale, mean, invstd, gx3, gscale, gbias) -> None:
+    """:func:`_norm_backward` for short rows: one reduction pass and one write pass."""
+    A, G, S = x3.shape
+    P, count = _blocks(A), A * S
+    parts = np.empty((3 * P, G))
+    _block_backward_sums(gy3, x3, mean, parts)
+    sg, sgd, sd = parts[:P].sum(0), parts[P : 2 * P].sum(0), parts[2 * P :].sum(0)
+    inv = invstd.astype(np.float64)
+    mu = mean.astype(np.float64) + sd / count
+    sgd -= sg * (sd / count)
+    gbias[:] = sg
+    gscale[:] = sgd * inv
+    _rows_backward(gy3, x3, mu, scale * inv, sg / count, sgd * inv * inv / count, gx3)
+
+
 def _affine(v: np.ndarray | None, n: int, fill: float, dtype) -> np.ndarray:
     """``v`` as a contiguous vector of ``dtype``, or ``n`` copies of ``fill`` when ``v is None``."""
     if v is None:
@@ -114,7 +233,8 @@ def batch_norm_forward(
     invstd = np.empty(C, dtype=x.dtype)
     scale = _affine(gamma, C, 1.0, x.dtype)
     bias = _affine(beta, C, 0.0, x.dtype)
-    _norm_forward(x3, scale, bias, float(eps), y.reshape(x3.shape), mean, invstd)
+    forward = _rows_forward if x3.shape[2] < ROW_BLOCKED_MAX_S else _norm_forward
+    forward(x3, scale, bias, float(eps), y.reshape(x3.shape), mean, invstd)
     return y, mean, invstd
 
 
@@ -136,7 +256,8 @@ def batch_norm_backward(
     scale = _affine(gamma, C, 1.0, x.dtype)
     m = np.ascontiguousarray(mean, dtype=x.dtype).reshape(C)
     v = np.ascontiguousarray(invstd, dtype=x.dtype).reshape(C)
-    _norm_backward(gy3, x3, scale, m, v, gx.reshape(x3.shape), ggamma, gbeta)
+    backward = _rows_norm_backward if x3.shape[2] < ROW_BLOCKED_MAX_S else _norm_backward
+    backward(gy3, x3, scale, m, v, gx.reshape(x3.shape), ggamma, gbeta)
     return gx, ggamma, gbeta
 
 
