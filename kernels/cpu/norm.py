@@ -174,6 +174,56 @@ def _rows_backward(gy3, x3, mu, k, mg, mgx, gx3):
                 gx3[a, g, s] = kg * (gy - mgg - (x3[a, g, s] - m) * mgxg)
 
 
+# BatchNorm1d (S = 1): the same passes on the (A, G) matrix, vectorised along the groups.
+@njit(parallel=True, cache=True, fastmath=_FASTMATH)
+def _block_sums_1d(x2, center, parts):
+    A, G = x2.shape
+    P = parts.shape[0] // 2
+    for p in prange(P):
+        acc, acc2 = parts[p], parts[P + p]
+        acc[:] = 0.0
+        acc2[:] = 0.0
+        for a in range(A * p // P, A * (p + 1) // P):
+            for g in range(G):
+                d = x2[a, g] - center[g]
+                acc[g] += d
+                acc2[g] += d * d
+
+
+@njit(parallel=True, cache=True, fastmath=_FASTMATH)
+def _block_backward_sums_1d(gy2, x2, mean, parts):
+    A, G = x2.shape
+    P = parts.shape[0] // 3
+    for p in prange(P):
+        sg, sgd, sd = parts[p], parts[P + p], parts[2 * P + p]
+        sg[:] = 0.0
+        sgd[:] = 0.0
+        sd[:] = 0.0
+        for a in range(A * p // P, A * (p + 1) // P):
+            for g in range(G):
+                d = np.float64(x2[a, g]) - mean[g]
+                gv = np.float64(gy2[a, g])
+                sg[g] += gv
+                sgd[g] += gv * d
+                sd[g] += d
+
+
+@njit(parallel=True, cache=True, fastmath=_FASTMATH)
+def _rows_affine_1d(x2, mu, k, b, y2):
+    A, G = x2.shape
+    for a in prange(A):
+        for g in range(G):
+            y2[a, g] = (x2[a, g] - mu[g]) * k[g] + b[g]
+
+
+@njit(parallel=True, cache=True, fastmath=_FASTMATH)
+def _rows_backward_1d(gy2, x2, mu, k, mg, mgx, gx2):
+    A, G = x2.shape
+    for a in prange(A):
+        for g in range(G):
+            gx2[a, g] = k[g] * (gy2[a, g] - mg[g] - (x2[a, g] - mu[g]) * mgx[g])
+
+
 def _blocks(A: int) -> int:
     return max(1, min(A, 2 * numba.get_num_threads()))
 
@@ -182,15 +232,19 @@ def _rows_forward(x3, scale, bias, eps, y3, mean, invstd) -> None:
     """:func:`_norm_forward` for short rows: mean pass, deviation pass, write pass."""
     A, G, S = x3.shape
     P, count = _blocks(A), A * S
+    if S == 1:  # BatchNorm1d: the kernels for the (A, G) matrix
+        x, y, sums, affine = x3[:, :, 0], y3[:, :, 0], _block_sums_1d, _rows_affine_1d
+    else:
+        x, y, sums, affine = x3, y3, _block_sums, _rows_affine
     parts = np.empty((2 * P, G))
-    _block_sums(x3, np.zeros(G), parts)
+    sums(x, np.zeros(G), parts)
     mu = parts[:P].sum(0) / count
-    _block_sums(x3, mu, parts)
+    sums(x, mu, parts)
     d = parts[:P].sum(0) / count  # mean offset left by rounding (exactly 0 in exact arithmetic)
     var = np.maximum(parts[P:].sum(0) / count - d * d, 0.0)
     inv = 1.0 / np.sqrt(var + eps)
     mu += d
-    _rows_affine(x3, mu, scale * inv, bias.astype(np.float64), y3)
+    affine(x, mu, scale * inv, bias.astype(np.float64), y)
     mean[:] = mu
     invstd[:] = inv
 
@@ -199,15 +253,20 @@ def _rows_norm_backward(gy3, x3, scale, mean, invstd, gx3, gscale, gbias) -> Non
     """:func:`_norm_backward` for short rows: one reduction pass and one write pass."""
     A, G, S = x3.shape
     P, count = _blocks(A), A * S
+    if S == 1:
+        gy, x, gx = gy3[:, :, 0], x3[:, :, 0], gx3[:, :, 0]
+        sums, write = _block_backward_sums_1d, _rows_backward_1d
+    else:
+        gy, x, gx, sums, write = gy3, x3, gx3, _block_backward_sums, _rows_backward
     parts = np.empty((3 * P, G))
-    _block_backward_sums(gy3, x3, mean, parts)
+    sums(gy, x, mean.astype(np.float64), parts)
     sg, sgd, sd = parts[:P].sum(0), parts[P : 2 * P].sum(0), parts[2 * P :].sum(0)
     inv = invstd.astype(np.float64)
     mu = mean.astype(np.float64) + sd / count
     sgd -= sg * (sd / count)
     gbias[:] = sg
     gscale[:] = sgd * inv
-    _rows_backward(gy3, x3, mu, scale * inv, sg / count, sgd * inv * inv / count, gx3)
+    write(gy, x, mu, scale * inv, sg / count, sgd * inv * inv / count, gx)
 
 
 def _affine(v: np.ndarray | None, n: int, fill: float, dtype) -> np.ndarray:
