@@ -16,7 +16,7 @@ benchmarks/NOTES.md.)
 
 from __future__ import annotations
 
-from numba import njit
+from numba import njit, uint64
 
 
 @njit(cache=True, nogil=True)
@@ -47,7 +47,8 @@ def im2row(x, n0, m, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, xt, rows):
     """Channels-last packing: ``rows[(n, oh, ow), (i, j, c)]``, shape ``(m*oh*ow, kh*kw*C)``.
 
     The chunk is first transposed to ``xt`` (m, H, W, C) so that every (pixel, tap) entry is
-    one contiguous run of ``C`` values — a memcpy, not a strided gather.
+    one contiguous run of ``C`` values — a memcpy, not a strided gather; without dilation a
+    whole kernel row (``kw`` taps) is one run of ``kw*C`` values.
     """
     C, H, W = x.shape[1], x.shape[2], x.shape[3]
     for p in range(m * H):
@@ -57,21 +58,43 @@ def im2row(x, n0, m, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, xt, rows):
             for w in range(W):
                 xt[n, h, w, c] = x[n0 + n, c, h, w]
     zero = x.dtype.type(0)
+    # Flat views indexed with unsigned integers: Numba then skips its negative-index
+    # wraparound test, and the runs below compile to plain copies (1.6x faster at C = 1).
+    xf = xt.reshape(xt.size)
+    rf = rows.reshape(rows.size)
+    K = rows.shape[1]
     for p in range(m * oh * ow):
         n = p // (oh * ow)
         a = (p // ow) % oh
         b = p % ow
+        w0 = b * sw - pw
         for i in range(kh):
             h = a * sh + i * dh - ph
-            for j in range(kw):
-                w = b * sw + j * dw - pw
-                k0 = (i * kw + j) * C
-                if 0 <= h < H and 0 <= w < W:
-                    for c in range(C):
-                        rows[p, k0 + c] = xt[n, h, w, c]
-                else:
-                    for c in range(C):
-                        rows[p, k0 + c] = zero
+            k0 = uint64(p * K + i * kw * C)
+            if h < 0 or h >= H:
+                for t in range(kw * C):
+                    rf[k0 + uint64(t)] = zero
+            elif dw == 1:  # the kernel row's taps j0 .. j1-1 are inside: one run of values
+                j0 = max(0, -w0)
+                j1 = max(j0, min(kw, W - w0))
+                for t in range(j0 * C):
+                    rf[k0 + uint64(t)] = zero
+                src = uint64(((n * H + h) * W + w0 + j0) * C)
+                dst = k0 + uint64(j0 * C)
+                for t in range((j1 - j0) * C):
+                    rf[dst + uint64(t)] = xf[src + uint64(t)]
+                for t in range(j1 * C, kw * C):
+                    rf[k0 + uint64(t)] = zero
+            else:
+                for j in range(kw):
+                    w = w0 + j * dw
+                    k1 = i * kw * C + j * C
+                    if 0 <= w < W:
+                        for c in range(C):
+                            rows[p, k1 + c] = xt[n, h, w, c]
+                    else:
+                        for c in range(C):
+                            rows[p, k1 + c] = zero
 
 
 @njit(cache=True, nogil=True)
