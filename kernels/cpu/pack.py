@@ -32,14 +32,19 @@ def to_channel_major(src, n0, m, dst):
 @njit(cache=True, nogil=True)
 def from_pixel_major(src, n0, m, dst):
     """``dst[n0 + n, o, l] = src[n*L + l, o]``: a GEMM result with one row per output pixel
-    (shape ``(m*L, O)``) back to NCHW, in tiles of 32 pixels so both sides stay in cache."""
+    (shape ``(m*L, O)``) back to NCHW, in 16x16 tiles so both sides stay in cache (flat
+    unsigned indices, as in :func:`im2row`)."""
     O, L = dst.shape[1], dst.shape[2]
+    sf = src.reshape(src.size)
+    df = dst.reshape(dst.size)
     for n in range(m):
-        for l0 in range(0, L, 32):
-            l1 = min(L, l0 + 32)
-            for o in range(O):
-                for s in range(l0, l1):
-                    dst[n0 + n, o, s] = src[n * L + s, o]
+        for l0 in range(0, L, 16):
+            l1 = min(L, l0 + 16)
+            for o0 in range(0, O, 16):
+                for o in range(o0, min(O, o0 + 16)):
+                    d = uint64(((n0 + n) * O + o) * L)
+                    for s in range(l0, l1):
+                        df[d + uint64(s)] = sf[uint64((n * L + s) * O + o)]
 
 
 @njit(cache=True, nogil=True)
