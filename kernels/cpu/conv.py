@@ -61,8 +61,41 @@ class _Buffers:
         return self.rows[: m * L * K].reshape(m * L, K), self.cm[: O * m * L].reshape(O, m * L)
 
 
+def _flipped(w: np.ndarray, dtype) -> np.ndarray:
+    """``w`` (O, C, kh, kw) flipped in space with in/out channels swapped: (C, O, kh, kw)."""
+    return np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3), dtype=dtype)
+
+
+def _full_padding(w_shape, padding: Pair, dilation: Pair) -> Pair:
+    """The padding that turns a stride-1 convolution into its transposed twin and back."""
+    return (
+        dilation[0] * (w_shape[2] - 1) - padding[0],
+        dilation[1] * (w_shape[3] - 1) - padding[1],
+    )
+
+
 def conv2d(x: np.ndarray, w: np.ndarray, stride: Pair, padding: Pair, dilation: Pair) -> np.ndarray:
     """Cross-correlation ``y[n, o] = sum_c x[n, c] * w[o, c]`` (PyTorch ``conv2d``, no bias)."""
+    O, C = w.shape[0], w.shape[1]
+    if stride == (1, 1) and O < C:
+        # The mirror of conv2d_grad_input's rule: at stride 1 a convolution is the transposed
+        # convolution of the flipped weight, whose GEMM is rows(C) @ (C, O*k*k) — wider and
+        # faster in OpenBLAS than rows(C*k*k) @ (C*k*k, O) when O < C (benchmarks/NOTES.md).
+        full = _full_padding(w.shape, padding, dilation)
+        if min(full) >= 0:
+            N, _, H, W = x.shape
+            y_shape = (
+                N,
+                O,
+                out_size(H, w.shape[2], 1, padding[0], dilation[0]),
+                out_size(W, w.shape[3], 1, padding[1], dilation[1]),
+            )
+            return _grad_input_gemm(x, _flipped(w, x.dtype), y_shape, (1, 1), full, dilation)
+    return _conv2d_gemm(x, w, stride, padding, dilation)
+
+
+def _conv2d_gemm(x, w, stride: Pair, padding: Pair, dilation: Pair) -> np.ndarray:
+    """:func:`conv2d` as im2row + ``rows @ Wk^T``."""
     x = np.ascontiguousarray(x)
     N, C, H, W = x.shape
     O, _, kh, kw = w.shape
@@ -127,18 +160,23 @@ def conv2d_grad_input(
     gy: np.ndarray, w: np.ndarray, x_shape, stride: Pair, padding: Pair, dilation: Pair
 ) -> np.ndarray:
     """Gradient of :func:`conv2d` w.r.t. its input (= ``conv_transpose2d`` forward)."""
-    gy = np.ascontiguousarray(gy)
-    N, C, H, W = x_shape
-    O, _, kh, kw = w.shape
+    O, C = w.shape[0], w.shape[1]
     if stride == (1, 1) and O <= C:
         # At stride 1 the transposed convolution is an ordinary one: gy convolved with the
         # flipped weight, channels swapped, padded by d*(k-1) - p. It packs O*k*k values per
         # pixel instead of writing and scattering back C*k*k (row2im), so it wins when O <= C
         # (benchmarks/NOTES.md); the GEMM work is the same.
-        full = (dilation[0] * (kh - 1) - padding[0], dilation[1] * (kw - 1) - padding[1])
+        full = _full_padding(w.shape, padding, dilation)
         if min(full) >= 0:
-            flipped = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
-            return conv2d(gy, flipped.astype(gy.dtype, copy=False), (1, 1), full, dilation)
+            return _conv2d_gemm(gy, _flipped(w, gy.dtype), (1, 1), full, dilation)
+    return _grad_input_gemm(gy, w, x_shape, stride, padding, dilation)
+
+
+def _grad_input_gemm(gy, w, x_shape, stride: Pair, padding: Pair, dilation: Pair) -> np.ndarray:
+    """:func:`conv2d_grad_input` as ``gy^T @ Wk`` + row2im."""
+    gy = np.ascontiguousarray(gy)
+    N, C, H, W = x_shape
+    O, _, kh, kw = w.shape
     oh, ow = gy.shape[2], gy.shape[3]
     K, L = C * kh * kw, oh * ow
     wk = _weight_matrix(w, gy.dtype)
