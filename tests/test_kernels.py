@@ -114,6 +114,31 @@ def test_conv2d_grad_input_every_valid_x_shape(dtype, case, seed):
             assert_close(got, ref, dtype)
 
 
+# Geometries at the edges of the packing loops: padding wider than the kernel, a 1-pixel
+# image, a kernel as wide as the padded image. Deterministic, so the boundscheck run below
+# always sees them (an im2row bug wrote past its buffer on the first one).
+EDGE_CASES = [
+    ((1, 1, 1, 1), (1, 1, 1, 1), (1, 2), (0, 2), (1, 1)),
+    ((2, 3, 2, 3), (2, 3, 1, 2), (2, 1), (3, 3), (1, 1)),
+    ((1, 2, 4, 4), (3, 2, 3, 3), (1, 1), (4, 5), (2, 1)),
+    ((1, 1, 3, 2), (1, 1, 3, 6), (1, 1), (0, 2), (1, 1)),
+]
+
+
+@pytest.mark.parametrize("case", EDGE_CASES, ids=str)
+def test_conv_kernels_edge_geometry(case):
+    x_shape, w_shape, s, p, d = case
+    rng = np.random.default_rng(0)
+    x, w = randn(rng, x_shape, np.float64), randn(rng, w_shape, np.float64)
+    tx, tw = t64(x).requires_grad_(), t64(w).requires_grad_()
+    y = F.conv2d(tx, tw, stride=s, padding=p, dilation=d)
+    gy = randn(rng, tuple(y.shape), np.float64)
+    y.backward(t64(gy))
+    assert_close(K.conv2d(x, w, s, p, d), y, np.float64)
+    assert_close(K.conv2d_grad_weight(x, gy, w.shape, s, p, d), tw.grad, np.float64)
+    assert_close(K.conv2d_grad_input(gy, w, x.shape, s, p, d), tx.grad, np.float64)
+
+
 def test_conv2d_dcgan_layer_float32():
     """One realistic layer (several batch chunks' worth of work) against torch."""
     rng = np.random.default_rng(0)
@@ -396,3 +421,23 @@ def test_dropout_kernel(dtype, data, p):
     u = np.random.default_rng(2).random(x.shape, dtype=np.float32)
     expected = np.where(u >= np.float32(p), x.astype(np.float64) / (1 - p), 0.0)
     assert_close(K.dropout(x, u, p), expected, dtype)
+
+
+# --------------------------------------------------------------------------- memory safety
+
+
+def test_kernels_stay_in_bounds_under_numba_boundscheck(tmp_path):
+    """Numba does not check indices, so an out-of-bounds write corrupts memory silently (an
+    im2row edge case once did, and crashed the interpreter at exit now and then). Run this
+    file's kernel tests again in a subprocess compiled with ``NUMBA_BOUNDSCHECK=1``, where
+    such an index raises IndexError and fails the run."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "NUMBA_BOUNDSCHECK": "1", "NUMBA_CACHE_DIR": str(tmp_path)}
+    cmd = [sys.executable, "-m", "pytest", __file__, "-q", "-x", "-p", "no:cacheprovider"]
+    run = subprocess.run(
+        [*cmd, "-k", "not boundscheck"], env=env, capture_output=True, text=True, timeout=900
+    )
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .pack import from_pixel_major, im2row, row2im, to_channel_major
+from .pack import from_pixel_major, im2row, row2im, to_channel_major, to_channels_last
 from .threads import by_worker, parallel_map, split
 
 Pair = tuple[int, int]
@@ -45,20 +45,25 @@ def _weight_matrix(w: np.ndarray, dtype) -> np.ndarray:
     return np.ascontiguousarray(w.transpose(0, 2, 3, 1), dtype=dtype).reshape(O, -1)
 
 
-class _Buffers:
-    """Scratch buffers for one call, sized for the largest chunk and sliced per chunk."""
+# _COMPILE_NOTE: before handing chunks to the worker threads, each function calls its Numba
+# kernels once on an empty range in the calling thread, so that a kernel's first compilation
+# (or cache load) for a dtype happens there: two workers compiling the same kernel at once
+# crashed LLVM ("free(): invalid pointer"). Once compiled, such a call costs microseconds.
 
-    def __init__(self, nb: int, x_shape, O: int, K: int, L: int, dtype) -> None:
-        _, C, H, W = x_shape
-        self.rows = np.empty(nb * L * K, dtype=dtype)
-        self.xt = np.empty((nb, H, W, C), dtype=dtype)
-        self.cm = np.empty(O * nb * L, dtype=dtype)
-        self.K, self.L, self.O = K, L, O
 
-    def chunk(self, m: int) -> tuple[np.ndarray, np.ndarray]:
-        """Views ``rows`` (m*L, K) and ``cm`` (O, m*L) for a chunk of ``m`` samples."""
-        K, L, O = self.K, self.L, self.O
-        return self.rows[: m * L * K].reshape(m * L, K), self.cm[: O * m * L].reshape(O, m * L)
+def _channels_last(x: np.ndarray) -> np.ndarray:
+    """``x`` (N, C, H, W) as (N, H, W, C), transposed in parallel over image rows."""
+    N, C, H, W = x.shape
+    xt = np.empty((N, H, W, C), dtype=x.dtype)
+
+    def work(chunks: list[range]) -> None:
+        for r in chunks:
+            to_channels_last(x, r.start, r.stop, xt)
+
+    to_channels_last(x, 0, 0, xt)  # compile here first (see _COMPILE_NOTE)
+
+    parallel_map(work, by_worker(split(N * H, W * C * x.itemsize, CHUNK_BYTES)))
+    return xt
 
 
 def _flipped(w: np.ndarray, dtype) -> np.ndarray:
@@ -95,7 +100,7 @@ def conv2d(x: np.ndarray, w: np.ndarray, stride: Pair, padding: Pair, dilation: 
 
 
 def _conv2d_gemm(x, w, stride: Pair, padding: Pair, dilation: Pair) -> np.ndarray:
-    """:func:`conv2d` as im2row + ``rows @ Wk^T``."""
+    """:func:`conv2d` as im2row + ``rows @ Wk^T``, in chunks of output pixels."""
     x = np.ascontiguousarray(x)
     N, C, H, W = x.shape
     O, _, kh, kw = w.shape
@@ -105,20 +110,24 @@ def _conv2d_gemm(x, w, stride: Pair, padding: Pair, dilation: Pair) -> np.ndarra
     wk = _weight_matrix(w, x.dtype)
     geo = _geometry(w.shape, stride, padding, dilation, oh, ow)
     y = np.empty((N, O, oh, ow), dtype=x.dtype)
+    xt = _channels_last(x)
 
     def work(chunks: list[range]) -> None:
-        buf = _Buffers(max(map(len, chunks)), x.shape, O, K, L, x.dtype)
-        for chunk in chunks:
-            n0, m = chunk.start, len(chunk)
-            rows, _ = buf.chunk(m)
-            im2row(x, n0, m, *geo, buf.xt, rows)
+        size = max(map(len, chunks))
+        rows_buf = np.empty(size * K, dtype=x.dtype)
+        out_buf = np.empty(size * O, dtype=x.dtype)
+        for q in chunks:
+            rows = rows_buf[: len(q) * K].reshape(len(q), K)
+            im2row(xt, q.start, q.stop, *geo, rows)
             # rows @ Wk^T (one output row per pixel) runs faster in OpenBLAS than
             # Wk @ rows^T, most of all when O is small (benchmarks/NOTES.md)
-            yp = buf.cm[: m * L * O].reshape(m * L, O)
-            np.matmul(rows, wk.T, out=yp)
-            from_pixel_major(yp, n0, m, y.reshape(N, O, L))
+            out = out_buf[: len(q) * O].reshape(len(q), O)
+            np.matmul(rows, wk.T, out=out)
+            from_pixel_major(out, q.start, q.stop, y.reshape(N, O, L))
 
-    parallel_map(work, by_worker(split(N, K * L * x.itemsize, CHUNK_BYTES)))
+    im2row(xt, 0, 0, *geo, np.empty((0, K), x.dtype))  # compile here first (_COMPILE_NOTE)
+    from_pixel_major(np.empty((0, O), x.dtype), 0, 0, y.reshape(N, O, L))
+    parallel_map(work, by_worker(split(N * L, K * x.itemsize, CHUNK_BYTES)))
     return y
 
 
@@ -133,23 +142,28 @@ def conv2d_grad_weight(
     oh, ow = gy.shape[2], gy.shape[3]
     K, L = C * kh * kw, oh * ow
     geo = _geometry(w_shape, stride, padding, dilation, oh, ow)
+    xt = _channels_last(x)
 
     def work(chunks: list[range]) -> np.ndarray:
         """This worker's share of gWk: its chunks' products, summed."""
-        buf = _Buffers(max(map(len, chunks)), x.shape, O, K, L, x.dtype)
+        size = max(map(len, chunks))
+        rows_buf = np.empty(size * K, dtype=x.dtype)
+        gy_buf = np.empty(O * size, dtype=x.dtype)
         total = np.zeros((O, K), dtype=x.dtype)
         part = np.empty((O, K), dtype=x.dtype) if len(chunks) > 1 else total
-        for chunk in chunks:
-            n0, m = chunk.start, len(chunk)
-            rows, gyc = buf.chunk(m)
-            im2row(x, n0, m, *geo, buf.xt, rows)
-            to_channel_major(gy.reshape(N, O, L), n0, m, gyc)
+        for q in chunks:
+            rows = rows_buf[: len(q) * K].reshape(len(q), K)
+            gyc = gy_buf[: O * len(q)].reshape(O, len(q))
+            im2row(xt, q.start, q.stop, *geo, rows)
+            to_channel_major(gy.reshape(N, O, L), q.start, q.stop, gyc)
             np.matmul(gyc, rows, out=part)
             if part is not total:
                 total += part
         return total
 
-    parts = parallel_map(work, by_worker(split(N, K * L * x.itemsize, CHUNK_BYTES)))
+    im2row(xt, 0, 0, *geo, np.empty((0, K), x.dtype))  # compile here first (_COMPILE_NOTE)
+    to_channel_major(gy.reshape(N, O, L), 0, 0, np.empty((O, 0), x.dtype))
+    parts = parallel_map(work, by_worker(split(N * L, K * x.itemsize, CHUNK_BYTES)))
     gwk = parts[0] if parts else np.zeros((O, K), dtype=x.dtype)  # N = 0: zero gradient
     for p in parts[1:]:
         gwk += p
@@ -173,7 +187,8 @@ def conv2d_grad_input(
 
 
 def _grad_input_gemm(gy, w, x_shape, stride: Pair, padding: Pair, dilation: Pair) -> np.ndarray:
-    """:func:`conv2d_grad_input` as ``gy^T @ Wk`` + row2im."""
+    """:func:`conv2d_grad_input` as ``gy^T @ Wk`` + row2im, in chunks of whole samples (row2im
+    gathers each input row from every output row that reads it)."""
     gy = np.ascontiguousarray(gy)
     N, C, H, W = x_shape
     O, _, kh, kw = w.shape
@@ -184,13 +199,20 @@ def _grad_input_gemm(gy, w, x_shape, stride: Pair, padding: Pair, dilation: Pair
     gx = np.empty((N, C, H, W), dtype=gy.dtype)
 
     def work(chunks: list[range]) -> None:
-        buf = _Buffers(max(map(len, chunks)), x_shape, O, K, L, gy.dtype)
+        m_max = max(map(len, chunks))
+        rows_buf = np.empty(m_max * L * K, dtype=gy.dtype)
+        gy_buf = np.empty(O * m_max * L, dtype=gy.dtype)
+        xt = np.empty((m_max, H, W, C), dtype=gy.dtype)
         for chunk in chunks:
             n0, m = chunk.start, len(chunk)
-            rows, gyc = buf.chunk(m)
-            to_channel_major(gy.reshape(N, O, L), n0, m, gyc)
+            rows = rows_buf[: m * L * K].reshape(m * L, K)
+            gyc = gy_buf[: O * m * L].reshape(O, m * L)
+            to_channel_major(gy.reshape(N, O, L), n0 * L, (n0 + m) * L, gyc)
             np.matmul(gyc.T, wk, out=rows)
-            row2im(rows, n0, m, *geo, buf.xt, gx)
+            row2im(rows, n0, m, *geo, xt, gx)
 
+    # compile here first (_COMPILE_NOTE)
+    to_channel_major(gy.reshape(N, O, L), 0, 0, np.empty((O, 0), gy.dtype))
+    row2im(np.empty((0, K), gy.dtype), 0, 0, *geo, np.empty((0, H, W, C), gy.dtype), gx)
     parallel_map(work, by_worker(split(N, K * L * gy.itemsize, CHUNK_BYTES)))
     return gx

@@ -1,12 +1,14 @@
 """Numba packing kernels for the im2row convolution (raw NumPy arrays only).
 
-Layouts used throughout (for a chunk of ``m`` samples starting at sample ``n0``):
+A chunk is a range ``[q0, q1)`` of output pixels ``q = n*L + l`` (``L = OH*OW``), which may
+start and end inside a sample (a large image is cut into several chunks). Layouts:
 
-- *rows* ``rows[(n, oh, ow), (i, j, c)]``: shape ``(m*OH*OW, kh*kw*C)``, C-contiguous. One row
-  per output pixel, one column per (kernel tap, input channel): the classic im2col matrix,
-  transposed and in channels-last order, so that packing copies runs of ``C`` contiguous values.
-- *channel-major* ``cm[o, (n, l)]``: shape ``(O, m*L)``, the ``(n, o)`` axes of an ``(N, O, L)``
-  array swapped so a whole chunk is one GEMM operand.
+- *rows* ``rows[q - q0, (i, j, c)]``: shape ``(q1 - q0, kh*kw*C)``, C-contiguous. One row per
+  output pixel, one column per (kernel tap, input channel): the classic im2col matrix,
+  transposed and in channels-last order, so that packing copies runs of ``C`` contiguous values
+  of the channels-last input ``xt`` (N, H, W, C).
+- *channel-major* ``cm[o, q - q0]``: shape ``(O, q1 - q0)``, the ``(n, o)`` axes of an
+  ``(N, O, L)`` array swapped so a whole chunk is one GEMM operand.
 
 The kernels are single-threaded and release the GIL: the convolutions run them on several
 chunks at once, one per worker thread (:mod:`.threads`), each followed by a single-threaded
@@ -20,58 +22,76 @@ from numba import njit, uint64
 
 
 @njit(cache=True, nogil=True)
-def to_channel_major(src, n0, m, dst):
-    """``dst[o, n*L + l] = src[n0 + n, o, l]`` for ``src`` (N, O, L) and ``dst`` (O, m*L)."""
+def to_channel_major(src, q0, q1, dst):
+    """``dst[o, q - q0] = src[n, o, l]`` for the pixels ``q = n*L + l`` in ``[q0, q1)``:
+    ``src`` (N, O, L), ``dst`` (O, q1 - q0)."""
     O, L = src.shape[1], src.shape[2]
-    for o in range(O):
-        for n in range(m):
-            for s in range(L):
-                dst[o, n * L + s] = src[n0 + n, o, s]
+    q = q0
+    while q < q1:  # one sample's share of the range at a time
+        n, l0 = q // L, q % L
+        l1 = min(L, l0 + q1 - q)
+        col = q - q0 - l0
+        for o in range(O):
+            for s in range(l0, l1):
+                dst[o, col + s] = src[n, o, s]
+        q += l1 - l0
 
 
 @njit(cache=True, nogil=True)
-def from_pixel_major(src, n0, m, dst):
-    """``dst[n0 + n, o, l] = src[n*L + l, o]``: a GEMM result with one row per output pixel
-    (shape ``(m*L, O)``) back to NCHW, in 16x16 tiles so both sides stay in cache (flat
-    unsigned indices, as in :func:`im2row`)."""
+def from_pixel_major(src, q0, q1, dst):
+    """``dst[n, o, l] = src[q - q0, o]`` for the pixels ``q = n*L + l`` in ``[q0, q1)``: a
+    GEMM result with one row per output pixel back to NCHW ``dst`` (N, O, L), in 16x16 tiles
+    so both sides stay in cache (flat unsigned indices, as in :func:`im2row`)."""
     O, L = dst.shape[1], dst.shape[2]
     sf = src.reshape(src.size)
     df = dst.reshape(dst.size)
-    for n in range(m):
-        for l0 in range(0, L, 16):
-            l1 = min(L, l0 + 16)
+    q = q0
+    while q < q1:
+        n, l0 = q // L, q % L
+        l1 = min(L, l0 + q1 - q)
+        row = q - q0 - l0  # src row of pixel (n, s) is row + s
+        for t0 in range(l0, l1, 16):
+            t1 = min(l1, t0 + 16)
             for o0 in range(0, O, 16):
                 for o in range(o0, min(O, o0 + 16)):
-                    d = uint64(((n0 + n) * O + o) * L)
-                    for s in range(l0, l1):
-                        df[d + uint64(s)] = sf[uint64((n * L + s) * O + o)]
+                    d = uint64((n * O + o) * L)
+                    for s in range(t0, t1):
+                        df[d + uint64(s)] = sf[uint64((row + s) * O + o)]
+        q += l1 - l0
 
 
 @njit(cache=True, nogil=True)
-def im2row(x, n0, m, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, xt, rows):
-    """Channels-last packing: ``rows[(n, oh, ow), (i, j, c)]``, shape ``(m*oh*ow, kh*kw*C)``.
-
-    The chunk is first transposed to ``xt`` (m, H, W, C) so that every (pixel, tap) entry is
-    one contiguous run of ``C`` values — a memcpy, not a strided gather; without dilation a
-    whole kernel row (``kw`` taps) is one run of ``kw*C`` values.
-    """
+def to_channels_last(x, r0, r1, xt):
+    """``xt[n, h, w, c] = x[n, c, h, w]`` for the image rows ``r = n*H + h`` in ``[r0, r1)``."""
     C, H, W = x.shape[1], x.shape[2], x.shape[3]
-    for p in range(m * H):
-        n = p // H
-        h = p % H
+    for r in range(r0, r1):
+        n, h = r // H, r % H
         for c in range(C):
             for w in range(W):
-                xt[n, h, w, c] = x[n0 + n, c, h, w]
-    zero = x.dtype.type(0)
+                xt[n, h, w, c] = x[n, c, h, w]
+
+
+@njit(cache=True, nogil=True)
+def im2row(xt, q0, q1, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, rows):
+    """Channels-last packing ``rows[q - q0, (i, j, c)]`` for the output pixels
+    ``q = (n*oh + a)*ow + b`` in ``[q0, q1)``, from ``xt`` (N, H, W, C).
+
+    Every (pixel, tap) entry is one contiguous run of ``C`` values of ``xt`` — a memcpy, not
+    a strided gather; without dilation a whole kernel row (``kw`` taps) is one run of
+    ``kw*C`` values.
+    """
+    H, W, C = xt.shape[1], xt.shape[2], xt.shape[3]
+    zero = xt.dtype.type(0)
     # Flat views indexed with unsigned integers: Numba then skips its negative-index
     # wraparound test, and the runs below compile to plain copies (1.6x faster at C = 1).
     xf = xt.reshape(xt.size)
     rf = rows.reshape(rows.size)
     K = rows.shape[1]
-    for p in range(m * oh * ow):
-        n = p // (oh * ow)
-        a = (p // ow) % oh
-        b = p % ow
+    for q in range(q0, q1):
+        p = q - q0
+        n = q // (oh * ow)
+        a = (q // ow) % oh
+        b = q % ow
         w0 = b * sw - pw
         for i in range(kh):
             h = a * sh + i * dh - ph
@@ -80,7 +100,7 @@ def im2row(x, n0, m, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, xt, rows):
                 for t in range(kw * C):
                     rf[k0 + uint64(t)] = zero
             elif dw == 1:  # the kernel row's taps j0 .. j1-1 are inside: one run of values
-                j0 = max(0, -w0)
+                j0 = min(kw, max(0, -w0))
                 j1 = max(j0, min(kw, W - w0))
                 for t in range(j0 * C):
                     rf[k0 + uint64(t)] = zero
