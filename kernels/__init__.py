@@ -13,6 +13,7 @@ Contract (design.md §3). Arrays are NCHW, float32 or float64; outputs have the 
     leaky_relu(x, negative_slope) -> y                             elementwise, fused
     leaky_relu_backward(gy, x, negative_slope) -> gx
     dropout(x, u, p) -> y                     x / (1 - p) where u >= p, else 0 (u uniform)
+    matmul(a, b) -> a @ b                                          NumPy's matmul semantics
 
 Statistics use the biased variance and ``invstd = 1 / sqrt(var + eps)``; ``gamma``/``beta``
 may be None (meaning 1 and 0). ``x_shape`` is the full input shape, so it also fixes the
@@ -46,6 +47,7 @@ __all__ = [
     "leaky_relu",
     "leaky_relu_backward",
     "dropout",
+    "matmul",
     "register_backend",
     "backend_for",
 ]
@@ -148,3 +150,8 @@ def dropout(x: Array, u: Array, p: float) -> Array:
     """``x / (1 - p)`` where ``u >= p``, 0 elsewhere; ``u`` is a uniform [0, 1) draw shaped like
     ``x``. Linear in ``x``, so the same call with ``gy`` is its backward."""
     return backend_for(x, "dropout").dropout(x, u, p)
+
+
+def matmul(a: Array, b: Array) -> Array:
+    """``a @ b`` with NumPy's semantics; on the CPU run on the kernels' worker threads."""
+    return backend_for(a, "matmul").matmul(a, b)

@@ -441,3 +441,23 @@ def test_kernels_stay_in_bounds_under_numba_boundscheck(tmp_path):
         [*cmd, "-k", "not boundscheck"], env=env, capture_output=True, text=True, timeout=900
     )
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+
+
+# --------------------------------------------------------------------------- matmul
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(
+    "a_shape, b_shape",
+    [
+        ((300, 200), (200, 40)),  # tall: split by rows over the workers
+        ((20, 200), (200, 900)),  # wide: split by columns
+        ((3, 4), (4, 5)),  # small: calling thread
+        ((5,), (5, 3)),  # NumPy's 1-D and batched rules
+        ((2, 3, 4), (4, 2)),
+    ],
+)
+def test_matmul_kernel(dtype, a_shape, b_shape):
+    rng = np.random.default_rng(3)
+    a, b = randn(rng, a_shape, dtype), randn(rng, b_shape, dtype)
+    assert_close(K.matmul(a, b), np.asarray(a, np.float64) @ np.asarray(b, np.float64), dtype)

@@ -2,6 +2,7 @@
 
 from .conv import conv2d, conv2d_grad_input, conv2d_grad_weight
 from .elementwise import dropout, leaky_relu, leaky_relu_backward
+from .linalg import matmul
 from .norm import adain_backward, adain_forward, batch_norm_backward, batch_norm_forward
 
 __all__ = [
@@ -15,4 +16,5 @@ __all__ = [
     "leaky_relu",
     "leaky_relu_backward",
     "dropout",
+    "matmul",
 ]

@@ -24,14 +24,21 @@ import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
 T = TypeVar("T")
 R = TypeVar("R")
 
-__all__ = ["num_threads", "set_num_threads", "parallel_map", "split", "by_worker"]
+__all__ = [
+    "num_threads",
+    "set_num_threads",
+    "parallel_map",
+    "single_threaded",
+    "split",
+    "by_worker",
+]
 
 
 def _default_threads() -> int:
@@ -85,12 +92,20 @@ def _find_local_blas_control() -> Callable[[int], int] | None:
 _blas_local = _find_local_blas_control()
 
 
-def _single_threaded(task: Callable[[T], R], item: T) -> R:
-    previous = _blas_local(1)  # type: ignore[misc]
+def single_threaded(fn: Callable[..., R], *args: Any) -> R:
+    """``fn(*args)`` with BLAS limited to one thread in this thread (where that can be set).
+
+    >>> import numpy as np
+    >>> single_threaded(np.matmul, np.eye(2), np.ones(2))
+    array([1., 1.])
+    """
+    if _blas_local is None:
+        return fn(*args)
+    previous = _blas_local(1)
     try:
-        return task(item)
+        return fn(*args)
     finally:
-        _blas_local(previous)  # type: ignore[misc]
+        _blas_local(previous)
 
 
 def parallel_map(task: Callable[[T], R], items: Sequence[T]) -> list[R]:
@@ -105,7 +120,7 @@ def parallel_map(task: Callable[[T], R], items: Sequence[T]) -> list[R]:
         return [task(item) for item in items]
     if _pool is None:
         _pool = ThreadPoolExecutor(_threads, thread_name_prefix="minigan-cpu")
-    futures = [_pool.submit(_single_threaded, task, item) for item in items]
+    futures = [_pool.submit(single_threaded, task, item) for item in items]
     return [f.result() for f in futures]
 
 

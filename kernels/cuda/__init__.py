@@ -60,6 +60,7 @@ __all__ = [
     "leaky_relu",
     "leaky_relu_backward",
     "dropout",
+    "matmul",
 ]
 
 Array = Any
@@ -165,3 +166,8 @@ def dropout(x: Array, u: Array, p: float) -> Array:
     import cupy as cp
 
     return cp.where(u >= p, x * x.dtype.type(1 / (1 - p)), x.dtype.type(0))
+
+
+def matmul(a: Array, b: Array) -> Array:
+    """``a @ b`` (cuBLAS through CuPy)."""
+    return a @ b
