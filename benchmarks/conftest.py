@@ -41,6 +41,8 @@ import pytest
 import torch
 from report import CALIBRATION, UNIT_SCALE, Row, Run, ceilings, save, text_table
 
+import minigan
+
 THREADS = int(os.environ.get("MINIGAN_BENCH_THREADS", os.cpu_count() or 1))
 ROUNDS, WARMUP = 5, 1
 
@@ -128,7 +130,7 @@ def _time(fn: Callable[[], object]) -> float:
 def _threads() -> None:
     """Same thread count for PyTorch, Numba (and OpenBLAS, via the environment)."""
     torch.set_num_threads(THREADS)
-    numba.set_num_threads(min(THREADS, numba.config.NUMBA_NUM_THREADS))
+    minigan.set_num_threads(THREADS)  # minigan's workers and Numba's parallel kernels
 
 
 def _calibrate(

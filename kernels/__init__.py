@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from . import cpu
+from .cpu import threads as _cpu_threads
 
 __all__ = [
     "conv2d",
@@ -49,6 +50,8 @@ __all__ = [
     "dropout",
     "matmul",
     "register_backend",
+    "set_num_threads",
+    "get_num_threads",
     "backend_for",
 ]
 
@@ -155,3 +158,18 @@ def dropout(x: Array, u: Array, p: float) -> Array:
 def matmul(a: Array, b: Array) -> Array:
     """``a @ b`` with NumPy's semantics; on the CPU run on the kernels' worker threads."""
     return backend_for(a, "matmul").matmul(a, b)
+
+
+def set_num_threads(n: int) -> None:
+    """Use ``n`` CPU threads in every kernel: the convolution and matmul workers and the
+    Numba-parallel norm and elementwise kernels (like ``torch.set_num_threads``). The
+    default is ``MINIGAN_NUM_THREADS``, else every usable core."""
+    import numba
+
+    _cpu_threads.set_num_threads(n)
+    numba.set_num_threads(min(int(n), numba.config.NUMBA_NUM_THREADS))
+
+
+def get_num_threads() -> int:
+    """The number of CPU threads the kernels use."""
+    return _cpu_threads.num_threads()

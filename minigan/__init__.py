@@ -9,6 +9,7 @@ tensor([2., 4.])
 
 from minigan import functional, nn, optim
 from minigan.hookspecs import hookimpl
+from minigan.kernels import get_num_threads, set_num_threads
 from minigan.random import manual_seed
 from minigan.serialization import load, save
 from minigan.tensor import (
@@ -35,6 +36,7 @@ __all__ = [
     "__version__",
     "enable_grad",
     "functional",
+    "get_num_threads",
     "grad",
     "hookimpl",
     "is_grad_enabled",
@@ -50,6 +52,7 @@ __all__ = [
     "randn_like",
     "save",
     "set_grad_enabled",
+    "set_num_threads",
     "tensor",
     "zeros",
     "zeros_like",
