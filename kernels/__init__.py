@@ -12,7 +12,7 @@ Contract (design.md §3). Arrays are NCHW, float32 or float64; outputs have the 
     adain_backward(gy, x, scale, mean, invstd) -> gx, gscale, gbias
     leaky_relu(x, negative_slope) -> y                             elementwise, fused
     leaky_relu_backward(gy, x, negative_slope) -> gx
-    dropout(x, u, p) -> y                     x / (1 - p) where u >= p, else 0 (u uniform)
+    dropout(x, seed, p) -> y        x / (1 - p) where u_i(seed) >= p, else 0 (SplitMix64 u_i)
     matmul(a, b) -> a @ b                                          NumPy's matmul semantics
 
 Statistics use the biased variance and ``invstd = 1 / sqrt(var + eps)``; ``gamma``/``beta``
@@ -149,10 +149,11 @@ def leaky_relu_backward(gy: Array, x: Array, negative_slope: float) -> Array:
     return backend_for(x, "leaky_relu_backward").leaky_relu_backward(gy, x, negative_slope)
 
 
-def dropout(x: Array, u: Array, p: float) -> Array:
-    """``x / (1 - p)`` where ``u >= p``, 0 elsewhere; ``u`` is a uniform [0, 1) draw shaped like
-    ``x``. Linear in ``x``, so the same call with ``gy`` is its backward."""
-    return backend_for(x, "dropout").dropout(x, u, p)
+def dropout(x: Array, seed: int, p: float) -> Array:
+    """``x / (1 - p)`` where ``u_i >= p``, 0 elsewhere; ``u_i`` is element i's uniform draw of
+    the counter-based SplitMix64 stream ``seed`` (:mod:`minigan.kernels.cpu.elementwise`).
+    Linear in ``x``: the same call with ``gy`` and the same seed is its backward."""
+    return backend_for(x, "dropout").dropout(x, seed, p)
 
 
 def matmul(a: Array, b: Array) -> Array:

@@ -828,22 +828,24 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
         return x
     if p == 1:
         return x * 0
-    u = backend.to_device(generator().random(x.shape, dtype=np.float32), x.device)
-    return Dropout(u, p)(x)
+    # One draw from minigan's generator seeds a counter-based stream that the kernel
+    # evaluates per element (reproducible under manual_seed, nothing stored for backward).
+    seed = int(generator().integers(0, 2**63, dtype=np.int64))
+    return Dropout(seed, p)(x)
 
 
 class Dropout(Function):
-    """``x / (1 - p)`` where the uniform draw ``u >= p``, 0 elsewhere: linear in ``x``, so
-    the backward is the same operation on ``gy``."""
+    """``x / (1 - p)`` where element i's draw of the stream ``seed`` is ``>= p``, else 0:
+    linear in ``x``, so the backward is the same operation (same seed) on ``gy``."""
 
-    def __init__(self, u: Any, p: float) -> None:
-        self.u, self.p = u, p
+    def __init__(self, seed: int, p: float) -> None:
+        self.seed, self.p = seed, p
 
     def forward(self, x):
-        return kernels.dropout(x, self.u, self.p)
+        return kernels.dropout(x, self.seed, self.p)
 
     def backward(self, gy):
-        return Dropout(self.u, self.p)(gy)
+        return Dropout(self.seed, self.p)(gy)
 
 
 # --------------------------------------------------------------------------- convolution

@@ -417,10 +417,30 @@ def test_leaky_relu_and_backward(dtype, data, slope):
 @FEW
 @given(data=st.data(), p=st.sampled_from([0.0, 0.3, 0.5, 0.99]))
 def test_dropout_kernel(dtype, data, p):
+    """Against SplitMix64 written out independently in NumPy (uint64 arithmetic wraps)."""
     x = data.draw(arrays(dtype))
-    u = np.random.default_rng(2).random(x.shape, dtype=np.float32)
-    expected = np.where(u >= np.float32(p), x.astype(np.float64) / (1 - p), 0.0)
-    assert_close(K.dropout(x, u, p), expected, dtype)
+    seed = data.draw(st.integers(0, 2**63 - 1))
+    z = np.uint64(seed) + np.arange(1, x.size + 1, dtype=np.uint64) * np.uint64(
+        0x9E3779B97F4A7C15
+    )
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    u = (z ^ (z >> np.uint64(31))) >> np.uint64(40)  # 24-bit uniform integers
+    keep = (u / 2**24 >= p).reshape(x.shape)
+    expected = np.where(keep, x.astype(np.float64) / (1 - p), 0.0)
+    assert_close(K.dropout(x, seed, p), expected, dtype)
+
+
+def test_dropout_stream_is_uniform():
+    """The keep rate is 1 - p within 5 standard deviations, for several seeds and p, and two
+    seeds give (nearly) independent masks."""
+    x = np.ones(200_000, np.float32)
+    for seed in (0, 1, 2**62 + 12345):
+        for p in (0.1, 0.3, 0.5, 0.9):
+            rate = float((K.dropout(x, seed, p) != 0).mean())
+            assert abs(rate - (1 - p)) < 5 * np.sqrt(p * (1 - p) / x.size)
+    a, b = K.dropout(x, 7, 0.5) != 0, K.dropout(x, 8, 0.5) != 0
+    assert abs(float((a & b).mean()) - 0.25) < 5 * np.sqrt(0.25 * 0.75 / x.size)
 
 
 # --------------------------------------------------------------------------- memory safety

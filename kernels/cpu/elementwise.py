@@ -7,8 +7,10 @@ once, on every core (benchmarks/NOTES.md: leaky ReLU on a DCGAN activation 25 ms
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, uint64
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -25,11 +27,29 @@ def _leaky_relu_backward(gy, x, slope, gx):
         gx[i] = g if x[i] > 0 else g * slope
 
 
+# SplitMix64 (Steele, Lea & Flood 2014): the i-th uniform of the stream seeded with ``seed``
+# is a hash of ``seed + (i + 1) * GAMMA``; its top 24 bits give u in [0, 1). Counter-based, so
+# every element is drawn independently — in parallel, and again in the backward pass from the
+# seed alone (no mask is stored). kernels/cuda computes the same stream.
+GAMMA = np.uint64(0x9E3779B97F4A7C15)
+MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+MIX2 = np.uint64(0x94D049BB133111EB)
+
+
+def keep_threshold(p: float) -> np.uint64:
+    """Keep element i when its 24-bit draw ``>=`` this, i.e. when ``u_i >= p``."""
+    return np.uint64(math.ceil(p * 2**24))
+
+
 @njit(parallel=True, cache=True, nogil=True)
-def _dropout(x, u, p, scale, y):
+def _dropout(x, seed, threshold, scale, y):
     zero = x.dtype.type(0)
     for i in prange(x.size):
-        y[i] = x[i] * scale if u[i] >= p else zero
+        z = seed + (uint64(i) + uint64(1)) * GAMMA
+        z = (z ^ (z >> uint64(30))) * MIX1
+        z = (z ^ (z >> uint64(27))) * MIX2
+        z = z ^ (z >> uint64(31))
+        y[i] = x[i] * scale if (z >> uint64(40)) >= threshold else zero
 
 
 def _flat(a: np.ndarray, dtype) -> np.ndarray:
@@ -52,9 +72,9 @@ def leaky_relu_backward(gy: np.ndarray, x: np.ndarray, negative_slope: float) ->
     return gx
 
 
-def dropout(x: np.ndarray, u: np.ndarray, p: float) -> np.ndarray:
-    """``x / (1 - p)`` where the uniform draw ``u >= p``, 0 elsewhere (``u`` shaped like x)."""
+def dropout(x: np.ndarray, seed: int, p: float) -> np.ndarray:
+    """``x / (1 - p)`` where the SplitMix64 draw ``u_i(seed) >= p``, 0 elsewhere."""
     y = np.empty(x.shape, x.dtype)
     scale = x.dtype.type(1 / (1 - p))
-    _dropout(_flat(x, x.dtype), _flat(u, u.dtype), u.dtype.type(p), scale, y.reshape(-1))
+    _dropout(_flat(x, x.dtype), np.uint64(seed), keep_threshold(p), scale, y.reshape(-1))
     return y

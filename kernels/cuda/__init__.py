@@ -161,11 +161,18 @@ def leaky_relu_backward(gy: Array, x: Array, negative_slope: float) -> Array:
     return cp.where(x > 0, gy, gy * gy.dtype.type(negative_slope))
 
 
-def dropout(x: Array, u: Array, p: float) -> Array:
-    """``x / (1 - p)`` where the uniform draw ``u >= p``, 0 elsewhere."""
+def dropout(x: Array, seed: int, p: float) -> Array:
+    """``x / (1 - p)`` where the SplitMix64 draw ``u_i(seed) >= p`` (the CPU kernel's stream)."""
     import cupy as cp
 
-    return cp.where(u >= p, x * x.dtype.type(1 / (1 - p)), x.dtype.type(0))
+    from ..cpu.elementwise import GAMMA, MIX1, MIX2, keep_threshold
+
+    z = cp.arange(1, x.size + 1, dtype=cp.uint64) * cp.uint64(GAMMA) + cp.uint64(seed)
+    z = (z ^ (z >> cp.uint64(30))) * cp.uint64(MIX1)
+    z = (z ^ (z >> cp.uint64(27))) * cp.uint64(MIX2)
+    z = z ^ (z >> cp.uint64(31))
+    keep = ((z >> cp.uint64(40)) >= cp.uint64(keep_threshold(p))).reshape(x.shape)
+    return cp.where(keep, x * x.dtype.type(1 / (1 - p)), x.dtype.type(0))
 
 
 def matmul(a: Array, b: Array) -> Array:
