@@ -45,12 +45,6 @@ def _weight_matrix(w: np.ndarray, dtype) -> np.ndarray:
     return np.ascontiguousarray(w.transpose(0, 2, 3, 1), dtype=dtype).reshape(O, -1)
 
 
-# _COMPILE_NOTE: before handing chunks to the worker threads, each function calls its Numba
-# kernels once on an empty range in the calling thread, so that a kernel's first compilation
-# (or cache load) for a dtype happens there: two workers compiling the same kernel at once
-# crashed LLVM ("free(): invalid pointer"). Once compiled, such a call costs microseconds.
-
-
 def _channels_last(x: np.ndarray) -> np.ndarray:
     """``x`` (N, C, H, W) as (N, H, W, C), transposed in parallel over image rows."""
     N, C, H, W = x.shape
@@ -59,8 +53,6 @@ def _channels_last(x: np.ndarray) -> np.ndarray:
     def work(chunks: list[range]) -> None:
         for r in chunks:
             to_channels_last(x, r.start, r.stop, xt)
-
-    to_channels_last(x, 0, 0, xt)  # compile here first (see _COMPILE_NOTE)
 
     parallel_map(work, by_worker(split(N * H, W * C * x.itemsize, CHUNK_BYTES)))
     return xt
@@ -125,8 +117,6 @@ def _conv2d_gemm(x, w, stride: Pair, padding: Pair, dilation: Pair) -> np.ndarra
             np.matmul(rows, wk.T, out=out)
             from_pixel_major(out, q.start, q.stop, y.reshape(N, O, L))
 
-    im2row(xt, 0, 0, *geo, np.empty((0, K), x.dtype))  # compile here first (_COMPILE_NOTE)
-    from_pixel_major(np.empty((0, O), x.dtype), 0, 0, y.reshape(N, O, L))
     parallel_map(work, by_worker(split(N * L, K * x.itemsize, CHUNK_BYTES)))
     return y
 
@@ -161,8 +151,6 @@ def conv2d_grad_weight(
                 total += part
         return total
 
-    im2row(xt, 0, 0, *geo, np.empty((0, K), x.dtype))  # compile here first (_COMPILE_NOTE)
-    to_channel_major(gy.reshape(N, O, L), 0, 0, np.empty((O, 0), x.dtype))
     parts = parallel_map(work, by_worker(split(N * L, K * x.itemsize, CHUNK_BYTES)))
     gwk = parts[0] if parts else np.zeros((O, K), dtype=x.dtype)  # N = 0: zero gradient
     for p in parts[1:]:
@@ -211,8 +199,5 @@ def _grad_input_gemm(gy, w, x_shape, stride: Pair, padding: Pair, dilation: Pair
             np.matmul(gyc.T, wk, out=rows)
             row2im(rows, n0, m, *geo, xt, gx)
 
-    # compile here first (_COMPILE_NOTE)
-    to_channel_major(gy.reshape(N, O, L), 0, 0, np.empty((O, 0), gy.dtype))
-    row2im(np.empty((0, K), gy.dtype), 0, 0, *geo, np.empty((0, H, W, C), gy.dtype), gx)
     parallel_map(work, by_worker(split(N, K * L * gy.itemsize, CHUNK_BYTES)))
     return gx

@@ -24,17 +24,22 @@ from numba import njit, uint64
 @njit(cache=True, nogil=True)
 def to_channel_major(src, q0, q1, dst):
     """``dst[o, q - q0] = src[n, o, l]`` for the pixels ``q = n*L + l`` in ``[q0, q1)``:
-    ``src`` (N, O, L), ``dst`` (O, q1 - q0)."""
+    ``src`` (N, O, L), ``dst`` (O, q1 - q0). Row by row of ``dst``, one run per sample (flat
+    unsigned indices, as in :func:`im2row`)."""
     O, L = src.shape[1], src.shape[2]
-    q = q0
-    while q < q1:  # one sample's share of the range at a time
-        n, l0 = q // L, q % L
-        l1 = min(L, l0 + q1 - q)
-        col = q - q0 - l0
-        for o in range(O):
-            for s in range(l0, l1):
-                dst[o, col + s] = src[n, o, s]
-        q += l1 - l0
+    sf = src.reshape(src.size)
+    df = dst.reshape(dst.size)
+    width = q1 - q0
+    for o in range(O):
+        q = q0
+        while q < q1:  # one sample's share of the range at a time
+            n, l0 = q // L, q % L
+            run = min(L - l0, q1 - q)
+            d = uint64(o * width + q - q0)
+            v = uint64((n * O + o) * L + l0)
+            for t in range(run):
+                df[d + uint64(t)] = sf[v + uint64(t)]
+            q += run
 
 
 @njit(cache=True, nogil=True)
