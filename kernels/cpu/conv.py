@@ -26,6 +26,8 @@ Pair = tuple[int, int]
 
 # Target size of the packed buffer per chunk; see benchmarks/NOTES.md for the measurements.
 CHUNK_BYTES = 16 * 2**20
+# Inputs up to this size are transposed to channels-last in the calling thread.
+SMALL_BYTES = 2**20
 
 
 def out_size(size: int, k: int, s: int, p: int, d: int) -> int:
@@ -49,6 +51,10 @@ def _channels_last(x: np.ndarray) -> np.ndarray:
     """``x`` (N, C, H, W) as (N, H, W, C), transposed in parallel over image rows."""
     N, C, H, W = x.shape
     xt = np.empty((N, H, W, C), dtype=x.dtype)
+
+    if x.nbytes <= SMALL_BYTES:  # not worth a hand-off to the workers
+        to_channels_last(x, 0, N * H, xt)
+        return xt
 
     def work(chunks: list[range]) -> None:
         for r in chunks:

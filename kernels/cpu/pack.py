@@ -69,11 +69,15 @@ def from_pixel_major(src, q0, q1, dst):
 def to_channels_last(x, r0, r1, xt):
     """``xt[n, h, w, c] = x[n, c, h, w]`` for the image rows ``r = n*H + h`` in ``[r0, r1)``."""
     C, H, W = x.shape[1], x.shape[2], x.shape[3]
+    xf = x.reshape(x.size)
+    tf = xt.reshape(xt.size)
     for r in range(r0, r1):
         n, h = r // H, r % H
         for c in range(C):
+            src = uint64(((n * C + c) * H + h) * W)
+            dst = uint64(r * W * C + c)
             for w in range(W):
-                xt[n, h, w, c] = x[n, c, h, w]
+                tf[dst + uint64(w * C)] = xf[src + uint64(w)]
 
 
 @njit(cache=True, nogil=True)
