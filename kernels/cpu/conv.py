@@ -50,8 +50,9 @@ def _weight_matrix(w: np.ndarray, dtype) -> np.ndarray:
 def _channels_last(x: np.ndarray) -> np.ndarray:
     """``x`` (N, C, H, W) as (N, H, W, C), transposed in parallel over image rows."""
     N, C, H, W = x.shape
+    if C == 1:  # the same memory order already
+        return x.reshape(N, H, W, 1)
     xt = np.empty((N, H, W, C), dtype=x.dtype)
-
     if x.nbytes <= SMALL_BYTES:  # not worth a hand-off to the workers
         to_channels_last(x, 0, N * H, xt)
         return xt
