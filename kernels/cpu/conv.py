@@ -1,18 +1,24 @@
-"""2-D convolution on the CPU: im2row packing (Numba) feeding one BLAS GEMM per batch chunk.
+"""2-D convolution on the CPU: im2row packing (Numba) feeding one BLAS GEMM per chunk.
 
-For a chunk of ``m`` samples, with ``K = kh*kw*C`` and ``L = OH*OW``, the packed matrix
-``rows(m*L, K)`` holds one row per output pixel and one column per (kernel tap, channel);
-``Wk(O, K)`` is the weight with its axes ordered (o, i, j, c) to match::
+For a chunk of ``P`` output pixels, with ``K = kh*kw*C``, the packed matrix ``rows(P, K)``
+holds one row per output pixel and one column per (kernel tap, channel); ``Wk(O, K)`` is the
+weight with its axes ordered (o, i, j, c) to match::
 
-    forward      y(m*L, O)    = rows @ Wk^T             then back to NCHW
-    grad-weight  gWk(O, K)   += gy(O, m*L) @ rows
-    grad-input   grows(m*L, K) = gy(O, m*L)^T @ Wk          then row2im (gather-sum)
+    forward      y(P, O)     = rows @ Wk^T             then back to NCHW
+    grad-weight  gWk(O, K)  += gy(O, P) @ rows
+    grad-input   grows(P, K) = gy(O, P)^T @ Wk          then row2im (gather-sum)
 
-``gy`` chunks are channel-major ``(O, m*L)`` and forward results pixel-major ``(m*L, O)``;
-the copies to and from NCHW are Numba loops. The batch is processed in chunks so the packed
-buffer stays cache-sized (packing writes it, the GEMM reads it straight back). Chunks run
-concurrently, one worker thread per core, each packing and multiplying its own chunks with
-single-threaded kernels (:mod:`.threads`); all per-pixel work happens inside Numba or BLAS.
+``gy`` chunks are channel-major ``(O, P)`` and forward results pixel-major ``(P, O)``; the
+copies to and from NCHW are Numba loops. The work is cut into chunks so the packed buffer
+stays cache-sized (packing writes it, the GEMM reads it straight back): forward and
+grad-weight chunks are ranges of output pixels (a large image is split too), grad-input
+chunks whole samples (row2im gathers an input row from every output row that reads it).
+Chunks run concurrently, one worker thread per core, each packing and multiplying its own
+chunks with single-threaded kernels (:mod:`.threads`).
+
+At stride 1 a convolution and its transposed twin are the same computation with the weight
+flipped and its channels swapped; :func:`conv2d` and :func:`conv2d_grad_input` each take the
+formulation whose GEMM writes the wider output (benchmarks/NOTES.md items 5 and 12).
 """
 
 from __future__ import annotations
