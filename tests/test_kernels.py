@@ -481,3 +481,35 @@ def test_matmul_kernel(dtype, a_shape, b_shape):
     rng = np.random.default_rng(3)
     a, b = randn(rng, a_shape, dtype), randn(rng, b_shape, dtype)
     assert_close(K.matmul(a, b), np.asarray(a, np.float64) @ np.asarray(b, np.float64), dtype)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_conv_works_in_a_forked_child():
+    """The worker pool does not survive a fork: the child must start its own, not wait
+    forever on threads that do not exist there."""
+    import os
+
+    rng = np.random.default_rng(0)
+    x, w = randn(rng, (8, 3, 9, 9), np.float32), randn(rng, (4, 3, 3, 3), np.float32)
+    expected = K.conv2d(x, w, (1, 1), (1, 1), (1, 1))  # the parent's pool now exists
+    import signal
+    import time
+
+    pid = os.fork()
+    if pid == 0:  # child: report success through the exit code
+        ok = False
+        try:
+            ok = bool(np.allclose(K.conv2d(x, w, (1, 1), (1, 1), (1, 1)), expected))
+        finally:
+            os._exit(0 if ok else 1)
+    deadline = time.monotonic() + 60
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("conv2d in a forked child hung (waiting on the parent's worker threads)")
+        time.sleep(0.05)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0

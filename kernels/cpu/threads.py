@@ -58,6 +58,16 @@ _threads = _default_threads()
 _pool: ThreadPoolExecutor | None = None
 
 
+def _forget_pool_in_child() -> None:
+    """A forked child has none of the parent's threads: start a new pool when needed."""
+    global _pool
+    _pool = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool_in_child)
+
+
 def num_threads() -> int:
     """Threads the CPU kernels use (``MINIGAN_NUM_THREADS``, else the usable cores)."""
     return _threads
@@ -116,7 +126,9 @@ def parallel_map(task: Callable[[T], R], items: Sequence[T]) -> list[R]:
     single-threaded.
     """
     global _pool
-    if len(items) <= 1 or _threads <= 1 or _blas_local is None:
+    if _threads <= 1:
+        return [single_threaded(task, item) for item in items]
+    if len(items) <= 1 or _blas_local is None:  # one chunk: let BLAS use its own threads
         return [task(item) for item in items]
     if _pool is None:
         _pool = ThreadPoolExecutor(_threads, thread_name_prefix="minigan-cpu")
