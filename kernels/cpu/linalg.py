@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .threads import by_worker, num_threads, parallel_map, single_threaded, split
+from .threads import by_worker, parallel_map, single_threaded, split
 
 # Products with fewer multiply-adds than this run in the calling thread (measured: below
 # ~1 MFLOP the hand-off to the workers costs more than it saves).
@@ -21,12 +21,10 @@ PARALLEL_MIN_MACS = 2**19
 
 def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``a @ b`` with NumPy's semantics (1-D operands, broadcast batch dimensions)."""
-    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0] or num_threads() == 1:
+    plain = a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]  # NumPy's rules/errors
+    if plain or a.shape[0] * a.shape[1] * b.shape[1] < PARALLEL_MIN_MACS:
         return single_threaded(np.matmul, a, b)
-    M, K = a.shape
-    N = b.shape[1]
-    if M * K * N < PARALLEL_MIN_MACS:
-        return single_threaded(np.matmul, a, b)
+    M, N = a.shape[0], b.shape[1]
     out = np.empty((M, N), dtype=np.result_type(a, b))
     if M >= N:  # blocks of rows: out[r] = a[r] @ b
 
