@@ -651,18 +651,19 @@ def sum_to(x: Tensor, shape: Sequence[int]) -> Tensor:
 
 def getitem(x: Tensor, index: Any) -> Tensor:
     """``x[index]`` for basic and advanced (integer/boolean array) indices."""
-    index = _raw_index(index)
+    index = _raw_index(index, x.device)
     return GetItem(index)(x)
 
 
-def _raw_index(index: Any) -> Any:
+def _raw_index(index: Any, device: str) -> Any:
+    """Tensors and lists in ``index`` as arrays on ``device``: index arrays go to the data."""
     if isinstance(index, tuple):
-        return tuple(_raw_index(i) for i in index)
+        return tuple(_raw_index(i, device) for i in index)
     if isinstance(index, Tensor):
-        return index.data
-    if isinstance(index, list):
-        return np.asarray(index)
-    return index
+        index = index.data
+    elif isinstance(index, list):
+        index = np.asarray(index)
+    return backend.to_device(index, device) if hasattr(index, "shape") else index
 
 
 def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
@@ -1346,7 +1347,8 @@ def cross_entropy(
         raise ValueError(f"cross_entropy: expected logits (N, K, …), got shape {logits.shape}")
     logp = log_softmax(logits, dim=1)
     k = logits.shape[1]
-    target = target if isinstance(target, Tensor) else Tensor(np.asarray(target))
+    if not isinstance(target, Tensor):
+        target = Tensor(backend.to_device(np.asarray(target), logits.device))
     if target.dtype.kind in "iu":
         if target.shape != logits.shape[:1] + logits.shape[2:]:
             raise ValueError(
@@ -1354,7 +1356,7 @@ def cross_entropy(
                 f"{logits.shape[:1] + logits.shape[2:]} for logits {logits.shape}"
             )
         t = target.data
-        if t.size and (t.min() < 0 or t.max() >= k):
+        if t.size and bool(((t < 0) | (t >= k)).any()):  # one read of the device, not two
             raise ValueError(
                 f"cross_entropy: class indices must be in [0, {k}), got {t.min()}..{t.max()}"
             )

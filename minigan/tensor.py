@@ -148,6 +148,12 @@ class Tensor:
             raise ValueError(f"item(): tensor has {self.data.size} elements, expected 1")
         return self.data.reshape(()).item()
 
+    def __float__(self) -> float:
+        return float(self.item())
+
+    def __int__(self) -> int:
+        return int(self.item())
+
     def tolist(self) -> Any:
         return self.numpy().tolist()
 

@@ -1,6 +1,6 @@
 """Helpers for testing minigan code and plugins: numerical gradient checks, and for plugin
-authors a fresh registry, a context manager that registers a plugin for one test, and the
-model contract check.
+authors a fresh registry, a context manager that registers a plugin for one test, the
+model contract check, and :func:`fake_cuda` to run the ``"cuda"`` device path without a GPU.
 
 :func:`gradcheck` compares the gradients minigan computes with central finite differences in
 float64; :func:`gradgradcheck` does the same for second derivatives (the gradient of a
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -28,7 +29,14 @@ from minigan.registry import Registry, get_registry
 from minigan.tensor import Tensor, grad
 from minigan.train import check_model
 
-__all__ = ["check_model", "fresh_registry", "gradcheck", "gradgradcheck", "registered_plugin"]
+__all__ = [
+    "check_model",
+    "fake_cuda",
+    "fresh_registry",
+    "gradcheck",
+    "gradgradcheck",
+    "registered_plugin",
+]
 
 
 def _outputs(fn: Callable[..., Any], inputs: Sequence[Tensor]) -> list[Tensor]:
@@ -197,3 +205,94 @@ def registered_plugin(plugin: object, name: str | None = None) -> Iterator[Regis
         yield registry
     finally:
         registry.remove_plugin(name)
+
+
+# ------------------------------------------------------------------------ the GPU path, no GPU
+
+
+@contextlib.contextmanager
+def fake_cuda(kernels: str = "cpu") -> Iterator[Any]:
+    """Run minigan's ``"cuda"`` device path on a machine without a GPU, for one ``with`` block.
+
+    CuPy is replaced by a NumPy-backed stand-in (``minigan._fake_cupy``) that keeps CuPy's
+    rules: a device array is not a NumPy array (``numpy.asarray`` on it raises, mixing it with
+    a NumPy array raises), reductions return 0-d device arrays, and every host <-> device copy
+    is counted. The context yields that count (``device_to_host``, ``host_to_device`` and the
+    list ``reads``), so a test can check that a training step never reads from the GPU.
+
+    ``kernels="cpu"`` runs the convolution and norm kernels of the contract on minigan's CPU
+    kernels (fast: for models and whole training runs); ``kernels="simulator"`` runs the real
+    Numba-CUDA kernels and their host code in Numba's CUDA simulator (slow: tiny shapes; the
+    process must have been started with ``NUMBA_ENABLE_CUDASIM=1``). The elementwise kernels
+    (``leaky_relu``, ``dropout``, ``matmul``) are the CUDA backend's own CuPy code either way.
+
+    >>> import minigan
+    >>> with fake_cuda() as transfers:
+    ...     x = minigan.randn(2, 3, device="cuda", requires_grad=True)
+    ...     (x * x).sum().backward()
+    ...     device, reads_in_step = x.grad.device, transfers.device_to_host
+    ...     grad = x.grad.numpy()                      # the one read: an explicit copy back
+    >>> device, reads_in_step, transfers.device_to_host
+    ('cuda', 0, 1)
+    """
+    from minigan import _fake_cupy
+    from minigan import kernels as dispatch
+    from minigan.kernels import cuda as kcuda
+
+    if kernels not in ("cpu", "simulator"):
+        raise ValueError(f"fake_cuda: kernels must be 'cpu' or 'simulator', not {kernels!r}")
+    patches: list[tuple[Any, str, Any]] = []
+    if kernels == "cpu":
+        patches.append((dispatch, "_BACKENDS", dict(dispatch._BACKENDS)))
+        dispatch.register_backend("cuda", _cpu_backed_cuda(kcuda, dispatch.cpu), kcuda.handles)
+    else:
+        if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
+            raise RuntimeError(
+                "fake_cuda(kernels='simulator') needs Numba's CUDA simulator: start the "
+                "process with NUMBA_ENABLE_CUDASIM=1"
+            )
+        from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
+
+        from minigan.kernels.cuda import conv, norm
+
+        def as_device(a: Any) -> Any:  # a view, so kernels write into the array
+            return FakeCUDAArray(a._a.reshape(-1))
+
+        for mod in (conv, norm):
+            for name, value in (("as_device", as_device), ("current_stream", lambda: None)):
+                patches.append((mod, name, getattr(mod, name)))
+                setattr(mod, name, value)
+    previous = sys.modules.get("cupy")
+    sys.modules["cupy"] = _fake_cupy
+    _fake_cupy.transfers.reset()
+    try:
+        yield _fake_cupy.transfers
+    finally:
+        for obj, name, value in reversed(patches):
+            setattr(obj, name, value)
+        if previous is None:
+            del sys.modules["cupy"]
+        else:
+            sys.modules["cupy"] = previous
+
+
+def _cpu_backed_cuda(kcuda: Any, cpu: Any) -> Any:
+    """The CUDA backend with its Numba-CUDA kernels swapped for the CPU kernels on the arrays
+    behind the fake device arrays (its CuPy elementwise code kept)."""
+    from types import SimpleNamespace
+
+    from minigan._fake_cupy import ndarray
+
+    def on_cpu(name: str) -> Callable[..., Any]:
+        def run(*args: Any) -> Any:
+            host = [a._a if isinstance(a, ndarray) else a for a in args]
+            out = getattr(cpu, name)(*host)
+            return tuple(map(ndarray, out)) if isinstance(out, tuple) else ndarray(out)
+
+        return run
+
+    numba_cuda = ("conv2d", "conv2d_grad_input", "conv2d_grad_weight", "batch_norm_forward",
+                  "batch_norm_backward", "adain_forward", "adain_backward")  # fmt: skip
+    functions = {name: getattr(kcuda, name) for name in kcuda.__all__}
+    functions.update({name: on_cpu(name) for name in numba_cuda})
+    return SimpleNamespace(**functions)

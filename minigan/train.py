@@ -12,8 +12,11 @@
   ``"generator_ema"``, if present, is what :meth:`GAN.sample` uses). :meth:`GAN.state_dict`
   saves them all;
 - ``train_step(real) -> dict``: one discriminator and one generator update on a batch of real
-  images (NCHW in [-1, 1]); returns floats, at least ``loss_d``, ``loss_g``, ``d_real`` and
-  ``d_fake`` (the mean of sigmoid(D's logits) on real and generated images).
+  images (NCHW in [-1, 1]); returns metrics, at least ``loss_d``, ``loss_g``, ``d_real`` and
+  ``d_fake`` (the mean of sigmoid(D's logits) on real and generated images), each a float or
+  a 0-d tensor. Returning the (detached) tensors is what lets a GPU step run without waiting
+  for the GPU: the training loop reads them back every ``log_every`` steps, all in one copy
+  (:func:`read_metrics`).
 
 :meth:`GAN.latents`, :meth:`GAN.sample`, :meth:`GAN.state_dict` and the helpers below
 (:func:`discriminator_loss`, :func:`generator_loss`, :func:`ema_update`) are shared, so a new
@@ -82,6 +85,7 @@ __all__ = [
     "latest_checkpoint",
     "load_model",
     "mean_sigmoid",
+    "read_metrics",
     "train",
 ]
 
@@ -117,14 +121,39 @@ def generator_loss(fake_logits: Tensor) -> Tensor:
     return F.binary_cross_entropy_with_logits(fake_logits, minigan.ones_like(fake_logits))
 
 
-def mean_sigmoid(logits: Tensor) -> float:
-    """The mean of ``sigmoid(logits)``: the discriminator's average "real" probability.
+def mean_sigmoid(logits: Tensor) -> Tensor:
+    """The mean of ``sigmoid(logits)``: the discriminator's average "real" probability, as a
+    detached 0-d tensor on the logits' device (reading it is the caller's choice).
 
-    >>> mean_sigmoid(minigan.tensor([0.0, 0.0]))
+    >>> float(mean_sigmoid(minigan.tensor([0.0, 0.0])))
     0.5
     """
-    x = np.asarray(logits.detach().numpy(), np.float64)
-    return float(np.mean(0.5 * (1.0 + np.tanh(0.5 * x))))  # sigmoid, without overflow
+    return F.sigmoid(logits.detach()).mean()
+
+
+def read_metrics(steps: Sequence[Mapping[str, Any]]) -> list[dict[str, float]]:
+    """The metrics of several training steps as floats, with one read per device.
+
+    Values may be floats or 0-d tensors; tensors on a GPU are stacked there and copied back
+    together, so reading a hundred steps of metrics costs one wait for the GPU, not four
+    hundred.
+
+    >>> read_metrics([{"loss": minigan.tensor(0.5), "lr": 1e-3}, {"loss": 0.25, "lr": 1e-3}])
+    [{'loss': 0.5, 'lr': 0.001}, {'loss': 0.25, 'lr': 0.001}]
+    """
+    out = [dict(m) for m in steps]
+    by_device: dict[str, list[tuple[dict[str, Any], str, Tensor]]] = {}
+    for metrics in out:
+        for key, value in metrics.items():
+            if isinstance(value, Tensor):
+                by_device.setdefault(value.device, []).append((metrics, key, value))
+            else:
+                metrics[key] = float(value)
+    for entries in by_device.values():
+        values = F.stack([F.astype(v.detach().reshape(()), np.float64) for *_, v in entries])
+        for (metrics, key, _), value in zip(entries, values.numpy().tolist()):
+            metrics[key] = value
+    return out
 
 
 def copy_module(module: nn.Module) -> nn.Module:
@@ -251,9 +280,10 @@ class GAN:
         return nets.get("generator_ema") or nets["generator"]
 
     # ----- training
-    def train_step(self, real: Tensor) -> dict[str, float]:
+    def train_step(self, real: Tensor) -> dict[str, float | Tensor]:
         """One discriminator and one generator update on ``real`` (NCHW in [-1, 1]).
-        Returns at least ``loss_d``, ``loss_g``, ``d_real``, ``d_fake`` as floats."""
+        Returns at least ``loss_d``, ``loss_g``, ``d_real``, ``d_fake``, as floats or as
+        detached 0-d tensors (which a GPU step returns without waiting for the GPU)."""
         raise NotImplementedError(f"{type(self).__name__} must implement train_step()")
 
     # ----- sampling
@@ -397,8 +427,13 @@ def check_model(
     if missing:
         raise _fail(model_cls, "train_step metrics", f"missing {missing}; got {sorted(metrics)}")
     for key, value in metrics.items():
-        if not isinstance(value, (float, int)) or isinstance(value, bool):
-            raise _fail(model_cls, "train_step metrics", f"{key} is {value!r}, not a float")
+        scalar = isinstance(value, Tensor) and value.numel() == 1 and value.dtype.kind == "f"
+        if not (scalar or isinstance(value, (float, int))) or isinstance(value, bool):
+            raise _fail(
+                model_cls, "train_step metrics", f"{key} is {value!r}, not a float or 0-d tensor"
+            )
+    (metrics,) = read_metrics([metrics])
+    for key, value in metrics.items():
         if not math.isfinite(value):
             raise _fail(model_cls, "train_step metrics", f"{key} is {value} on random data")
     for key in ("d_real", "d_fake"):
@@ -452,6 +487,7 @@ def check_model(
         minigan.manual_seed(2)
         results.append((m.train_step(real), _params(m)))
     (m1, p1), (m2, p2) = results
+    m1, m2 = read_metrics([m1, m2])
     if m1 != m2 or any(not np.array_equal(a, b) for net in p1 for a, b in zip(p1[net], p2[net])):
         raise _fail(
             model_cls,
@@ -615,10 +651,10 @@ def _finite(metrics: Mapping[str, float]) -> str | None:
     return None
 
 
-def _progress_text(metrics: Mapping[str, float], images_per_s: float) -> str:
+def _progress_text(record: Mapping[str, float]) -> str:
     return (
-        f"loss_d={metrics['loss_d']:.3f} loss_g={metrics['loss_g']:.3f} "
-        f"D(x)={metrics['d_real']:.2f} D(G(z))={metrics['d_fake']:.2f} {images_per_s:.0f} img/s"
+        f"loss_d={record['loss_d']:.3f} loss_g={record['loss_g']:.3f} D(x)={record['d_real']:.2f}"
+        f" D(G(z))={record['d_fake']:.2f} {record['images_per_s']:.0f} img/s"
     )
 
 
@@ -732,6 +768,7 @@ def train(
     sample_every: int = 1,
     num_samples: int = 64,
     max_steps: int | None = None,
+    log_every: int | None = None,
     callbacks: Sequence[Callable[[dict[str, Any], GAN], None]] = (),
     progress: bool = True,
     log: Callable[[str], None] | None = None,
@@ -757,8 +794,14 @@ def train(
         sample_every: write ``samples/epoch-NNN.png`` every this many epochs (and at the end).
         num_samples: the fixed seeds ``0 .. num_samples - 1`` of the sample grids.
         max_steps: stop (with a checkpoint) once the run has done this many steps in total.
-        callbacks: called as ``callback(record, model)`` after every step (``record`` is the
-            metrics.jsonl line); raising ``KeyboardInterrupt`` acts as Ctrl-C.
+        log_every: read the steps' metrics back every this many steps (default: every step on
+            the CPU, every 20 on a GPU, where each read waits for the GPU to finish). Every
+            step still gets its metrics.jsonl line; ``seconds`` is then the average over the
+            steps read together, and a NaN is caught at the next read (always before a
+            checkpoint is written).
+        callbacks: called as ``callback(record, model)`` for every step, when its metrics are
+            read (``record`` is the metrics.jsonl line); raising ``KeyboardInterrupt`` acts as
+            Ctrl-C.
         progress: show a tqdm progress bar (on stderr).
         log: where messages go (default: stderr).
 
@@ -775,6 +818,8 @@ def train(
     run = _Run(Path(out))
     if keep < 1:
         raise ValueError(f"keep must be at least 1, got {keep}")
+    if log_every is not None and log_every < 1:
+        raise ValueError(f"log_every must be at least 1, got {log_every}")
 
     # ----- the run's settings: new, or read back for a resume
     if run.exists() and not resume:
@@ -923,55 +968,75 @@ def train(
         file=sys.stderr,
     )
 
+    reads_every = log_every or (1 if device == "cpu" else 20)
+    pending: list[tuple[dict[str, Any], Mapping[str, Any]]] = []  # steps not yet read back
+    busy = 0.0  # seconds spent in train_step since the last read
+
+    def read_back() -> None:
+        """Read the pending steps' metrics (one copy per device), check them, log them."""
+        nonlocal record, busy
+        if not pending:
+            return
+        t0 = time.perf_counter()
+        values = read_metrics([metrics for _, metrics in pending])
+        seconds = (busy + time.perf_counter() - t0) / len(pending)  # the read waits for the GPU
+        steps, busy = list(pending), 0.0
+        pending.clear()
+        records = []
+        for (where, _), metrics in zip(steps, values):
+            images = where.pop("images")
+            bad = _finite(metrics)
+            if bad is not None:
+                good = latest_checkpoint(run.root)
+                ok = f"{good} (step {_step_of(good)})" if good else "none had been written yet"
+                raise TrainingDiverged(
+                    f"{bad} became {metrics[bad]} at step {where['step']} (epoch "
+                    f"{where['epoch']}, batch {where['batch']}); training stopped. Last good "
+                    f"checkpoint: {ok}. Try a lower learning rate.",
+                    where["step"],
+                    good,
+                )
+            record = {
+                **where,
+                **metrics,
+                "seconds": seconds,
+                "images_per_s": images / max(seconds, 1e-9),
+            }
+            records.append(record)
+        metrics_file.write("".join(json.dumps(r) + "\n" for r in records))
+        metrics_file.flush()
+        bar.set_postfix_str(_progress_text(record))
+        for r in records:
+            for callback in callbacks:
+                callback(r, net)
+
     def checkpoint() -> Path | None:
         nonlocal last_saved, latest
+        read_back()  # a diverged step must never reach a checkpoint
         if net.steps != last_saved:
             latest = run.save_checkpoint(net, info, position, keep)
             last_saved = net.steps
         return latest
 
+    metrics_file = open(run.metrics_path, "a")
     try:
-        with _Interrupt() as interrupt, open(run.metrics_path, "a") as metrics_file:
+        with _Interrupt() as interrupt:
             while epoch < epochs_total and not stopped:
                 bar.set_description(f"epoch {epoch + 1}/{epochs_total}")
                 for real, _ in loader.iter_from(epoch, batch_index):
                     in_step = True
                     t0 = time.perf_counter()
                     metrics = net.train_step(real)
-                    seconds = time.perf_counter() - t0
+                    busy += time.perf_counter() - t0
                     in_step = False
                     net.steps += 1
                     batch_index += 1
-                    bad = _finite(metrics)
-                    if bad is not None:
-                        good = latest_checkpoint(run.root)
-                        where = (
-                            f"{good} (step {_step_of(good)})"
-                            if good
-                            else "none, no checkpoint had been written yet"
-                        )
-                        raise TrainingDiverged(
-                            f"{bad} became {metrics[bad]} at step {net.steps} (epoch {epoch + 1},"
-                            f" batch {batch_index}); training stopped. Last good checkpoint: "
-                            f"{where}. Try a lower learning rate.",
-                            net.steps,
-                            good,
-                        )
                     position = (epoch, batch_index)
-                    record = {
-                        "step": net.steps,
-                        "epoch": epoch + 1,
-                        "batch": batch_index,
-                        **{k: float(v) for k, v in metrics.items()},
-                        "seconds": seconds,
-                        "images_per_s": len(real) / max(seconds, 1e-9),
-                    }
-                    metrics_file.write(json.dumps(record) + "\n")
-                    metrics_file.flush()
+                    where = {"step": net.steps, "epoch": epoch + 1, "batch": batch_index}
+                    pending.append(({**where, "images": len(real)}, metrics))
                     bar.update(1)
-                    bar.set_postfix_str(_progress_text(metrics, record["images_per_s"]))
-                    for callback in callbacks:
-                        callback(record, net)
+                    if len(pending) >= reads_every:
+                        read_back()
                     if checkpoint_every and net.steps % checkpoint_every == 0:
                         checkpoint()
                     if max_steps is not None and net.steps >= max_steps:
@@ -982,6 +1047,7 @@ def train(
                 else:
                     epoch, batch_index = epoch + 1, 0
                     position = (epoch, 0)
+                    read_back()
                     if epoch % sample_every == 0 or epoch == epochs_total:
                         run.write_samples(net, fixed_z, epoch, meta)
                         run.write_gif()
@@ -1001,6 +1067,7 @@ def train(
             f"saved {latest}. Continue with: minigan train {model_name} --out {run.root} --resume"
         )
     finally:
+        metrics_file.close()
         bar.close()
         run.write_losses(title)
     return RunResult(

@@ -272,7 +272,7 @@ class DCGAN(GAN):
     def optimizers(self) -> dict[str, optim.Optimizer]:
         return {"generator": self.opt_g, "discriminator": self.opt_d}
 
-    def train_step(self, real: minigan.Tensor) -> dict[str, float]:
+    def train_step(self, real: minigan.Tensor) -> dict[str, minigan.Tensor]:
         G, D = self.generator, self.discriminator
         z = minigan.randn(real.shape[0], *self.latent_shape, device=self.device)
         fake = G(z)
@@ -295,8 +295,8 @@ class DCGAN(GAN):
         if self.generator_ema is not None:
             ema_update(self.generator_ema, G, self.config.ema)
         return {
-            "loss_d": loss_d.item(),
-            "loss_g": loss_g.item(),
+            "loss_d": loss_d.detach(),
+            "loss_g": loss_g.detach(),
             "d_real": mean_sigmoid(real_logits),
             "d_fake": mean_sigmoid(fake_logits),
         }

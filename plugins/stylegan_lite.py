@@ -552,7 +552,7 @@ class StyleGANLite(GAN):
             ws = mix_styles(ws, broadcast_ws(G.mapping(z2), self.num_ws), cutoff)
         return ws
 
-    def train_step(self, real: Tensor) -> dict[str, float]:
+    def train_step(self, real: Tensor) -> dict[str, Tensor]:
         G, D, cfg = self.generator, self.discriminator, self.config
         fake = G.synthesis(self.training_ws(real.shape[0]), noise_mode="random")
 
@@ -581,13 +581,13 @@ class StyleGANLite(GAN):
         decay = min(cfg.ema, (1 + self.steps) / (10 + self.steps))
         ema_update(self.generator_ema, G, decay)
         metrics = {
-            "loss_d": loss_d.item(),
-            "loss_g": loss_g.item(),
+            "loss_d": loss_d.detach(),
+            "loss_g": loss_g.detach(),
             "d_real": mean_sigmoid(real_logits),
             "d_fake": mean_sigmoid(fake_logits),
         }
         if do_r1:
-            metrics["r1"] = r1.item()
+            metrics["r1"] = r1.detach()
         return metrics
 
     # ----- sampling

@@ -12,7 +12,7 @@ import minigan
 from minigan.data import open_dataset
 from minigan.plugins.dcgan import DCGAN, RECIPES
 from minigan.registry import get_registry
-from minigan.train import check_model
+from minigan.train import check_model, read_metrics
 
 
 class Wrap(tnn.Module):
@@ -246,7 +246,7 @@ def test_label_smoothing_changes_the_discriminator_loss():
     for smoothing in (0.0, 0.2):
         model = DCGAN({"g_width": 4, "d_width": 4, "label_smoothing": smoothing}, (1, 32, 32))
         minigan.manual_seed(0)
-        results.append(model.train_step(real)["loss_d"])
+        results.append(float(model.train_step(real)["loss_d"]))
     assert results[0] != results[1]
 
 
@@ -278,7 +278,8 @@ def test_dcgan_learns_shapes_in_a_few_dozen_steps():
     model = DCGAN({"g_width": 16, "d_width": 16, "lr": 1e-3, "ema": 0.0}, data.shape)
     seeds = range(128)
     before = image_statistics(model.generate(seeds))
-    history = [model.train_step(real) for real, _ in minigan.data.DataLoader(data, 32, seed=0)]
+    steps = [model.train_step(real) for real, _ in minigan.data.DataLoader(data, 32, seed=0)]
+    history = read_metrics(steps)
     after = image_statistics(model.generate(seeds))
 
     assert len(history) == 40 and all(np.isfinite(m["loss_g"]) for m in history)

@@ -27,7 +27,7 @@ from minigan.plugins.stylegan_lite import (
 )
 from minigan.registry import get_registry
 from minigan.testing import gradcheck, registered_plugin
-from minigan.train import check_model, train
+from minigan.train import check_model, read_metrics, train
 
 TINY = {"g_channels": 8, "d_channels": 8, "latent_dim": 16, "w_dim": 16, "mapping_layers": 2}
 
@@ -471,6 +471,7 @@ def test_stylegan_lite_learns_shapes():
         history.append(model.train_step(real))
         model.steps += 1
     after = image_statistics(model.generate(seeds))
+    history = read_metrics(history)
     assert len(history) == 60 and all(np.isfinite(m["loss_g"]) for m in history)
     separation = np.mean([m["d_real"] - m["d_fake"] for m in history[-10:]])
     assert separation > 0.1, f"D(x) - D(G(z)) = {separation:.3f} over the last 10 steps"

@@ -18,6 +18,7 @@ import torch
 import minigan
 from minigan import images as imaging
 from minigan import nn, optim
+from minigan import train as train_module
 from minigan.data import Dataset
 from minigan.train import (
     GAN,
@@ -102,8 +103,8 @@ class ToyGAN(GAN):
         if self.generator_ema is not None:
             ema_update(self.generator_ema, self.generator, self.config.ema)
         return {
-            "loss_d": loss_d.item(),
-            "loss_g": loss_g.item(),
+            "loss_d": loss_d.detach(),
+            "loss_g": loss_g.detach(),
             "d_real": mean_sigmoid(real_logits),
             "d_fake": mean_sigmoid(fake_logits),
         }
@@ -146,7 +147,8 @@ def test_losses_match_torch_bce_with_smoothing():
     want_d = bce(tr, torch.full_like(tr, 0.9)) + bce(tf, torch.zeros_like(tf))
     assert ours_d == pytest.approx(want_d.item(), rel=1e-6)
     assert ours_g == pytest.approx(bce(tf, torch.ones_like(tf)).item(), rel=1e-6)
-    assert mean_sigmoid(minigan.tensor(fake)) == pytest.approx(torch.sigmoid(tf).mean().item())
+    mean_d = torch.sigmoid(tf).mean().item()
+    assert float(mean_sigmoid(minigan.tensor(fake))) == pytest.approx(mean_d)
 
 
 def test_ema_update_moves_parameters_and_copies_buffers():
@@ -279,6 +281,24 @@ def test_run_directory_has_everything(tmp_path):
         assert (chart == color).all(-1).sum() > 50
 
 
+def test_metrics_read_back_every_n_steps_still_log_every_step(tmp_path):
+    seen = []
+    result = run_toy(tmp_path, log_every=4, callbacks=[lambda r, m: seen.append(r["step"])])
+    records = read_metrics(result.run_dir)
+    assert [r["step"] for r in records] == seen == list(range(1, 16))
+    assert records[6]["epoch"] == 2 and records[6]["batch"] == 2
+    assert all(r["seconds"] > 0 and 0 <= r["d_fake"] <= 1 for r in records)
+    assert records[-1] == {**result.last_metrics}
+    with pytest.raises(ValueError, match="log_every"):
+        run_toy(tmp_path, "bad", log_every=0)
+
+
+def test_read_metrics_reads_tensors_and_floats():
+    steps = [{"a": minigan.tensor(1.5), "b": 2}, {"a": minigan.tensor([0.25]), "b": 3.0}]
+    assert train_module.read_metrics(steps) == [{"a": 1.5, "b": 2.0}, {"a": 0.25, "b": 3.0}]
+    assert train_module.read_metrics([]) == []
+
+
 def test_keep_last_n_checkpoints(tmp_path):
     result = run_toy(tmp_path, epochs=2, checkpoint_every=3, keep=2)
     assert [p.name for p in checkpoints(result.run_dir)] == [
@@ -372,7 +392,10 @@ class Explodes(ToyGAN):
 
 
 @pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
-def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
+@pytest.mark.parametrize("log_every", [None, 5])
+def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, log_every):
+    """Also when the metrics are read back only every 5 steps: the NaN of step 7 is found
+    at step 8's checkpoint, which is then not written."""
     with pytest.raises(TrainingDiverged) as info:
         train(
             Explodes,
@@ -381,6 +404,7 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
             epochs=3,
             batch_size=8,
             checkpoint_every=2,
+            log_every=log_every,
             progress=False,
             log=lambda m: None,
         )

@@ -73,8 +73,8 @@ class MLPGAN(GAN):
         loss_g.backward()
         self.opt_g.step()
         return {
-            "loss_d": loss_d.item(),
-            "loss_g": loss_g.item(),
+            "loss_d": loss_d.detach(),
+            "loss_g": loss_g.detach(),
             "d_real": mean_sigmoid(real_logits),
             "d_fake": mean_sigmoid(fake_logits),
         }

@@ -1,0 +1,362 @@
+"""The ``"cuda"`` device path, run without a GPU through :func:`minigan.testing.fake_cuda`.
+
+CuPy is replaced by a NumPy-backed stand-in that keeps CuPy's rules (no implicit conversion
+to NumPy, no mixing of host and device arrays, 0-d reductions) and counts host <-> device
+copies; the Numba-CUDA conv and norm kernels run on the CPU kernels. So every op, layer,
+optimizer, loader and model that claims to follow the device is run on "cuda" and compared
+with the same computation on the CPU, and a training step is checked to read nothing back
+from the device. (The CUDA kernels themselves are checked in test_cuda_kernels.py.)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import minigan
+import minigan.functional as F
+from minigan import nn, optim
+from minigan._fake_cupy import ndarray as DeviceArray
+from minigan.testing import fake_cuda
+
+
+@pytest.fixture
+def cuda():
+    with fake_cuda() as transfers:
+        yield transfers
+
+
+# ------------------------------------------------------------------------ the stand-in itself
+
+
+def test_stand_in_keeps_cupys_rules(cuda):
+    cp = pytest.importorskip("cupy")
+    a = cp.asarray(np.arange(6.0).reshape(2, 3))
+    assert cuda.host_to_device == 1
+    with pytest.raises(TypeError, match="Implicit conversion"):
+        np.asarray(a)
+    with pytest.raises(TypeError, match="cannot be mixed"):
+        a + np.ones(3)
+    with pytest.raises(TypeError, match="cannot be mixed"):
+        np.ones(3) * a
+    total = a.sum()
+    assert isinstance(total, DeviceArray) and total.shape == ()  # 0-d, not a number
+    assert isinstance(np.exp(a), DeviceArray)  # NumPy functions dispatch to the device
+    assert cuda.device_to_host == 0
+    assert float(total) == 15.0 and cuda.device_to_host == 1
+    np.testing.assert_array_equal(a.get(), np.arange(6.0).reshape(2, 3))
+    assert cuda.device_to_host == 2
+
+
+def test_tensor_device_round_trip(cuda):
+    x = minigan.tensor([[1.0, 2.0], [3.0, 4.0]], device="cuda")
+    assert x.device == "cuda" and isinstance(x.data, DeviceArray) and x.dtype == np.float32
+    assert "device='cuda'" in repr(x)
+    back = x.to("cpu")
+    assert back.device == "cpu" and isinstance(back.data, np.ndarray)
+    np.testing.assert_array_equal(back.numpy(), [[1, 2], [3, 4]])
+    assert minigan.zeros(2, 3, device="cuda").device == "cuda"
+    assert minigan.randn(2, 3, device="cuda").device == "cuda"
+    assert minigan.zeros_like(x).device == "cuda"
+
+
+def test_gradient_flows_back_across_devices(cuda):
+    x = minigan.randn(3, 4, requires_grad=True)
+    y = (x.to("cuda") * 2.0).sum()
+    y.backward()
+    assert x.grad.device == "cpu"
+    np.testing.assert_array_equal(x.grad.numpy(), np.full((3, 4), 2.0, np.float32))
+
+
+def test_mixing_devices_names_the_op(cuda):
+    a = minigan.randn(2, 2, device="cuda")
+    with pytest.raises(ValueError, match="different devices"):
+        a + minigan.randn(2, 2)
+    layer = nn.Linear(2, 3)
+    with pytest.raises(RuntimeError, match=r"Linear.*device 'cuda'.*\.to\(device"):
+        layer(a)
+
+
+# ------------------------------------------------------------------- every op: cuda == cpu
+
+rng = np.random.default_rng(0)
+
+
+def _r(*shape: int, positive: bool = False) -> np.ndarray:
+    a = rng.standard_normal(shape).astype(np.float32)
+    return np.abs(a) + 0.5 if positive else a
+
+
+IMG = _r(2, 3, 6, 5)
+OPS = {
+    "add": (lambda a, b: a + b, [_r(2, 3), _r(3)]),
+    "sub_mul_div": (lambda a, b: (a - b) * a / (b * b + 1.0), [_r(2, 3), _r(2, 1)]),
+    "pow_exp_log_sqrt": (lambda a: F.sqrt(F.log(a) ** 2 + F.exp(-a)), [_r(4, positive=True)]),
+    "abs_clip_where": (
+        lambda a, b: F.where(a > b, F.abs(a), F.clip(b, -0.5, 0.5)),
+        [_r(3, 4), _r(3, 4)],
+    ),  # fmt: skip
+    "maximum_minimum": (lambda a, b: F.maximum(a, b) + F.minimum(a, 0.1), [_r(5), _r(5)]),
+    "reductions": (
+        lambda a: a.sum(1) + a.mean(1) + F.var(a, 1) + F.std(a, 1) + F.max(a, 1) + F.min(a, 1),
+        [_r(3, 4)],
+    ),  # fmt: skip
+    "logsumexp_softmax": (
+        lambda a: F.logsumexp(a, 1) + F.log_softmax(a, 1)[:, 0] + F.softmax(a, 0)[:, 0],
+        [_r(3, 4)],
+    ),  # fmt: skip
+    "matmul_linear": (lambda a, w, b: F.linear(a @ w, w.T, b), [_r(2, 3), _r(3, 3), _r(3)]),
+    "shapes": (
+        lambda a: (
+            F.flatten(F.permute(a.reshape(2, 3, 2), (2, 0, 1)).unsqueeze(0)).squeeze(0)[:2]
+            + F.transpose(a.reshape(2, 6), 0, 1).reshape(-1)[:2]
+        ),
+        [_r(12)],
+    ),
+    "broadcast_sum_to": (lambda a: F.sum_to(F.broadcast_to(a, (4, 3)) * 2.0, (1, 3)), [_r(3)]),
+    "getitem": (
+        lambda a: a[1:, ::2] + a[np.array([0, 2])][:, 1:3] + a[a.detach() > 0].sum(),
+        [_r(3, 4)],
+    ),  # fmt: skip
+    "cat_stack_split": (
+        lambda a, b: F.stack([*F.split(F.cat([a, b], 1), 2, 1)], 0),
+        [_r(2, 2), _r(2, 2)],
+    ),  # fmt: skip
+    "pad": (lambda a: F.pad(a, (1, 2, 0, 1), value=0.5), [IMG]),
+    "activations": (
+        lambda a: F.relu(a) + F.leaky_relu(a, 0.2) + F.tanh(a) + F.sigmoid(a) + F.softplus(a),
+        [_r(3, 5)],
+    ),  # fmt: skip
+    "conv2d": (
+        lambda x, w, b: F.conv2d(x, w, b, stride=2, padding=1),
+        [IMG, _r(4, 3, 3, 3), _r(4)],
+    ),  # fmt: skip
+    "conv_transpose2d": (
+        lambda x, w: F.conv_transpose2d(x, w, stride=2, padding=1, output_padding=1),
+        [IMG, _r(3, 2, 4, 4)],
+    ),  # fmt: skip
+    "batch_norm": (
+        lambda x, g, b: F.batch_norm(x, None, None, g, b, training=True),
+        [IMG, _r(3), _r(3)],
+    ),  # fmt: skip
+    "adain": (lambda x, s, b: F.adain(x, s, b), [IMG, _r(2, 3), _r(2, 3)]),
+    "instance_norm": (lambda x: F.instance_norm(x), [IMG]),
+    "pools": (lambda x: F.max_pool2d(x, 2) + F.avg_pool2d(x, 2), [IMG]),
+    "upsample": (
+        lambda x: (
+            F.upsample(x, scale_factor=2, mode="nearest")[..., :5, :4]
+            + F.upsample(x, size=(5, 4), mode="bilinear")
+        ),
+        [IMG],
+    ),  # fmt: skip
+    "losses": (
+        lambda a, t: (
+            F.binary_cross_entropy_with_logits(a, t.detach().sigmoid())
+            + F.mse_loss(a, t)
+            + F.l1_loss(a, t)
+        ),
+        [_r(4, 3), _r(4, 3)],
+    ),  # fmt: skip
+    "cross_entropy": (lambda a: F.cross_entropy(a, np.array([0, 2, 1, 2])), [_r(4, 3)]),
+}
+
+
+def _run(fn, arrays, device):
+    minigan.manual_seed(7)
+    xs = [minigan.tensor(a, device=device, requires_grad=True) for a in arrays]
+    y = fn(*xs)
+    gy = np.random.default_rng(1).standard_normal(y.shape).astype(np.float32)
+    y.backward(minigan.tensor(gy, device=device))
+    return [y.numpy()] + [x.grad.numpy() for x in xs]
+
+
+@pytest.mark.parametrize("name", sorted(OPS))
+def test_op_on_cuda_matches_cpu(cuda, name):
+    fn, arrays = OPS[name]
+    expected = _run(fn, arrays, "cpu")
+    actual = _run(fn, arrays, "cuda")
+    for what, a, e in zip(["output"] + [f"grad {i}" for i in range(len(arrays))], actual, expected):
+        np.testing.assert_allclose(a, e, rtol=1e-5, atol=1e-6, err_msg=f"{name}: {what}")
+
+
+def test_dropout_on_cuda_draws_the_cpu_mask(cuda):
+    x = np.ones((4, 50), np.float32)
+    minigan.manual_seed(3)
+    cpu = F.dropout(minigan.tensor(x), 0.3).numpy()
+    minigan.manual_seed(3)
+    gpu = F.dropout(minigan.tensor(x, device="cuda"), 0.3).numpy()
+    np.testing.assert_array_equal(gpu, cpu)
+
+
+def test_second_derivatives_on_cuda(cuda):
+    """An R1-style penalty: the gradient of a gradient norm, through conv and leaky ReLU."""
+
+    def penalty(device):
+        x = minigan.tensor(IMG, device=device, requires_grad=True)
+        w = minigan.tensor(_r(4, 3, 3, 3) * 0 + OPS["conv2d"][1][1], device=device,
+                           requires_grad=True)  # fmt: skip
+        y = F.leaky_relu(F.conv2d(x, w, padding=1), 0.2).sum()
+        (gx,) = minigan.grad(y * y, [x], create_graph=True)
+        p = (gx * gx).sum()
+        p.backward()
+        return p.numpy(), w.grad.numpy()
+
+    for a, e in zip(penalty("cuda"), penalty("cpu")):
+        np.testing.assert_allclose(a, e, rtol=1e-5, atol=1e-5)
+
+
+# ----------------------------------------------------------------- modules and optimizers
+
+
+def _model() -> nn.Module:
+    minigan.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.LeakyReLU(0.2), nn.Dropout(0.2),
+        nn.Flatten(), nn.Linear(4 * 6 * 5, 2),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("make_opt", [lambda p: optim.Adam(p, lr=1e-2, betas=(0.5, 0.9)),
+                                      lambda p: optim.SGD(p, lr=0.1, momentum=0.9)])  # fmt: skip
+def test_module_and_optimizer_follow_the_device(cuda, make_opt):
+    def train(device):
+        model = _model().to(device)
+        opt = make_opt(model.parameters())
+        minigan.manual_seed(5)
+        for _ in range(3):
+            loss = F.mse_loss(model(minigan.tensor(IMG, device=device)),
+                              minigan.zeros(2, 2, device=device))  # fmt: skip
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return model, opt
+
+    gpu_model, gpu_opt = train("cuda")
+    cpu_model, _ = train("cpu")
+    assert all(t.device == "cuda" for t in gpu_model.state_dict().values())
+    states = [v for s in gpu_opt.state_dict()["state"].values() for v in s.values()]
+    assert any(isinstance(v, DeviceArray) for v in states)  # moment buffers live on the device
+    for (name, a), b in zip(gpu_model.state_dict().items(), cpu_model.state_dict().values()):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_state_dict_and_files_cross_devices(cuda, tmp_path):
+    model = _model().cuda()
+    path = tmp_path / "m.safetensors"
+    minigan.save(model.state_dict(), path)
+    cpu_model = _model()
+    cpu_model.load_state_dict(minigan.load(path))
+    for (name, a), b in zip(model.state_dict().items(), cpu_model.state_dict().values()):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=name)
+    again = _model().cuda()
+    again.load_state_dict(cpu_model.state_dict())  # CPU values into CUDA parameters
+    assert all(t.device == "cuda" for t in again.state_dict().values())
+
+
+def test_optimizer_state_moves_to_the_parameters_device(cuda):
+    model = nn.Linear(3, 2)
+    opt = optim.Adam(model.parameters())
+    model(minigan.randn(4, 3)).sum().backward()
+    opt.step()
+    saved = opt.state_dict()
+    gpu_model = nn.Linear(3, 2).cuda()
+    gpu_opt = optim.Adam(gpu_model.parameters())
+    gpu_opt.load_state_dict(saved)
+    gpu_model(minigan.randn(4, 3, device="cuda")).sum().backward()
+    gpu_opt.step()  # fails if the loaded moments stayed on the host
+
+
+def test_data_loader_delivers_device_batches(cuda):
+    from minigan.data import DataLoader, Dataset
+
+    images = np.random.default_rng(0).integers(0, 255, (6, 1, 8, 8), dtype=np.uint8)
+    loader = DataLoader(Dataset(images, np.arange(6)), 4, device="cuda")
+    x, y = next(iter(loader))
+    assert x.device == "cuda" and y.device == "cuda" and x.shape == (4, 1, 8, 8)
+
+
+# ------------------------------------------------------------------------------- models
+
+
+def _dcgan(device):
+    from minigan.plugins.dcgan import DCGAN
+
+    minigan.manual_seed(0)
+    return DCGAN({"g_width": 4, "d_width": 4, "latent_dim": 8, "ema": 0.5}, (1, 28, 28), device)
+
+
+def _stylegan(device):
+    from minigan.plugins.stylegan_lite import StyleGANLite
+
+    minigan.manual_seed(0)
+    config = {"g_channels": 8, "d_channels": 8, "latent_dim": 16, "w_dim": 16,
+              "mapping_layers": 2, "r1_every": 2, "style_mixing_prob": 0.5}  # fmt: skip
+    return StyleGANLite(config, (3, 16, 16), device)
+
+
+@pytest.mark.parametrize("make", [_dcgan, _stylegan], ids=["dcgan", "stylegan-lite"])
+def test_training_steps_on_cuda_match_cpu_and_read_nothing_back(cuda, make):
+    real = np.random.default_rng(0).uniform(-1, 1, (4, *make("cpu").image_shape))
+    runs = {}
+    for device in ("cpu", "cuda"):
+        model = make(device)
+        minigan.manual_seed(1)
+        batch = minigan.tensor(real.astype(np.float32), device=device)
+        cuda.reset()
+        metrics = [model.train_step(batch) for _ in range(2)]
+        if device == "cuda":
+            assert cuda.device_to_host == 0, cuda.reads  # the steps never waited for the GPU
+            assert all(isinstance(v, minigan.Tensor) and v.device == "cuda"
+                       for m in metrics for v in m.values())  # fmt: skip
+        runs[device] = (
+            [{k: float(v) for k, v in m.items()} for m in metrics],
+            {k: t.numpy() for n in model.networks().values() for k, t in n.state_dict().items()},
+        )
+    (cpu_metrics, cpu_state), (gpu_metrics, gpu_state) = runs["cpu"], runs["cuda"]
+    for a, b in zip(gpu_metrics, cpu_metrics):
+        assert a == pytest.approx(b, rel=1e-4, abs=1e-5)
+    for name, value in cpu_state.items():
+        np.testing.assert_allclose(gpu_state[name], value, rtol=1e-4, atol=1e-5, err_msg=name)
+
+
+def test_sampling_on_cuda_matches_cpu(cuda):
+    gpu, cpu = _dcgan("cuda"), _dcgan("cpu")
+    images = gpu.sample(gpu.latents([0, 1, 2]))
+    assert images.device == "cuda"
+    np.testing.assert_allclose(images.numpy(), cpu.sample(cpu.latents([0, 1, 2])).numpy(),
+                               rtol=1e-5, atol=1e-6)  # fmt: skip
+
+
+def test_cli_trains_resumes_and_samples_on_cuda(cuda, tmp_path):
+    """``minigan train --device cuda`` (stopped and resumed) gives the CPU run's losses."""
+    import json
+
+    from click.testing import CliRunner
+
+    from minigan import images as imaging
+    from minigan.cli import main
+
+    def invoke(*args):
+        result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result
+
+    tiny = ["--g-width", 4, "--d-width", 4, "--batch-size", 16, "--limit", 64, "--no-progress"]
+    cpu_run, gpu_run = tmp_path / "cpu", tmp_path / "gpu"
+    invoke("train", "dcgan", *tiny, "--epochs", 2, "--out", cpu_run)
+    invoke("train", "dcgan", *tiny, "--epochs", 2, "--max-steps", 5, "--device", "cuda",
+           "--out", gpu_run)  # fmt: skip
+    invoke("train", "dcgan", "--out", gpu_run, "--resume", "--device", "cuda", "--no-progress")
+
+    def losses(run):
+        lines = (run / "metrics.jsonl").read_text().splitlines()
+        return [(r["step"], r["loss_d"], r["loss_g"]) for r in map(json.loads, lines)]
+
+    gpu, cpu = losses(gpu_run), losses(cpu_run)
+    assert [s for s, *_ in gpu] == [s for s, *_ in cpu] == list(range(1, 9))
+    np.testing.assert_allclose([v for _, *v in gpu], [v for _, *v in cpu], rtol=1e-4)
+    for run in (cpu_run, gpu_run):
+        invoke("sample", run, "--seeds", "0-3", "--grid", tmp_path / f"{run.name}.png",
+               "--device", "cuda")  # fmt: skip
+    a, b = (imaging.read_image(tmp_path / f"{n}.png").astype(int) for n in ("gpu", "cpu"))
+    assert np.abs(a - b).max() <= 1
