@@ -62,6 +62,11 @@ def parse_device(device: str | None) -> str | None:
     return name
 
 
+def module_for(device: str) -> ModuleType:
+    """The array module of ``device``: NumPy for ``"cpu"``, CuPy for ``"cuda"``."""
+    return cupy() if parse_device(device) == "cuda" else np
+
+
 def to_device(a: Any, device: str | None) -> Any:
     """Return ``a`` on ``device`` (a no-op when it is already there)."""
     device = parse_device(device)

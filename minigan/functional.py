@@ -39,7 +39,7 @@ def _as_tensor(x: Any, like: Tensor | None = None) -> Tensor:
     if isinstance(x, Tensor):
         return x
     if like is not None and isinstance(x, (int, float, bool)) and like.dtype.kind == "f":
-        return Tensor(_xp(like.data).asarray(x, dtype=like.dtype))
+        return Tensor(_xp(like.data).full((), x, dtype=like.dtype))  # on a GPU: no copy in
     return Tensor(np.asarray(x) if like is None else _xp(like.data).asarray(x))
 
 

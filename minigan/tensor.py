@@ -371,7 +371,7 @@ def _creator(fill):
         *shape: Any, dtype: Any = np.float32, device: str = "cpu", requires_grad: bool = False
     ) -> Tensor:
         shape = tuple(shape[0]) if len(shape) == 1 and not isinstance(shape[0], int) else shape
-        array = backend.to_device(fill(shape, np.dtype(dtype)), device)
+        array = fill(backend.module_for(device), shape, np.dtype(dtype))
         return Tensor(array, requires_grad=requires_grad)
 
     return make
@@ -385,13 +385,15 @@ def _rand(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     return _random.generator().random(shape, dtype=np.float64).astype(dtype)
 
 
-zeros = _creator(lambda shape, dtype: np.zeros(shape, dtype))
+# Random numbers come from minigan's one NumPy generator whatever the device (and are then
+# copied there), so a seed gives the same noise, weights and samples on the CPU and the GPU.
+zeros = _creator(lambda xp, shape, dtype: xp.zeros(shape, dtype))
 zeros.__doc__ = "Tensor of zeros: ``zeros(2, 3)`` or ``zeros((2, 3))``, float32 by default."
-ones = _creator(lambda shape, dtype: np.ones(shape, dtype))
+ones = _creator(lambda xp, shape, dtype: xp.ones(shape, dtype))
 ones.__doc__ = "Tensor of ones, float32 by default."
-randn = _creator(_randn)
+randn = _creator(lambda xp, shape, dtype: xp.asarray(_randn(shape, dtype)))
 randn.__doc__ = "Standard normal samples from minigan's generator (see ``manual_seed``)."
-rand = _creator(_rand)
+rand = _creator(lambda xp, shape, dtype: xp.asarray(_rand(shape, dtype)))
 rand.__doc__ = "Uniform [0, 1) samples from minigan's generator (see ``manual_seed``)."
 
 
