@@ -362,3 +362,34 @@ def test_cli_trains_resumes_and_samples_on_cuda(cuda, tmp_path):
                "--device", "cuda")  # fmt: skip
     a, b = (imaging.read_image(tmp_path / f"{n}.png").astype(int) for n in ("gpu", "cpu"))
     assert np.abs(a - b).max() <= 1
+
+
+@pytest.mark.parametrize("guided", [False, True], ids=["plain", "guide"])
+def test_deepdream_on_cuda_matches_cpu(cuda, tmp_path, guided):
+    from minigan import images as imaging
+    from minigan.plugins.deepdream.dream import DeepDream
+
+    rng = np.random.default_rng(0)
+    image = rng.random((40, 36, 3), dtype=np.float32)
+    options = dict(octaves=2, steps=2, tile=24, jitter=4, laplacian=3, progress=False)
+    if guided:
+        imaging.save_image(tmp_path / "guide.png", (rng.random((20, 20, 3)) * 255).astype("u1"))
+        options.update(guide=str(tmp_path / "guide.png"), channels="1,3")
+    gpu = DeepDream(device="cuda", **options)
+    assert {p.device for p in gpu.network.parameters()} == {"cuda"}
+    out = gpu.process(image)
+    cpu = DeepDream(device="cpu", **options)
+    np.testing.assert_allclose(out, cpu.process(image), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(gpu.history, cpu.history, rtol=1e-4)
+
+
+def test_deepdream_googlenet_input_transform_on_cuda(cuda):
+    from minigan.plugins.deepdream import networks
+    from minigan.plugins.deepdream.dream import DeepDream
+
+    image = np.random.default_rng(1).random((48, 48, 3), dtype=np.float32)
+    options = dict(model="googlenet", octaves=1, steps=1, jitter=0, progress=False)
+    minigan.manual_seed(0)
+    net = networks.get_spec("googlenet").build()
+    out = {d: DeepDream(network=net, device=d, **options).process(image) for d in ("cuda", "cpu")}
+    np.testing.assert_allclose(out["cuda"], out["cpu"], rtol=1e-4, atol=1e-5)

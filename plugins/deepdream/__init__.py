@@ -74,6 +74,8 @@ def register_commands(cli: Any) -> None:
             raise click.ClickException(str(e)) from None
         except (networks.LayerError, ValueError, FileNotFoundError) as e:
             raise click.ClickException(str(e)) from None
+        except RuntimeError as e:  # --device cuda without CuPy or a GPU
+            raise click.ClickException(str(e)) from None
         from minigan.images import read_image, save_gif, save_image, unit_to_uint8
 
         image = read_image(source)

@@ -15,6 +15,10 @@ autograd (the network is frozen: no weight gradients), normalises it and adds it
 - **tiles**: the gradient is computed tile by tile (each at most ``tile`` pixels a side), with
   a random roll of the tile grid, so any image size runs in memory bounded by the tile size.
 
+On ``device="cuda"`` the network runs on the GPU and the image stays in host memory: each tile
+is copied to the GPU and its gradient back, so the GPU's memory bounds the tile, not the
+image; the per-step image arithmetic (roll, normalise, clip) is NumPy on the host.
+
 >>> import numpy as np
 >>> image = np.random.default_rng(0).random((40, 48, 3), dtype=np.float32)
 >>> out = dream(image, model="shapes", octaves=2, steps=2, progress=False)
@@ -91,6 +95,9 @@ class DreamConfig:
         default=None, metadata={"help": "guide image: dream towards its features"}
     )
     seed: int = field(default=0, metadata={"help": "random seed (jitter and tile rolls)"})
+    device: Literal["cpu", "cuda"] = field(
+        default="cpu", metadata={"help": "where the network runs (the image stays in host memory)"}
+    )
     progress: bool = field(default=True, metadata={"help": "show a progress bar per octave"})
 
 
@@ -221,6 +228,7 @@ class DeepDream:
         self.spec = networks.get_spec(cfg.model)
         self.weights_source = "given network"
         self.network = (network if network is not None else self._load_network()).eval()
+        self.network.to(cfg.device)
         self.network.requires_grad_(False)
         self.layers = networks.parse_layers(cfg.layers) or dict(self.spec.default_layers)
         self.extractor = networks.FeatureExtractor(self.network, self.spec, list(self.layers))
@@ -254,7 +262,8 @@ class DeepDream:
         if not self.channels:
             return
         with minigan.no_grad():
-            acts = self.extractor(minigan.tensor(np.zeros((1, 3, 64, 64), np.float32)))
+            probe = np.zeros((1, 3, 64, 64), np.float32)
+            acts = self.extractor(minigan.tensor(probe, device=self.config.device))
         for layer, chans in self.channels.items():
             width = acts[layer].shape[1]
             bad = [c for c in chans if not 0 <= c < width]
@@ -273,8 +282,9 @@ class DeepDream:
         return {k: v for k, v in meta.items() if v is not None}
 
     # ----- objective and gradient
-    def _guide_features(self, shape: tuple[int, int]) -> dict[str, np.ndarray]:
-        """Per layer, guide features (C, M) from the guide resized to about ``shape``."""
+    def _guide_features(self, shape: tuple[int, int]) -> dict[str, minigan.Tensor]:
+        """Per layer, guide features (C, M) from the guide resized to about ``shape``, on the
+        network's device."""
         assert self.guide is not None
         h, w = shape
         side = self.config.tile or max(h, w)
@@ -282,22 +292,22 @@ class DeepDream:
         size = (max(16, round(h * scale)), max(16, round(w * scale)))
         guide = resize(np.ascontiguousarray(self.guide.transpose(2, 0, 1)[None]), size)
         with minigan.no_grad():
-            acts = self.extractor(minigan.tensor(guide))
+            acts = self.extractor(minigan.tensor(guide, device=self.config.device))
         feats = {}
         for layer, act in acts.items():
-            a = act.numpy()[0]
+            a = act[0]
             if layer in self.channels:
                 a = a[self.channels[layer]]
-            a = a.reshape(a.shape[0], -1)
+            a = F.reshape(a, (a.shape[0], -1))
             step = max(1, math.ceil(a.shape[1] / GUIDE_POSITIONS))
-            feats[layer] = np.ascontiguousarray(a[:, ::step])
+            feats[layer] = a[:, ::step].detach()
         return feats
 
     def objective(
         self,
         x: minigan.Tensor,
         fraction: float = 1.0,
-        guide: Mapping[str, np.ndarray] | None = None,
+        guide: Mapping[str, minigan.Tensor] | None = None,
     ) -> minigan.Tensor:
         """The dream objective of an NCHW tile ``x`` in [0, 1] that is ``fraction`` of the
         whole image: per layer, the mean square activation (or, with ``guide``, the mean best
@@ -311,7 +321,7 @@ class DeepDream:
                 a = a[:, self.channels[layer]]
             if guide is not None:
                 flat = F.reshape(a, (a.shape[1], -1))  # (C, N)
-                match = F.amax(F.matmul(F.transpose(flat, 0, 1), minigan.tensor(guide[layer])), 1)
+                match = F.amax(F.matmul(F.transpose(flat, 0, 1), guide[layer]), 1)
                 term = F.sum(match) * (fraction / flat.shape[1])
             else:
                 term = F.sum(a * a) * (fraction / a.numel())
@@ -320,7 +330,7 @@ class DeepDream:
         return total
 
     def gradient(
-        self, image: np.ndarray, guide: Mapping[str, np.ndarray] | None = None
+        self, image: np.ndarray, guide: Mapping[str, minigan.Tensor] | None = None
     ) -> tuple[np.ndarray, float]:
         """Gradient of the objective w.r.t. an NCHW image, computed tile by tile (tiles of at
         most ``config.tile`` pixels a side); returns ``(gradient, objective)``."""
@@ -330,7 +340,7 @@ class DeepDream:
         for top, bottom in _splits(h, self.config.tile):
             for left, right in _splits(w, self.config.tile):
                 part = np.ascontiguousarray(image[:, :, top:bottom, left:right])
-                x = minigan.tensor(part, requires_grad=True)
+                x = minigan.tensor(part, device=self.config.device, requires_grad=True)
                 objective = self.objective(x, part[0, 0].size / (h * w), guide)
                 (g,) = minigan.grad(objective, x)
                 grad[:, :, top:bottom, left:right] = g.numpy()
@@ -341,7 +351,7 @@ class DeepDream:
         self,
         image: np.ndarray,
         rng: np.random.Generator,
-        guide: Mapping[str, np.ndarray] | None = None,
+        guide: Mapping[str, minigan.Tensor] | None = None,
     ) -> tuple[np.ndarray, float]:
         """One ascent step on an NCHW image in [0, 1]: roll, tiled gradient, unroll,
         normalise, update, clip. Returns ``(new image, objective before the step)``."""

@@ -210,7 +210,9 @@ class TransformInput(nn.Module):
         self.shift = ((mean - 0.5) / 0.5).astype(np.float32).reshape(1, 3, 1, 1)
 
     def forward(self, x: minigan.Tensor) -> minigan.Tensor:
-        return x * minigan.tensor(self.scale) + minigan.tensor(self.shift)
+        return x * minigan.tensor(self.scale, device=x.device) + minigan.tensor(
+            self.shift, device=x.device
+        )
 
 
 GOOGLENET_STAGES = [
@@ -421,7 +423,8 @@ class FeatureExtractor:
         self.invstd = (1 / np.asarray(spec.std, np.float32)).reshape(1, 3, 1, 1)
 
     def __call__(self, x: minigan.Tensor) -> dict[str, minigan.Tensor]:
-        x = (x - minigan.tensor(self.mean)) * minigan.tensor(self.invstd)
+        mean, invstd = (minigan.tensor(a, device=x.device) for a in (self.mean, self.invstd))
+        x = (x - mean) * invstd
         by_stage: dict[int, list[str]] = {}
         for layer, index in self.targets.items():
             by_stage.setdefault(index, []).append(layer)
