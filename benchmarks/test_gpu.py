@@ -13,7 +13,10 @@ Every row first checks that both sides agree, then times ``WARMUP`` calls of eac
 ``REPS`` alternating pairs with CUDA events (the GPU time between two events on the stream,
 not host time), and reports the best time.
 Two calibration rows come first: the device-to-device copy bandwidth (the ceiling of the norm
-kernels) and cuBLAS SGEMM (the FP32 ceiling the convolutions can approach).
+kernels) and cuBLAS SGEMM (the FP32 ceiling the convolutions can approach). The last rows are
+whole DCGAN training steps (``DCGAN(device="cuda").train_step`` against the same step in
+PyTorch eager, as benchmarks/test_dcgan_step.py does on the CPU): the events then also
+measure the host's launch overhead whenever the GPU waits for it.
 
 The table is printed at the end of the module and written to
 ``benchmarks/results/gpu-<date>.json`` (or ``$MINIGAN_BENCH_RESULTS``) with the device name and
@@ -81,7 +84,8 @@ class GpuRow:
 
     @property
     def rate(self) -> float:
-        return self.work / (self.minigan_ms * 1e-3) / 1e9
+        per_second = self.work / (self.minigan_ms * 1e-3)
+        return per_second if self.unit == "img/s" else per_second / 1e9
 
 
 ROWS: list[GpuRow] = []
@@ -313,3 +317,50 @@ def test_adain_fwd_bwd(shape):
     for a, b in zip(ours(), theirs(), strict=True):
         check(a, b)
     compare(f"adain fwd+bwd {shape}", ours, theirs, 5.0 * x.nbytes, "GB/s")
+
+
+# ------------------------------------------------------------------------- training step
+
+
+@pytest.mark.parametrize("resolution, batch", [(28, 256), (64, 64)])
+def test_dcgan_train_step(resolution, batch):
+    from test_dcgan_step import bce, torch_twin  # benchmarks/test_dcgan_step.py
+
+    import minigan
+    from minigan.plugins.dcgan import DCGAN
+    from minigan.train import read_metrics
+
+    minigan.manual_seed(0)
+    channels = 1 if resolution == 28 else 3
+    model = DCGAN(image_shape=(channels, resolution, resolution), device="cuda")
+    real_np = _RNG.uniform(-1, 1, (batch, channels, resolution, resolution)).astype(np.float32)
+    real = minigan.tensor(real_np, device="cuda")
+    G, D = torch_twin(model.generator).cuda(), torch_twin(model.discriminator).cuda()
+    cfg = model.config
+    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+    treal = torch.from_dlpack(real.data)
+    spatial = model.generator.spatial_input
+
+    def torch_step() -> None:
+        z = torch.randn(batch, cfg.latent_dim, device="cuda")
+        fake = G(z.reshape(batch, -1, 1, 1) if spatial else z)
+        real_logits, fake_logits = D(treal).reshape(-1), D(fake.detach()).reshape(-1)
+        loss_d = bce(real_logits, torch.ones_like(real_logits)) + bce(
+            fake_logits, torch.zeros_like(fake_logits)
+        )
+        opt_d.zero_grad()
+        loss_d.backward()
+        opt_d.step()
+        D.requires_grad_(False)
+        logits = D(fake).reshape(-1)
+        loss_g = bce(logits, torch.ones_like(logits))
+        opt_g.zero_grad()
+        loss_g.backward()
+        opt_g.step()
+        D.requires_grad_(True)
+
+    metrics = model.train_step(real)  # the first step pays compilation and autotuning
+    assert all(np.isfinite(v) for v in read_metrics([metrics])[0].values())
+    compare(f"DCGAN train step {resolution}x{resolution} batch {batch}",
+            lambda: model.train_step(real), torch_step, batch, "img/s")  # fmt: skip
