@@ -380,6 +380,7 @@ def check_model(
     image_shape: Sequence[int] = (1, 32, 32),
     config: Mapping[str, Any] | None = None,
     batch_size: int = 4,
+    device: str = "cpu",
 ) -> None:
     """Check that ``model_cls`` follows the model contract of :mod:`minigan.train`.
 
@@ -392,6 +393,9 @@ def check_model(
     :func:`minigan.save` and loaded into a fresh model gives the same samples and the same
     next training step (optimizer state included). Raises ``AssertionError`` naming the model
     and the property that failed.
+
+    ``device="cuda"`` runs it all on the GPU — or, inside :func:`minigan.testing.fake_cuda`,
+    on its CPU stand-in, which also checks that the model keeps every tensor on the device.
     """
     Config = getattr(model_cls, "Config", None)
     if Config is None or not dataclasses.is_dataclass(Config):
@@ -406,7 +410,7 @@ def check_model(
     def build(seed: int) -> GAN:
         minigan.manual_seed(seed)
         try:
-            return model_cls(model_cls.make_config(dict(config or {})), shape, "cpu")
+            return model_cls(model_cls.make_config(dict(config or {})), shape, device)
         except Exception as e:
             raise _fail(model_cls, "construction", f"{type(e).__name__}: {e}") from e
 
@@ -415,12 +419,22 @@ def check_model(
     for required in ("generator", "discriminator"):
         if required not in nets:
             raise _fail(model_cls, "networks()", f"no {required!r} in {sorted(nets)}")
+    for net_name, net in nets.items():
+        for key, t in net.state_dict().items():
+            if t.device != minigan.backend.parse_device(device):
+                raise _fail(
+                    model_cls, "device", f"{net_name}.{key} is on {t.device!r}, not {device!r}"
+                )
     data_rng = np.random.default_rng(0)
-    real = minigan.tensor(data_rng.uniform(-1, 1, (batch_size, *shape)).astype(np.float32))
+    real = data_rng.uniform(-1, 1, (batch_size, *shape)).astype(np.float32)
+    real = minigan.tensor(real, device=device)
 
     before = _params(model)
     minigan.manual_seed(1)
-    metrics = model.train_step(real)
+    try:
+        metrics = model.train_step(real)
+    except Exception as e:  # e.g. a tensor made on the CPU meeting the model's on the GPU
+        raise _fail(model_cls, "train_step", f"{type(e).__name__}: {e}") from e
     if not isinstance(metrics, dict):
         raise _fail(model_cls, "train_step", f"must return a dict, got {type(metrics).__name__}")
     missing = [k for k in REQUIRED_METRICS if k not in metrics]

@@ -393,3 +393,34 @@ def test_deepdream_googlenet_input_transform_on_cuda(cuda):
     net = networks.get_spec("googlenet").build()
     out = {d: DeepDream(network=net, device=d, **options).process(image) for d in ("cuda", "cpu")}
     np.testing.assert_allclose(out["cuda"], out["cpu"], rtol=1e-4, atol=1e-5)
+
+
+# ------------------------------------------------------------------- the contract, on cuda
+
+
+def test_check_model_passes_the_builtin_models_on_cuda(cuda):
+    from minigan.plugins.dcgan import DCGAN
+    from minigan.plugins.stylegan_lite import StyleGANLite
+    from minigan.train import check_model
+
+    check_model(DCGAN, (1, 28, 28), {"g_width": 4, "d_width": 4}, device="cuda")
+    tiny = {"g_channels": 8, "d_channels": 8, "latent_dim": 16, "w_dim": 16, "mapping_layers": 2}
+    check_model(StyleGANLite, (3, 16, 16), tiny, device="cuda")
+
+
+def test_check_model_finds_a_model_that_ignores_the_device(cuda):
+    from test_train import ToyGAN
+
+    from minigan.train import check_model
+
+    with pytest.raises(AssertionError, match=r"ToyGAN.*generator\.0\.weight is on 'cpu'"):
+        check_model(ToyGAN, (1, 8, 8), device="cuda")
+
+    class NoiseOnTheHost(ToyGAN):  # moves its networks, but draws its latents on the CPU
+        def __init__(self, config=None, image_shape=(1, 8, 8), device="cpu"):
+            super().__init__(config, image_shape, device)
+            for net in self.networks().values():
+                net.to(device)
+
+    with pytest.raises(AssertionError, match=r"train_step.*input is on device 'cpu'"):
+        check_model(NoiseOnTheHost, (1, 8, 8), device="cuda")
