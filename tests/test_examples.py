@@ -115,4 +115,4 @@ def test_example_plugin_passes_its_own_tests(installed, tmp_path):
         text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "3 passed" in result.stdout
+    assert "4 passed" in result.stdout

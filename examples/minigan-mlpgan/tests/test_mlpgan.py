@@ -6,11 +6,17 @@ from minigan_mlpgan.model import MLPGAN
 
 import minigan
 import minigan.train
-from minigan.testing import check_model, fresh_registry, registered_plugin
+from minigan.testing import check_model, fake_cuda, fresh_registry, registered_plugin
 
 
 def test_model_follows_the_contract():
     check_model(MLPGAN, image_shape=(1, 28, 28), config={"hidden": 32})
+
+
+def test_model_follows_the_contract_on_the_gpu_path():
+    """No GPU needed: fake_cuda runs the "cuda" device path on a CPU stand-in for CuPy."""
+    with fake_cuda():
+        check_model(MLPGAN, image_shape=(1, 28, 28), config={"hidden": 32}, device="cuda")
 
 
 def test_plugin_registers_the_model():
