@@ -66,7 +66,7 @@ def _unwrap(x: Any, what: str) -> Any:
 def _wrap(x: Any) -> Any:
     if isinstance(x, np.ndarray):
         return ndarray(x)
-    if isinstance(x, np.generic) and not isinstance(x, np.dtype):
+    if isinstance(x, np.generic):
         return ndarray(np.asarray(x))  # CuPy reductions return 0-d arrays, not scalars
     if isinstance(x, tuple):
         return tuple(_wrap(v) for v in x)
@@ -135,10 +135,7 @@ class ndarray:  # noqa: N801 (CuPy's name)
         return len(self._a)
 
     def __iter__(self):
-        return (
-            ndarray(row) if isinstance(row, np.ndarray) else ndarray(np.asarray(row))
-            for row in self._a
-        )
+        return (_wrap(row) for row in self._a)  # rows, or 0-d arrays: no host reads
 
     def __getitem__(self, index: Any) -> ndarray:
         return _wrap(self._a[_index(index)])

@@ -1047,6 +1047,9 @@ def train(
                     batch_index += 1
                     position = (epoch, batch_index)
                     where = {"step": net.steps, "epoch": epoch + 1, "batch": batch_index}
+                    # detached, so that no step's graph outlives it until the next read
+                    metrics = {k: v.detach() if isinstance(v, Tensor) else v
+                               for k, v in metrics.items()}  # fmt: skip
                     pending.append(({**where, "images": len(real)}, metrics))
                     bar.update(1)
                     if len(pending) >= reads_every:
