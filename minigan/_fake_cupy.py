@@ -12,7 +12,8 @@ broken on a real GPU:
   step reads nothing back from the GPU.
 
 Only the part of CuPy's API that minigan and its plugins use is modelled faithfully; other
-NumPy functions are passed through with the same argument checks.
+NumPy functions are passed through with the same argument checks, except those CuPy does not
+have (compared with CuPy 14.2: ``_NOT_IN_CUPY``), which raise as they would there.
 """
 
 from __future__ import annotations
@@ -47,6 +48,15 @@ class Transfers:
 
 
 transfers = Transfers()
+
+# NumPy functions and ndarray members that CuPy 14.2 does not have (dir() of both, compared)
+_NOT_IN_CUPY = frozenset("""
+    asmatrix block bmat busday_count busday_offset datetime_as_string datetime_data einsum_path
+    frompyfunc fromregex geomspace get_include getbufsize geterr geterrcall histogram_bin_edges
+    info insert is_busday isnat matvec nanpercentile nanquantile nested_iters polyder polydiv
+    polyint setbufsize seterr seterrcall show_runtime spacing test unstack vecdot vecmat
+""".split())  # fmt: skip
+_NDARRAY_NOT_IN_CUPY = frozenset("ctypes getfield resize setfield setflags to_device".split())
 
 
 def _unwrap(x: Any, what: str) -> Any:
@@ -150,6 +160,8 @@ class ndarray:  # noqa: N801 (CuPy's name)
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):  # not NumPy's __array_interface__ & co: no implicit copies
             raise AttributeError(name)
+        if name in _NDARRAY_NOT_IN_CUPY:
+            raise AttributeError(f"'cupy.ndarray' object has no attribute {name!r}")
         attr = getattr(self._a, name)
         if callable(attr):
             return lambda *args, **kwargs: _call(attr, f"ndarray.{name}", args, kwargs)
@@ -269,6 +281,8 @@ class _Ufunc:
 
 
 def _module_function(name: str) -> Any:
+    if name in _NOT_IN_CUPY:
+        return None
     if name in _EXPLICIT:
         return _EXPLICIT[name]
     attr = getattr(np, name, None)
@@ -284,6 +298,8 @@ def __getattr__(name: str) -> Any:
     fn = _module_function(name)
     if fn is not None:
         return fn
+    if name in _NOT_IN_CUPY:
+        raise AttributeError(f"module 'cupy' has no attribute {name!r}")
     try:
         return getattr(np, name)  # float32, uint64, newaxis, pi...
     except AttributeError:

@@ -69,6 +69,10 @@ def test_stand_in_keeps_cupys_rules(cuda):
     assert is_cupy_array(np.exp(a))  # NumPy functions dispatch to the device
     assert cuda.device_to_host == 0
     assert float(total) == 15.0 and cuda.device_to_host == 1
+    with pytest.raises(AttributeError):
+        cp.geomspace  # a NumPy function CuPy does not have  # noqa: B018
+    with pytest.raises(TypeError):
+        np.insert(a, 0, 1.0)  # no CuPy implementation to dispatch to
     np.testing.assert_array_equal(a.get(), np.arange(6.0).reshape(2, 3))
     assert cuda.device_to_host == 2
 
