@@ -11,6 +11,11 @@ and block sizes shrunk (a 4x4 tile of 2x2 threads, 8-thread norm blocks); every 
 the full-size kernels still runs: ragged edge tiles, several reduction tiles, several stride
 phases, split reductions. CuPy is not involved: the ``launch_*`` functions take Numba device
 arrays, exactly as the CuPy host functions hand them over.
+
+On a machine with a GPU, ``MINIGAN_TEST_CUDA=gpu python -m pytest tests/cuda_sim`` (simulator
+off) runs the same comparisons on the hardware, with the production tile shapes and norm
+block size added to the small ones — races and shared-memory mistakes that the
+simulator's thread scheduling can hide show up there.
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ import os
 import numpy as np
 import pytest
 
-if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
+REAL_GPU = os.environ.get("MINIGAN_TEST_CUDA") == "gpu"
+if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1" and not REAL_GPU:
     pytest.skip(
         "CUDA simulator tests: run in a subprocess by tests/test_cuda_kernels.py::test_simulator",
         allow_module_level=True,
@@ -34,7 +40,12 @@ from minigan.kernels.cuda.conv import ConvGeometry, Tiles  # noqa: E402
 
 # Small tiles: 2x2 threads with 2x2 register tiles (a 4x4 block tile), and an uneven one.
 SIM_TILES = [Tiles(tx=2, ty=2, rm=2, rn=2, bk=4), Tiles(tx=4, ty=2, rm=1, rn=2, bk=4)]
+TILE_IDS = ["t4x4", "t2x8"]
 NORM_THREADS = 8
+if REAL_GPU:  # on hardware, the tiles and block size the kernels really run with as well
+    SIM_TILES += list(conv.TILE_CHOICES.values())
+    TILE_IDS += list(conv.TILE_CHOICES)
+    NORM_THREADS = norm.THREADS
 
 # (x_shape, w_shape, stride, padding, dilation)
 CONV_CASES = {
@@ -77,7 +88,7 @@ def conv_inputs(case: str, rng: np.random.Generator, dtype=np.float32):
 # ------------------------------------------------------------------------------ convolution
 
 
-@pytest.mark.parametrize("tiles", SIM_TILES, ids=["t4x4", "t2x8"])
+@pytest.mark.parametrize("tiles", SIM_TILES, ids=TILE_IDS)
 @pytest.mark.parametrize("case", list(CONV_CASES))
 def test_conv_forward(case, tiles, rng):
     g, x, w, _, spd = conv_inputs(case, rng)
@@ -86,7 +97,7 @@ def test_conv_forward(case, tiles, rng):
     assert_close(y.copy_to_host().reshape(g.N, g.O, g.OH, g.OW), cpu.conv2d(x, w, *spd))
 
 
-@pytest.mark.parametrize("tiles", SIM_TILES, ids=["t4x4", "t2x8"])
+@pytest.mark.parametrize("tiles", SIM_TILES, ids=TILE_IDS)
 @pytest.mark.parametrize("case", list(CONV_CASES))
 def test_conv_grad_input(case, tiles, rng):
     g, x, w, gy, spd = conv_inputs(case, rng)
