@@ -651,7 +651,7 @@ class StyleGANLite(GAN):
         for r in range(len(row_seeds)):
             mixed = np.repeat(ws_rows.numpy()[r : r + 1], len(col_seeds), axis=0)
             mixed[:, take] = ws_cols.numpy()[:, take]
-            cells = np.asarray(self.synthesis(minigan.tensor(mixed), noise_mode).numpy())
+            cells = self.synthesis(minigan.tensor(mixed, device=self.device), noise_mode).numpy()
             rows.append(np.concatenate([left[r : r + 1], cells]))
         return np.concatenate(rows)
 
@@ -684,17 +684,18 @@ class StyleGANLite(GAN):
         if space == "z":
             zs = slerp(z[i], z[j], f)
             return self.generate_from_z(zs, truncation, noise_mode)
-        w = self.mapping(minigan.tensor(z), truncation).numpy()[:, 0]  # (k, w_dim)
+        w = self.mapping(minigan.tensor(z, device=self.device), truncation).numpy()[:, 0]
         ws = (w[i] + (w[j] - w[i]) * f).astype(np.float32)
         ws = np.repeat(ws[:, None], self.num_ws, axis=1)
-        return np.asarray(self.synthesis(minigan.tensor(ws), noise_mode).numpy())
+        return self.synthesis(minigan.tensor(ws, device=self.device), noise_mode).numpy()
 
     def generate_from_z(
         self, z: np.ndarray, truncation: float = 1.0, noise_mode: NoiseMode = "const"
     ) -> np.ndarray:
         """Images for an array of latents, 64 at a time."""
         parts = [
-            np.asarray(self.sample(minigan.tensor(z[i : i + 64]), truncation, noise_mode).numpy())
+            self.sample(minigan.tensor(z[i : i + 64], device=self.device), truncation, noise_mode)
+            .numpy()
             for i in range(0, len(z), 64)
         ]
         return np.concatenate(parts)
@@ -777,6 +778,9 @@ def register_commands(cli: Any) -> None:
     truncation_option = click.option(
         "--truncation", type=float, default=1.0, show_default=True, help="truncation psi"
     )
+    device_option = click.option(
+        "--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True
+    )
 
     @cli.command("style-mix")
     @click.argument("source", metavar="RUN|CHECKPOINT", type=click.Path())
@@ -790,6 +794,7 @@ def register_commands(cli: Any) -> None:
     )
     @truncation_option
     @noise_option
+    @device_option
     @click.option("-o", "--output", default="style_mix.png", show_default=True)
     def style_mix(
         source: str,
@@ -798,11 +803,12 @@ def register_commands(cli: Any) -> None:
         styles: str,
         truncation: float,
         noise_mode: str,
+        device: str,
         output: str,
     ) -> None:
         """The style-mixing figure: row seeds' images with some layers' styles from column
         seeds (coarse layers carry pose and shape, fine ones colour and texture)."""
-        model, ckpt = load_stylegan(source, "style-mix")
+        model, ckpt = load_stylegan(source, "style-mix", device)
         row_seeds, col_seeds = seeds_of(rows, "--rows"), seeds_of(cols, "--cols")
         layers = seeds_of(styles, "--styles")
         try:
@@ -832,11 +838,14 @@ def register_commands(cli: Any) -> None:
     @click.option("--seeds", default="0-5", show_default=True, help="one row per seed")
     @click.option("--psi", default="1,0.7,0.5,0,-0.5", show_default=True, help="one column per psi")
     @noise_option
+    @device_option
     @click.option("-o", "--output", default="truncation.png", show_default=True)
-    def truncation_sweep(source: str, seeds: str, psi: str, noise_mode: str, output: str) -> None:
+    def truncation_sweep(
+        source: str, seeds: str, psi: str, noise_mode: str, device: str, output: str
+    ) -> None:
         """The truncation figure: each seed at several psi (1: unchanged, 0: the average
         image w_avg, negative: the "opposite" of the seed's image)."""
-        model, ckpt = load_stylegan(source, "truncation-sweep")
+        model, ckpt = load_stylegan(source, "truncation-sweep", device)
         seed_list = seeds_of(seeds, "--seeds")
         try:
             psis = parse_floats(psi)
@@ -860,6 +869,7 @@ def register_commands(cli: Any) -> None:
     )
     @truncation_option
     @noise_option
+    @device_option
     @click.option("--fps", default=20.0, show_default=True, help="frames per second")
     @click.option("-o", "--output", default="walk.gif", show_default=True)
     def interpolate(
@@ -869,11 +879,12 @@ def register_commands(cli: Any) -> None:
         space: str,
         truncation: float,
         noise_mode: str,
+        device: str,
         fps: float,
         output: str,
     ) -> None:
         """A looping latent walk through the seeds (and back to the first) as a GIF."""
-        model, ckpt = load_stylegan(source, "interpolate")
+        model, ckpt = load_stylegan(source, "interpolate", device)
         seed_list = seeds_of(seeds, "--seeds")
         try:
             images = model.interpolation_frames(

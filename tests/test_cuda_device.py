@@ -455,3 +455,39 @@ def test_check_model_finds_a_model_that_ignores_the_device(cuda):
 
     with pytest.raises(AssertionError, match=r"train_step.*input is on device 'cpu'"):
         check_model(NoiseOnTheHost, (1, 8, 8), device="cuda")
+
+
+def test_stylegan_figures_on_cuda_match_cpu(cuda, tmp_path):
+    """Style mixing, truncation, latent walks and the ``--device cuda`` commands."""
+    from click.testing import CliRunner
+
+    from minigan.cli import main
+    from minigan.train import train
+
+    run = tmp_path / "run"
+    tiny = {"g_channels": 8, "d_channels": 8, "latent_dim": 16, "w_dim": 16, "mapping_layers": 2}
+    data_options = {"resolution": 16, "limit": 8}
+    train("stylegan-lite", "shapes", out=run, config=tiny, batch_size=4, max_steps=2,
+          data_options=data_options, progress=False, log=lambda m: None)  # fmt: skip
+
+    def figures(device):
+        m = minigan.train.load_model(run, device=device)[0]
+        minigan.manual_seed(0)  # the same fresh noise for "random"
+        return [
+            m.style_mix_grid([1, 2], [3], [0, 1], 0.7, "const"),
+            m.truncation_grid([0, 1], [1.0, 0.5], "random"),
+            m.interpolation_frames([1, 2], 4, "z", 1.0, "none"),
+            m.interpolation_frames([1, 2], 4, "w", 0.8, "const"),
+            m.generate_from_z(np.ones((2, 16), np.float32), 0.5),
+        ]
+
+    outputs = {d: figures(d) for d in ("cpu", "cuda")}
+    for i, (a, e) in enumerate(zip(outputs["cuda"], outputs["cpu"])):
+        assert_close(a, e, rtol=1e-4, atol=1e-5, err_msg=f"figure {i}")
+    for command in ("style-mix", "truncation-sweep", "interpolate"):
+        out = tmp_path / f"{command}.{'gif' if command == 'interpolate' else 'png'}"
+        args = [command, str(run), "--device", "cuda", "-o", str(out)]
+        result = CliRunner().invoke(main, args + (["--frames", "3"] if command == "interpolate"
+                                                  else []), catch_exceptions=False)  # fmt: skip
+        assert result.exit_code == 0, result.output
+        assert out.exists()
