@@ -8,6 +8,8 @@ at batch 64. Both sides draw their own noise; the work per step is the same.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 import torch
@@ -66,25 +68,22 @@ def torch_twin(net: minigan.nn.Module) -> tnn.Module:
     return twin
 
 
-@pytest.mark.parametrize("resolution, batch", [(28, 256), (64, 64)])
-def test_dcgan_train_step(bench, resolution, batch):
-    minigan.manual_seed(0)
-    channels = 1 if resolution == 28 else 3
-    model = DCGAN(image_shape=(channels, resolution, resolution))
-    real_np = np.random.default_rng(0).uniform(-1, 1, (batch, channels, resolution, resolution))
-    real = minigan.tensor(real_np.astype(np.float32))
-
-    G, D = torch_twin(model.generator), torch_twin(model.discriminator)
+def torch_train_step(model: DCGAN, real: torch.Tensor) -> Callable[[], None]:
+    """The DCGAN training step in PyTorch eager, with ``model``'s layers, weights and Adam
+    settings, on ``real``'s device (its noise drawn there too)."""
+    G, D = (
+        torch_twin(model.generator).to(real.device),
+        torch_twin(model.discriminator).to(real.device),
+    )
     cfg = model.config
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
     opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
-    treal = torch.tensor(real.numpy())
-    spatial = model.generator.spatial_input
+    batch, spatial = real.shape[0], model.generator.spatial_input
 
-    def torch_step() -> None:
-        z = torch.randn(batch, cfg.latent_dim)
+    def step() -> None:
+        z = torch.randn(batch, cfg.latent_dim, device=real.device)
         fake = G(z.reshape(batch, -1, 1, 1) if spatial else z)
-        real_logits, fake_logits = D(treal).reshape(-1), D(fake.detach()).reshape(-1)
+        real_logits, fake_logits = D(real).reshape(-1), D(fake.detach()).reshape(-1)
         loss_d = bce(real_logits, torch.ones_like(real_logits)) + bce(
             fake_logits, torch.zeros_like(fake_logits)
         )
@@ -99,10 +98,20 @@ def test_dcgan_train_step(bench, resolution, batch):
         opt_g.step()
         D.requires_grad_(True)
 
+    return step
+
+
+@pytest.mark.parametrize("resolution, batch", [(28, 256), (64, 64)])
+def test_dcgan_train_step(bench, resolution, batch):
+    minigan.manual_seed(0)
+    channels = 1 if resolution == 28 else 3
+    model = DCGAN(image_shape=(channels, resolution, resolution))
+    real_np = np.random.default_rng(0).uniform(-1, 1, (batch, channels, resolution, resolution))
+    real = minigan.tensor(real_np.astype(np.float32))
     bench.compare(
         f"DCGAN train step {resolution}x{resolution} batch {batch}",
         lambda: model.train_step(real),
-        torch_step,
+        torch_train_step(model, torch.tensor(real.numpy())),
         work=batch,
         unit="img/s",
     )

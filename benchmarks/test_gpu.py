@@ -324,7 +324,7 @@ def test_adain_fwd_bwd(shape):
 
 @pytest.mark.parametrize("resolution, batch", [(28, 256), (64, 64)])
 def test_dcgan_train_step(resolution, batch):
-    from test_dcgan_step import bce, torch_twin  # benchmarks/test_dcgan_step.py
+    from test_dcgan_step import torch_train_step  # benchmarks/test_dcgan_step.py
 
     import minigan
     from minigan.plugins.dcgan import DCGAN
@@ -335,31 +335,7 @@ def test_dcgan_train_step(resolution, batch):
     model = DCGAN(image_shape=(channels, resolution, resolution), device="cuda")
     real_np = _RNG.uniform(-1, 1, (batch, channels, resolution, resolution)).astype(np.float32)
     real = minigan.tensor(real_np, device="cuda")
-    G, D = torch_twin(model.generator).cuda(), torch_twin(model.discriminator).cuda()
-    cfg = model.config
-    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
-    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
-    treal = torch.from_dlpack(real.data)
-    spatial = model.generator.spatial_input
-
-    def torch_step() -> None:
-        z = torch.randn(batch, cfg.latent_dim, device="cuda")
-        fake = G(z.reshape(batch, -1, 1, 1) if spatial else z)
-        real_logits, fake_logits = D(treal).reshape(-1), D(fake.detach()).reshape(-1)
-        loss_d = bce(real_logits, torch.ones_like(real_logits)) + bce(
-            fake_logits, torch.zeros_like(fake_logits)
-        )
-        opt_d.zero_grad()
-        loss_d.backward()
-        opt_d.step()
-        D.requires_grad_(False)
-        logits = D(fake).reshape(-1)
-        loss_g = bce(logits, torch.ones_like(logits))
-        opt_g.zero_grad()
-        loss_g.backward()
-        opt_g.step()
-        D.requires_grad_(True)
-
+    torch_step = torch_train_step(model, torch.from_dlpack(real.data))
     metrics = model.train_step(real)  # the first step pays compilation and autotuning
     assert all(np.isfinite(v) for v in read_metrics([metrics])[0].values())
     compare(f"DCGAN train step {resolution}x{resolution} batch {batch}",
