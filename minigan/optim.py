@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from minigan.backend import get_array_module, is_cupy_array, to_device
+from minigan.backend import device_of, get_array_module, is_cupy_array, to_device
 from minigan.tensor import Tensor
 
 __all__ = ["Optimizer", "SGD", "Adam"]
@@ -149,6 +149,15 @@ class Optimizer:
             params = self.param_groups[i]["params"]
             self.param_groups[i] = {**saved, "params": params}
 
+    def state_of(self, p: Tensor) -> dict[str, Any]:
+        """``p``'s state; arrays in it follow ``p`` to its device if it moved since (say by
+        ``Module.to("cuda")`` after some steps on the CPU)."""
+        state = self.state.setdefault(p, {})
+        for key, value in state.items():
+            if _is_array(value) and device_of(value) != p.device:
+                state[key] = to_device(value, p.device)
+        return state
+
     def __repr__(self) -> str:
         lines = [f"{type(self).__name__} ("]
         for i, group in enumerate(self.param_groups):
@@ -249,7 +258,7 @@ class SGD(Optimizer):
                 if weight_decay != 0:
                     g = g + weight_decay * p.data
                 if momentum != 0:
-                    state = self.state.setdefault(p, {})
+                    state = self.state_of(p)
                     buf = state.get("momentum_buffer")
                     if buf is None:
                         buf = state["momentum_buffer"] = g.copy()
@@ -322,7 +331,7 @@ class Adam(Optimizer):
                     continue
                 xp = get_array_module(p.data)
                 g = -p.grad.data if group["maximize"] else p.grad.data
-                state = self.state.setdefault(p, {})
+                state = self.state_of(p)
                 if not state:
                     state["step"] = 0
                     state["exp_avg"] = xp.zeros_like(p.data)

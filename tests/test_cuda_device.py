@@ -295,6 +295,30 @@ def test_optimizer_state_moves_to_the_parameters_device(cuda):
     gpu_opt.step()  # fails if the loaded moments stayed on the host
 
 
+@pytest.mark.parametrize("make_opt", [lambda p: optim.Adam(p, lr=1e-2, amsgrad=True),
+                                      lambda p: optim.SGD(p, lr=0.1, momentum=0.9)])  # fmt: skip
+def test_optimizer_state_follows_a_module_moved_after_some_steps(cuda, make_opt):
+    x = np.random.default_rng(5).standard_normal((4, 3)).astype(np.float32)
+
+    def run(move_after):
+        minigan.manual_seed(0)
+        model = nn.Linear(3, 2)
+        opt = make_opt(model.parameters())
+        for step in range(4):
+            if step == move_after:
+                model.cuda()
+            (model(minigan.tensor(x, device=model.weight.device)) ** 2).sum().backward()
+            opt.step()
+            opt.zero_grad()
+        return model.weight.numpy(), opt
+
+    expected, _ = run(move_after=None)
+    moved, opt = run(move_after=2)
+    assert_close(moved, expected)
+    arrays = [v for s in opt.state.values() for v in s.values() if hasattr(v, "shape")]
+    assert arrays and all(is_cupy_array(v) for v in arrays)
+
+
 def test_data_loader_delivers_device_batches(cuda):
     from minigan.data import DataLoader, Dataset
 
