@@ -151,11 +151,17 @@ class ndarray:  # noqa: N801 (CuPy's name)
         return _wrap(self._a[_index(index)])
 
     def __setitem__(self, index: Any, value: Any) -> None:
-        if isinstance(value, np.ndarray):  # CuPy copies a host array in
+        if isinstance(value, np.ndarray):  # CuPy assigns a host array through fill()
+            if value.shape != ():
+                raise ValueError("non-scalar numpy.ndarray cannot be used for fill")
             transfers.host_to_device += 1
         elif isinstance(value, ndarray):
             value = value._a
         self._a[_index(index)] = value
+
+    def nonzero(self) -> tuple[ndarray, ...]:
+        transfers.read(f"nonzero() of {self._a.shape}")  # the count sizes the result
+        return _wrap(self._a.nonzero())
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):  # not NumPy's __array_interface__ & co: no implicit copies
@@ -178,10 +184,13 @@ class ndarray:  # noqa: N801 (CuPy's name)
 
 
 def _index(index: Any) -> Any:
-    """Unwrap device arrays inside an index; NumPy index arrays are copied in (as CuPy does)."""
+    """Unwrap device arrays inside an index; NumPy index arrays are copied in (as CuPy does).
+    A boolean mask is a read: the size of the result is its count of True, on the host."""
     if isinstance(index, tuple):
         return tuple(_index(i) for i in index)
     if isinstance(index, ndarray):
+        if index._a.dtype == bool and index._a.ndim:
+            transfers.read(f"boolean index of {index._a.shape}")
         return index._a
     if isinstance(index, np.ndarray):
         transfers.host_to_device += 1

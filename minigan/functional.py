@@ -265,9 +265,11 @@ clamp = clip
 
 
 def where(condition: Any, a: Any, b: Any) -> Tensor:
-    """Elementwise ``a if condition else b``."""
-    a, b = _operands(a, b)
+    """Elementwise ``a if condition else b`` (two scalars take the condition's device)."""
     c = condition.data if isinstance(condition, Tensor) else condition
+    if not isinstance(a, Tensor) and not isinstance(b, Tensor) and backend.is_cupy_array(c):
+        a = Tensor(_xp(c).asarray(a))  # (the same dtype as on the CPU)
+    a, b = _operands(a, b)
     c = _xp(a.data).asarray(c, dtype=bool)
     shape = np.broadcast_shapes(c.shape, a.shape, b.shape)
     return Where(_xp(c).broadcast_to(c, shape))(broadcast_to(a, shape), broadcast_to(b, shape))
@@ -663,7 +665,9 @@ def _raw_index(index: Any, device: str) -> Any:
         index = index.data
     elif isinstance(index, list):
         index = np.asarray(index)
-    return backend.to_device(index, device) if hasattr(index, "shape") else index
+    if isinstance(index, np.ndarray) or backend.is_cupy_array(index):
+        return backend.to_device(index, device)
+    return index  # ints, slices, None, Ellipsis and NumPy integer scalars stay basic indices
 
 
 def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
@@ -1348,7 +1352,8 @@ def cross_entropy(
     logp = log_softmax(logits, dim=1)
     k = logits.shape[1]
     if not isinstance(target, Tensor):
-        target = Tensor(backend.to_device(np.asarray(target), logits.device))
+        raw = target if backend.is_cupy_array(target) else np.asarray(target)
+        target = Tensor(backend.to_device(raw, logits.device))
     if target.dtype.kind in "iu":
         if target.shape != logits.shape[:1] + logits.shape[2:]:
             raise ValueError(

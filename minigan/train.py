@@ -386,13 +386,13 @@ def check_model(
 
     Builds it with its default ``Config`` (fields overridden by ``config``, e.g. small
     widths), trains one step on random data and checks: the config dataclass (defaults and
-    help for every field), the metrics (required keys, finite floats, probabilities in
-    [0, 1]), that the generator's and the discriminator's parameters changed, that samples
-    have the right shape, dtype (float32) and range, that the same seeds give the same
-    samples whatever the global random state and the batch, and that a state dict saved with
-    :func:`minigan.save` and loaded into a fresh model gives the same samples and the same
-    next training step (optimizer state included). Raises ``AssertionError`` naming the model
-    and the property that failed.
+    help for every field), the metrics (required keys, finite numbers — floats or
+    one-element tensors —, probabilities in [0, 1]), that the generator's and the
+    discriminator's parameters changed, that samples have the right shape, dtype (float32)
+    and range, that the same seeds give the same samples whatever the global random state and
+    the batch, and that a state dict saved with :func:`minigan.save` and loaded into a fresh
+    model gives the same samples and the same next training step (optimizer state included).
+    Raises ``AssertionError`` naming the model and the property that failed.
 
     ``device="cuda"`` runs it all on the GPU — or, inside :func:`minigan.testing.fake_cuda`,
     on its CPU stand-in, which also checks that the model keeps every tensor on the device.
@@ -444,7 +444,9 @@ def check_model(
         scalar = isinstance(value, Tensor) and value.numel() == 1 and value.dtype.kind == "f"
         if not (scalar or isinstance(value, (float, int))) or isinstance(value, bool):
             raise _fail(
-                model_cls, "train_step metrics", f"{key} is {value!r}, not a float or 0-d tensor"
+                model_cls,
+                "train_step metrics",
+                f"{key} is {value!r}, not a float or a one-element float tensor",
             )
     (metrics,) = read_metrics([metrics])
     for key, value in metrics.items():
@@ -665,6 +667,13 @@ def _finite(metrics: Mapping[str, float]) -> str | None:
     return None
 
 
+def _snapshot(value: Any) -> Any:
+    """A metric as it is now: a float64 copy of a 0-d tensor (on its device), else itself."""
+    if isinstance(value, Tensor):
+        return Tensor(value.data.astype(np.float64).reshape(()))
+    return value
+
+
 def _progress_text(record: Mapping[str, float]) -> str:
     return (
         f"loss_d={record['loss_d']:.3f} loss_g={record['loss_g']:.3f} D(x)={record['d_real']:.2f}"
@@ -814,8 +823,10 @@ def train(
             steps read together, and a NaN is caught at the next read (always before a
             checkpoint is written).
         callbacks: called as ``callback(record, model)`` for every step, when its metrics are
-            read (``record`` is the metrics.jsonl line); raising ``KeyboardInterrupt`` acts as
-            Ctrl-C.
+            read (``record`` is the metrics.jsonl line): after each step with ``log_every=1``,
+            else every ``log_every`` steps, so ``model`` may be a few steps further on.
+            Raising ``KeyboardInterrupt`` acts as Ctrl-C (the run stops, with a checkpoint,
+            at the step it has reached).
         progress: show a tqdm progress bar (on stderr).
         log: where messages go (default: stderr).
 
@@ -987,31 +998,33 @@ def train(
     busy = 0.0  # seconds spent in train_step since the last read
 
     def read_back() -> None:
-        """Read the pending steps' metrics (one copy per device), check them, log them."""
+        """Read the pending steps' metrics (one copy per device), check them, log them.
+
+        The steps before a NaN are logged before :class:`TrainingDiverged` is raised; a
+        callback's ``KeyboardInterrupt`` is raised once every step read has been logged."""
         nonlocal record, busy
         if not pending:
             return
         t0 = time.perf_counter()
         values = read_metrics([metrics for _, metrics in pending])
         seconds = (busy + time.perf_counter() - t0) / len(pending)  # the read waits for the GPU
-        steps, busy = list(pending), 0.0
-        pending.clear()
-        records = []
-        for (where, _), metrics in zip(steps, values):
-            images = where.pop("images")
+        records, diverged = [], None
+        for (where, _), metrics in zip(pending, values):
             bad = _finite(metrics)
             if bad is not None:
                 good = latest_checkpoint(run.root)
                 ok = f"{good} (step {_step_of(good)})" if good else "none had been written yet"
-                raise TrainingDiverged(
+                diverged = TrainingDiverged(
                     f"{bad} became {metrics[bad]} at step {where['step']} (epoch "
                     f"{where['epoch']}, batch {where['batch']}); training stopped. Last good "
                     f"checkpoint: {ok}. Try a lower learning rate.",
                     where["step"],
                     good,
                 )
+                break
+            images = where["images"]
             record = {
-                **where,
+                **{k: v for k, v in where.items() if k != "images"},
                 **metrics,
                 "seconds": seconds,
                 "images_per_s": images / max(seconds, 1e-9),
@@ -1019,10 +1032,21 @@ def train(
             records.append(record)
         metrics_file.write("".join(json.dumps(r) + "\n" for r in records))
         metrics_file.flush()
-        bar.set_postfix_str(_progress_text(record))
+        pending.clear()  # only now: a Ctrl-C above leaves them to the next read
+        busy = 0.0
+        if records:
+            bar.set_postfix_str(_progress_text(record))
+        stop = None
         for r in records:
             for callback in callbacks:
-                callback(r, net)
+                try:
+                    callback(r, net)
+                except KeyboardInterrupt as e:  # a stop request: finish the steps read first
+                    stop = e
+        if diverged is not None:
+            raise diverged
+        if stop is not None:
+            raise stop
 
     def checkpoint() -> Path | None:
         nonlocal last_saved, latest
@@ -1047,9 +1071,9 @@ def train(
                     batch_index += 1
                     position = (epoch, batch_index)
                     where = {"step": net.steps, "epoch": epoch + 1, "batch": batch_index}
-                    # detached, so that no step's graph outlives it until the next read
-                    metrics = {k: v.detach() if isinstance(v, Tensor) else v
-                               for k, v in metrics.items()}  # fmt: skip
+                    # copied (a metric may be a view of a weight the next step updates) and
+                    # detached (no step's graph outlives it): on a GPU, no wait
+                    metrics = {k: _snapshot(v) for k, v in metrics.items()}
                     pending.append(({**where, "images": len(real)}, metrics))
                     bar.update(1)
                     if len(pending) >= reads_every:
@@ -1077,6 +1101,10 @@ def train(
             say(f"interrupted during step {net.steps + 1}; not saving. Last checkpoint: {latest}")
             raise
         interrupted = True
+        try:
+            read_back()
+        except KeyboardInterrupt:  # a callback asking to stop too: we are stopping
+            pass
         checkpoint()
         bar.close()
         say(

@@ -69,12 +69,20 @@ def test_stand_in_keeps_cupys_rules(cuda):
     assert is_cupy_array(np.exp(a))  # NumPy functions dispatch to the device
     assert cuda.device_to_host == 0
     assert float(total) == 15.0 and cuda.device_to_host == 1
+    with pytest.raises(ValueError, match="non-scalar numpy.ndarray"):
+        a[...] = np.ones((2, 3))  # CuPy assigns through fill(): host arrays are refused
+    a[0, 0] = np.float64(7.0)
+    assert cuda.device_to_host == 1
+    a[a > 6.0]  # a boolean mask waits for its count of True  # noqa: B018
+    assert cuda.device_to_host == 2 and cuda.reads[-1].startswith("boolean index")
     with pytest.raises(AttributeError):
         cp.geomspace  # a NumPy function CuPy does not have  # noqa: B018
     with pytest.raises(TypeError):
         np.insert(a, 0, 1.0)  # no CuPy implementation to dispatch to
-    np.testing.assert_array_equal(a.get(), np.arange(6.0).reshape(2, 3))
-    assert cuda.device_to_host == 2
+    expected = np.arange(6.0).reshape(2, 3)
+    expected[0, 0] = 7.0
+    np.testing.assert_array_equal(a.get(), expected)
+    assert cuda.device_to_host == 3
 
 
 def test_tensor_device_round_trip(cuda):
@@ -206,6 +214,21 @@ def test_op_on_cuda_matches_cpu(cuda, name):
     actual = _run(fn, arrays, "cuda")
     for what, a, e in zip(["output"] + [f"grad {i}" for i in range(len(arrays))], actual, expected):
         assert_close(a, e, rtol=1e-5, atol=1e-6, err_msg=f"{name}: {what}")
+
+
+def test_indices_scalars_and_targets_from_the_host(cuda):
+    x = minigan.randn(3, 4, device="cuda")
+    if cuda is not None:
+        cuda.reset()
+    x[np.int64(1)], x[1, np.int32(2)]  # NumPy integers stay basic indices: no copy  # noqa: B018
+    assert cuda is None or cuda.host_to_device == 0
+    w = F.where(x > 0, 1.0, 0.0)  # two scalars take the condition's device
+    assert w.device == "cuda"
+    assert_close(w.numpy(), (x.numpy() > 0).astype(w.dtype))
+    cp = minigan.backend.cupy()
+    loss = F.cross_entropy(x, cp.asarray(np.array([0, 3, 1])))  # a raw CuPy target
+    expected = F.cross_entropy(x.to("cpu"), np.array([0, 3, 1]))
+    assert_close(loss.numpy(), expected.numpy())
 
 
 def test_dropout_on_cuda_draws_the_cpu_mask(cuda):

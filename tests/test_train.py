@@ -120,10 +120,10 @@ def toy_data(n: int = 40) -> Dataset:
     return Dataset(images, name="toy")
 
 
-def run_toy(tmp: Path, name: str = "run", **kw):
+def run_toy(tmp: Path, name: str = "run", model: type = None, **kw):
     options = dict(data=toy_data(), epochs=3, batch_size=8, progress=False, log=lambda m: None)
     options.update(kw)
-    return train(ToyGAN, out=tmp / name, **options)
+    return train(model or ToyGAN, out=tmp / name, **options)
 
 
 def read_metrics(run: Path) -> list[dict]:
@@ -293,6 +293,37 @@ def test_metrics_read_back_every_n_steps_still_log_every_step(tmp_path):
         run_toy(tmp_path, "bad", log_every=0)
 
 
+class LogsAWeight(ToyGAN):
+    """Reports a view of a weight that the next step changes in place."""
+
+    def train_step(self, real):
+        metrics = super().train_step(real)
+        metrics["bias0"] = self.discriminator[1].bias.detach()[:1].reshape(())  # a view
+        return metrics
+
+
+def test_deferred_metrics_are_the_values_of_their_step(tmp_path):
+    logged = {}
+    for every in (1, 4):
+        result = run_toy(tmp_path, f"run{every}", LogsAWeight, epochs=2, log_every=every)
+        logged[every] = [r["bias0"] for r in read_metrics(result.run_dir)]
+    assert logged[4] == logged[1] and len(set(logged[1])) == len(logged[1])
+
+
+def test_a_callback_stop_during_a_deferred_read_logs_every_step_and_saves(tmp_path):
+    seen = []
+
+    def stop_at_two(record, model):
+        seen.append(record["step"])
+        if record["step"] == 2:
+            raise KeyboardInterrupt
+
+    result = run_toy(tmp_path, log_every=4, callbacks=[stop_at_two])
+    assert result.interrupted and result.steps == 4 and seen == [1, 2, 3, 4]
+    assert [r["step"] for r in read_metrics(result.run_dir)] == [1, 2, 3, 4]
+    assert latest_checkpoint(result.run_dir).name == "step-000004.safetensors"
+
+
 def test_read_metrics_reads_tensors_and_floats():
     steps = [{"a": minigan.tensor(1.5), "b": 2}, {"a": minigan.tensor([0.25]), "b": 3.0}]
     assert train_module.read_metrics(steps) == [{"a": 1.5, "b": 2.0}, {"a": 0.25, "b": 3.0}]
@@ -392,10 +423,13 @@ class Explodes(ToyGAN):
 
 
 @pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
-@pytest.mark.parametrize("log_every", [None, 5])
-def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, log_every):
+@pytest.mark.parametrize("log_every, checkpoint_every", [(None, 2), (5, 2), (5, None)])
+def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
+    tmp_path, log_every, checkpoint_every
+):
     """Also when the metrics are read back only every 5 steps: the NaN of step 7 is found
-    at step 8's checkpoint, which is then not written."""
+    at step 8's checkpoint, which is then not written (or at the end of epoch 2, step 10,
+    with step 6 still logged)."""
     with pytest.raises(TrainingDiverged) as info:
         train(
             Explodes,
@@ -403,15 +437,16 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, log
             out=tmp_path / "run",
             epochs=3,
             batch_size=8,
-            checkpoint_every=2,
+            checkpoint_every=checkpoint_every,
             log_every=log_every,
             progress=False,
             log=lambda m: None,
         )
     message = str(info.value)
-    assert "step 7" in message and "nan" in message and "step-000006" in message
+    good = f"step-{6 if checkpoint_every else 5:06d}"  # without checkpoint_every: epoch 1's end
+    assert "step 7" in message and "nan" in message and good in message
     assert info.value.step == 7
-    assert latest_checkpoint(tmp_path / "run").name == "step-000006.safetensors"
+    assert latest_checkpoint(tmp_path / "run").name == f"{good}.safetensors"
     model, ckpt = load_model(tmp_path / "run")
     for state in model.state_dict()["networks"].values():
         assert all(np.all(np.isfinite(v.numpy())) for v in state.values())

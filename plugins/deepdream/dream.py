@@ -206,7 +206,8 @@ class DeepDream:
 
     ``config`` is a :class:`DreamConfig`, a dict of its fields, or ``None`` for the defaults;
     keyword arguments override fields. ``network`` passes a ready network instead of loading
-    weights (tests and benchmarks use random weights this way).
+    weights (tests and benchmarks use random weights this way); it is moved to
+    ``config.device`` in place, as ``Module.to`` does.
 
     After :meth:`process`, ``history`` holds the objective at every step of every octave.
     """
