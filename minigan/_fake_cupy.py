@@ -5,11 +5,12 @@ broken on a real GPU:
 
 - a device array is not a NumPy array: ``numpy.asarray(a)`` raises (CuPy refuses implicit
   conversion), NumPy ufuncs and functions dispatch to this module (as they do to CuPy), and
-  mixing a NumPy array into a device operation raises ``TypeError`` as CuPy does;
+  mixing a NumPy array into a device operation raises ``TypeError`` as CuPy does, and
+  assigning one into a device array raises ``ValueError`` as CuPy's ``fill`` does;
 - a reduction returns a 0-d device array, not a Python number;
-- every device-to-host read (``.get()``, ``float(a)``, ``bool(a)``, ``a.item()``...) and every
-  host-to-device upload is counted in :data:`transfers`, so a test can assert that a training
-  step reads nothing back from the GPU.
+- every device-to-host read (``.get()``, ``float(a)``, ``bool(a)``, ``a.item()``, a boolean
+  mask index...) and every host-to-device upload is counted in :data:`transfers`, so a test
+  can assert that a training step reads nothing back from the GPU.
 
 Only the part of CuPy's API that minigan and its plugins use is modelled faithfully; other
 NumPy functions are passed through with the same argument checks, except those CuPy does not
