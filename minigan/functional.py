@@ -267,8 +267,8 @@ clamp = clip
 def where(condition: Any, a: Any, b: Any) -> Tensor:
     """Elementwise ``a if condition else b`` (two scalars take the condition's device)."""
     c = condition.data if isinstance(condition, Tensor) else condition
-    if not isinstance(a, Tensor) and not isinstance(b, Tensor) and backend.is_cupy_array(c):
-        a = Tensor(_xp(c).asarray(a))  # (the same dtype as on the CPU)
+    if not isinstance(a, Tensor) and not isinstance(b, Tensor):
+        a = Tensor(_xp(c).asarray(a))  # two scalars: on the condition's device
     a, b = _operands(a, b)
     c = _xp(a.data).asarray(c, dtype=bool)
     shape = np.broadcast_shapes(c.shape, a.shape, b.shape)

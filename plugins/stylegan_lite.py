@@ -648,9 +648,10 @@ class StyleGANLite(GAN):
         take[list(styles)] = True
         blank = np.ones((1, *self.image_shape), np.float32)  # white corner
         rows = [np.concatenate([blank, top])]
+        rows_w, cols_w = ws_rows.numpy(), ws_cols.numpy()  # one read each, not one per row
         for r in range(len(row_seeds)):
-            mixed = np.repeat(ws_rows.numpy()[r : r + 1], len(col_seeds), axis=0)
-            mixed[:, take] = ws_cols.numpy()[:, take]
+            mixed = np.repeat(rows_w[r : r + 1], len(col_seeds), axis=0)
+            mixed[:, take] = cols_w[:, take]
             cells = self.synthesis(minigan.tensor(mixed, device=self.device), noise_mode).numpy()
             rows.append(np.concatenate([left[r : r + 1], cells]))
         return np.concatenate(rows)

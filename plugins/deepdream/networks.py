@@ -421,9 +421,15 @@ class FeatureExtractor:
         self.stages = stages[: max(self.targets.values()) + 1]
         self.mean = np.asarray(spec.mean, np.float32).reshape(1, 3, 1, 1)
         self.invstd = (1 / np.asarray(spec.std, np.float32)).reshape(1, 3, 1, 1)
+        self._normalisation: dict[str, tuple[minigan.Tensor, minigan.Tensor]] = {}
 
     def __call__(self, x: minigan.Tensor) -> dict[str, minigan.Tensor]:
-        mean, invstd = (minigan.tensor(a, device=x.device) for a in (self.mean, self.invstd))
+        if x.device not in self._normalisation:  # copied to each device once
+            self._normalisation[x.device] = (
+                minigan.tensor(self.mean, device=x.device),
+                minigan.tensor(self.invstd, device=x.device),
+            )
+        mean, invstd = self._normalisation[x.device]
         x = (x - mean) * invstd
         by_stage: dict[int, list[str]] = {}
         for layer, index in self.targets.items():
