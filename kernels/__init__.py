@@ -1,11 +1,14 @@
 """minigan.kernels — compute kernels on raw arrays, and the one place that dispatches them.
 
 Contract (design.md §3). Arrays are NCHW, float32 or float64; outputs have the input's dtype.
-``stride``, ``padding`` and ``dilation`` are ``(h, w)`` int pairs; padding is symmetric zeros::
+``stride``, ``padding`` and ``dilation`` are ``(h, w)`` int pairs; padding is symmetric zeros;
+``groups`` (default 1) splits the channels into independent convolutions, PyTorch's
+``groups``: w is (O, C/groups, kh, kw), output channel o reads the input channels of its group
+(depthwise: groups == C)::
 
-    conv2d(x, w, stride, padding, dilation) -> y                  x (N,C,H,W), w (O,C,kh,kw)
-    conv2d_grad_input(gy, w, x_shape, stride, padding, dilation) -> gx   (= conv_transpose2d)
-    conv2d_grad_weight(x, gy, w_shape, stride, padding, dilation) -> gw
+    conv2d(x, w, stride, padding, dilation, groups) -> y          x (N,C,H,W), w (O,C/G,kh,kw)
+    conv2d_grad_input(gy, w, x_shape, stride, padding, dilation, groups) -> gx  (= conv_transp.)
+    conv2d_grad_weight(x, gy, w_shape, stride, padding, dilation, groups) -> gw
     batch_norm_forward(x, gamma, beta, eps) -> y, mean, invstd     per channel over all axes but 1
     batch_norm_backward(gy, x, gamma, mean, invstd) -> gx, ggamma, gbeta
     adain_forward(x, scale, bias, eps) -> y, mean, invstd          per (n, c) over H, W
@@ -91,25 +94,46 @@ def backend_for(array: Any, kernel: str) -> ModuleType:
     )
 
 
-def conv2d(x: Array, w: Array, stride: Pair, padding: Pair, dilation: Pair) -> Array:
+def conv2d(
+    x: Array, w: Array, stride: Pair, padding: Pair, dilation: Pair, groups: int = 1
+) -> Array:
     """2-D cross-correlation without bias, like ``torch.nn.functional.conv2d``."""
-    return backend_for(x, "conv2d").conv2d(x, w, stride, padding, dilation)
+    impl = backend_for(x, "conv2d")
+    if groups == 1:  # a backend written before groups existed keeps working
+        return impl.conv2d(x, w, stride, padding, dilation)
+    return impl.conv2d(x, w, stride, padding, dilation, groups)
 
 
 def conv2d_grad_input(
-    gy: Array, w: Array, x_shape: tuple[int, ...], stride: Pair, padding: Pair, dilation: Pair
+    gy: Array,
+    w: Array,
+    x_shape: tuple[int, ...],
+    stride: Pair,
+    padding: Pair,
+    dilation: Pair,
+    groups: int = 1,
 ) -> Array:
     """Gradient of :func:`conv2d` w.r.t. ``x`` (the transposed convolution of ``gy``)."""
     impl = backend_for(gy, "conv2d_grad_input")
-    return impl.conv2d_grad_input(gy, w, tuple(x_shape), stride, padding, dilation)
+    if groups == 1:
+        return impl.conv2d_grad_input(gy, w, tuple(x_shape), stride, padding, dilation)
+    return impl.conv2d_grad_input(gy, w, tuple(x_shape), stride, padding, dilation, groups)
 
 
 def conv2d_grad_weight(
-    x: Array, gy: Array, w_shape: tuple[int, ...], stride: Pair, padding: Pair, dilation: Pair
+    x: Array,
+    gy: Array,
+    w_shape: tuple[int, ...],
+    stride: Pair,
+    padding: Pair,
+    dilation: Pair,
+    groups: int = 1,
 ) -> Array:
-    """Gradient of :func:`conv2d` w.r.t. ``w``."""
+    """Gradient of :func:`conv2d` w.r.t. ``w`` (shape ``w_shape`` = (O, C/groups, kh, kw))."""
     impl = backend_for(x, "conv2d_grad_weight")
-    return impl.conv2d_grad_weight(x, gy, tuple(w_shape), stride, padding, dilation)
+    if groups == 1:
+        return impl.conv2d_grad_weight(x, gy, tuple(w_shape), stride, padding, dilation)
+    return impl.conv2d_grad_weight(x, gy, tuple(w_shape), stride, padding, dilation, groups)
 
 
 def batch_norm_forward(

@@ -715,17 +715,109 @@ def split(x: Tensor, split_size_or_sections: int | Sequence[int], dim: int = 0) 
     return [getitem(x, lead + (slice(s, s + k),)) for s, k in zip(starts, sizes)]
 
 
-def pad(x: Tensor, pad: Sequence[int], value: float = 0.0) -> Tensor:
-    """Constant padding, ``pad`` given from the last dim backwards as in
-    ``torch.nn.functional.pad``: ``(left, right, top, bottom, …)``."""
+def pad(
+    x: Tensor, pad: Sequence[int], mode: str = "constant", value: float | None = None
+) -> Tensor:
+    """Pad (or, with negative widths, crop) ``x`` as ``torch.nn.functional.pad``: ``pad`` runs
+    from the last dim backwards, ``(left, right, top, bottom, …)``; ``mode`` is ``"constant"``
+    (``value``, default 0), ``"reflect"``, ``"replicate"`` or ``"circular"``.
+
+    >>> import minigan
+    >>> pad(minigan.tensor([[0.0, 1.0, 2.0]]), (2, 1), mode="reflect")
+    tensor([[2., 1., 0., 1., 2., 1.]])
+    """
+    if isinstance(mode, (int, float)):  # pad(x, widths, value): the older positional form
+        mode, value = "constant", float(mode)
     if len(pad) % 2 or len(pad) // 2 > x.ndim:
         raise ValueError(f"pad: {tuple(pad)} needs an even length ≤ 2·ndim for shape {x.shape}")
     widths = [(0, 0)] * x.ndim
     for i in range(len(pad) // 2):
         widths[x.ndim - 1 - i] = (int(pad[2 * i]), int(pad[2 * i + 1]))
-    if builtins.any(lo < 0 or hi < 0 for lo, hi in widths):
-        raise ValueError(f"pad: negative padding {tuple(pad)} is not supported")
-    return Pad(tuple(widths), value)(x)
+    for d, (lo, hi) in enumerate(widths):
+        if x.shape[d] + lo + hi < 0:
+            raise ValueError(
+                f"pad: widths {(lo, hi)} leave a negative size of dim {d} of {x.shape}"
+            )
+    if mode == "constant":
+        crop = tuple(slice(builtins.max(-lo, 0), n - builtins.max(-hi, 0))
+                     for (lo, hi), n in zip(widths, x.shape))
+        if builtins.any(lo < 0 or hi < 0 for lo, hi in widths):
+            x = getitem(x, crop)
+        grow = tuple((builtins.max(lo, 0), builtins.max(hi, 0)) for lo, hi in widths)
+        if builtins.any(lo or hi for lo, hi in grow):
+            x = Pad(grow, 0.0 if value is None else float(value))(x)
+        return x
+    if mode not in ("reflect", "replicate", "circular"):
+        raise ValueError(
+            f"pad: mode must be 'constant', 'reflect', 'replicate' or 'circular', got {mode!r}"
+        )
+    if value:
+        raise ValueError(f"pad: a padding value applies to mode='constant' only, not {mode!r}")
+    if len(pad) // 2 > builtins.max(x.ndim - 2, 1):
+        raise ValueError(
+            f"pad: mode {mode!r} pads at most the last {builtins.max(x.ndim - 2, 1)} dims of "
+            f"an input of shape {x.shape}, got {tuple(pad)}"
+        )
+    for d, (lo, hi) in enumerate(widths):
+        if lo or hi:
+            x = PadIndex(_pad_index(mode, x.shape[d], lo, hi, d), d)(x)
+    return x
+
+
+def _pad_index(mode: str, n: int, lo: int, hi: int, dim: int) -> np.ndarray:
+    """Source index along one dim for each output position of a non-constant pad (PyTorch's
+    rules: reflect and replicate index the uncropped input, circular wraps the cropped one)."""
+    if mode == "circular":
+        start, stop = builtins.max(-lo, 0), n - builtins.max(-hi, 0)
+        m = stop - start
+        if builtins.max(lo, hi) > m:
+            raise ValueError(
+                f"pad: circular padding {(lo, hi)} of dim {dim} must be at most its size {m}"
+            )
+        return start + (np.arange(m + builtins.max(lo, 0) + builtins.max(hi, 0)) - lo) % m
+    u = np.arange(n + lo + hi) - lo
+    if mode == "replicate":
+        return np.clip(u, 0, n - 1)
+    if builtins.max(lo, hi) >= n:
+        raise ValueError(
+            f"pad: reflect padding {(lo, hi)} of dim {dim} must be smaller than its size {n}"
+        )
+    period = 2 * (n - 1) if n > 1 else 1
+    u = np.abs(u) % period
+    return np.where(u >= n, period - u, u)
+
+
+class PadIndex(Function):
+    """Gather along ``dim`` at fixed indices (a reflect/replicate/circular pad): the forward
+    is ``take``, the backward scatter-adds into the input's shape (:class:`IndexAdd`)."""
+
+    def __init__(self, index: np.ndarray, dim: int) -> None:
+        self.index, self.dim = index, dim
+
+    def forward(self, x):
+        self.n = x.shape[self.dim]
+        return _xp(x).take(x, backend.to_device(self.index, backend.device_of(x)), axis=self.dim)
+
+    def backward(self, gy):
+        return IndexAdd(self.index, self.dim, self.n)(gy)
+
+
+class IndexAdd(Function):
+    """``out[..., index[t], ...] += g[..., t, ...]`` along ``dim`` into ``n`` zeros: the
+    adjoint of :class:`PadIndex` (and its backward is that gather again)."""
+
+    def __init__(self, index: np.ndarray, dim: int, n: int) -> None:
+        self.index, self.dim, self.n = index, dim, n
+
+    def forward(self, g):
+        xp = _xp(g)
+        moved = xp.moveaxis(g, self.dim, 0)
+        out = xp.zeros((self.n,) + moved.shape[1:], dtype=g.dtype)
+        xp.add.at(out, backend.to_device(self.index, backend.device_of(g)), moved)
+        return xp.ascontiguousarray(xp.moveaxis(out, 0, self.dim))
+
+    def backward(self, gg):
+        return PadIndex(self.index, self.dim)(gg)
 
 
 def astype(x: Tensor, dtype: Any) -> Tensor:
@@ -863,8 +955,8 @@ def _conv_out(size: int, k: int, s: int, p: int, d: int) -> int:
 class Conv2d(Function):
     """y = conv2d(x, w); its gradients are the two adjoint convolutions below."""
 
-    def __init__(self, stride, padding, dilation) -> None:
-        self.args = (stride, padding, dilation)
+    def __init__(self, stride, padding, dilation, groups: int = 1) -> None:
+        self.args = (stride, padding, dilation, groups)
 
     def forward(self, x, w):
         return kernels.conv2d(x, w, *self.args)
@@ -879,8 +971,8 @@ class Conv2d(Function):
 class ConvGradInput(Function):
     """gx = conv2d_grad_input(gy, w), i.e. conv_transpose2d; linear in gy and in w."""
 
-    def __init__(self, x_shape, stride, padding, dilation) -> None:
-        self.x_shape, self.args = tuple(x_shape), (stride, padding, dilation)
+    def __init__(self, x_shape, stride, padding, dilation, groups: int = 1) -> None:
+        self.x_shape, self.args = tuple(x_shape), (stride, padding, dilation, groups)
 
     def forward(self, gy, w):
         return kernels.conv2d_grad_input(gy, w, self.x_shape, *self.args)
@@ -895,8 +987,8 @@ class ConvGradInput(Function):
 class ConvGradWeight(Function):
     """gw = conv2d_grad_weight(x, gy); linear in x and in gy."""
 
-    def __init__(self, w_shape, stride, padding, dilation) -> None:
-        self.w_shape, self.args = tuple(w_shape), (stride, padding, dilation)
+    def __init__(self, w_shape, stride, padding, dilation, groups: int = 1) -> None:
+        self.w_shape, self.args = tuple(w_shape), (stride, padding, dilation, groups)
 
     def forward(self, x, gy):
         return kernels.conv2d_grad_weight(x, gy, self.w_shape, *self.args)
@@ -916,18 +1008,32 @@ def _conv_bias(y: Tensor, bias: Tensor | None, op: str) -> Tensor:
     return y + reshape(bias, (1, -1, 1, 1))
 
 
-def _check_conv_input(op: str, x: Tensor, w: Tensor, channels: int) -> None:
+def _check_conv_input(op: str, x: Tensor, w: Tensor, channels: int, groups: int = 1) -> None:
     if x.ndim != 4:
         raise ValueError(f"{op}: expected a 4-D input (N, C, H, W), got shape {x.shape}")
     if w.ndim != 4:
         raise ValueError(f"{op}: expected a 4-D weight, got shape {w.shape}")
+    if not isinstance(groups, (int, np.integer)) or groups < 1:
+        raise ValueError(f"{op}: groups must be a positive int, got {groups!r}")
     if x.shape[1] != channels:
         plural = "s" if x.shape[1] != 1 else ""
         raise ValueError(
-            f"{op}: input has {x.shape[1]} channel{plural}, weight expects {channels}; "
+            f"{op}: input has {x.shape[1]} channel{plural}, weight expects {channels}"
+            f"{f' ({groups} groups)' if groups > 1 else ''}; "
             f"input shape {x.shape}, weight shape {w.shape}"
         )
     _check_same_dtype(op, x, w)
+
+
+def _same_padding(op: str, k: Sequence[int], s: tuple[int, int], d: tuple[int, int]):
+    """PyTorch's ``padding="same"``: ``d*(k-1)`` in total per axis, the odd one on the right.
+    Returns the symmetric part and the extra ``(left, right, top, bottom)`` to pad first."""
+    if s != (1, 1):
+        raise ValueError(f"{op}: padding='same' is not supported for strided convolutions {s}")
+    total = [d[i] * (k[i] - 1) for i in range(2)]
+    sym = (total[0] // 2, total[1] // 2)
+    extra = (0, total[1] - 2 * sym[1], 0, total[0] - 2 * sym[0])
+    return sym, extra
 
 
 def conv2d(
@@ -935,19 +1041,43 @@ def conv2d(
     weight: Tensor,
     bias: Tensor | None = None,
     stride: int | Sequence[int] = 1,
-    padding: int | Sequence[int] = 0,
+    padding: int | Sequence[int] | str = 0,
     dilation: int | Sequence[int] = 1,
+    groups: int = 1,
 ) -> Tensor:
-    """2-D convolution (cross-correlation), NCHW, weight (O, C, kh, kw), zero padding."""
-    _check_conv_input("conv2d", x, weight, weight.shape[1] if weight.ndim == 4 else -1)
-    s, p, d = _pair(stride, "stride"), _pair(padding, "padding"), _pair(dilation, "dilation")
+    """2-D convolution (cross-correlation), NCHW, weight (O, C/groups, kh, kw), zero padding
+    (``padding`` an int, a pair, ``"valid"`` or ``"same"``), as ``torch.nn.functional.conv2d``.
+    With ``groups`` the channels split into that many independent convolutions (depthwise:
+    ``groups == C``), computed in one kernel call.
+
+    >>> import minigan
+    >>> conv2d(minigan.ones(1, 4, 5, 5), minigan.ones(4, 1, 3, 3), padding="same", groups=4).shape
+    (1, 4, 5, 5)
+    """
+    w_c = weight.shape[1] * groups if weight.ndim == 4 else -1
+    _check_conv_input("conv2d", x, weight, w_c, groups)
+    if weight.shape[0] % groups:
+        raise ValueError(
+            f"conv2d: weight {weight.shape} has {weight.shape[0]} output channels, not "
+            f"divisible by groups={groups}"
+        )
+    s, d = _pair(stride, "stride"), _pair(dilation, "dilation")
+    if isinstance(padding, str):
+        if padding not in ("same", "valid"):
+            raise ValueError(f"conv2d: padding must be 'same', 'valid' or ints, got {padding!r}")
+        p = (0, 0)
+        if padding == "same":
+            p, extra = _same_padding("conv2d", weight.shape[2:], s, d)
+            x = pad(x, extra) if builtins.max(extra) else x
+    else:
+        p = _pair(padding, "padding")
     out = [_conv_out(x.shape[2 + i], weight.shape[2 + i], s[i], p[i], d[i]) for i in range(2)]
     if builtins.min(out) < 1:
         raise ValueError(
             f"conv2d: input {x.shape} is too small for kernel {weight.shape[2:]} with "
             f"padding {p} and dilation {d}"
         )
-    return _conv_bias(Conv2d(s, p, d)(x, weight), bias, "conv2d")
+    return _conv_bias(Conv2d(s, p, d, int(groups))(x, weight), bias, "conv2d")
 
 
 def conv_transpose2d(
@@ -957,17 +1087,24 @@ def conv_transpose2d(
     stride: int | Sequence[int] = 1,
     padding: int | Sequence[int] = 0,
     output_padding: int | Sequence[int] = 0,
+    groups: int = 1,
     dilation: int | Sequence[int] = 1,
 ) -> Tensor:
-    """Transposed convolution, weight (C_in, C_out, kh, kw): the gradient of conv2d w.r.t.
-    its input, as in ``torch.nn.functional.conv_transpose2d``."""
-    _check_conv_input("conv_transpose2d", x, weight, weight.shape[0] if weight.ndim == 4 else -1)
+    """Transposed convolution, weight (C_in, C_out/groups, kh, kw): the gradient of conv2d
+    w.r.t. its input, as in ``torch.nn.functional.conv_transpose2d`` (same argument order)."""
+    op_name = "conv_transpose2d"
+    _check_conv_input(op_name, x, weight, weight.shape[0] if weight.ndim == 4 else -1, groups)
+    if weight.shape[0] % groups:
+        raise ValueError(
+            f"{op_name}: weight {weight.shape} has {weight.shape[0]} input channels, not "
+            f"divisible by groups={groups}"
+        )
     s, p, d = _pair(stride, "stride"), _pair(padding, "padding"), _pair(dilation, "dilation")
     op = _pair(output_padding, "output_padding")
     for i in range(2):
         if op[i] >= builtins.max(s[i], d[i]):
             raise ValueError(
-                f"conv_transpose2d: output_padding {op} must be smaller than stride {s} "
+                f"{op_name}: output_padding {op} must be smaller than stride {s} "
                 f"or dilation {d}"
             )
     size = [
@@ -975,22 +1112,21 @@ def conv_transpose2d(
         for i in range(2)
     ]
     if builtins.min(size) < 1:
-        raise ValueError(
-            f"conv_transpose2d: output size {tuple(size)} for input {x.shape} is empty"
-        )
-    out_shape = (x.shape[0], weight.shape[1], size[0], size[1])
+        raise ValueError(f"{op_name}: output size {tuple(size)} for input {x.shape} is empty")
+    g = int(groups)
+    out_shape = (x.shape[0], weight.shape[1] * g, size[0], size[1])
     if op[0] >= s[0] or op[1] >= s[1]:
         # output_padding ≥ stride (allowed when smaller than dilation): the output is not the
         # input-gradient of a conv with this padding, so take the full unpadded transposed
         # conv, extend it with zeros and crop it to the output
         k = weight.shape[2:]
         full = [(x.shape[2 + i] - 1) * s[i] + d[i] * (k[i] - 1) + 1 for i in range(2)]
-        y = ConvGradInput((*out_shape[:2], *full), s, (0, 0), d)(x, weight)
+        y = ConvGradInput((*out_shape[:2], *full), s, (0, 0), d, g)(x, weight)
         extra = [builtins.max(0, p[i] + size[i] - full[i]) for i in range(2)]
         y = pad(y, (0, extra[1], 0, extra[0])) if builtins.max(extra) else y
         y = y[:, :, p[0] : p[0] + size[0], p[1] : p[1] + size[1]]
-        return _conv_bias(y, bias, "conv_transpose2d")
-    return _conv_bias(ConvGradInput(out_shape, s, p, d)(x, weight), bias, "conv_transpose2d")
+        return _conv_bias(y, bias, op_name)
+    return _conv_bias(ConvGradInput(out_shape, s, p, d, g)(x, weight), bias, op_name)
 
 
 # --------------------------------------------------------------------------- normalisation

@@ -16,6 +16,11 @@ chunks whole samples (row2im gathers an input row from every output row that rea
 Chunks run concurrently, one worker thread per core, each packing and multiplying its own
 chunks with single-threaded kernels (:mod:`.threads`).
 
+With ``groups = G`` the packed matrix is group-major, ``rows(G, P, K/G)``, and each product
+above is one batched GEMM over the groups (``np.matmul`` on 3-D operands): ``Wk`` becomes
+``(G, O/G, K/G)`` and ``gy`` chunks ``(G, O/G, P)``. The packing, the chunking and the worker
+threads are the same as without groups.
+
 At stride 1 a convolution and its transposed twin are the same computation with the weight
 flipped and its channels swapped; :func:`conv2d` and :func:`conv2d_grad_input` each take the
 formulation whose GEMM writes the wider output (benchmarks/NOTES.md items 5 and 12).
@@ -25,7 +30,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from .pack import from_pixel_major, im2row, row2im, to_channel_major, to_channels_last
+from .pack import (
+    from_group_major,
+    from_pixel_major,
+    im2row,
+    im2row_grouped,
+    row2im,
+    row2im_grouped,
+    to_channel_major,
+    to_channels_last,
+)
 from .threads import by_worker, parallel_map, split
 
 Pair = tuple[int, int]
@@ -47,10 +61,12 @@ def _geometry(w_shape, stride: Pair, padding: Pair, dilation: Pair, oh: int, ow:
     return (kh, kw, stride[0], stride[1], padding[0], padding[1], dilation[0], dilation[1], oh, ow)
 
 
-def _weight_matrix(w: np.ndarray, dtype) -> np.ndarray:
-    """``w`` (O, C, kh, kw) as ``Wk`` (O, kh*kw*C), columns ordered like the packed rows."""
+def _weight_matrix(w: np.ndarray, dtype, groups: int = 1) -> np.ndarray:
+    """``w`` (O, C/G, kh, kw) as ``Wk`` (G, O/G, kh*kw*C/G), columns ordered like the packed
+    rows (``(O, kh*kw*C)`` without groups)."""
     O = w.shape[0]
-    return np.ascontiguousarray(w.transpose(0, 2, 3, 1), dtype=dtype).reshape(O, -1)
+    wk = np.ascontiguousarray(w.transpose(0, 2, 3, 1), dtype=dtype)
+    return wk.reshape(O, -1) if groups == 1 else wk.reshape(groups, O // groups, -1)
 
 
 def _channels_last(x: np.ndarray) -> np.ndarray:
@@ -71,9 +87,14 @@ def _channels_last(x: np.ndarray) -> np.ndarray:
     return xt
 
 
-def _flipped(w: np.ndarray, dtype) -> np.ndarray:
-    """``w`` (O, C, kh, kw) flipped in space with in/out channels swapped: (C, O, kh, kw)."""
-    return np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3), dtype=dtype)
+def _flipped(w: np.ndarray, dtype, groups: int = 1) -> np.ndarray:
+    """``w`` (O, C/G, kh, kw) flipped in space with in/out channels swapped within each group:
+    (C, O/G, kh, kw), the weight of the transposed twin (with the same groups)."""
+    O, Cg, kh, kw = w.shape
+    g5 = w.reshape(groups, O // groups, Cg, kh, kw)[:, :, :, ::-1, ::-1]
+    return np.ascontiguousarray(g5.transpose(0, 2, 1, 3, 4), dtype=dtype).reshape(
+        groups * Cg, O // groups, kh, kw
+    )
 
 
 def _full_padding(w_shape, padding: Pair, dilation: Pair) -> Pair:
@@ -84,10 +105,13 @@ def _full_padding(w_shape, padding: Pair, dilation: Pair) -> Pair:
     )
 
 
-def conv2d(x: np.ndarray, w: np.ndarray, stride: Pair, padding: Pair, dilation: Pair) -> np.ndarray:
-    """Cross-correlation ``y[n, o] = sum_c x[n, c] * w[o, c]`` (PyTorch ``conv2d``, no bias)."""
+def conv2d(
+    x: np.ndarray, w: np.ndarray, stride: Pair, padding: Pair, dilation: Pair, groups: int = 1
+) -> np.ndarray:
+    """Cross-correlation ``y[n, o] = sum_c x[n, c] * w[o, c]`` (PyTorch ``conv2d``, no bias);
+    with ``groups`` the sum runs over the input channels of output channel o's group."""
     O, C = w.shape[0], w.shape[1]
-    if stride == (1, 1) and O < C:
+    if stride == (1, 1) and O // groups < C:
         # The mirror of conv2d_grad_input's rule: at stride 1 a convolution is the transposed
         # convolution of the flipped weight, whose GEMM is rows(C) @ (C, O*k*k) — wider and
         # faster in OpenBLAS than rows(C*k*k) @ (C*k*k, O) when O < C (benchmarks/NOTES.md).
@@ -100,19 +124,21 @@ def conv2d(x: np.ndarray, w: np.ndarray, stride: Pair, padding: Pair, dilation: 
                 out_size(H, w.shape[2], 1, padding[0], dilation[0]),
                 out_size(W, w.shape[3], 1, padding[1], dilation[1]),
             )
-            return _grad_input_gemm(x, _flipped(w, x.dtype), y_shape, (1, 1), full, dilation)
-    return _conv2d_gemm(x, w, stride, padding, dilation)
+            flipped = _flipped(w, x.dtype, groups)
+            return _grad_input_gemm(x, flipped, y_shape, (1, 1), full, dilation, groups)
+    return _conv2d_gemm(x, w, stride, padding, dilation, groups)
 
 
-def _conv2d_gemm(x, w, stride: Pair, padding: Pair, dilation: Pair) -> np.ndarray:
+def _conv2d_gemm(x, w, stride: Pair, padding: Pair, dilation: Pair, groups: int = 1):
     """:func:`conv2d` as im2row + ``rows @ Wk^T``, in chunks of output pixels."""
     x = np.ascontiguousarray(x)
     N, C, H, W = x.shape
     O, _, kh, kw = w.shape
+    G = groups
     oh = out_size(H, kh, stride[0], padding[0], dilation[0])
     ow = out_size(W, kw, stride[1], padding[1], dilation[1])
     K, L = C * kh * kw, oh * ow
-    wk = _weight_matrix(w, x.dtype)
+    wk = _weight_matrix(w, x.dtype, G)
     geo = _geometry(w.shape, stride, padding, dilation, oh, ow)
     y = np.empty((N, O, oh, ow), dtype=x.dtype)
     xt = _channels_last(x)
@@ -122,6 +148,13 @@ def _conv2d_gemm(x, w, stride: Pair, padding: Pair, dilation: Pair) -> np.ndarra
         rows_buf = np.empty(size * K, dtype=x.dtype)
         out_buf = np.empty(size * O, dtype=x.dtype)
         for q in chunks:
+            if G > 1:  # group-major rows (G, pixels, K/G): one batched GEMM for all groups
+                rows = rows_buf[: len(q) * K].reshape(G, len(q), K // G)
+                im2row_grouped(xt, q.start, q.stop, G, *geo, rows)
+                out = out_buf[: len(q) * O].reshape(G, len(q), O // G)
+                np.matmul(rows, wk.transpose(0, 2, 1), out=out)
+                from_group_major(out, q.start, q.stop, y.reshape(N, O, L))
+                continue
             rows = rows_buf[: len(q) * K].reshape(len(q), K)
             im2row(xt, q.start, q.stop, *geo, rows)
             # rows @ Wk^T (one output row per pixel) runs faster in OpenBLAS than
@@ -135,15 +168,23 @@ def _conv2d_gemm(x, w, stride: Pair, padding: Pair, dilation: Pair) -> np.ndarra
 
 
 def conv2d_grad_weight(
-    x: np.ndarray, gy: np.ndarray, w_shape, stride: Pair, padding: Pair, dilation: Pair
+    x: np.ndarray,
+    gy: np.ndarray,
+    w_shape,
+    stride: Pair,
+    padding: Pair,
+    dilation: Pair,
+    groups: int = 1,
 ) -> np.ndarray:
     """Gradient of :func:`conv2d` w.r.t. the weight: ``gW = sum over chunks of gy @ rows``."""
     x = np.ascontiguousarray(x)
     gy = np.ascontiguousarray(gy, dtype=x.dtype)
     N, C, H, W = x.shape
     O, _, kh, kw = w_shape
+    G = groups
     oh, ow = gy.shape[2], gy.shape[3]
     K, L = C * kh * kw, oh * ow
+    Kg = K // G  # the weight's columns: (kh, kw, C/G) per output channel
     geo = _geometry(w_shape, stride, padding, dilation, oh, ow)
     xt = _channels_last(x)
 
@@ -152,50 +193,65 @@ def conv2d_grad_weight(
         size = max(map(len, chunks))
         rows_buf = np.empty(size * K, dtype=x.dtype)
         gy_buf = np.empty(O * size, dtype=x.dtype)
-        total = np.zeros((O, K), dtype=x.dtype)
-        part = np.empty((O, K), dtype=x.dtype) if len(chunks) > 1 else total
+        total = np.zeros((G, O // G, Kg), dtype=x.dtype)
+        part = np.empty_like(total) if len(chunks) > 1 else total
         for q in chunks:
-            rows = rows_buf[: len(q) * K].reshape(len(q), K)
             gyc = gy_buf[: O * len(q)].reshape(O, len(q))
-            im2row(xt, q.start, q.stop, *geo, rows)
             to_channel_major(gy.reshape(N, O, L), q.start, q.stop, gyc)
-            np.matmul(gyc, rows, out=part)
+            if G > 1:
+                rows = rows_buf[: len(q) * K].reshape(G, len(q), Kg)
+                im2row_grouped(xt, q.start, q.stop, G, *geo, rows)
+                np.matmul(gyc.reshape(G, O // G, len(q)), rows, out=part)
+            else:
+                rows = rows_buf[: len(q) * K].reshape(len(q), K)
+                im2row(xt, q.start, q.stop, *geo, rows)
+                np.matmul(gyc, rows, out=part[0])
             if part is not total:
                 total += part
         return total
 
     parts = parallel_map(work, by_worker(split(N * L, K * x.itemsize, CHUNK_BYTES)))
-    gwk = parts[0] if parts else np.zeros((O, K), dtype=x.dtype)  # N = 0: zero gradient
+    gwk = parts[0] if parts else np.zeros((G, O // G, Kg), dtype=x.dtype)  # N = 0: zero
     for p in parts[1:]:
         gwk += p
-    return np.ascontiguousarray(gwk.reshape(O, kh, kw, C).transpose(0, 3, 1, 2))
+    return np.ascontiguousarray(gwk.reshape(O, kh, kw, C // G).transpose(0, 3, 1, 2))
 
 
 def conv2d_grad_input(
-    gy: np.ndarray, w: np.ndarray, x_shape, stride: Pair, padding: Pair, dilation: Pair
+    gy: np.ndarray,
+    w: np.ndarray,
+    x_shape,
+    stride: Pair,
+    padding: Pair,
+    dilation: Pair,
+    groups: int = 1,
 ) -> np.ndarray:
     """Gradient of :func:`conv2d` w.r.t. its input (= ``conv_transpose2d`` forward)."""
     O, C = w.shape[0], w.shape[1]
-    if stride == (1, 1) and O <= C:
+    if stride == (1, 1) and O // groups <= C:
         # At stride 1 the transposed convolution is an ordinary one: gy convolved with the
         # flipped weight, channels swapped, padded by d*(k-1) - p. It packs O*k*k values per
         # pixel instead of writing and scattering back C*k*k (row2im), so it wins when O <= C
         # (benchmarks/NOTES.md); the GEMM work is the same.
         full = _full_padding(w.shape, padding, dilation)
         if min(full) >= 0:
-            return _conv2d_gemm(gy, _flipped(w, gy.dtype), (1, 1), full, dilation)
-    return _grad_input_gemm(gy, w, x_shape, stride, padding, dilation)
+            flipped = _flipped(w, gy.dtype, groups)
+            return _conv2d_gemm(gy, flipped, (1, 1), full, dilation, groups)
+    return _grad_input_gemm(gy, w, x_shape, stride, padding, dilation, groups)
 
 
-def _grad_input_gemm(gy, w, x_shape, stride: Pair, padding: Pair, dilation: Pair) -> np.ndarray:
+def _grad_input_gemm(
+    gy, w, x_shape, stride: Pair, padding: Pair, dilation: Pair, groups: int = 1
+) -> np.ndarray:
     """:func:`conv2d_grad_input` as ``gy^T @ Wk`` + row2im, in chunks of whole samples (row2im
     gathers each input row from every output row that reads it)."""
     gy = np.ascontiguousarray(gy)
     N, C, H, W = x_shape
     O, _, kh, kw = w.shape
+    G = groups
     oh, ow = gy.shape[2], gy.shape[3]
     K, L = C * kh * kw, oh * ow
-    wk = _weight_matrix(w, gy.dtype)
+    wk = _weight_matrix(w, gy.dtype, G)
     geo = _geometry(w.shape, stride, padding, dilation, oh, ow)
     gx = np.empty((N, C, H, W), dtype=gy.dtype)
 
@@ -209,6 +265,11 @@ def _grad_input_gemm(gy, w, x_shape, stride: Pair, padding: Pair, dilation: Pair
             rows = rows_buf[: m * L * K].reshape(m * L, K)
             gyc = gy_buf[: O * m * L].reshape(O, m * L)
             to_channel_major(gy.reshape(N, O, L), n0 * L, (n0 + m) * L, gyc)
+            if G > 1:  # (G, pixels, O/G) @ (G, O/G, K/G): one batched GEMM
+                rows3 = rows.reshape(G, m * L, K // G)
+                np.matmul(gyc.reshape(G, O // G, m * L).transpose(0, 2, 1), wk, out=rows3)
+                row2im_grouped(rows3, n0, m, G, *geo, xt, gx)
+                continue
             np.matmul(gyc.T, wk, out=rows)
             row2im(rows, n0, m, *geo, xt, gx)
 

@@ -163,3 +163,87 @@ def row2im(rows, n0, m, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, xt, gx):
         for h in range(H):
             for w in range(W):
                 gx[n0 + n, c, h, w] = xt[n, h, w, c]
+
+
+# ----------------------------------------------------------------------------- grouped layouts
+# With ``G`` groups the packed matrix is group-major, ``rows[g, q - q0, (i, j, cg)]`` of shape
+# ``(G, q1 - q0, kh*kw*Cg)``: group g's columns are one contiguous block, so the products of
+# all groups are one batched GEMM (``np.matmul`` over the leading axis), not a loop of calls.
+
+
+@njit(cache=True, nogil=True)
+def im2row_grouped(xt, q0, q1, G, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, rows):
+    """Grouped :func:`im2row`: ``rows[g, q - q0, (i, j, cg)] = xt[n, h, w, g*Cg + cg]`` (zero
+    outside the input) for the output pixels ``q`` in ``[q0, q1)``."""
+    H, W, C = xt.shape[1], xt.shape[2], xt.shape[3]
+    Cg = C // G
+    Kg = kh * kw * Cg
+    P = q1 - q0
+    zero = xt.dtype.type(0)
+    xf = xt.reshape(xt.size)
+    rf = rows.reshape(rows.size)
+    for q in range(q0, q1):
+        p = q - q0
+        n = q // (oh * ow)
+        a = (q // ow) % oh
+        b = q % ow
+        for i in range(kh):
+            h = a * sh + i * dh - ph
+            for j in range(kw):
+                w = b * sw + j * dw - pw
+                inside = 0 <= h < H and 0 <= w < W
+                src = uint64(((n * H + h) * W + w) * C) if inside else uint64(0)
+                for g in range(G):
+                    dst = uint64((g * P + p) * Kg + (i * kw + j) * Cg)
+                    if inside:
+                        s = src + uint64(g * Cg)
+                        for c in range(Cg):
+                            rf[dst + uint64(c)] = xf[s + uint64(c)]
+                    else:
+                        for c in range(Cg):
+                            rf[dst + uint64(c)] = zero
+
+
+@njit(cache=True, nogil=True)
+def row2im_grouped(rows, n0, m, G, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, xt, gx):
+    """Adjoint of :func:`im2row_grouped` for the samples ``n0 .. n0+m-1`` (a gather, as
+    :func:`row2im`); ``rows`` is ``(G, m*oh*ow, kh*kw*Cg)``, ``xt`` scratch ``(m, H, W, C)``."""
+    C, H, W = gx.shape[1], gx.shape[2], gx.shape[3]
+    Cg = C // G
+    for p in range(m * H):
+        n = p // H
+        h = p % H
+        xt[n, h, :, :] = 0
+        for i in range(kh):
+            ah = h + ph - i * dh
+            if ah < 0 or ah % sh != 0 or ah // sh >= oh:
+                continue
+            a = ah // sh
+            for b in range(ow):
+                q = (n * oh + a) * ow + b
+                for j in range(kw):
+                    w = b * sw + j * dw - pw
+                    if 0 <= w < W:
+                        k0 = (i * kw + j) * Cg
+                        for g in range(G):
+                            for c in range(Cg):
+                                xt[n, h, w, g * Cg + c] += rows[g, q, k0 + c]
+    for p in range(m * C):
+        n = p // C
+        c = p % C
+        for h in range(H):
+            for w in range(W):
+                gx[n0 + n, c, h, w] = xt[n, h, w, c]
+
+
+@njit(cache=True, nogil=True)
+def from_group_major(src, q0, q1, dst):
+    """``dst[n, g*Og + o, l] = src[g, q - q0, o]`` for ``q = n*L + l`` in ``[q0, q1)``: the
+    batched GEMM's ``(G, pixels, Og)`` result back to NCHW ``dst`` (N, O, L)."""
+    G, Og = src.shape[0], src.shape[2]
+    L = dst.shape[2]
+    for g in range(G):
+        for q in range(q0, q1):
+            n, l = q // L, q % L
+            for o in range(Og):
+                dst[n, g * Og + o, l] = src[g, q - q0, o]
