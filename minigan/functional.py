@@ -753,10 +753,10 @@ def pad(
         )
     if value:
         raise ValueError(f"pad: a padding value applies to mode='constant' only, not {mode!r}")
-    if len(pad) // 2 > builtins.max(x.ndim - 2, 1):
+    if x.ndim - len(pad) // 2 not in (1, 2):  # PyTorch's rule: (C, …) or (N, C, …) stay
         raise ValueError(
-            f"pad: mode {mode!r} pads at most the last {builtins.max(x.ndim - 2, 1)} dims of "
-            f"an input of shape {x.shape}, got {tuple(pad)}"
+            f"pad: mode {mode!r} pads the last {x.ndim - 2} or {x.ndim - 1} dims of an input "
+            f"of shape {x.shape} (one or two leading dims kept), got {tuple(pad)}"
         )
     for d, (lo, hi) in enumerate(widths):
         if lo or hi:
@@ -774,7 +774,8 @@ def _pad_index(mode: str, n: int, lo: int, hi: int, dim: int) -> np.ndarray:
             raise ValueError(
                 f"pad: circular padding {(lo, hi)} of dim {dim} must be at most its size {m}"
             )
-        return start + (np.arange(m + builtins.max(lo, 0) + builtins.max(hi, 0)) - lo) % m
+        left = builtins.max(lo, 0)
+        return start + (np.arange(m + left + builtins.max(hi, 0)) - left) % m
     u = np.arange(n + lo + hi) - lo
     if mode == "replicate":
         return np.clip(u, 0, n - 1)
@@ -1287,38 +1288,41 @@ def instance_norm(
 # --------------------------------------------------------------------------- pooling, resizing
 
 
-def _windows(x: Tensor, kernel_size, stride, padding, pad_value: float, op: str):
-    k = _pair(kernel_size, "kernel_size")
-    s = _pair(stride if stride is not None else k, "stride")
-    p = _pair(padding, "padding")
-    if x.ndim != 4:
-        raise ValueError(f"{op}: expected a 4-D input (N, C, H, W), got shape {x.shape}")
-    if p[0] > k[0] // 2 or p[1] > k[1] // 2:
-        raise ValueError(f"{op}: padding {p} should be at most half the kernel size {k}")
-    oh, ow = (_conv_out(x.shape[2 + i], k[i], s[i], p[i], 1) for i in range(2))
-    if oh < 1 or ow < 1:
-        raise ValueError(f"{op}: input {x.shape} is too small for kernel {k}")
-    xpad = pad(x, (p[1], p[1], p[0], p[0]), pad_value) if p != (0, 0) else x
-    return xpad, k, s, oh, ow
-
-
-def _window_slices(k, s, oh: int, ow: int) -> list[tuple[slice, slice]]:
-    """For each kernel position (i, j), the strided slices of the input it sees."""
-    return [
-        (slice(i, i + s[0] * (oh - 1) + 1, s[0]), slice(j, j + s[1] * (ow - 1) + 1, s[1]))
-        for i in range(k[0])
-        for j in range(k[1])
-    ]
-
-
-def avg_pool2d(x: Tensor, kernel_size, stride=None, padding=0) -> Tensor:
-    """Average pooling (zero padding counted in the average, PyTorch's default)."""
-    xpad, k, s, oh, ow = _windows(x, kernel_size, stride, padding, 0.0, "avg_pool2d")
+def avg_pool2d(
+    x: Tensor,
+    kernel_size,
+    stride=None,
+    padding=0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: int | None = None,
+) -> Tensor:
+    """Average pooling with PyTorch's arguments: zero padding counted in the average unless
+    ``count_include_pad=False``; with ``ceil_mode`` the last partial windows are kept (and
+    averaged over the part inside the padded input)."""
+    k, s, p, d, oh, ow = _pool_geometry("avg_pool2d", x, kernel_size, stride, padding, 1, ceil_mode)
+    xpad = _pool_padded(x, k, s, p, d, oh, ow, 0.0)
     total = None
-    for sl in _window_slices(k, s, oh, ow):
+    for sl in _dilated_slices(k, s, d, oh, ow):
         part = getitem(xpad, (Ellipsis, *sl))
         total = part if total is None else total + part
-    return total * (1.0 / (k[0] * k[1]))
+    if divisor_override:
+        return total * (1.0 / divisor_override)
+    counts = [
+        _pool_counts(x.shape[2 + i], k[i], s[i], p[i], n, count_include_pad)
+        for i, n in enumerate((oh, ow))
+    ]
+    divisor = np.outer(counts[0], counts[1]).astype(x.dtype)
+    return total / Tensor(backend.to_device(divisor, x.device))
+
+
+def _pool_counts(size: int, k: int, s: int, p: int, n: int, include_pad: bool) -> np.ndarray:
+    """Per output position along one axis, the number of positions averaged (PyTorch's)."""
+    start = np.arange(n) * s - p
+    end = np.minimum(start + k, size + p)
+    if include_pad:
+        return end - start
+    return np.minimum(end, size) - np.maximum(start, 0)
 
 
 class MaxPool(Function):
@@ -1365,11 +1369,35 @@ class MaxPoolGrad(Function):
         return total
 
 
-def max_pool2d(x: Tensor, kernel_size, stride=None, padding=0) -> Tensor:
-    """Max pooling (padding with -inf); the gradient goes to the first maximum of each window,
-    as in PyTorch."""
-    xpad, k, s, oh, ow = _windows(x, kernel_size, stride, padding, -np.inf, "max_pool2d")
-    return MaxPool(_window_slices(k, s, oh, ow))(xpad)
+def max_pool2d(
+    x: Tensor,
+    kernel_size,
+    stride=None,
+    padding=0,
+    dilation=1,
+    ceil_mode: bool = False,
+    return_indices: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
+    """Max pooling (padding with -inf) with PyTorch's ``dilation``, ``ceil_mode`` and
+    ``return_indices`` (flat ``h * W + w`` indices into each input plane, int64); the gradient
+    goes to the first maximum of each window, as in PyTorch."""
+    k, s, p, d, oh, ow = _pool_geometry(
+        "max_pool2d", x, kernel_size, stride, padding, dilation, ceil_mode
+    )
+    if k[0] * k[1] > 255:
+        raise ValueError(f"max_pool2d: kernel {k} has more than 255 positions")
+    xpad = _pool_padded(x, k, s, p, d, oh, ow, -np.inf)
+    fn = MaxPool(_dilated_slices(k, s, d, oh, ow))
+    y = fn(xpad)
+    if not return_indices:
+        return y
+    xp = _xp(x.data)
+    win = fn.winner.astype(np.int64)
+    i, j = win // k[1], win % k[1]
+    rows = xp.asarray(np.arange(oh) * s[0] - p[0]).reshape(-1, 1)
+    cols = xp.asarray(np.arange(ow) * s[1] - p[1])
+    idx = (rows + i * d[0]) * x.shape[3] + cols + j * d[1]
+    return y, Tensor(idx)
 
 
 def upsample(
@@ -1378,8 +1406,26 @@ def upsample(
     scale_factor: float | Sequence[float] | None = None,
     mode: str = "nearest",
     align_corners: bool | None = None,
+    recompute_scale_factor: bool | None = None,
+    antialias: bool = False,
 ) -> Tensor:
-    """Resize NCHW images by ``nearest`` or ``bilinear`` interpolation (PyTorch's rules)."""
+    """Resize NCHW images by ``nearest``, ``nearest-exact`` or ``bilinear`` interpolation
+    (PyTorch's rules; ``interpolate`` is the same function).
+
+    >>> import minigan
+    >>> upsample(minigan.ones(1, 1, 2, 2), size=3, mode="nearest-exact").shape
+    (1, 1, 3, 3)
+    """
+    if antialias:
+        raise ValueError("upsample: antialias=True (a low-pass filter for downsampling) is "
+                         "not available; resize with antialias=False")
+    if mode not in ("nearest", "nearest-exact", "bilinear"):
+        raise ValueError(
+            f"upsample: unknown mode {mode!r}; expected 'nearest', 'nearest-exact' or "
+            "'bilinear'"
+        )
+    if align_corners and mode != "bilinear":
+        raise ValueError(f"upsample: align_corners applies to mode='bilinear', not {mode!r}")
     if x.ndim != 4:
         raise ValueError(f"upsample: expected a 4-D input (N, C, H, W), got shape {x.shape}")
     if (size is None) == (scale_factor is None):
@@ -1391,7 +1437,11 @@ def upsample(
     else:
         f = (scale_factor, scale_factor) if isinstance(scale_factor, (int, float)) else scale_factor
         oh, ow = int(math.floor(h * f[0])), int(math.floor(w * f[1]))
-        scales = (1 / f[0], 1 / f[1])
+        scales = (h / oh, w / ow) if recompute_scale_factor else (1 / f[0], 1 / f[1])
+    if mode == "nearest-exact":
+        ih = np.minimum(np.floor((np.arange(oh) + 0.5) * scales[0]).astype(np.int64), h - 1)
+        iw = np.minimum(np.floor((np.arange(ow) + 0.5) * scales[1]).astype(np.int64), w - 1)
+        return getitem(getitem(x, (slice(None), slice(None), ih)), (Ellipsis, iw))
     if mode == "nearest":
         if oh % h == 0 and ow % w == 0:  # integer factors: repeat by broadcasting (fast)
             a, b = oh // h, ow // w
@@ -1400,10 +1450,8 @@ def upsample(
         ih = np.minimum(np.floor(np.arange(oh) * scales[0]).astype(np.int64), h - 1)
         iw = np.minimum(np.floor(np.arange(ow) * scales[1]).astype(np.int64), w - 1)
         return getitem(getitem(x, (slice(None), slice(None), ih)), (Ellipsis, iw))
-    if mode == "bilinear":
-        y = _lerp_axis(x, 2, oh, scales[0], bool(align_corners))
-        return _lerp_axis(y, 3, ow, scales[1], bool(align_corners))
-    raise ValueError(f"upsample: unknown mode {mode!r}; expected 'nearest' or 'bilinear'")
+    y = _lerp_axis(x, 2, oh, scales[0], bool(align_corners))
+    return _lerp_axis(y, 3, ow, scales[1], bool(align_corners))
 
 
 interpolate = upsample
@@ -1509,3 +1557,280 @@ def cross_entropy(
     if label_smoothing:
         target = target * (1 - label_smoothing) + label_smoothing / k
     return _reduce(-sum(target * logp, 1), reduction, "cross_entropy")
+
+
+# --------------------------------------------------------------------------- normalisation II
+# GroupNorm and LayerNorm are the fused per-group normalisation of AdaIN (one kernel each way on
+# CPU and GPU, a differentiable backward under create_graph) on a reshaped view: the groups
+# become AdaIN's "planes", then the per-channel (per-element) affine is applied.
+
+
+def _plane_norm(x: Tensor, rows: int, eps: float) -> Tensor:
+    """Normalise each of ``rows`` consecutive blocks of ``x`` (mean 0, variance 1)."""
+    x4 = reshape(x, (1, rows, -1, 1))
+    xp = _xp(x.data)
+    ones = Tensor(xp.ones((1, rows), dtype=x.dtype))
+    zeros = Tensor(xp.zeros((1, rows), dtype=x.dtype))
+    return reshape(AdaIN(eps)(x4, ones, zeros), x.shape)
+
+
+def group_norm(
+    x: Tensor,
+    num_groups: int,
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    eps: float = 1e-5,
+) -> Tensor:
+    """Group normalisation (``torch.nn.functional.group_norm``): the channels of each sample
+    split into ``num_groups`` groups, each normalised over its channels and positions, then a
+    per-channel ``weight`` and ``bias``.
+
+    >>> import minigan
+    >>> y = group_norm(minigan.randn(2, 4, 3, 3), 2)
+    >>> bool(abs(y.numpy().reshape(2, 2, -1).mean(-1)).max() < 1e-5)
+    True
+    """
+    if x.ndim < 2:
+        raise ValueError(f"group_norm: expected an input (N, C, …), got shape {x.shape}")
+    n, c = x.shape[:2]
+    if num_groups < 1 or c % num_groups:
+        raise ValueError(
+            f"group_norm: {c} channels of input {x.shape} cannot be split into "
+            f"{num_groups} groups"
+        )
+    _check_affine("group_norm", (c,), weight, bias)
+    y = _plane_norm(x, n * num_groups, eps)
+    return _affine(y, weight, bias, (1, c) + (1,) * (x.ndim - 2))
+
+
+def layer_norm(
+    x: Tensor,
+    normalized_shape: int | Sequence[int],
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    eps: float = 1e-5,
+) -> Tensor:
+    """Layer normalisation over the trailing ``normalized_shape`` dims, then an elementwise
+    ``weight`` and ``bias`` of that shape (``torch.nn.functional.layer_norm``)."""
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    if not shape or x.shape[x.ndim - len(shape) :] != shape or len(shape) > x.ndim:
+        raise ValueError(
+            f"layer_norm: normalized_shape {shape} does not match the trailing dims of the "
+            f"input {x.shape}"
+        )
+    _check_affine("layer_norm", shape, weight, bias)
+    rows = math.prod(x.shape[: x.ndim - len(shape)])
+    if x.data.size == 0:
+        return x * 1.0
+    return _affine(_plane_norm(x, rows, eps), weight, bias, shape)
+
+
+def _check_affine(op: str, shape: tuple[int, ...], weight: Any, bias: Any) -> None:
+    for name, t in (("weight", weight), ("bias", bias)):
+        if t is not None and t.shape != shape:
+            raise ValueError(f"{op}: {name} has shape {t.shape}, expected {shape}")
+
+
+def _affine(y: Tensor, weight: Tensor | None, bias: Tensor | None, shape) -> Tensor:
+    if weight is not None:
+        y = y * reshape(weight, shape)
+    return y if bias is None else y + reshape(bias, shape)
+
+
+class LpNorm(Function):
+    """``(sum |x|^p)^(1/p)`` over ``dims`` (kept); the gradient is 0 where the norm is 0
+    (PyTorch's subgradient), and the backward is built from differentiable ops."""
+
+    def __init__(self, p: float, dims: tuple[int, ...]) -> None:
+        self.p, self.dims = p, dims
+
+    def forward(self, x):
+        xp = _xp(x)
+        a = xp.abs(x)
+        if self.p == 2:
+            return xp.sqrt((x * x).sum(axis=self.dims, keepdims=True))
+        if math.isinf(self.p):
+            return a.max(axis=self.dims, keepdims=True)
+        return (a**self.p).sum(axis=self.dims, keepdims=True) ** (1 / self.p)
+
+    def backward(self, gy):
+        (x,) = self.inputs
+        n = self.output()
+        if math.isinf(self.p):  # the gradient goes to the largest |x|, shared among ties
+            a = abs(x)
+            hits = (a.data == n.data).astype(x.dtype)
+            hits /= hits.sum(axis=self.dims, keepdims=True)
+            return mask(broadcast_to(gy, x.shape) * sign_of(x), hits)
+        zero = n.data == 0
+        safe = where(zero, 1.0, n)  # x is 0 wherever the norm is: the quotient is 0 there
+        if self.p == 2:
+            return gy * x / safe
+        if self.p == 1:
+            return gy * sign_of(x)
+        return gy * sign_of(x) * abs(x) ** (self.p - 1) / safe ** (self.p - 1)
+
+
+def sign_of(x: Tensor) -> Tensor:
+    """``sign(x)`` as a constant (its derivative is 0 almost everywhere)."""
+    return Tensor(_xp(x.data).sign(x.data))
+
+
+def vector_norm(x: Tensor, ord: float = 2, dim: Dims = None, keepdim: bool = False) -> Tensor:
+    """The ``ord``-norm of ``x`` over ``dim`` (``torch.linalg.vector_norm``, ord > 0 or inf)."""
+    if not (ord > 0):
+        raise ValueError(f"vector_norm: ord must be positive or inf, got {ord}")
+    dims = _dims(dim, x.ndim)
+    out = LpNorm(float(ord), dims)(x)
+    return out if keepdim else squeeze(out, dims) if dims else out
+
+
+def normalize(x: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12) -> Tensor:
+    """``x / max(||x||_p, eps)`` along ``dim`` (``torch.nn.functional.normalize``).
+
+    >>> import minigan
+    >>> normalize(minigan.tensor([[3.0, 4.0]]))
+    tensor([[0.6, 0.8]])
+    """
+    if x.ndim == 0:
+        raise ValueError("normalize: expected an input with at least 1 dim, got a scalar")
+    norm = vector_norm(x, p, dim % x.ndim, keepdim=True)
+    return x / clip(norm, min=eps)
+
+
+# --------------------------------------------------------------------------- pixel shuffle
+
+
+def pixel_shuffle(x: Tensor, upscale_factor: int) -> Tensor:
+    """(…, C·r², H, W) -> (…, C, H·r, W·r), as ``torch.nn.functional.pixel_shuffle``."""
+    r = int(upscale_factor)
+    if x.ndim < 3 or r < 1 or x.shape[-3] % (r * r):
+        raise ValueError(
+            f"pixel_shuffle: input {x.shape} needs (…, C·r², H, W) with r={upscale_factor}"
+        )
+    *lead, c, h, w = x.shape
+    k = len(lead)
+    y = reshape(x, (*lead, c // (r * r), r, r, h, w))
+    y = permute(y, (*range(k), k, k + 3, k + 1, k + 4, k + 2))
+    return reshape(y, (*lead, c // (r * r), h * r, w * r))
+
+
+def pixel_unshuffle(x: Tensor, downscale_factor: int) -> Tensor:
+    """(…, C, H·r, W·r) -> (…, C·r², H, W): the inverse of :func:`pixel_shuffle`."""
+    r = int(downscale_factor)
+    if x.ndim < 3 or r < 1 or x.shape[-1] % r or x.shape[-2] % r:
+        raise ValueError(
+            f"pixel_unshuffle: input {x.shape} needs H and W divisible by r={downscale_factor}"
+        )
+    *lead, c, h, w = x.shape
+    k = len(lead)
+    y = reshape(x, (*lead, c, h // r, r, w // r, r))
+    y = permute(y, (*range(k), k, k + 2, k + 4, k + 1, k + 3))
+    return reshape(y, (*lead, c * r * r, h // r, w // r))
+
+
+# --------------------------------------------------------------------------- attention
+
+
+def _attention_bias(
+    attn_mask: Any, is_causal: bool, l: int, s: int, like: Tensor
+) -> Tensor | None:
+    """The additive score bias of a boolean (True = attend) or float mask and/or causality."""
+    xp = _xp(like.data)
+    bias = None
+    if is_causal:
+        keep = np.tril(np.ones((l, s), dtype=bool))
+        bias = Tensor(xp.asarray(np.where(keep, 0.0, -np.inf).astype(like.dtype)))
+    if attn_mask is not None:
+        m = attn_mask if isinstance(attn_mask, Tensor) else Tensor(xp.asarray(attn_mask))
+        if m.dtype == np.bool_:
+            m = Tensor(xp.where(m.data, like.dtype.type(0), like.dtype.type(-np.inf)))
+        else:
+            m = astype(m, like.dtype)
+        bias = m if bias is None else bias + m
+    return bias
+
+
+def scaled_dot_product_attention(
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    attn_mask: Any = None,
+    dropout_p: float = 0.0,
+    is_causal: bool = False,
+    scale: float | None = None,
+) -> Tensor:
+    """``softmax(q kᵀ · scale + mask) v`` over the last two dims, with PyTorch's arguments:
+    a boolean ``attn_mask`` marks the keys that may be attended (True), a float one is added
+    to the scores; ``is_causal`` masks the keys after each query; ``scale`` defaults to
+    ``1/sqrt(E)``; ``dropout_p`` drops attention weights (always applied, as in PyTorch).
+
+    >>> import minigan
+    >>> q = minigan.randn(2, 3, 5, 4)
+    >>> scaled_dot_product_attention(q, q, q, is_causal=True).shape
+    (2, 3, 5, 4)
+    """
+    if query.ndim < 2 or key.ndim < 2 or value.ndim < 2:
+        raise ValueError("scaled_dot_product_attention: inputs need at least 2 dims (L, E)")
+    if query.shape[-1] != key.shape[-1] or key.shape[-2] != value.shape[-2]:
+        raise ValueError(
+            f"scaled_dot_product_attention: query {query.shape}, key {key.shape} and value "
+            f"{value.shape} do not fit (q and k share E, k and v share S)"
+        )
+    if is_causal and attn_mask is not None:
+        raise ValueError("scaled_dot_product_attention: give attn_mask or is_causal, not both")
+    l, s = query.shape[-2], key.shape[-2]
+    factor = 1 / math.sqrt(query.shape[-1]) if scale is None else scale
+    scores = matmul(query, transpose(key, -2, -1)) * factor
+    bias = _attention_bias(attn_mask, is_causal, l, s, query)
+    if bias is not None:
+        scores = scores + bias
+    weights = softmax(scores, dim=-1)
+    if dropout_p > 0:
+        weights = dropout(weights, dropout_p)
+    return matmul(weights, value)
+
+
+# --------------------------------------------------------------------------- pooling II
+
+
+def _pool_geometry(
+    op: str, x: Tensor, kernel_size, stride, padding, dilation, ceil_mode: bool
+) -> tuple:
+    """Kernel, stride, padding, dilation pairs and output size, with PyTorch's ``ceil_mode``
+    rule (the last window must start inside the input or its left padding)."""
+    if x.ndim != 4:
+        raise ValueError(f"{op}: expected a 4-D input (N, C, H, W), got shape {x.shape}")
+    k = _pair(kernel_size, "kernel_size")
+    s = _pair(stride if stride is not None and stride != [] else k, "stride")
+    p, d = _pair(padding, "padding"), _pair(dilation, "dilation")
+    if p[0] > k[0] // 2 or p[1] > k[1] // 2:
+        raise ValueError(f"{op}: padding {p} should be at most half the kernel size {k}")
+    out = []
+    for i in range(2):
+        size = x.shape[2 + i] + 2 * p[i] - d[i] * (k[i] - 1) - 1
+        n = (-(-size // s[i]) if ceil_mode else size // s[i]) + 1
+        if ceil_mode and (n - 1) * s[i] >= x.shape[2 + i] + p[i]:
+            n -= 1
+        out.append(n)
+    if builtins.min(out) < 1:
+        raise ValueError(f"{op}: input {x.shape} is too small for kernel {k} (dilation {d})")
+    return k, s, p, d, out[0], out[1]
+
+
+def _pool_padded(x: Tensor, k, s, p, d, oh: int, ow: int, value: float) -> Tensor:
+    """``x`` padded by ``p`` on the left and enough on the right for every window."""
+    need = [(o - 1) * s[i] + d[i] * (k[i] - 1) + 1 for i, o in enumerate((oh, ow))]
+    right = [need[i] - x.shape[2 + i] - p[i] for i in range(2)]
+    widths = (p[1], right[1], p[0], right[0])
+    return pad(x, widths, value=value) if builtins.any(widths) else x
+
+
+def _dilated_slices(k, s, d, oh: int, ow: int) -> list[tuple[slice, slice]]:
+    return [
+        (
+            slice(i * d[0], i * d[0] + s[0] * (oh - 1) + 1, s[0]),
+            slice(j * d[1], j * d[1] + s[1] * (ow - 1) + 1, s[1]),
+        )
+        for i in range(k[0])
+        for j in range(k[1])
+    ]
