@@ -6,7 +6,8 @@
 ['0.weight', '0.bias', '2.weight', '2.bias']
 """
 
-from minigan.nn import init
+from minigan.nn import init, utils
+from minigan.nn.attention import MultiheadAttention
 from minigan.nn.layers import (
     AvgPool2d,
     BatchNorm1d,
@@ -28,6 +29,8 @@ from minigan.nn.layers import (
     Upsample,
 )
 from minigan.nn.module import Module, ModuleList, Parameter, Sequential
+from minigan.nn.normalization import GroupNorm, LayerNorm
+from minigan.nn.pixelshuffle import PixelShuffle, PixelUnshuffle
 
 __all__ = [
     "AvgPool2d",
@@ -53,4 +56,10 @@ __all__ = [
     "Unflatten",
     "Upsample",
     "init",
+    "utils",
+    "GroupNorm",
+    "LayerNorm",
+    "MultiheadAttention",
+    "PixelShuffle",
+    "PixelUnshuffle",
 ]

@@ -191,31 +191,61 @@ class _ConvNd(Module):
         dilation: _IntPair,
         output_padding: _IntPair,
         bias: bool,
+        groups: int = 1,
+        padding_mode: str = "zeros",
     ) -> None:
         super().__init__()
+        name = type(self).__name__
         if in_channels <= 0 or out_channels <= 0:
             raise ValueError(
-                f"{type(self).__name__}: channels must be positive, "
+                f"{name}: channels must be positive, "
                 f"got in_channels={in_channels}, out_channels={out_channels}"
             )
+        if groups < 1 or in_channels % groups or out_channels % groups:
+            raise ValueError(
+                f"{name}: in_channels={in_channels} and out_channels={out_channels} must both "
+                f"be divisible by groups={groups}"
+            )
+        modes = ("zeros",) if self.transposed else ("zeros", "reflect", "replicate", "circular")
+        if padding_mode not in modes:
+            raise ValueError(f"{name}: padding_mode must be one of {modes}, got {padding_mode!r}")
         self.in_channels = in_channels
         self.out_channels = out_channels
+        self.groups = groups
+        self.padding_mode = padding_mode
         self.kernel_size = _pair(kernel_size, "kernel_size")
         self.stride = _pair(stride, "stride")
-        self.padding = _pair(padding, "padding")
         self.dilation = _pair(dilation, "dilation")
+        self.padding = self._padding(padding)
         self.output_padding = _pair(output_padding, "output_padding")
-        # PyTorch's layouts: (out, in, kh, kw) for a convolution, (in, out, kh, kw) transposed.
+        # PyTorch's layouts: (out, in/groups, kh, kw) for a convolution, (in, out/groups, kh,
+        # kw) transposed.
         if self.transposed:
-            shape = (in_channels, out_channels, *self.kernel_size)
+            shape = (in_channels, out_channels // groups, *self.kernel_size)
         else:
-            shape = (out_channels, in_channels, *self.kernel_size)
+            shape = (out_channels, in_channels // groups, *self.kernel_size)
         self.weight = Parameter(np.empty(shape, dtype=np.float32))
         if bias:
             self.bias = Parameter(np.empty(out_channels, dtype=np.float32))
         else:
             self.register_parameter("bias", None)
         self.reset_parameters()
+
+    def _padding(self, padding: _IntPair | str) -> Any:
+        if not isinstance(padding, str):
+            return _pair(padding, "padding")
+        if self.transposed or padding not in ("same", "valid"):
+            raise ValueError(
+                f"{type(self).__name__}: padding must be an int or a pair"
+                + ("" if self.transposed else ", 'same' or 'valid'")
+                + f", got {padding!r}"
+            )
+        if padding == "same" and self.stride != (1, 1):
+            raise ValueError(
+                f"{type(self).__name__}: padding='same' is not supported for strided "
+                f"convolutions (stride {self.stride})"
+            )
+        return padding
 
     def reset_parameters(self) -> None:
         _uniform_fan_in_init(self.weight, self.bias)
@@ -236,13 +266,17 @@ class _ConvNd(Module):
             f"stride={self.stride}"
         )
         if self.padding != (0, 0):
-            text += f", padding={self.padding}"
+            text += f", padding={self.padding!r}"
         if self.dilation != (1, 1):
             text += f", dilation={self.dilation}"
         if self.output_padding != (0, 0):
             text += f", output_padding={self.output_padding}"
+        if self.groups != 1:
+            text += f", groups={self.groups}"
         if self.bias is None:
             text += ", bias=False"
+        if self.padding_mode != "zeros":
+            text += f", padding_mode={self.padding_mode!r}"
         return text
 
 
@@ -261,28 +295,51 @@ class Conv2d(_ConvNd):
         out_channels: int,
         kernel_size: _IntPair,
         stride: _IntPair = 1,
-        padding: _IntPair = 0,
+        padding: _IntPair | str = 0,
         dilation: _IntPair = 1,
+        groups: int = 1,
         bias: bool = True,
+        padding_mode: str = "zeros",
     ) -> None:
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, 0, bias)
+        super().__init__(
+            in_channels, out_channels, kernel_size, stride, padding, dilation, 0, bias, groups,
+            padding_mode,
+        )
+
+    def _pad_widths(self) -> tuple[int, int, int, int]:
+        """``(left, right, top, bottom)`` of the padding, PyTorch's split for ``"same"``."""
+        if self.padding == "valid":
+            return (0, 0, 0, 0)
+        if self.padding == "same":
+            total = [self.dilation[i] * (self.kernel_size[i] - 1) for i in (0, 1)]
+            h, w = total[0] // 2, total[1] // 2
+            return (w, total[1] - w, h, total[0] - h)
+        ph, pw = self.padding
+        return (pw, pw, ph, ph)
 
     def forward(self, x: Tensor) -> Tensor:
         self._check_input(x)
-        padded = tuple(x.shape[2 + i] + 2 * self.padding[i] for i in (0, 1))
+        left, right, top, bottom = self._pad_widths()
+        padded = (x.shape[2] + top + bottom, x.shape[3] + left + right)
         extent = tuple(self.dilation[i] * (self.kernel_size[i] - 1) + 1 for i in (0, 1))
         if padded[0] < extent[0] or padded[1] < extent[1]:
             raise ValueError(
                 f"{self._name()}: the padded input ({padded[0]} x {padded[1]}) is smaller than "
                 f"the (dilated) kernel ({extent[0]} x {extent[1]}); input shape {x.shape}"
             )
+        padding: Any = self.padding
+        if self.padding_mode != "zeros":
+            mode = "constant" if self.padding_mode == "zeros" else self.padding_mode
+            x = F.pad(x, (left, right, top, bottom), mode=mode)
+            padding = 0
         return F.conv2d(
             x,
             self.weight,
             self.bias,
             stride=self.stride,
-            padding=self.padding,
+            padding=padding,
             dilation=self.dilation,
+            groups=self.groups,
         )
 
 
@@ -308,8 +365,10 @@ class ConvTranspose2d(_ConvNd):
         stride: _IntPair = 1,
         padding: _IntPair = 0,
         output_padding: _IntPair = 0,
-        dilation: _IntPair = 1,
+        groups: int = 1,
         bias: bool = True,
+        dilation: _IntPair = 1,
+        padding_mode: str = "zeros",
     ) -> None:
         super().__init__(
             in_channels,
@@ -320,6 +379,8 @@ class ConvTranspose2d(_ConvNd):
             dilation,
             output_padding,
             bias,
+            groups,
+            padding_mode,
         )
         for op, s, d in zip(self.output_padding, self.stride, self.dilation, strict=True):
             if op >= s and op >= d:
@@ -337,6 +398,7 @@ class ConvTranspose2d(_ConvNd):
             stride=self.stride,
             padding=self.padding,
             output_padding=self.output_padding,
+            groups=self.groups,
             dilation=self.dilation,
         )
 
@@ -719,9 +781,11 @@ class Upsample(Module):
         super().__init__()
         if (size is None) == (scale_factor is None):
             raise ValueError("Upsample: give exactly one of size and scale_factor")
-        if mode not in ("nearest", "bilinear"):
-            raise ValueError(f"Upsample: mode must be 'nearest' or 'bilinear', got {mode!r}")
-        if mode == "nearest" and align_corners:
+        if mode not in ("nearest", "nearest-exact", "bilinear"):
+            raise ValueError(
+                f"Upsample: mode must be 'nearest', 'nearest-exact' or 'bilinear', got {mode!r}"
+            )
+        if mode != "bilinear" and align_corners:
             raise ValueError("Upsample: align_corners only applies to mode='bilinear'")
         self.size = tuple(size) if isinstance(size, (list, tuple)) else size
         if isinstance(scale_factor, (list, tuple)):
@@ -739,7 +803,7 @@ class Upsample(Module):
             size=self.size,
             scale_factor=self.scale_factor,
             mode=self.mode,
-            align_corners=bool(self.align_corners),
+            align_corners=self.align_corners if self.mode == "bilinear" else None,
         )
 
     def extra_repr(self) -> str:
@@ -769,35 +833,71 @@ class _Pool2d(Module):
 
 
 class AvgPool2d(_Pool2d):
-    """Average over ``kernel_size`` windows (stride defaults to the kernel size).
+    """Average over ``kernel_size`` windows (stride defaults to the kernel size), with
+    PyTorch's ``ceil_mode``, ``count_include_pad`` and ``divisor_override``.
 
     >>> import numpy as np, minigan
     >>> AvgPool2d(2)(minigan.tensor(np.ones((1, 1, 4, 4), dtype=np.float32))).shape
     (1, 1, 2, 2)
     """
 
+    def __init__(
+        self,
+        kernel_size: _IntPair,
+        stride: _IntPair | None = None,
+        padding: _IntPair = 0,
+        ceil_mode: bool = False,
+        count_include_pad: bool = True,
+        divisor_override: int | None = None,
+    ) -> None:
+        super().__init__(kernel_size, stride, padding)
+        self.ceil_mode = ceil_mode
+        self.count_include_pad = count_include_pad
+        self.divisor_override = divisor_override
+
     def forward(self, x: Tensor) -> Tensor:
         self._check_input(x)
-        return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding)
+        return F.avg_pool2d(
+            x, self.kernel_size, self.stride, self.padding, self.ceil_mode,
+            self.count_include_pad, self.divisor_override,
+        )
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
 
 class MaxPool2d(_Pool2d):
-    """Maximum over ``kernel_size`` windows (stride defaults to the kernel size).
+    """Maximum over ``kernel_size`` windows (stride defaults to the kernel size), with
+    PyTorch's ``dilation``, ``return_indices`` and ``ceil_mode``.
 
     >>> import numpy as np, minigan
     >>> MaxPool2d(2)(minigan.tensor(np.ones((1, 1, 4, 4), dtype=np.float32))).shape
     (1, 1, 2, 2)
     """
 
-    def forward(self, x: Tensor) -> Tensor:
+    def __init__(
+        self,
+        kernel_size: _IntPair,
+        stride: _IntPair | None = None,
+        padding: _IntPair = 0,
+        dilation: _IntPair = 1,
+        return_indices: bool = False,
+        ceil_mode: bool = False,
+    ) -> None:
+        super().__init__(kernel_size, stride, padding)
+        self.dilation = dilation
+        self.return_indices = return_indices
+        self.ceil_mode = ceil_mode
+
+    def forward(self, x: Tensor) -> Any:
         self._check_input(x)
-        return F.max_pool2d(x, self.kernel_size, self.stride, self.padding)
+        return F.max_pool2d(
+            x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode,
+            self.return_indices,
+        )
 
     def extra_repr(self) -> str:
         return (
             f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
-            "dilation=1, ceil_mode=False"
+            f"dilation={self.dilation}, ceil_mode={self.ceil_mode}"
         )

@@ -43,6 +43,16 @@ class Parameter(Tensor):
         return "Parameter containing:\n" + super().__repr__()
 
 
+class _HookHandle:
+    """``remove()`` takes a registered hook out again (as ``torch.utils.hooks.RemovableHandle``)."""
+
+    def __init__(self, hooks: dict[int, Any], key: int) -> None:
+        self.hooks, self.key = hooks, key
+
+    def remove(self) -> None:
+        self.hooks.pop(self.key, None)
+
+
 class _IncompatibleKeys(NamedTuple):
     """What :meth:`Module.load_state_dict` returns (the same fields as PyTorch)."""
 
@@ -104,7 +114,20 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} does not define forward()")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        for hook in self.__dict__.get("_forward_pre_hooks", {}).values():
+            result = hook(self, args)
+            if result is not None:
+                args = result if isinstance(result, tuple) else (result,)
         return self.forward(*args, **kwargs)
+
+    def register_forward_pre_hook(self, hook: Callable[[Module, tuple], Any]) -> Any:
+        """Call ``hook(module, args)`` before every forward (PyTorch's hook; a non-None result
+        replaces the positional arguments). Returns a handle whose ``remove()`` unregisters it.
+        Hooks are state of the module: a deep copy carries copies of them."""
+        hooks = self.__dict__.setdefault("_forward_pre_hooks", {})
+        key = max(hooks, default=-1) + 1
+        hooks[key] = hook
+        return _HookHandle(hooks, key)
 
     # ------------------------------------------------------------------ registration
     def _check_initialised(self, name: str) -> None:
