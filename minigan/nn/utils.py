@@ -30,8 +30,9 @@ __all__ = ["spectral_norm", "remove_spectral_norm", "SpectralNorm"]
 
 
 def _normalized(v: Any, eps: float) -> Any:
+    """``v / max(||v||, eps)``, on v's device (nothing is read back from a GPU)."""
     xp = backend.get_array_module(v)
-    return v / max(float(xp.sqrt((v * v).sum())), eps)
+    return v / xp.maximum(xp.sqrt((v * v).sum()), v.dtype.type(eps))
 
 
 class SpectralNorm:
