@@ -102,9 +102,13 @@ def test_grouped_conv_second_order(groups, c, o, stride):
     )
 
 
-@pytest.mark.parametrize("c,o,groups,stride", [(8, 8, 4, 1), (8, 4, 2, 1), (4, 8, 2, 2)])
+@pytest.mark.parametrize(
+    "c,o,groups,stride",
+    [(8, 8, 4, 1), (8, 4, 2, 1), (4, 8, 2, 2), (4, 4, 4, 1), (4, 8, 4, 2), (3, 9, 3, 1)],
+)
 def test_grouped_cpu_kernels_every_path(c, o, groups, stride):
-    """Both GEMM formulations (stride-1 flip trick and direct) of every pass, against torch."""
+    """Both GEMM formulations (stride-1 flip trick and direct) of every pass, and the direct
+    depthwise kernels (groups == C, with channel multipliers 1, 2, 3), against torch."""
     from minigan import kernels
 
     rng = np.random.default_rng(0)

@@ -21,6 +21,8 @@ above is one batched GEMM over the groups (``np.matmul`` on 3-D operands): ``Wk`
 ``(G, O/G, K/G)`` and ``gy`` chunks ``(G, O/G, P)``. The packing, the chunking and the worker
 threads are the same as without groups.
 
+Depthwise convolutions (one input channel per group) skip all this: :mod:`.depthwise`.
+
 At stride 1 a convolution and its transposed twin are the same computation with the weight
 flipped and its channels swapped; :func:`conv2d` and :func:`conv2d_grad_input` each take the
 formulation whose GEMM writes the wider output (benchmarks/NOTES.md items 5 and 12).
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import depthwise
 from .pack import (
     from_group_major,
     from_pixel_major,
@@ -111,6 +114,12 @@ def conv2d(
     """Cross-correlation ``y[n, o] = sum_c x[n, c] * w[o, c]`` (PyTorch ``conv2d``, no bias);
     with ``groups`` the sum runs over the input channels of output channel o's group."""
     O, C = w.shape[0], w.shape[1]
+    if groups > 1 and C == 1 and groups == x.shape[1]:  # depthwise: direct loops, no GEMM
+        hw = tuple(
+            out_size(x.shape[2 + i], w.shape[2 + i], stride[i], padding[i], dilation[i])
+            for i in (0, 1)
+        )
+        return depthwise.conv2d(x, w, stride, padding, dilation, hw)
     if stride == (1, 1) and O // groups < C:
         # The mirror of conv2d_grad_input's rule: at stride 1 a convolution is the transposed
         # convolution of the flipped weight, whose GEMM is rows(C) @ (C, O*k*k) — wider and
@@ -177,6 +186,8 @@ def conv2d_grad_weight(
     groups: int = 1,
 ) -> np.ndarray:
     """Gradient of :func:`conv2d` w.r.t. the weight: ``gW = sum over chunks of gy @ rows``."""
+    if groups > 1 and w_shape[1] == 1 and groups == x.shape[1]:
+        return depthwise.conv2d_grad_weight(x, gy, w_shape, stride, padding, dilation)
     x = np.ascontiguousarray(x)
     gy = np.ascontiguousarray(gy, dtype=x.dtype)
     N, C, H, W = x.shape
@@ -228,6 +239,8 @@ def conv2d_grad_input(
 ) -> np.ndarray:
     """Gradient of :func:`conv2d` w.r.t. its input (= ``conv_transpose2d`` forward)."""
     O, C = w.shape[0], w.shape[1]
+    if groups > 1 and C == 1 and groups == x_shape[1]:
+        return depthwise.conv2d_grad_input(gy, w, x_shape, stride, padding, dilation)
     if stride == (1, 1) and O // groups <= C:
         # At stride 1 the transposed convolution is an ordinary one: gy convolved with the
         # flipped weight, channels swapped, padded by d*(k-1) - p. It packs O*k*k values per

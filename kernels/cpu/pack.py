@@ -174,34 +174,43 @@ def row2im(rows, n0, m, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, xt, gx):
 @njit(cache=True, nogil=True)
 def im2row_grouped(xt, q0, q1, G, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, rows):
     """Grouped :func:`im2row`: ``rows[g, q - q0, (i, j, cg)] = xt[n, h, w, g*Cg + cg]`` (zero
-    outside the input) for the output pixels ``q`` in ``[q0, q1)``."""
+    outside the input) for the output pixels ``q`` in ``[q0, q1)``.
+
+    Per output pixel and kernel row, each group's ``kw*Cg`` entries are one contiguous block
+    of ``rows`` (flat unsigned indices, as in :func:`im2row`).
+    """
     H, W, C = xt.shape[1], xt.shape[2], xt.shape[3]
     Cg = C // G
     Kg = kh * kw * Cg
-    P = q1 - q0
     zero = xt.dtype.type(0)
     xf = xt.reshape(xt.size)
     rf = rows.reshape(rows.size)
+    P = q1 - q0
     for q in range(q0, q1):
-        p = q - q0
         n = q // (oh * ow)
         a = (q // ow) % oh
         b = q % ow
+        w0 = b * sw - pw
+        j0 = min(kw, max(0, (-w0 + dw - 1) // dw))  # taps j0 .. j1-1 fall inside the row
+        j1 = max(j0, min(kw, (W - w0 + dw - 1) // dw))
         for i in range(kh):
             h = a * sh + i * dh - ph
-            for j in range(kw):
-                w = b * sw + j * dw - pw
-                inside = 0 <= h < H and 0 <= w < W
-                src = uint64(((n * H + h) * W + w) * C) if inside else uint64(0)
-                for g in range(G):
-                    dst = uint64((g * P + p) * Kg + (i * kw + j) * Cg)
-                    if inside:
-                        s = src + uint64(g * Cg)
-                        for c in range(Cg):
-                            rf[dst + uint64(c)] = xf[s + uint64(c)]
-                    else:
-                        for c in range(Cg):
-                            rf[dst + uint64(c)] = zero
+            for g in range(G):
+                dst = uint64((g * P + q - q0) * Kg + i * kw * Cg)
+                if h < 0 or h >= H:
+                    for t in range(kw * Cg):
+                        rf[dst + uint64(t)] = zero
+                    continue
+                for t in range(j0 * Cg):
+                    rf[dst + uint64(t)] = zero
+                src = uint64(((n * H + h) * W + w0) * C + g * Cg)
+                for j in range(j0, j1):
+                    s = src + uint64(j * dw * C)
+                    d = dst + uint64(j * Cg)
+                    for c in range(Cg):
+                        rf[d + uint64(c)] = xf[s + uint64(c)]
+                for t in range(j1 * Cg, kw * Cg):
+                    rf[dst + uint64(t)] = zero
 
 
 @njit(cache=True, nogil=True)
@@ -239,11 +248,20 @@ def row2im_grouped(rows, n0, m, G, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, xt, g
 @njit(cache=True, nogil=True)
 def from_group_major(src, q0, q1, dst):
     """``dst[n, g*Og + o, l] = src[g, q - q0, o]`` for ``q = n*L + l`` in ``[q0, q1)``: the
-    batched GEMM's ``(G, pixels, Og)`` result back to NCHW ``dst`` (N, O, L)."""
-    G, Og = src.shape[0], src.shape[2]
-    L = dst.shape[2]
+    batched GEMM's ``(G, pixels, Og)`` result back to NCHW ``dst`` (N, O, L), writing runs of
+    consecutive pixels of one output channel (flat unsigned indices)."""
+    G, P, Og = src.shape[0], src.shape[1], src.shape[2]
+    O, L = dst.shape[1], dst.shape[2]
+    sf = src.reshape(src.size)
+    df = dst.reshape(dst.size)
     for g in range(G):
-        for q in range(q0, q1):
-            n, l = q // L, q % L
+        q = q0
+        while q < q1:  # one sample's share of the range at a time
+            n, l0 = q // L, q % L
+            run = min(L - l0, q1 - q)
             for o in range(Og):
-                dst[n, g * Og + o, l] = src[g, q - q0, o]
+                d = uint64((n * O + g * Og + o) * L + l0)
+                s = uint64((g * P + q - q0) * Og + o)
+                for t in range(run):
+                    df[d + uint64(t)] = sf[s + uint64(t * Og)]
+            q += run
