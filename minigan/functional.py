@@ -1587,7 +1587,7 @@ def group_norm(
 
     >>> import minigan
     >>> y = group_norm(minigan.randn(2, 4, 3, 3), 2)
-    >>> bool(abs(y.numpy().reshape(2, 2, -1).mean(-1)).max() < 1e-5)
+    >>> bool(np.abs(y.numpy().reshape(2, 2, -1).mean(-1)).max() < 1e-5)
     True
     """
     if x.ndim < 2:
