@@ -31,15 +31,7 @@ from typing import Any
 
 import minigan
 from minigan import hookimpl, nn, optim
-from minigan.train import (
-    GAN,
-    copy_module,
-    discriminator_loss,
-    ema_update,
-    frozen,
-    generator_loss,
-    mean_sigmoid,
-)
+from minigan.gan import GAN, copy_module, discriminator_loss, ema_update, step_metrics
 
 __all__ = ["DCGAN", "Generator", "Discriminator", "register_models"]
 
@@ -281,22 +273,11 @@ class DCGAN(GAN):
         real_logits = D(real)
         fake_logits = D(fake.detach())
         loss_d = discriminator_loss(real_logits, fake_logits, self.config.label_smoothing)
-        self.opt_d.zero_grad()
-        loss_d.backward()
-        self.opt_d.step()
+        self.update(self.opt_d, loss_d)
 
         # G: make the (updated) D call its images real; D's weights need no gradients here
-        with frozen(D):
-            loss_g = generator_loss(D(fake))
-            self.opt_g.zero_grad()
-            loss_g.backward()
-            self.opt_g.step()
+        loss_g = self.generator_update(self.opt_g, D, fake)
 
         if self.generator_ema is not None:
             ema_update(self.generator_ema, G, self.config.ema)
-        return {
-            "loss_d": loss_d.detach(),
-            "loss_g": loss_g.detach(),
-            "d_real": mean_sigmoid(real_logits),
-            "d_fake": mean_sigmoid(fake_logits),
-        }
+        return step_metrics(loss_d, loss_g, real_logits, fake_logits)

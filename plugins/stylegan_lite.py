@@ -51,16 +51,8 @@ import numpy as np
 import minigan
 from minigan import functional as F
 from minigan import hookimpl, nn, optim
+from minigan.gan import GAN, copy_module, discriminator_loss, ema_update, step_metrics
 from minigan.tensor import Tensor
-from minigan.train import (
-    GAN,
-    copy_module,
-    discriminator_loss,
-    ema_update,
-    frozen,
-    generator_loss,
-    mean_sigmoid,
-)
 
 __all__ = [
     "Discriminator",
@@ -566,26 +558,15 @@ class StyleGANLite(GAN):
         fake_logits = D(fake.detach())
         loss_d = discriminator_loss(real_logits, fake_logits)
         total_d = loss_d + r1 * (cfg.r1_gamma / 2 * cfg.r1_every) if do_r1 else loss_d
-        self.opt_d.zero_grad()
-        total_d.backward()
-        self.opt_d.step()
+        self.update(self.opt_d, total_d)
 
         # G: non-saturating loss on the same fakes, through the updated (frozen) D
-        with frozen(D):
-            loss_g = generator_loss(D(fake))
-            self.opt_g.zero_grad()
-            loss_g.backward()
-            self.opt_g.step()
+        loss_g = self.generator_update(self.opt_g, D, fake)
 
         # EMA generator, with a warm-up so that it follows quickly early on
         decay = min(cfg.ema, (1 + self.steps) / (10 + self.steps))
         ema_update(self.generator_ema, G, decay)
-        metrics = {
-            "loss_d": loss_d.detach(),
-            "loss_g": loss_g.detach(),
-            "d_real": mean_sigmoid(real_logits),
-            "d_fake": mean_sigmoid(fake_logits),
-        }
+        metrics = step_metrics(loss_d, loss_g, real_logits, fake_logits)
         if do_r1:
             metrics["r1"] = r1.detach()
         return metrics
