@@ -265,9 +265,10 @@ def get_registry() -> Registry:
     global _registry
     if _registry is None:
         _registry = Registry()
-        from minigan import kernels
+        if _registry.entries["kernel"]:  # only then: the kernels (NumPy, Numba) are heavy
+            from minigan import kernels
 
-        _registry.install_kernels(kernels.register_backend)
+            _registry.install_kernels(kernels.register_backend)
     return _registry
 
 
