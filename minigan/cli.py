@@ -544,9 +544,7 @@ def sample(
         raise click.BadParameter(str(e), param_hint="--seeds") from e
     try:
         model, ckpt = load_model(source, device=device)
-    except (FileNotFoundError, ValueError, KeyError) as e:
-        raise _fail(e) from e
-    except RuntimeError as e:
+    except (FileNotFoundError, ValueError, KeyError, RuntimeError) as e:
         raise _fail(e) from e
     options = {"truncation": truncation, "noise_mode": noise_mode}
     options = {key: value for key, value in options.items() if value is not None}

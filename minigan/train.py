@@ -141,25 +141,5 @@ def train(
         RunExistsError: ``out`` holds a run and neither ``resume`` nor ``force`` was given.
         TrainingDiverged: a loss became NaN or infinite.
     """
-    return Trainer(
-        model,
-        data,
-        out=out,
-        config=config,
-        epochs=epochs,
-        batch_size=batch_size,
-        seed=seed,
-        data_options=data_options,
-        resume=resume,
-        force=force,
-        device=device,
-        checkpoint_every=checkpoint_every,
-        keep=keep,
-        sample_every=sample_every,
-        num_samples=num_samples,
-        max_steps=max_steps,
-        log_every=log_every,
-        callbacks=callbacks,
-        progress=progress,
-        log=log,
-    ).fit()
+    options = dict(locals())  # exactly the parameters above
+    return Trainer(options.pop("model"), options.pop("data"), **options).fit()
