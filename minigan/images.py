@@ -3,6 +3,7 @@
 Everything here works on NumPy arrays. Model outputs are NCHW float32 in [-1, 1] (what a
 ``tanh`` generator gives); files are written through imageio, atomically (a temporary file
 renamed over the target), and PNGs record the parameters that made them as text chunks.
+This module must not import the tensor library, the kernels, the training code or plugins.
 
 >>> import numpy as np, os, tempfile
 >>> batch = np.linspace(-1, 1, 6 * 3 * 4 * 4, dtype=np.float32).reshape(6, 3, 4, 4)

@@ -19,6 +19,9 @@ On ``device="cuda"`` the network runs on the GPU and the image stays in host mem
 is copied to the GPU and its gradient back, so the GPU's memory bounds the tile, not the
 image; the per-step image arithmetic (roll, normalise, clip) is NumPy on the host.
 
+Its parameters (:class:`DreamConfig`) live in :mod:`.config`, which the hook module can import
+cheaply. This module must not import the CLI, the training code or another plugin.
+
 >>> import numpy as np
 >>> image = np.random.default_rng(0).random((40, 48, 3), dtype=np.float32)
 >>> out = dream(image, model="shapes", octaves=2, steps=2, progress=False)
