@@ -145,6 +145,63 @@ def test_conv_transpose2d(bench, layer, op):
     bench.compare(f"convT  {op:<11} {convt_id(layer)}", ours, theirs, flop, "GFLOP/s")
 
 
+# (N, C, O, H, k, stride, pad, groups): grouped convolutions, each followed by its
+# equal-FLOP ungrouped twin (C/G·O = C'·O'), so the two GFLOP/s figures compare per FLOP
+# (issue 17: grouped at most 1.5x slower per FLOP); then depthwise layers (groups == C, the
+# direct kernels) — memory-bound, so judged against PyTorch rather than per FLOP.
+GROUPED_LAYERS = [
+    (32, 128, 128, 16, 3, 1, 1, 4),
+    (32, 64, 64, 16, 3, 1, 1, 1),
+    (32, 64, 64, 32, 3, 1, 1, 2),
+    (32, 45, 45, 32, 3, 1, 1, 1),
+    (32, 64, 64, 32, 3, 1, 1, 8),
+    (32, 23, 23, 32, 3, 1, 1, 1),
+    (32, 64, 64, 32, 3, 1, 1, 64),
+    (32, 64, 128, 32, 3, 2, 1, 64),
+    (8, 96, 96, 64, 7, 1, 3, 96),
+]
+
+
+def grouped_id(layer) -> str:
+    n, c, o, h, k, s, p, g = layer
+    kind = "depthwise" if g == c else f"groups={g}"
+    return f"N{n} {c}->{o} {h}x{h} k{k} s{s} p{p} {kind}"
+
+
+@pytest.mark.parametrize("layer", GROUPED_LAYERS, ids=grouped_id)
+@pytest.mark.parametrize("op", ["forward", "fwd+bwd"])
+def test_grouped_conv2d(bench, layer, op):
+    n, c, o, h, k, s, p, g = layer
+    x, w = randn(n, c, h, h), randn(o, c // g, k, k)
+    S, P = (s, s), (p, p)
+    tx, tw = torch.from_numpy(x), torch.from_numpy(w)
+    y = F.conv2d(tx, tw, stride=S, padding=P, groups=g)
+    gy = randn(*y.shape)
+    tgy = torch.from_numpy(gy)
+    flop = 2.0 * n * o * (c // g) * k * k * y.shape[2] * y.shape[3]
+    if op == "forward":
+        ours = lambda: K.conv2d(x, w, S, P, D1, g)  # noqa: E731
+        theirs = lambda: F.conv2d(tx, tw, stride=S, padding=P, groups=g)  # noqa: E731
+        check(ours(), theirs())
+    else:
+        flop *= 3
+
+        def ours():
+            K.conv2d(x, w, S, P, D1, g)
+            gx = K.conv2d_grad_input(gy, w, x.shape, S, P, D1, g)
+            return gx, K.conv2d_grad_weight(x, gy, w.shape, S, P, D1, g)
+
+        def theirs():
+            ax, aw = tx.detach().requires_grad_(), tw.detach().requires_grad_()
+            F.conv2d(ax, aw, stride=S, padding=P, groups=g).backward(tgy)
+            return ax.grad, aw.grad
+
+        (gx, gw), (tgx, tgw) = ours(), theirs()
+        check(gx, tgx)
+        check(gw, tgw)
+    bench.compare(f"conv2d {op:<11} {grouped_id(layer)}", ours, theirs, flop, "GFLOP/s")
+
+
 @pytest.mark.parametrize("shape", BN_SHAPES, ids=str)
 def test_batch_norm_fwd_bwd(bench, shape):
     c = shape[1]

@@ -397,12 +397,7 @@ def _train_callback(name: str, model_cls: type, field_names: list[str]) -> Any:
             ctx.exit(130)
         run = result.run_dir
         last = result.last_metrics
-        summary = (
-            f" (loss_d {last['loss_d']:.3f}, loss_g {last['loss_g']:.3f}, "
-            f"D(x) {last['d_real']:.2f}, D(G(z)) {last['d_fake']:.2f})"
-            if last
-            else ""
-        )
+        summary = f" ({model_cls.describe_metrics(last)})" if last else ""
         click.echo(
             f"trained {result.steps} steps, {result.epochs_done} epochs in "
             f"{result.seconds:.0f} s{summary}\n"

@@ -1,7 +1,16 @@
-"""The model contract: what a GAN that ``minigan train NAME`` can train looks like, and the
+"""The model contract: what a model that ``minigan train NAME`` can train looks like, and the
 pieces every model shares (losses, update steps, EMA, metric reads).
 
-A model is a subclass of :class:`GAN` (registered through the ``register_models`` hook) with
+Two levels. :class:`Trainable` is any generator of images the run folder, the trainer, the
+checkpoints and ``minigan sample`` handle: a ``Config``, ``networks()``/``optimizers()`` with
+a ``"generator"`` (what sampling runs), ``train_step(real) -> metrics``, and per-seed
+``latents``/``sample``. It declares which networks and metrics it has
+(:attr:`Trainable.required_networks`, :attr:`Trainable.required_metrics`) and how its
+metrics read (:meth:`Trainable.describe_metrics`), so a diffusion model or a VAE is trained
+exactly as a GAN is (examples/minigan-ddpm). :class:`GAN` extends it with a discriminator and
+the four GAN metrics; most models are GANs, and what follows describes them.
+
+A GAN is a subclass of :class:`GAN` (registered through the ``register_models`` hook) with
 
 - ``Config``: a ``@dataclass`` whose fields all have defaults; each field becomes a command
   line option (``latent_dim`` -> ``--latent-dim``) with ``metadata={"help": ...}`` as its
@@ -57,6 +66,8 @@ from minigan.tensor import Tensor
 __all__ = [
     "GAN",
     "GANConfig",
+    "Trainable",
+    "TrainableConfig",
     "REQUIRED_METRICS",
     "copy_module",
     "discriminator_loss",
@@ -189,27 +200,38 @@ def step_metrics(
 
 # =========================================================================== the contract
 @dataclasses.dataclass
-class GANConfig:
-    """The base of every model's ``Config``: the latent size."""
+class TrainableConfig:
+    """The base of a non-GAN model's ``Config`` (no fields of its own)."""
+
+
+@dataclasses.dataclass
+class GANConfig(TrainableConfig):
+    """The base of every GAN's ``Config``: the latent size."""
 
     latent_dim: int = dataclasses.field(
         default=100, metadata={"help": "size of the latent (noise) vector z"}
     )
 
 
-class GAN:
-    """The base class of trainable generators (see the module docstring for the contract).
+class Trainable:
+    """The base class of every trainable image generator (see the module docstring).
 
     Subclasses set ``Config``, build their networks and optimizers in ``__init__`` (after
     calling ``super().__init__``), return them from :meth:`networks` and :meth:`optimizers`,
-    and implement :meth:`train_step`.
+    and implement :meth:`train_step` and, unless one network call maps latents to images,
+    :meth:`sample`.
 
     ``train_defaults`` suggests training options for the command line (``epochs``,
-    ``batch_size``, ``limit``: the number of training images).
+    ``batch_size``, ``limit``: the number of training images). ``required_networks`` and
+    ``required_metrics`` are what :func:`minigan.testing.check_model` insists on;
+    ``plot_metrics`` (default: the required ones) are drawn in the run's ``losses.png``.
     """
 
-    Config: ClassVar[type] = GANConfig
+    Config: ClassVar[type] = TrainableConfig
     train_defaults: ClassVar[dict[str, Any]] = {"epochs": 10, "batch_size": 64}
+    required_networks: ClassVar[tuple[str, ...]] = ("generator",)
+    required_metrics: ClassVar[tuple[str, ...]] = ("loss",)
+    plot_metrics: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self, config: Any = None, image_shape: Sequence[int] = (3, 32, 32), device: str = "cpu"
@@ -252,8 +274,22 @@ class GAN:
 
     @property
     def latent_shape(self) -> tuple[int, ...]:
-        """The shape of one latent vector (default ``(config.latent_dim,)``)."""
-        return (int(self.config.latent_dim),)
+        """The shape of one latent: ``(config.latent_dim,)`` when the config has one, else the
+        image shape (a diffusion model's starting noise)."""
+        latent_dim = getattr(self.config, "latent_dim", None)
+        return (int(latent_dim),) if latent_dim is not None else self.image_shape
+
+    @classmethod
+    def describe_metrics(cls, record: Mapping[str, float]) -> str:
+        """One line for the progress bar and the CLI's summary (default: the required
+        metrics, then ``plot_metrics``)."""
+        keys = dict.fromkeys((*cls.required_metrics, *cls.plot_metrics))
+        return " ".join(f"{k}={record[k]:.4g}" for k in keys if k in record)
+
+    @classmethod
+    def metrics_to_plot(cls) -> tuple[str, ...]:
+        """The metrics drawn in ``losses.png``."""
+        return cls.plot_metrics or cls.required_metrics
 
     # ----- networks
     def networks(self) -> dict[str, nn.Module]:
@@ -272,9 +308,9 @@ class GAN:
 
     # ----- training
     def train_step(self, real: Tensor) -> dict[str, float | Tensor]:
-        """One discriminator and one generator update on ``real`` (NCHW in [-1, 1]).
-        Returns at least ``loss_d``, ``loss_g``, ``d_real``, ``d_fake``, as floats or as
-        detached 0-d tensors (which a GPU step returns without waiting for the GPU)."""
+        """One training step on ``real`` (NCHW in [-1, 1]). Returns at least
+        :attr:`required_metrics`, as floats or as detached 0-d tensors (which a GPU step
+        returns without waiting for the GPU)."""
         raise NotImplementedError(f"{type(self).__name__} must implement train_step()")
 
     def update(self, optimizer: Optimizer, loss: Tensor) -> None:
@@ -285,16 +321,6 @@ class GAN:
         for hook in self.gradient_hooks:
             hook(optimizer)
         optimizer.step()
-
-    def generator_update(
-        self, optimizer: Optimizer, discriminator: nn.Module, fake: Tensor
-    ) -> Tensor:
-        """The generator's update: the non-saturating loss of ``discriminator`` (frozen: its
-        weights need no gradients) on ``fake``, minimised by ``optimizer``. Returns the loss."""
-        with frozen(discriminator):
-            loss_g = generator_loss(discriminator(fake))
-            self.update(optimizer, loss_g)
-        return loss_g
 
     # ----- sampling
     def latents(self, seeds: Iterable[int]) -> Tensor:
@@ -371,3 +397,29 @@ class GAN:
     def __repr__(self) -> str:
         c, h, w = self.image_shape
         return f"{type(self).__name__}({self.config}, image_shape=({c}, {h}, {w}))"
+
+
+class GAN(Trainable):
+    """The base class of GANs: a ``"generator"`` and a ``"discriminator"``, and a
+    ``train_step`` that returns ``loss_d``, ``loss_g``, ``d_real`` and ``d_fake``."""
+
+    Config: ClassVar[type] = GANConfig
+    required_networks: ClassVar[tuple[str, ...]] = ("generator", "discriminator")
+    required_metrics: ClassVar[tuple[str, ...]] = REQUIRED_METRICS
+
+    @classmethod
+    def describe_metrics(cls, record: Mapping[str, float]) -> str:
+        return (
+            f"loss_d={record['loss_d']:.3f} loss_g={record['loss_g']:.3f} "
+            f"D(x)={record['d_real']:.2f} D(G(z))={record['d_fake']:.2f}"
+        )
+
+    def generator_update(
+        self, optimizer: Optimizer, discriminator: nn.Module, fake: Tensor
+    ) -> Tensor:
+        """The generator's update: the non-saturating loss of ``discriminator`` (frozen: its
+        weights need no gradients) on ``fake``, minimised by ``optimizer``. Returns the loss."""
+        with frozen(discriminator):
+            loss_g = generator_loss(discriminator(fake))
+            self.update(optimizer, loss_g)
+        return loss_g

@@ -26,7 +26,7 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ import numpy as np
 
 import minigan
 from minigan import images as imaging
-from minigan.gan import GAN
+from minigan.gan import Trainable
 from minigan.tensor import Tensor
 
 __all__ = [
@@ -140,9 +140,9 @@ def load_checkpoint(path: PathLike) -> dict[str, Any]:
     return ckpt
 
 
-def load_model(source: PathLike, device: str = "cpu") -> tuple[GAN, dict[str, Any]]:
+def load_model(source: PathLike, device: str = "cpu") -> tuple[Trainable, dict[str, Any]]:
     """The model saved in a checkpoint file, or in the latest checkpoint of a run directory.
-    Returns ``(model, checkpoint)``; the model is ready to :meth:`GAN.sample`."""
+    Returns ``(model, checkpoint)``; the model is ready to :meth:`Trainable.sample`."""
     path = Path(source)
     if path.is_dir():
         found = latest_checkpoint(path)
@@ -249,7 +249,7 @@ class Run:
         os.replace(tmp, self.metrics_path)
 
     def save_checkpoint(
-        self, model: GAN, info: Mapping[str, Any], position: tuple[int, int], keep: int
+        self, model: Trainable, info: Mapping[str, Any], position: tuple[int, int], keep: int
     ) -> Path:
         epoch, batch = position
         state = {
@@ -276,7 +276,9 @@ class Run:
             old.unlink()
         return path
 
-    def write_samples(self, model: GAN, z: Tensor, epoch: int, meta: Mapping[str, Any]) -> None:
+    def write_samples(
+        self, model: Trainable, z: Tensor, epoch: int, meta: Mapping[str, Any]
+    ) -> None:
         images = np.asarray(model.sample(z).numpy())
         grid = imaging.make_grid(images)
         imaging.save_image(
@@ -291,14 +293,16 @@ class Run:
         if frames:
             imaging.save_gif(self.root / "progress.gif", [f[..., :3] for f in frames])
 
-    def write_losses(self, title: str) -> None:
+    def write_losses(
+        self, title: str, keys: Sequence[str] = ("loss_d", "loss_g", "d_real", "d_fake")
+    ) -> None:
         records = self.metrics()
         if not records:
             return
         steps = [r["step"] for r in records]
         series = {
             key: (steps, [r[key] for r in records])
-            for key in ("loss_d", "loss_g", "d_real", "d_fake")
+            for key in keys
             if key in records[0]
         }
         image = imaging.line_chart(series, title=title, xlabel="step")

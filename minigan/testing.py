@@ -33,7 +33,7 @@ import numpy as np
 
 import minigan
 from minigan.backend import parse_device
-from minigan.gan import GAN, REQUIRED_METRICS, read_metrics
+from minigan.gan import Trainable, read_metrics
 from minigan.registry import Registry, get_registry
 from minigan.tensor import Tensor, grad
 
@@ -311,7 +311,7 @@ def _fail(model_cls: type, prop: str, detail: str) -> AssertionError:
     return AssertionError(f"check_model({model_cls.__name__}): {prop}: {detail}")
 
 
-def _params(model: GAN) -> dict[str, list[np.ndarray]]:
+def _params(model: Trainable) -> dict[str, list[np.ndarray]]:
     return {
         name: [np.array(p.numpy(), copy=True) for p in net.parameters()]
         for name, net in model.networks().items()
@@ -343,7 +343,7 @@ def check_model(
     _check_config(model_cls)
     shape = tuple(int(s) for s in image_shape)
 
-    def build(seed: int) -> GAN:
+    def build(seed: int) -> Trainable:
         minigan.manual_seed(seed)
         try:
             return model_cls(model_cls.make_config(dict(config or {})), shape, device)
@@ -372,9 +372,9 @@ def _check_config(model_cls: type) -> None:
             raise _fail(model_cls, "Config", f"field {f.name!r} has no metadata['help'] text")
 
 
-def _check_networks(model_cls: type, model: GAN, device: str) -> None:
+def _check_networks(model_cls: type, model: Trainable, device: str) -> None:
     nets = model.networks()
-    for required in ("generator", "discriminator"):
+    for required in model_cls.required_networks:
         if required not in nets:
             raise _fail(model_cls, "networks()", f"no {required!r} in {sorted(nets)}")
     for net_name, net in nets.items():
@@ -385,7 +385,7 @@ def _check_networks(model_cls: type, model: GAN, device: str) -> None:
                 )
 
 
-def _check_step(model_cls: type, model: GAN, real: Tensor) -> None:
+def _check_step(model_cls: type, model: Trainable, real: Tensor) -> None:
     before = _params(model)
     minigan.manual_seed(1)
     try:
@@ -394,7 +394,7 @@ def _check_step(model_cls: type, model: GAN, real: Tensor) -> None:
         raise _fail(model_cls, "train_step", f"{type(e).__name__}: {e}") from e
     if not isinstance(metrics, dict):
         raise _fail(model_cls, "train_step", f"must return a dict, got {type(metrics).__name__}")
-    missing = [k for k in REQUIRED_METRICS if k not in metrics]
+    missing = [k for k in model_cls.required_metrics if k not in metrics]
     if missing:
         raise _fail(model_cls, "train_step metrics", f"missing {missing}; got {sorted(metrics)}")
     for key, value in metrics.items():
@@ -409,17 +409,18 @@ def _check_step(model_cls: type, model: GAN, real: Tensor) -> None:
     for key, value in values.items():
         if not math.isfinite(value):
             raise _fail(model_cls, "train_step metrics", f"{key} is {value} on random data")
-    for key in ("d_real", "d_fake"):
-        if not 0.0 <= values[key] <= 1.0:
+    for key in ("d_real", "d_fake"):  # a GAN's discriminator probabilities
+        if key in values and not 0.0 <= values[key] <= 1.0:
             raise _fail(model_cls, "train_step metrics", f"{key}={values[key]} is not in [0, 1]")
     after = _params(model)
-    for net in ("generator", "discriminator"):
+    trained = [n for n in model_cls.required_networks if any(True for _ in before[n])]
+    for net in trained:  # (an EMA copy is not required; a network may have no parameters)
         if not any(np.any(a != b) for a, b in zip(before[net], after[net])):
             raise _fail(model_cls, "train_step", f"the {net}'s parameters did not change")
 
 
 def _check_samples(
-    model_cls: type, model: GAN, seeds: list[int], shape: tuple[int, ...]
+    model_cls: type, model: Trainable, seeds: list[int], shape: tuple[int, ...]
 ) -> np.ndarray:
     out = model.sample(model.latents(seeds))
     if not isinstance(out, Tensor):
@@ -447,7 +448,8 @@ def _check_samples(
 
 
 def _check_round_trip(
-    model_cls: type, model: GAN, clone: GAN, real: Tensor, seeds: list[int], x: np.ndarray
+    model_cls: type, model: Trainable, clone: Trainable, real: Tensor, seeds: list[int],
+    x: np.ndarray,
 ) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "state.safetensors")

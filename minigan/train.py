@@ -33,6 +33,8 @@ from minigan.gan import (
     GAN,
     REQUIRED_METRICS,
     GANConfig,
+    Trainable,
+    TrainableConfig,
     copy_module,
     discriminator_loss,
     ema_update,
@@ -61,6 +63,8 @@ __all__ = [
     "Run",
     "RunExistsError",
     "RunResult",
+    "Trainable",
+    "TrainableConfig",
     "Trainer",
     "TrainingDiverged",
     "check_model",
@@ -81,7 +85,7 @@ __all__ = [
 
 
 def train(
-    model: str | type[GAN] | GAN,
+    model: str | type[Trainable] | Trainable,
     data: Any = None,
     *,
     out: PathLike,
@@ -99,11 +103,12 @@ def train(
     num_samples: int = 64,
     max_steps: int | None = None,
     log_every: int | None = None,
-    callbacks: Sequence[Callable[[dict[str, Any], GAN], None]] = (),
+    callbacks: Sequence[Callable[[dict[str, Any], Trainable], None]] = (),
     progress: bool = True,
     log: Callable[[str], None] | None = None,
 ) -> RunResult:
-    """Train a GAN and write its run directory ``out`` (layout in :mod:`minigan.run`).
+    """Train a model (a GAN or another :class:`Trainable`) and write its run directory
+    ``out`` (layout in :mod:`minigan.run`).
 
     Args:
         model: a registered model name (``"dcgan"``), a :class:`GAN` subclass, or a built

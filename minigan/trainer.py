@@ -26,7 +26,7 @@ Extension points:
 - ``loggers``: objects with ``write(records)`` and ``close()`` (:class:`MetricsLogger`
   protocol); every read-back's records go to each (metrics.jsonl is the first; add e.g. a
   TensorBoard writer);
-- ``model.gradient_hooks``: run between backward and step by :meth:`minigan.gan.GAN.update`
+- ``model.gradient_hooks``: run between backward and step by :meth:`minigan.gan.Trainable.update`
   (a data-parallel gradient all-reduce);
 - ``_make_loader`` (sharded data), ``_write_config`` / ``_sample_epoch`` / ``_checkpoint``
   (only one process writing), ``_log`` (extra metrics): override in a subclass.
@@ -51,7 +51,7 @@ from typing import IO, Any, Protocol
 import numpy as np
 
 import minigan
-from minigan.gan import GAN, read_metrics
+from minigan.gan import Trainable, read_metrics
 from minigan.run import (
     PathLike,
     Run,
@@ -67,7 +67,7 @@ from minigan.tensor import Tensor
 
 __all__ = ["MetricsLogger", "RunResult", "Trainer", "TrainingDiverged"]
 
-Callback = Callable[[dict[str, Any], GAN], None]
+Callback = Callable[[dict[str, Any], Trainable], None]
 
 
 class TrainingDiverged(RuntimeError):
@@ -152,11 +152,8 @@ def _snapshot(value: Any) -> Any:
     return value
 
 
-def _progress_text(record: Mapping[str, float]) -> str:
-    return (
-        f"loss_d={record['loss_d']:.3f} loss_g={record['loss_g']:.3f} D(x)={record['d_real']:.2f}"
-        f" D(G(z))={record['d_fake']:.2f} {record['images_per_s']:.0f} img/s"
-    )
+def _progress_text(model_cls: type[Trainable], record: Mapping[str, float]) -> str:
+    return f"{model_cls.describe_metrics(record)} {record['images_per_s']:.0f} img/s"
 
 
 class Trainer:
@@ -164,7 +161,7 @@ class Trainer:
 
     def __init__(
         self,
-        model: str | type[GAN] | GAN,
+        model: str | type[Trainable] | Trainable,
         data: Any = None,
         *,
         out: PathLike,
@@ -232,16 +229,17 @@ class Trainer:
     def _resolve_model(self) -> None:
         """``model_cls`` and ``model_name`` from a name, a class or a built model."""
         model = self.model_arg
-        if isinstance(model, GAN):
+        if isinstance(model, Trainable):
             cls, self.built = type(model), model
         else:
             cls = model_class(model) if isinstance(model, str) else model
             self.built = None
-        if not (isinstance(cls, type) and issubclass(cls, GAN)):
+        if not (isinstance(cls, type) and issubclass(cls, Trainable)):
             raise TypeError(
-                f"model must be a registered name, a GAN subclass or a GAN, got {model!r}"
+                "model must be a registered name, a GAN (or Trainable) subclass or instance, "
+                f"got {model!r}"
             )
-        self.model_cls: type[GAN] = cls
+        self.model_cls: type[Trainable] = cls
         self.model_name = model if isinstance(model, str) else model_name(cls)
 
     def _settings(self, saved: dict[str, Any] | None) -> dict[str, Any]:
@@ -394,7 +392,7 @@ class Trainer:
             for logger in self.loggers:
                 logger.close()
             self.bar.close()
-            self.run.write_losses(self.title)
+            self.run.write_losses(self.title, self.model_cls.metrics_to_plot())
         return self._result()
 
     def _progress_bar(self) -> Any:
@@ -459,7 +457,7 @@ class Trainer:
         if epoch % self.sample_every == 0 or epoch == self.settings["epochs"]:
             self.run.write_samples(self.model, self.fixed_z, epoch, self.meta)
             self.run.write_gif()
-        self.run.write_losses(self.title)
+        self.run.write_losses(self.title, self.model_cls.metrics_to_plot())
 
     def _log(self) -> None:
         """Read the pending steps' metrics (one copy per device), check them, log them.
@@ -478,7 +476,7 @@ class Trainer:
         self.pending.clear()  # only now: a Ctrl-C above leaves them to the next read
         self.busy = 0.0
         if records:
-            self.bar.set_postfix_str(_progress_text(self.record))
+            self.bar.set_postfix_str(_progress_text(self.model_cls, self.record))
         stop = self._run_callbacks(records)
         if diverged is not None:
             raise diverged
