@@ -1565,8 +1565,18 @@ def cross_entropy(
 # become AdaIN's "planes", then the per-channel (per-element) affine is applied.
 
 
+#: below this many elements GroupNorm/LayerNorm compose NumPy ops (the parallel kernel's
+#: launch costs more than the work; measured on a loaded 2-core machine: 4x32x16x16 takes
+#: 0.13 ms composed, 60 ms through the kernel); above it, the fused kernel
+SMALL_NORM = 1 << 18
+
+
 def _plane_norm(x: Tensor, rows: int, eps: float) -> Tensor:
     """Normalise each of ``rows`` consecutive blocks of ``x`` (mean 0, variance 1)."""
+    if x.data.size < SMALL_NORM and backend.device_of(x.data) == "cpu":
+        xr = reshape(x, (rows, -1))
+        xc = xr - mean(xr, 1, keepdim=True)
+        return reshape(xc * (mean(xc * xc, 1, keepdim=True) + eps) ** -0.5, x.shape)
     x4 = reshape(x, (1, rows, -1, 1))
     xp = _xp(x.data)
     ones = Tensor(xp.ones((1, rows), dtype=x.dtype))

@@ -232,6 +232,10 @@ class Trainable:
     required_networks: ClassVar[tuple[str, ...]] = ("generator",)
     required_metrics: ClassVar[tuple[str, ...]] = ("loss",)
     plot_metrics: ClassVar[tuple[str, ...]] = ()
+    #: how far a seed's sample may move when the other seeds in its batch change (float32
+    #: sums taken in another order); an iterative sampler that divides by small numbers
+    #: amplifies that and says so here
+    sample_atol: ClassVar[float] = 1e-5
 
     def __init__(
         self, config: Any = None, image_shape: Sequence[int] = (3, 32, 32), device: str = "cpu"

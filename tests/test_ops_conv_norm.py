@@ -583,3 +583,21 @@ def test_interpolate_nearest_exact_matches_torch(h, w, oh, ow, by_scale, seed):
     )
     up = nn.Upsample(**kw)
     assert up(minigan.tensor(x)).shape == TF.interpolate(torch.tensor(x), **kw).shape
+
+
+@pytest.mark.parametrize("small", [0, 1 << 30], ids=["fused-kernel", "composed"])
+def test_norm_paths_agree_with_torch(monkeypatch, small):
+    """Both implementations of GroupNorm/LayerNorm (the fused per-group kernel above
+    ``SMALL_NORM`` elements, composed ops below), first and second derivatives."""
+    monkeypatch.setattr(F, "SMALL_NORM", small)
+    rng = np.random.default_rng(5)
+    x, w, b = rand(rng, 2, 6, 3, 3) * 2 + 3, rand(rng, 6), rand(rng, 6)
+    parity(
+        lambda x, w, b: F.group_norm(x, 3, w, b), lambda x, w, b: TF.group_norm(x, 3, w, b),
+        [x, w, b], rtol=1e-4, atol=1e-4,
+    )
+    second_order(
+        lambda x, w, b: F.group_norm(x, 3, w, b), lambda x, w, b: TF.group_norm(x, 3, w, b),
+        [x, w, b], fd=False,
+    )
+    second_order(lambda x: F.layer_norm(x, (3, 3)), lambda x: TF.layer_norm(x, (3, 3)), [x])
