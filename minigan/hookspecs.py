@@ -70,6 +70,9 @@ def register_kernels(register: Register) -> None:
     ``register("cuda", "mypkg.cuda_kernels")``: a module (or lazy string naming one) with
     the functions ``conv2d``, ``conv2d_grad_input``, ``conv2d_grad_weight``,
     ``batch_norm_forward``, ``batch_norm_backward``, ``adain_forward``, ``adain_backward``.
+    The three convolutions take a trailing ``groups`` argument (PyTorch's grouped and
+    depthwise convolutions: weight ``(O, C/groups, kh, kw)``); it is passed only when it is
+    not 1, so a backend without grouped kernels still serves every ungrouped convolution.
     """
 
 
