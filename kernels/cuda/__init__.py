@@ -72,29 +72,43 @@ def handles(array: Any) -> bool:
     return type(array).__module__.startswith("cupy")
 
 
-def conv2d(x: Array, w: Array, stride: Pair, padding: Pair, dilation: Pair) -> Array:
+def conv2d(
+    x: Array, w: Array, stride: Pair, padding: Pair, dilation: Pair, groups: int = 1
+) -> Array:
     """2-D cross-correlation without bias, like ``torch.nn.functional.conv2d``."""
     from . import conv
 
-    return conv.conv2d(x, w, stride, padding, dilation)
+    return conv.conv2d(x, w, stride, padding, dilation, groups)
 
 
 def conv2d_grad_input(
-    gy: Array, w: Array, x_shape: tuple[int, ...], stride: Pair, padding: Pair, dilation: Pair
+    gy: Array,
+    w: Array,
+    x_shape: tuple[int, ...],
+    stride: Pair,
+    padding: Pair,
+    dilation: Pair,
+    groups: int = 1,
 ) -> Array:
     """Gradient of :func:`conv2d` w.r.t. ``x`` (the transposed convolution of ``gy``)."""
     from . import conv
 
-    return conv.conv2d_grad_input(gy, w, tuple(x_shape), stride, padding, dilation)
+    return conv.conv2d_grad_input(gy, w, tuple(x_shape), stride, padding, dilation, groups)
 
 
 def conv2d_grad_weight(
-    x: Array, gy: Array, w_shape: tuple[int, ...], stride: Pair, padding: Pair, dilation: Pair
+    x: Array,
+    gy: Array,
+    w_shape: tuple[int, ...],
+    stride: Pair,
+    padding: Pair,
+    dilation: Pair,
+    groups: int = 1,
 ) -> Array:
-    """Gradient of :func:`conv2d` w.r.t. ``w``."""
+    """Gradient of :func:`conv2d` w.r.t. ``w`` (O, C/groups, kh, kw)."""
     from . import conv
 
-    return conv.conv2d_grad_weight(x, gy, tuple(w_shape), stride, padding, dilation)
+    return conv.conv2d_grad_weight(x, gy, tuple(w_shape), stride, padding, dilation, groups)
 
 
 def batch_norm_forward(

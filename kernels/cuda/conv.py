@@ -26,6 +26,13 @@ threads write the same value and no atomics are needed. For stride ``s`` only th
 ``(iy mod sh, ix mod sw)`` (grid axis z) turns each phase into a dense GEMM over just those
 taps, instead of a GEMM over all taps of which ``1 - 1/s^2`` would be zeros.
 
+Groups (PyTorch's grouped and depthwise convolutions, ``w`` of shape ``(O, C/G, kh, kw)``) are
+a grid dimension, not a loop: the output-channel (or, for grad-input, input-channel) tiles of
+all ``G`` groups share grid axis y, each block finding its group ``g`` from its tile index and
+offsetting its channels by ``g*C/G`` (input) and ``g*O/G`` (output); the reduction then runs
+over the group's ``C/G`` (or ``O/G``) channels only. The im2col strategy writes the full
+column matrix and hands all groups to one batched ``cupy.matmul``.
+
 grad-weight reduces over all ``N*OH*OW`` pixels but has only ``O*K`` outputs, too few tiles to
 fill a GPU; the reduction is split over grid axis z into contiguous chunks, each writing its
 own partial ``(O, K)`` slice, and a second kernel sums the slices in a fixed order
@@ -90,21 +97,28 @@ class ConvGeometry:
     pw: int
     dh: int
     dw: int
+    G: int = 1  # groups: w is (O, C/G, kh, kw)
 
     @classmethod
     def of(
         cls, x_shape: tuple[int, ...], w_shape: tuple[int, ...], stride: Pair, padding: Pair,
-        dilation: Pair,
+        dilation: Pair, groups: int = 1,
     ) -> ConvGeometry:
         N, C, H, W = (int(v) for v in x_shape)
-        O, _, kh, kw = (int(v) for v in w_shape)
+        O, Cg, kh, kw = (int(v) for v in w_shape)
+        G = int(groups)
+        if G < 1 or C % G or O % G or Cg != C // G:
+            raise ValueError(
+                f"conv2d: weight {tuple(w_shape)} does not fit input {tuple(x_shape)} with "
+                f"groups={G}"
+            )
         sh, sw = int(stride[0]), int(stride[1])
         ph, pw = int(padding[0]), int(padding[1])
         dh, dw = int(dilation[0]), int(dilation[1])
         OH, OW = out_size(H, kh, sh, ph, dh), out_size(W, kw, sw, pw, dw)
         if OH < 1 or OW < 1:
             raise ValueError(f"conv2d: empty output for input {x_shape} and weight {w_shape}")
-        return cls(N, C, H, W, O, OH, OW, kh, kw, sh, sw, ph, pw, dh, dw)
+        return cls(N, C, H, W, O, OH, OW, kh, kw, sh, sw, ph, pw, dh, dw, G)
 
     @property
     def args(self) -> tuple[int, ...]:
@@ -112,7 +126,13 @@ class ConvGeometry:
 
     @property
     def K(self) -> int:
+        """Rows of the full column matrix: ``C*kh*kw``."""
         return self.C * self.kh * self.kw
+
+    @property
+    def Kg(self) -> int:
+        """A group's reduction length (the weight's columns): ``C/G*kh*kw``."""
+        return self.C // self.G * self.kh * self.kw
 
     @property
     def P(self) -> int:
@@ -189,7 +209,7 @@ def make_forward(t: Tiles, dt: Any):
     ROWS_B = NT // BN  # rows of the B tile loaded per sweep of all threads
     SWEEPS_B = BK // ROWS_B
 
-    def conv2d_forward(x, w, y, N, C, H, W, O, OH, OW, kh, kw, sh, sw, ph, pw, dh, dw):
+    def conv2d_forward(x, w, y, N, C, H, W, O, OH, OW, kh, kw, sh, sw, ph, pw, dh, dw, G):
         a_s = cuda.shared.array((BK, BM1), dt)  # w[o0:o0+BM, k0:k0+BK], transposed
         b_s = cuda.shared.array((BK, BN), dt)  # cols[k0:k0+BK, p0:p0+BN]
         k_chan = cuda.shared.array(BK, int64)  # for reduction index k0+kk: c*H*W,
@@ -201,9 +221,12 @@ def make_forward(t: Tiles, dt: Any):
 
         tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
         tid = ty * TX + tx
-        p0, o0 = cuda.blockIdx.x * BN, cuda.blockIdx.y * BM
+        Og = O // G  # this block's group g: its output tiles are o0 .. o0+BM of Og channels
+        tiles = (Og + BM - 1) // BM
+        g = cuda.blockIdx.y // tiles
+        p0, o0 = cuda.blockIdx.x * BN, (cuda.blockIdx.y - g * tiles) * BM
         khw = kh * kw
-        K, L, HW = C * khw, OH * OW, H * W
+        K, L, HW = C // G * khw, OH * OW, H * W
         zero = dt(0)
 
         # This thread always loads column `col` of the B tile: decompose it once.
@@ -213,7 +236,7 @@ def make_forward(t: Tiles, dt: Any):
         n = p // L
         oy = (p - n * L) // OW
         ox = p - n * L - oy * OW
-        x_n = n * C * HW
+        x_n = (n * C + g * (C // G)) * HW  # the group's first input channel
         iy0, ix0 = oy * sh - ph, ox * sw - pw
 
         for i in range(RM):
@@ -232,7 +255,7 @@ def make_forward(t: Tiles, dt: Any):
                 if e < BM * BK:
                     kk, mm = e % BK, e // BK  # kk fastest: consecutive threads read along k
                     o, k = o0 + mm, k0 + kk
-                    a_s[kk, mm] = w[o * K + k] if o < O and k < K else zero
+                    a_s[kk, mm] = w[(g * Og + o) * K + k] if o < Og and k < K else zero
             cuda.syncthreads()  # index tables ready
             for s in range(SWEEPS_B):
                 kk = tid // BN + s * ROWS_B
@@ -260,8 +283,8 @@ def make_forward(t: Tiles, dt: Any):
                 l = p - n * L
                 for i in range(RM):
                     o = o0 + ty + i * TY
-                    if o < O:
-                        y[(n * O + o) * L + l] = acc[i, j]
+                    if o < Og:
+                        y[(n * O + g * Og + o) * L + l] = acc[i, j]
 
     return conv2d_forward
 
@@ -281,7 +304,7 @@ def make_grad_input(t: Tiles, dt: Any):
     SWEEPS_B = BK // ROWS_B
 
     def conv2d_grad_input(
-        gy, w, gx, N, C, H, W, O, OH, OW, kh, kw, sh, sw, ph, pw, dh, dw, th, tw
+        gy, w, gx, N, C, H, W, O, OH, OW, kh, kw, sh, sw, ph, pw, dh, dw, G, th, tw
     ):
         a_s = cuda.shared.array((BK, BM1), dt)  # w[o, c0:c0+BM, ky, kx] for k'=(o, ky, kx)
         b_s = cuda.shared.array((BK, BN), dt)  # gy gathered at the pixels the taps reach
@@ -295,7 +318,10 @@ def make_grad_input(t: Tiles, dt: Any):
 
         tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
         tid = ty * TX + tx
-        q0, c0 = cuda.blockIdx.x * BN, cuda.blockIdx.y * BM
+        Cg, Og = C // G, O // G  # block's group g: input channels c0 .. c0+BM of its Cg
+        tiles = (Cg + BM - 1) // BM
+        g = cuda.blockIdx.y // tiles
+        q0, c0 = cuda.blockIdx.x * BN, (cuda.blockIdx.y - g * tiles) * BM
         ry = cuda.blockIdx.z // sw
         rx = cuda.blockIdx.z - ry * sw
         zero = dt(0)
@@ -319,7 +345,7 @@ def make_grad_input(t: Tiles, dt: Any):
         ny = 0 if ky0 < 0 else (kh - ky0 + th - 1) // th
         nx = 0 if kx0 < 0 else (kw - kx0 + tw - 1) // tw
         nyx = ny * nx
-        KP = O * nyx
+        KP = Og * nyx
         khw, L = kh * kw, OH * OW
 
         col = tid % BN
@@ -342,8 +368,8 @@ def make_grad_input(t: Tiles, dt: Any):
                     my = (k - o * nyx) // nx
                     ky = ky0 + my * th
                     kx = kx0 + (k - o * nyx - my * nx) * tw
-                    k_w[tid] = o * C * khw + ky * kw + kx
-                    k_g[tid] = o * L
+                    k_w[tid] = (g * Og + o) * Cg * khw + ky * kw + kx
+                    k_g[tid] = (g * Og + o) * L
                     k_dy[tid] = (ry + ph - ky * dh) // sh  # exact: ky was chosen so
                     k_dx[tid] = (rx + pw - kx * dw) // sw
             cuda.syncthreads()  # index tables ready
@@ -352,7 +378,7 @@ def make_grad_input(t: Tiles, dt: Any):
                 if e < BM * BK:
                     kk, mm = e % BK, e // BK
                     c = c0 + mm
-                    a_s[kk, mm] = w[k_w[kk] + c * khw] if c < C and k0 + kk < KP else zero
+                    a_s[kk, mm] = w[k_w[kk] + c * khw] if c < Cg and k0 + kk < KP else zero
             for s in range(SWEEPS_B):
                 kk = tid // BN + s * ROWS_B
                 v = zero
@@ -381,8 +407,8 @@ def make_grad_input(t: Tiles, dt: Any):
                 pix = (ry + sh * i_y) * W + rx + sw * i_x
                 for i in range(RM):
                     c = c0 + ty + i * TY
-                    if c < C:
-                        gx[(n * C + c) * H * W + pix] = acc[i, j]
+                    if c < Cg:
+                        gx[(n * C + g * Cg + c) * H * W + pix] = acc[i, j]
 
     return conv2d_grad_input
 
@@ -397,7 +423,7 @@ def make_grad_weight(t: Tiles, dt: Any):
     SWEEPS_B = BK // ROWS_B
 
     def conv2d_grad_weight(
-        x, gy, part, N, C, H, W, O, OH, OW, kh, kw, sh, sw, ph, pw, dh, dw, chunk
+        x, gy, part, N, C, H, W, O, OH, OW, kh, kw, sh, sw, ph, pw, dh, dw, G, chunk
     ):
         a_s = cuda.shared.array((BK, BM1), dt)  # gy[o0:o0+BM, pixels], transposed
         b_s = cuda.shared.array((BK, BN), dt)  # cols[k0:k0+BN, pixels], transposed
@@ -412,9 +438,12 @@ def make_grad_weight(t: Tiles, dt: Any):
 
         tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
         tid = ty * TX + tx
-        k0, o0 = cuda.blockIdx.x * BN, cuda.blockIdx.y * BM
+        Og = O // G  # block's group g: output channels o0 .. o0+BM of its Og
+        tiles = (Og + BM - 1) // BM
+        g = cuda.blockIdx.y // tiles
+        k0, o0 = cuda.blockIdx.x * BN, (cuda.blockIdx.y - g * tiles) * BM
         khw = kh * kw
-        K, L, HW = C * khw, OH * OW, H * W
+        K, L, HW = C // G * khw, OH * OW, H * W
         begin = cuda.blockIdx.z * chunk
         end = min(N * L, begin + chunk)
         zero = dt(0)
@@ -426,7 +455,7 @@ def make_grad_weight(t: Tiles, dt: Any):
         c = k // khw
         ky = (k - c * khw) // kw
         kx = k - c * khw - ky * kw
-        k_chan, k_dy, k_dx = c * HW, ky * dh, kx * dw
+        k_chan, k_dy, k_dx = (g * (C // G) + c) * HW, ky * dh, kx * dw
 
         for i in range(RM):
             for j in range(RN):
@@ -447,7 +476,7 @@ def make_grad_weight(t: Tiles, dt: Any):
                 if e < BM * BK:
                     pp, mm = e % BK, e // BK  # pp fastest: consecutive threads read along p
                     o = o0 + mm
-                    a_s[pp, mm] = gy[p_g[pp] + o * L] if o < O and p_ok[pp] else zero
+                    a_s[pp, mm] = gy[p_g[pp] + (g * Og + o) * L] if o < Og and p_ok[pp] else zero
             for s in range(SWEEPS_B):
                 pp = tid // BN + s * ROWS_B
                 v = zero
@@ -470,11 +499,11 @@ def make_grad_weight(t: Tiles, dt: Any):
         base = cuda.blockIdx.z * O * K
         for i in range(RM):
             o = o0 + ty + i * TY
-            if o < O:
+            if o < Og:
                 for j in range(RN):
                     k = k0 + tx + j * TX
                     if k < K:
-                        part[base + o * K + k] = acc[i, j]
+                        part[base + (g * Og + o) * K + k] = acc[i, j]
 
     return conv2d_grad_weight
 
@@ -496,7 +525,7 @@ def make_sum_splits(dt: Any):
 def make_im2col(dt: Any):
     """``cols[k, p] = x[n, c, oy*sh - ph + ky*dh, ox*sw - pw + kx*dw]`` (0 outside), k=(c,ky,kx)."""
 
-    def im2col(x, cols, N, C, H, W, O, OH, OW, kh, kw, sh, sw, ph, pw, dh, dw):
+    def im2col(x, cols, N, C, H, W, O, OH, OW, kh, kw, sh, sw, ph, pw, dh, dw, G):
         e = cuda.grid(1)  # consecutive threads: consecutive pixels p of one row k
         L = OH * OW
         P = N * L
@@ -521,7 +550,7 @@ def make_im2col(dt: Any):
 def make_col2im(dt: Any):
     """``gx[n, c, iy, ix] = sum of cols[(c, ky, kx), (n, oy, ox)]`` over the taps reaching it."""
 
-    def col2im(cols, gx, N, C, H, W, O, OH, OW, kh, kw, sh, sw, ph, pw, dh, dw):
+    def col2im(cols, gx, N, C, H, W, O, OH, OW, kh, kw, sh, sw, ph, pw, dh, dw, G):
         e = cuda.grid(1)  # one thread per input pixel: a gather, no atomics
         if e < N * C * H * W:
             ix = e % W
@@ -548,12 +577,12 @@ def kernel_specs(dtype: Any, tiles: Tiles = DEFAULT_TILES) -> dict[str, tuple[An
     """``name -> (python function, signature)`` for every conv kernel: what the tests compile."""
     dt = numba_type(dtype)
     return {
-        "conv2d_forward": (make_forward(tiles, dt), _signature(dt, 3, 15)),
-        "conv2d_grad_input": (make_grad_input(tiles, dt), _signature(dt, 3, 17)),
-        "conv2d_grad_weight": (make_grad_weight(tiles, dt), _signature(dt, 3, 16)),
+        "conv2d_forward": (make_forward(tiles, dt), _signature(dt, 3, 16)),
+        "conv2d_grad_input": (make_grad_input(tiles, dt), _signature(dt, 3, 18)),
+        "conv2d_grad_weight": (make_grad_weight(tiles, dt), _signature(dt, 3, 17)),
         "sum_splits": (make_sum_splits(dt), _signature(dt, 2, 2)),
-        "im2col": (make_im2col(dt), _signature(dt, 2, 15)),
-        "col2im": (make_col2im(dt), _signature(dt, 2, 15)),
+        "im2col": (make_im2col(dt), _signature(dt, 2, 16)),
+        "col2im": (make_col2im(dt), _signature(dt, 2, 16)),
     }
 
 
@@ -580,7 +609,7 @@ def launch_forward(
 ) -> None:
     """Implicit-GEMM forward into ``y`` (N*O*OH*OW values)."""
     kernel = _kernel("conv2d_forward", x.dtype, tiles)
-    grid = (cdiv(g.P, tiles.bn), cdiv(g.O, tiles.bm))
+    grid = (cdiv(g.P, tiles.bn), cdiv(g.O // g.G, tiles.bm) * g.G)
     _launch(kernel, grid, (tiles.tx, tiles.ty), stream, x, w, y, *g.args)
 
 
@@ -590,7 +619,7 @@ def launch_grad_input(
     """Gather grad-input into ``gx`` (N*C*H*W values; every one is written)."""
     kernel = _kernel("conv2d_grad_input", gy.dtype, tiles)
     q_max = g.N * cdiv(g.H, g.sh) * cdiv(g.W, g.sw)  # pixels of the largest phase
-    grid = (cdiv(q_max, tiles.bn), cdiv(g.C, tiles.bm), g.sh * g.sw)
+    grid = (cdiv(q_max, tiles.bn), cdiv(g.C // g.G, tiles.bm) * g.G, g.sh * g.sw)
     th, tw = gcd_step(g.sh, g.dh), gcd_step(g.sw, g.dw)
     _launch(kernel, grid, (tiles.tx, tiles.ty), stream, gy, w, gx, *g.args, th, tw)
 
@@ -598,7 +627,7 @@ def launch_grad_input(
 def grad_weight_splits(g: ConvGeometry, tiles: Tiles, n_sm: int) -> tuple[int, int]:
     """``(splits, chunk)``: the pixel reduction of grad-weight is cut into ``splits`` chunks of
     ``chunk`` pixels (a multiple of BK) so that about four waves of blocks fill ``n_sm`` SMs."""
-    blocks = cdiv(g.K, tiles.bn) * cdiv(g.O, tiles.bm)
+    blocks = cdiv(g.Kg, tiles.bn) * cdiv(g.O // g.G, tiles.bm) * g.G
     want = cdiv(4 * n_sm, blocks)
     splits = max(1, min(want, g.P // MIN_SPLIT_PIXELS))
     chunk = cdiv(cdiv(g.P, splits), tiles.bk) * tiles.bk
@@ -609,16 +638,16 @@ def launch_grad_weight(
     x: Any, gy: Any, gw: Any, part: Any | None, g: ConvGeometry, splits: int, chunk: int,
     stream: Any = None, tiles: Tiles = DEFAULT_TILES,
 ) -> None:
-    """Implicit-GEMM grad-weight into ``gw`` (O*C*kh*kw values).
+    """Implicit-GEMM grad-weight into ``gw`` (O*C/G*kh*kw values).
 
-    With ``splits > 1``, ``part`` holds ``splits * O*K`` values for the partial products.
+    With ``splits > 1``, ``part`` holds ``splits * O*Kg`` values for the partial products.
     """
     kernel = _kernel("conv2d_grad_weight", x.dtype, tiles)
-    grid = (cdiv(g.K, tiles.bn), cdiv(g.O, tiles.bm), splits)
+    grid = (cdiv(g.Kg, tiles.bn), cdiv(g.O // g.G, tiles.bm) * g.G, splits)
     out = gw if splits == 1 else part
     _launch(kernel, grid, (tiles.tx, tiles.ty), stream, x, gy, out, *g.args, chunk)
     if splits > 1:
-        size = g.O * g.K
+        size = g.O * g.Kg
         reduce = _kernel("sum_splits", x.dtype)
         blocks = cdiv(size, ELEMENTWISE_THREADS)
         _launch(reduce, (blocks,), (ELEMENTWISE_THREADS,), stream, part, gw, splits, size)
@@ -660,12 +689,20 @@ def _tuned(op: str, g: ConvGeometry, dtype: Any, candidates: dict[str, Any]) -> 
     candidates[best]()
 
 
-def conv2d(x: Any, w: Any, stride: Pair, padding: Pair, dilation: Pair) -> Any:
-    """Cross-correlation ``y[n, o] = sum_c x[n, c] * w[o, c]`` (PyTorch ``conv2d``, no bias)."""
+def _grouped(a: Any, g: ConvGeometry, rows: int) -> Any:
+    """A (rows, cols) matrix whose rows are the G groups' blocks as (G, rows/G, cols)."""
+    return a.reshape(g.G, rows // g.G, -1)
+
+
+def conv2d(
+    x: Any, w: Any, stride: Pair, padding: Pair, dilation: Pair, groups: int = 1
+) -> Any:
+    """Cross-correlation ``y[n, o] = sum_c x[n, c] * w[o, c]`` (PyTorch ``conv2d``, no bias);
+    with ``groups``, over the input channels of output channel o's group."""
     cp = cupy_module()
     x = cp.ascontiguousarray(x)
     w = cp.ascontiguousarray(w, dtype=x.dtype)
-    g = ConvGeometry.of(x.shape, w.shape, stride, padding, dilation)
+    g = ConvGeometry.of(x.shape, w.shape, stride, padding, dilation, groups)
     y = cp.empty((g.N, g.O, g.OH, g.OW), dtype=x.dtype)
     stream = current_stream()
 
@@ -675,7 +712,8 @@ def conv2d(x: Any, w: Any, stride: Pair, padding: Pair, dilation: Pair) -> Any:
     def im2col() -> None:
         cols = cp.empty((g.K, g.P), dtype=x.dtype)
         launch_im2col(as_device(x), as_device(cols), g, stream)
-        ycm = cp.matmul(w.reshape(g.O, g.K), cols)  # (O, N*L) through cuBLAS
+        # (G, O/G, Kg) @ (G, Kg, N*L): every group in one batched cuBLAS call
+        ycm = cp.matmul(_grouped(w.reshape(g.O, g.Kg), g, g.O), _grouped(cols, g, g.K))
         y[...] = ycm.reshape(g.O, g.N, g.OH, g.OW).transpose(1, 0, 2, 3)
 
     candidates = {name: igemm(t) for name, t in TILE_CHOICES.items()}
@@ -684,13 +722,19 @@ def conv2d(x: Any, w: Any, stride: Pair, padding: Pair, dilation: Pair) -> Any:
 
 
 def conv2d_grad_input(
-    gy: Any, w: Any, x_shape: tuple[int, ...], stride: Pair, padding: Pair, dilation: Pair
+    gy: Any,
+    w: Any,
+    x_shape: tuple[int, ...],
+    stride: Pair,
+    padding: Pair,
+    dilation: Pair,
+    groups: int = 1,
 ) -> Any:
     """Gradient of :func:`conv2d` w.r.t. its input (= ``conv_transpose2d`` forward)."""
     cp = cupy_module()
     gy = cp.ascontiguousarray(gy)
     w = cp.ascontiguousarray(w, dtype=gy.dtype)
-    g = ConvGeometry.of(x_shape, w.shape, stride, padding, dilation)
+    g = ConvGeometry.of(x_shape, w.shape, stride, padding, dilation, groups)
     if (g.OH, g.OW) != tuple(gy.shape[2:]):
         raise ValueError(f"conv2d_grad_input: gy {gy.shape} does not match x_shape {x_shape}")
     gx = cp.empty((g.N, g.C, g.H, g.W), dtype=gy.dtype)
@@ -702,7 +746,9 @@ def conv2d_grad_input(
         )
 
     def im2col() -> None:
-        gcols = cp.matmul(w.reshape(g.O, g.K).T, _channel_major(cp, gy, g, g.O))  # (K, P)
+        wg = _grouped(w.reshape(g.O, g.Kg), g, g.O).transpose(0, 2, 1)  # (G, Kg, O/G)
+        gcols = cp.matmul(wg, _grouped(_channel_major(cp, gy, g, g.O), g, g.O))
+        gcols = gcols.reshape(g.K, g.P)  # (G, Kg, P) is (K, P): rows k = (c, ky, kx)
         launch_col2im(as_device(gcols), as_device(gx), g, stream)
 
     candidates = {name: igemm(t) for name, t in TILE_CHOICES.items()}
@@ -711,20 +757,26 @@ def conv2d_grad_input(
 
 
 def conv2d_grad_weight(
-    x: Any, gy: Any, w_shape: tuple[int, ...], stride: Pair, padding: Pair, dilation: Pair
+    x: Any,
+    gy: Any,
+    w_shape: tuple[int, ...],
+    stride: Pair,
+    padding: Pair,
+    dilation: Pair,
+    groups: int = 1,
 ) -> Any:
-    """Gradient of :func:`conv2d` w.r.t. the weight."""
+    """Gradient of :func:`conv2d` w.r.t. the weight (O, C/groups, kh, kw)."""
     cp = cupy_module()
     x = cp.ascontiguousarray(x)
     gy = cp.ascontiguousarray(gy, dtype=x.dtype)
-    g = ConvGeometry.of(x.shape, w_shape, stride, padding, dilation)
+    g = ConvGeometry.of(x.shape, w_shape, stride, padding, dilation, groups)
     gw = cp.empty(tuple(w_shape), dtype=x.dtype)
     stream = current_stream()
 
     def igemm(tiles: Tiles):
         def run() -> None:
             splits, chunk = grad_weight_splits(g, tiles, sm_count())
-            part = cp.empty(splits * g.O * g.K, dtype=x.dtype) if splits > 1 else None
+            part = cp.empty(splits * g.O * g.Kg, dtype=x.dtype) if splits > 1 else None
             launch_grad_weight(
                 as_device(x), as_device(gy), as_device(gw),
                 None if part is None else as_device(part), g, splits, chunk, stream, tiles,
@@ -735,7 +787,9 @@ def conv2d_grad_weight(
     def im2col() -> None:
         cols = cp.empty((g.K, g.P), dtype=x.dtype)
         launch_im2col(as_device(x), as_device(cols), g, stream)
-        cp.matmul(_channel_major(cp, gy, g, g.O), cols.T, out=gw.reshape(g.O, g.K))
+        gyg = _grouped(_channel_major(cp, gy, g, g.O), g, g.O)  # (G, O/G, P)
+        colsg = _grouped(cols, g, g.K).transpose(0, 2, 1)  # (G, P, Kg)
+        cp.matmul(gyg, colsg, out=gw.reshape(g.G, g.O // g.G, g.Kg))
 
     candidates = {name: igemm(t) for name, t in TILE_CHOICES.items()}
     _tuned("grad_weight", g, x.dtype, {**candidates, "im2col": im2col})
