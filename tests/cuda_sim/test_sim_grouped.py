@@ -2,7 +2,9 @@
 against the CPU kernels: the three implicit-GEMM kernels (groups as a grid dimension, ragged
 channel tiles per group, several stride phases, a split grad-weight reduction) and the CuPy
 host functions of every strategy (im2col: one batched GEMM over the groups). Run like
-test_sim_kernels.py (in a child process by tests/test_cuda_kernels.py::test_simulator).
+test_sim_kernels.py (in a child process by tests/test_cuda_kernels.py::test_simulator); on a
+GPU, ``MINIGAN_TEST_CUDA=gpu python -m pytest tests/cuda_sim/test_sim_grouped.py`` runs the
+kernel comparisons on the hardware.
 """
 
 from __future__ import annotations
@@ -12,14 +14,14 @@ import os
 import numpy as np
 import pytest
 
-if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
+REAL_GPU = os.environ.get("MINIGAN_TEST_CUDA") == "gpu"
+if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1" and not REAL_GPU:
     pytest.skip(
         "CUDA simulator tests: run in a subprocess by tests/test_cuda_kernels.py::test_simulator",
         allow_module_level=True,
     )
 
 from numba import cuda  # noqa: E402
-from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray  # noqa: E402
 
 import minigan.kernels.cpu as cpu  # noqa: E402
 import minigan.kernels.cuda as kcuda  # noqa: E402
@@ -81,11 +83,14 @@ def test_geometry_rejects_a_weight_that_does_not_fit_the_groups():
         ConvGeometry.of((1, 4, 5, 5), (6, 4, 3, 3), (1, 1), (0, 0), (1, 1), 2)
 
 
-def _fake_device(a: np.ndarray) -> FakeCUDAArray:
+def _fake_device(a: np.ndarray):
+    from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
+
     assert a.flags.c_contiguous
     return FakeCUDAArray(a.reshape(-1))
 
 
+@pytest.mark.skipif(REAL_GPU, reason="NumPy stands in for CuPy: simulator only")
 @pytest.mark.parametrize("strategy", ["igemm64", "im2col"])
 @pytest.mark.parametrize("case", ["groups3-stride2", "depthwise-x2-dil2"])
 def test_grouped_host_functions(monkeypatch, strategy, case):
