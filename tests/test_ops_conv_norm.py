@@ -601,3 +601,23 @@ def test_norm_paths_agree_with_torch(monkeypatch, small):
         [x, w, b], fd=False,
     )
     second_order(lambda x: F.layer_norm(x, (3, 3)), lambda x: TF.layer_norm(x, (3, 3)), [x])
+
+
+def test_rearranging_ops_second_order():
+    """pixel_shuffle, dilated ceil-mode max pooling and nearest-exact resizing: finite
+    differences of first and second derivatives, and torch's double backward."""
+    rng = np.random.default_rng(7)
+    x = rand(rng, 1, 4, 5, 5)
+    second_order(lambda t: F.pixel_shuffle(t, 2), lambda t: TF.pixel_shuffle(t, 2), [x])
+    kw = dict(kernel_size=2, stride=2, dilation=2, ceil_mode=True)
+    second_order(lambda t: F.max_pool2d(t, **kw), lambda t: TF.max_pool2d(t, **kw), [x])
+    second_order(
+        lambda t: F.interpolate(t, size=(7, 3), mode="nearest-exact"),
+        lambda t: TF.interpolate(t, size=(7, 3), mode="nearest-exact"),
+        [x],
+    )
+    second_order(
+        lambda t, w: F.conv2d(t, w, padding="same", dilation=2, groups=2),
+        lambda t, w: TF.conv2d(t, w, padding="same", dilation=2, groups=2),
+        [x, rand(rng, 4, 2, 2, 2)],
+    )
