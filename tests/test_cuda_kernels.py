@@ -238,7 +238,7 @@ def test_conv_geometry_and_tiles_validation():
 
     g = conv.ConvGeometry.of((2, 3, 7, 7), (4, 3, 3, 3), (2, 2), (1, 1), (1, 1))
     assert (g.OH, g.OW, g.K, g.P) == (4, 4, 27, 32)
-    assert len(g.args) == 15
+    assert len(g.args) == 16  # the 15 sizes and the groups G
     with pytest.raises(ValueError, match="empty output"):
         conv.ConvGeometry.of((1, 1, 2, 2), (1, 1, 5, 5), (1, 1), (0, 0), (1, 1))
     with pytest.raises(ValueError, match="tile"):
