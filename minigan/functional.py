@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import builtins
 import math
+import operator
 from collections.abc import Sequence
 from typing import Any
 
@@ -43,6 +44,11 @@ def _as_tensor(x: Any, like: Tensor | None = None) -> Tensor:
     return Tensor(np.asarray(x) if like is None else _xp(like.data).asarray(x))
 
 
+def _reciprocal(n: int) -> float:
+    """``1 / n`` for a count, inf for ``n <= 0`` (so an empty mean is 0 · inf = nan)."""
+    return 1.0 / n if n > 0 else math.inf
+
+
 def _pair(v: int | Sequence[int], name: str) -> tuple[int, int]:
     if isinstance(v, int):
         return (v, v)
@@ -52,11 +58,52 @@ def _pair(v: int | Sequence[int], name: str) -> tuple[int, int]:
     return t  # type: ignore[return-value]
 
 
-def _dims(dim: Dims, ndim: int) -> tuple[int, ...]:
+class DimensionError(IndexError):
+    """An out-of-range dimension (an IndexError, as in PyTorch)."""
+
+
+def canonical_dim(dim: int, ndim: int, op: str = "dim") -> int:
+    """``dim`` counted from 0 for a tensor with ``ndim`` dims (negative dims count from the
+    end). Out of range raises an IndexError with PyTorch's message; as in PyTorch a 0-d
+    tensor accepts 0 and -1. Every op that takes a dim goes through this function (ops
+    that insert a dim, such as unsqueeze and stack, pass ``ndim + 1``).
+
+    >>> canonical_dim(-1, 3)
+    2
+    >>> try:
+    ...     canonical_dim(3, 3, "sum")
+    ... except IndexError as e:
+    ...     print(e)
+    sum: Dimension out of range (expected to be in range of [-3, 2], but got 3)
+    """
+    n = builtins.max(ndim, 1)
+    d = operator.index(dim)
+    if not -n <= d < n:
+        raise DimensionError(
+            f"{op}: Dimension out of range (expected to be in range of [{-n}, {n - 1}], "
+            f"but got {dim})"
+        )
+    return d % n
+
+
+def canonical_dims(dim: Dims, ndim: int, op: str = "dim") -> tuple[int, ...]:
+    """Reduction dims as sorted-free, checked, non-negative indices: None (or ``()``) means
+    every dim; a repeated dim raises a RuntimeError and a 0-d tensor has no dim to reduce
+    (it accepts 0 and -1, as in PyTorch)."""
     if dim is None:
         return tuple(range(ndim))
-    dims = (dim,) if isinstance(dim, int) else tuple(dim)
-    return tuple(d % ndim if ndim else 0 for d in dims)
+    dims = (dim,) if not isinstance(dim, Sequence) else tuple(dim)
+    if not dims:
+        return tuple(range(ndim))
+    out = tuple(canonical_dim(d, ndim, op) for d in dims)
+    if len(set(out)) != len(out):
+        twice = next(d for d in out if out.count(d) > 1)
+        raise RuntimeError(f"{op}: dim {twice} appears multiple times in the list of dims")
+    return out if ndim else ()
+
+
+def _dims(dim: Dims, ndim: int, op: str = "dim") -> tuple[int, ...]:
+    return canonical_dims(dim, ndim, op)
 
 
 def _check_same_dtype(op: str, *tensors: Tensor) -> None:
@@ -77,6 +124,8 @@ def _binary_shapes(op: str, a: Tensor, b: Tensor) -> None:
 
 
 class Add(Function):
+    saved_inputs = ()
+
     def forward(self, a, b):
         return a + b
 
@@ -85,6 +134,8 @@ class Add(Function):
 
 
 class Sub(Function):
+    saved_inputs = ()
+
     def forward(self, a, b):
         return a - b
 
@@ -92,7 +143,16 @@ class Sub(Function):
         return gy, -gy
 
 
+def _saved_crosswise(fn: Function) -> tuple[int, ...]:
+    """For a product ``a * b`` (or ``a @ b``): ``b`` is needed for ``a``'s gradient, ``a`` for
+    ``b``'s — PyTorch saves (and version-checks) only those."""
+    a, b = fn.inputs
+    return tuple(i for i, other in ((0, b), (1, a)) if other.requires_grad)
+
+
 class Mul(Function):
+    saved_indices = _saved_crosswise
+
     def forward(self, a, b):
         return a * b
 
@@ -102,6 +162,9 @@ class Mul(Function):
 
 
 class Div(Function):
+    def saved_indices(self) -> tuple[int, ...]:
+        return (0, 1) if self.inputs[1].requires_grad else (1,)
+
     def forward(self, a, b):
         return a / b
 
@@ -112,6 +175,8 @@ class Div(Function):
 
 
 class Neg(Function):
+    saved_inputs = ()
+
     def forward(self, x):
         return -x
 
@@ -128,10 +193,35 @@ class PowScalar(Function):
 
     def backward(self, gy):
         (x,) = self.inputs
+        if self.c == 0:  # as PyTorch: 0, not 0 · x**-1 (nan at x = 0)
+            return Tensor(_xp(x.data).zeros(x.shape, dtype=gy.dtype))
         return gy * self.c * x ** (self.c - 1)
 
 
+class Pow(Function):
+    """``x ** y`` with a tensor exponent, elementwise (negative bases with integral
+    exponents included). Gradients as PyTorch's: ``y·x**(y-1)`` (0 where ``y == 0``) and
+    ``x**y·log x`` (0 where ``x == 0`` and ``y >= 0``)."""
+
+    saves_output = True
+
+    def forward(self, x, y):
+        return _xp(x).power(x, y)
+
+    def backward(self, gy):
+        x, y = self.inputs
+        gx = gyy = None
+        if self.needs_grad[0]:
+            gx = where(y.data == 0, 0.0, gy * y * x ** (y - 1))
+        if self.needs_grad[1]:
+            gyy = where((x.data == 0) & (y.data >= 0), 0.0, gy * self.output() * log(x))
+        return gx, gyy
+
+
 class Exp(Function):
+    saved_inputs = ()
+    saves_output = True
+
     def forward(self, x):
         return _xp(x).exp(x)
 
@@ -148,6 +238,9 @@ class Log(Function):
 
 
 class Sqrt(Function):
+    saved_inputs = ()
+    saves_output = True
+
     def forward(self, x):
         return _xp(x).sqrt(x)
 
@@ -166,6 +259,8 @@ class Abs(Function):
 
 class Mask(Function):
     """``x * mask`` for a constant mask (the backward of relu, clip, dropout, …)."""
+    saved_inputs = ()
+
 
     def __init__(self, mask: Any) -> None:
         self.mask = mask
@@ -183,6 +278,8 @@ def mask(x: Tensor, m: Any) -> Tensor:
 
 
 class Where(Function):
+    saved_inputs = ()
+
     def __init__(self, cond: Any) -> None:
         self.cond = cond
 
@@ -228,9 +325,17 @@ def neg(x: Tensor) -> Tensor:
 
 
 def pow(x: Any, exponent: Any) -> Tensor:
-    """``x ** exponent``; a tensor exponent goes through ``exp(exponent * log(x))``."""
+    """``x ** exponent`` elementwise, with PyTorch's values and gradients at the edges
+    (``x ** 0 == 1`` for every x, negative bases with integral exponents, ``0 ** 0 == 1``).
+
+    >>> import minigan
+    >>> minigan.tensor([-2.0, -2.0, 0.0]) ** minigan.tensor([2.0, 3.0, 0.0])
+    tensor([ 4., -8.,  1.])
+    """
     if isinstance(exponent, Tensor):
-        return exp(mul(exponent, log(_as_tensor(x, exponent))))
+        x, exponent = _operands(x, exponent)
+        _binary_shapes("pow", x, exponent)
+        return Pow()(x, exponent)
     return PowScalar(exponent)(x)
 
 
@@ -288,6 +393,8 @@ def minimum(a: Any, b: Any) -> Tensor:
 class Select(Function):
     """``a`` where ``weight == 1``, ``b`` where ``weight == 0`` and either (they are equal)
     where ``weight == 0.5``; the gradient is split as ``weight``, ``1 - weight``."""
+    saved_inputs = ()
+
 
     def __init__(self, weight: Any) -> None:
         self.weight = weight
@@ -313,6 +420,8 @@ def _extremum(a: Any, b: Any, better: Any, op: str) -> Tensor:
 
 
 class Sum(Function):
+    saved_inputs = ()
+
     def __init__(self, dims: tuple[int, ...], keepdim: bool) -> None:
         self.dims, self.keepdim = dims, keepdim
 
@@ -329,15 +438,17 @@ class Sum(Function):
 class Amax(Function):
     """Maximum over ``dims``; the gradient is shared evenly among tied maxima."""
 
+    pick = "max"
+
     def __init__(self, dims: tuple[int, ...], keepdim: bool) -> None:
         self.dims, self.keepdim = dims, keepdim
 
     def forward(self, x):
-        return x.max(axis=self.dims, keepdims=self.keepdim)
+        return getattr(x, self.pick)(axis=self.dims, keepdims=self.keepdim)
 
     def backward(self, gy):
         x = self.inputs[0].data
-        top = x.max(axis=self.dims, keepdims=True)
+        top = getattr(x, self.pick)(axis=self.dims, keepdims=True)
         hits = (x == top).astype(x.dtype)
         hits /= hits.sum(axis=self.dims, keepdims=True)
         if not self.keepdim:
@@ -345,22 +456,31 @@ class Amax(Function):
         return mask(broadcast_to(gy, x.shape), hits)
 
 
+class Amin(Amax):
+    """Minimum over ``dims`` (computed directly: ``-max(-x)`` wraps unsigned integers and
+    fails on booleans); the gradient is shared evenly among tied minima."""
+
+    pick = "min"
+
+
 def sum(x: Tensor, dim: Dims = None, keepdim: bool = False) -> Tensor:
-    return Sum(_dims(dim, x.ndim), keepdim)(x)
+    return Sum(canonical_dims(dim, x.ndim, "sum"), keepdim)(x)
 
 
 def mean(x: Tensor, dim: Dims = None, keepdim: bool = False) -> Tensor:
-    dims = _dims(dim, x.ndim)
+    dims = canonical_dims(dim, x.ndim, "mean")
     count = math.prod(x.shape[d] for d in dims)
-    return sum(x, dims, keepdim) * (1.0 / builtins.max(count, 1))
+    return sum(x, dims, keepdim) * _reciprocal(count)  # empty: 0 · inf = nan, as PyTorch
 
 
 def var(x: Tensor, dim: Dims = None, correction: int = 1, keepdim: bool = False) -> Tensor:
-    """Variance (two-pass: mean first, then squared deviations); ``correction=1`` is unbiased."""
-    dims = _dims(dim, x.ndim)
+    """Variance (two-pass: mean first, then squared deviations); ``correction=1`` is unbiased.
+    Divides by ``N - correction``; where that is ≤ 0 the result is inf (nan when every
+    deviation is 0, e.g. the ``std`` of one element), as in PyTorch."""
+    dims = canonical_dims(dim, x.ndim, "var")
     count = math.prod(x.shape[d] for d in dims)
     centred = x - mean(x, dims, keepdim=True)
-    return sum(centred * centred, dims, keepdim) * (1.0 / builtins.max(count - correction, 1))
+    return sum(centred * centred, dims, keepdim) * _reciprocal(count - correction)
 
 
 def std(x: Tensor, dim: Dims = None, correction: int = 1, keepdim: bool = False) -> Tensor:
@@ -369,12 +489,12 @@ def std(x: Tensor, dim: Dims = None, correction: int = 1, keepdim: bool = False)
 
 def max(x: Tensor, dim: Dims = None, keepdim: bool = False) -> Tensor:
     """Largest value over ``dim`` (values only, like ``torch.amax``)."""
-    return Amax(_dims(dim, x.ndim), keepdim)(x)
+    return Amax(canonical_dims(dim, x.ndim, "max"), keepdim)(x)
 
 
 def min(x: Tensor, dim: Dims = None, keepdim: bool = False) -> Tensor:
     """Smallest value over ``dim`` (values only, like ``torch.amin``)."""
-    return -max(-x, dim, keepdim)
+    return Amin(canonical_dims(dim, x.ndim, "min"), keepdim)(x)
 
 
 amax, amin = max, min
@@ -382,7 +502,7 @@ amax, amin = max, min
 
 def logsumexp(x: Tensor, dim: Dims = None, keepdim: bool = False) -> Tensor:
     """``log(sum(exp(x)))`` computed without overflow."""
-    dims = _dims(dim, x.ndim)
+    dims = canonical_dims(dim, x.ndim, "logsumexp")
     top = x.data.max(axis=dims, keepdims=True)
     top = Tensor(_xp(top).where(_xp(top).isinf(top), 0, top))  # ±inf maxima: no inf - inf
     out = log(sum(exp(x - top), dims, keepdim=True)) + top
@@ -391,8 +511,9 @@ def logsumexp(x: Tensor, dim: Dims = None, keepdim: bool = False) -> Tensor:
 
 def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
     # (x - max) - log(sum(exp(x - max))): no large ``max`` is added back and subtracted
-    shifted = x - Tensor(x.data.max(axis=dim, keepdims=True))
-    return shifted - log(sum(exp(shifted), dim, keepdim=True))
+    dims = canonical_dims(dim, x.ndim, "log_softmax")  # () for a 0-d tensor
+    shifted = x - Tensor(x.data.max(axis=dims, keepdims=True))
+    return shifted - log(sum(exp(shifted), dims, keepdim=True))
 
 
 def softmax(x: Tensor, dim: int = -1) -> Tensor:
@@ -403,6 +524,8 @@ def softmax(x: Tensor, dim: int = -1) -> Tensor:
 
 
 class MatMul(Function):
+    saved_indices = _saved_crosswise
+
     def forward(self, a, b):
         return kernels.matmul(a, b)
 
@@ -448,6 +571,9 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
 
 
 class Reshape(Function):
+    saved_inputs = ()
+    is_view = True
+
     def __init__(self, shape: tuple[int, ...]) -> None:
         self.shape = shape
 
@@ -460,6 +586,9 @@ class Reshape(Function):
 
 
 class Permute(Function):
+    saved_inputs = ()
+    is_view = True
+
     def __init__(self, dims: tuple[int, ...]) -> None:
         self.dims = dims
 
@@ -471,6 +600,9 @@ class Permute(Function):
 
 
 class BroadcastTo(Function):
+    saved_inputs = ()
+    is_view = True
+
     def __init__(self, shape: tuple[int, ...]) -> None:
         self.shape = shape
 
@@ -484,6 +616,9 @@ class BroadcastTo(Function):
 
 class SumTo(Function):
     """Sum a broadcast result back down to ``shape`` (the adjoint of broadcast_to)."""
+    saved_inputs = ()
+    is_view = True
+
 
     def __init__(self, shape: tuple[int, ...]) -> None:
         self.shape = shape
@@ -501,6 +636,9 @@ class SumTo(Function):
 
 
 class GetItem(Function):
+    saved_inputs = ()
+    is_view = True
+
     def __init__(self, index: Any) -> None:
         self.index = index
 
@@ -513,6 +651,8 @@ class GetItem(Function):
 
 class GetItemGrad(Function):
     """Scatter-add ``gy`` into zeros of the input's shape (the adjoint of indexing)."""
+    saved_inputs = ()
+
 
     def __init__(self, index: Any, shape: tuple[int, ...]) -> None:
         self.index, self.shape = index, shape
@@ -536,6 +676,8 @@ def _is_basic_index(index: Any) -> bool:
 
 
 class Concatenate(Function):
+    saved_inputs = ()
+
     def __init__(self, dim: int) -> None:
         self.dim = dim
 
@@ -549,6 +691,8 @@ class Concatenate(Function):
 
 
 class Pad(Function):
+    saved_inputs = ()
+
     def __init__(self, widths: tuple[tuple[int, int], ...], value: float) -> None:
         self.widths, self.value = widths, value
 
@@ -560,6 +704,8 @@ class Pad(Function):
 
 
 class AsType(Function):
+    saved_inputs = ()
+
     def __init__(self, dtype: Any) -> None:
         self.dtype = np.dtype(dtype)
 
@@ -572,6 +718,8 @@ class AsType(Function):
 
 
 class ToDevice(Function):
+    saved_inputs = ()
+
     def __init__(self, device: str) -> None:
         self.device = device
 
@@ -607,7 +755,7 @@ def _resolve_shape(x: Tensor, shape: tuple[int, ...]) -> tuple[int, ...]:
 
 
 def permute(x: Tensor, dims: Sequence[int]) -> Tensor:
-    dims = tuple(d % x.ndim for d in dims)
+    dims = tuple(canonical_dim(d, x.ndim, "permute") for d in dims)
     if sorted(dims) != list(range(x.ndim)):
         raise ValueError(f"permute: {dims} is not a permutation of the {x.ndim} dims of {x.shape}")
     return Permute(dims)(x)
@@ -615,22 +763,30 @@ def permute(x: Tensor, dims: Sequence[int]) -> Tensor:
 
 def transpose(x: Tensor, dim0: int, dim1: int) -> Tensor:
     dims = list(range(x.ndim))
+    dim0, dim1 = canonical_dim(dim0, x.ndim, "transpose"), canonical_dim(dim1, x.ndim, "transpose")
+    if x.ndim == 0:
+        return x
     dims[dim0], dims[dim1] = dims[dim1], dims[dim0]
     return Permute(tuple(dims))(x)
 
 
 def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
-    s, e = start_dim % builtins.max(x.ndim, 1), end_dim % builtins.max(x.ndim, 1)
+    s, e = canonical_dim(start_dim, x.ndim, "flatten"), canonical_dim(end_dim, x.ndim, "flatten")
+    if s > e:
+        raise RuntimeError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim}")
     return reshape(x, x.shape[:s] + (math.prod(x.shape[s : e + 1]),) + x.shape[e + 1 :])
 
 
 def unsqueeze(x: Tensor, dim: int) -> Tensor:
-    dim = dim % (x.ndim + 1)
+    dim = canonical_dim(dim, x.ndim + 1, "unsqueeze")
     return reshape(x, x.shape[:dim] + (1,) + x.shape[dim:])
 
 
 def squeeze(x: Tensor, dim: Dims = None) -> Tensor:
-    dims = {i for i, n in enumerate(x.shape) if n == 1} if dim is None else set(_dims(dim, x.ndim))
+    if dim is None:
+        dims = {i for i, n in enumerate(x.shape) if n == 1}
+    else:
+        dims = set(canonical_dims(dim, x.ndim, "squeeze"))
     return reshape(x, tuple(n for i, n in enumerate(x.shape) if not (i in dims and n == 1)))
 
 
@@ -675,7 +831,12 @@ def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     tensors = list(tensors)
     if not tensors:
         raise ValueError("cat: expected at least one tensor")
-    dim = dim % tensors[0].ndim
+    for i, t in enumerate(tensors):
+        if t.ndim == 0:
+            raise RuntimeError(
+                f"cat: zero-dimensional tensor (at position {i}) cannot be concatenated"
+            )
+    dim = canonical_dim(dim, tensors[0].ndim, "cat")
     for t in tensors[1:]:
         if t.ndim != tensors[0].ndim or any(
             a != b for i, (a, b) in enumerate(zip(t.shape, tensors[0].shape)) if i != dim
@@ -692,15 +853,17 @@ concatenate = cat
 def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     """Stack along a new ``dim``."""
     tensors = list(tensors)
+    if not tensors:
+        raise RuntimeError("stack: expected a non-empty list of tensors")
     if builtins.any(t.shape != tensors[0].shape for t in tensors):
         raise ValueError(f"stack: all shapes must be equal, got {[t.shape for t in tensors]}")
-    dim = dim % (tensors[0].ndim + 1)
+    dim = canonical_dim(dim, tensors[0].ndim + 1, "stack")
     return cat([unsqueeze(t, dim) for t in tensors], dim)
 
 
 def split(x: Tensor, split_size_or_sections: int | Sequence[int], dim: int = 0) -> list[Tensor]:
     """Split into chunks of ``split_size`` (or of the listed sizes) along ``dim``."""
-    dim = dim % x.ndim
+    dim = canonical_dim(dim, x.ndim, "split")
     n = x.shape[dim]
     if isinstance(split_size_or_sections, int):
         sizes = [split_size_or_sections] * (n // split_size_or_sections)
@@ -767,6 +930,8 @@ class LeakyReLU(Function):
 class LeakyReLUGrad(Function):
     """``gy`` where ``x > 0``, ``slope * gy`` elsewhere, for a constant ``x``: linear and
     diagonal in ``gy``, so it is its own adjoint (and leaky ReLU's second derivative is 0)."""
+    saved_inputs = ()
+
 
     def __init__(self, x: Any, negative_slope: float) -> None:
         self.x, self.slope = x, negative_slope
@@ -784,6 +949,9 @@ def leaky_relu(x: Tensor, negative_slope: float = 0.01) -> Tensor:
 
 
 class Tanh(Function):
+    saved_inputs = ()
+    saves_output = True
+
     def forward(self, x):
         return _xp(x).tanh(x)
 
@@ -793,6 +961,9 @@ class Tanh(Function):
 
 
 class Sigmoid(Function):
+    saved_inputs = ()
+    saves_output = True
+
     def forward(self, x):
         xp = _xp(x)
         # exp of a non-positive number only: no overflow for large |x|
@@ -842,6 +1013,8 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
 class Dropout(Function):
     """``x / (1 - p)`` where element i's draw of the stream ``seed`` is ``>= p``, else 0:
     linear in ``x``, so the backward is the same operation (same seed) on ``gy``."""
+    saved_inputs = ()
+
 
     def __init__(self, seed: int, p: float) -> None:
         self.seed, self.p = seed, p
@@ -1015,6 +1188,8 @@ def _normalize_backward(gy: Tensor, x: Tensor, scale: Tensor | None, dims, eps: 
 
 class BatchNorm(Function):
     """Training-mode batch norm over all axes but 1; inputs (x, gamma, beta)."""
+    saved_inputs = (0, 1)
+
 
     def __init__(self, eps: float) -> None:
         self.eps = eps
@@ -1038,6 +1213,8 @@ class BatchNorm(Function):
 
 class AdaIN(Function):
     """Adaptive instance norm: per-(n, c) statistics over H, W; inputs (x, scale, bias)."""
+    saved_inputs = (0, 1)
+
 
     def __init__(self, eps: float) -> None:
         self.eps = eps
@@ -1189,6 +1366,8 @@ class MaxPool(Function):
     """Max over each window, computed as the maximum of k·k strided slices (one pass over
     the input per kernel position, no gather). Remembers which position won each window —
     the first maximum, as in PyTorch — for the backward pass."""
+    saved_inputs = ()
+
 
     def __init__(self, slices: list[tuple[slice, slice]]) -> None:
         self.slices = slices
@@ -1210,6 +1389,8 @@ class MaxPool(Function):
 
 class MaxPoolGrad(Function):
     """Route each window's gradient to its winning input position (adjoint of MaxPool)."""
+    saved_inputs = ()
+
 
     def __init__(self, pool: MaxPool) -> None:
         self.pool = pool
