@@ -44,6 +44,91 @@ def _as_tensor(x: Any, like: Tensor | None = None) -> Tensor:
     return Tensor(np.asarray(x) if like is None else _xp(like.data).asarray(x))
 
 
+# ----- type promotion: PyTorch's rule, used by every op with several operands
+
+DEFAULT_FLOAT = np.dtype(np.float32)  # torch.get_default_dtype()
+
+
+def _kind_rank(dtype: np.dtype) -> int:
+    return {"b": 0, "u": 1, "i": 1, "f": 2, "c": 3}[dtype.kind]
+
+
+def promote_types(a: Any, b: Any) -> np.dtype:
+    """``torch.promote_types``: NumPy's table, except that an integer or bool meeting a
+    floating type gives that floating type (int64 with float32 is float32, not float64)."""
+    a, b = np.dtype(a), np.dtype(b)
+    ra, rb = _kind_rank(a), _kind_rank(b)
+    if ra == rb or (ra >= 2 and rb >= 2):
+        return np.promote_types(a, b)
+    return a if ra > rb else b
+
+
+def _category_dtype(operands: list[Any]) -> np.dtype | None:
+    result = None
+    for d in operands:
+        result = d if result is None else promote_types(result, d)
+    return result
+
+
+def _combine(higher: np.dtype | None, lower: np.dtype | None) -> np.dtype | None:
+    """A lower-priority category changes the result only if it is of a higher kind."""
+    if higher is None or lower is None:
+        return higher if lower is None else lower
+    if _kind_rank(higher) >= 2 and _kind_rank(higher) >= _kind_rank(lower):
+        return higher
+    if higher.kind == "b" or _kind_rank(lower) > _kind_rank(higher):
+        return promote_types(higher, lower)
+    return higher
+
+
+def result_type(*operands: Any) -> np.dtype:
+    """The dtype of an op on ``operands``, by PyTorch's rule: tensors with dimensions decide;
+    0-d tensors and then Python numbers count only when of a higher kind (bool < integer <
+    floating), and a Python float counts as the default dtype float32. So int32 + 0.5,
+    int32 + float32 tensor and int64 / int64 (true division, see :func:`div`) are float32;
+    float32 + float64 is float64, for every op (matmul and conv2d included).
+
+    >>> result_type(Tensor(np.array([1, 2], np.int32)), 0.5)
+    dtype('float32')
+    >>> result_type(Tensor(np.ones(2, np.float32)), Tensor(np.array(2.0)))  # a 0-d float64
+    dtype('float32')
+    """
+    dims: list[np.dtype] = []
+    zero_dims: list[np.dtype] = []
+    numbers: list[np.dtype] = []
+    for x in operands:
+        if isinstance(x, Tensor) or hasattr(x, "dtype") and getattr(x, "ndim", 0) > 0:
+            (dims if x.ndim else zero_dims).append(np.dtype(x.dtype))
+        elif isinstance(x, (bool, np.bool_)):
+            numbers.append(np.dtype(bool))
+        elif isinstance(x, (int, np.integer)):
+            numbers.append(np.dtype(np.int64))
+        elif isinstance(x, (float, np.floating)):
+            numbers.append(DEFAULT_FLOAT)
+        elif isinstance(x, (complex, np.complexfloating)):
+            numbers.append(np.dtype(np.complex64))
+        else:
+            dims.append(np.asarray(x).dtype)
+    lower = _combine(_category_dtype(zero_dims), _category_dtype(numbers))
+    result = _combine(_category_dtype(dims), lower)
+    assert result is not None, "result_type needs at least one operand"
+    return result
+
+
+def _promoted(x: Any, dtype: np.dtype, like: Tensor) -> Tensor:
+    """Operand ``x`` as a Tensor of ``dtype`` on ``like``'s device (numbers: no host copy)."""
+    if isinstance(x, Tensor):
+        return astype(x, dtype)
+    if isinstance(x, (bool, int, float, complex, np.number, np.bool_)):
+        return Tensor(_xp(like.data).full((), x, dtype=dtype))
+    return Tensor(_xp(like.data).asarray(x, dtype=dtype))
+
+
+def _floating(x: Tensor) -> Tensor:
+    """Integer and bool tensors as the default float dtype (for exp, log, sqrt, …)."""
+    return astype(x, DEFAULT_FLOAT) if x.dtype.kind in "biu" else x
+
+
 def _reciprocal(n: int) -> float:
     """``1 / n`` for a count, inf for ``n <= 0`` (so an empty mean is 0 · inf = nan)."""
     return 1.0 / n if n > 0 else math.inf
@@ -310,14 +395,23 @@ def mul(a: Any, b: Any) -> Tensor:
 
 
 def div(a: Any, b: Any) -> Tensor:
+    """True division: integer operands give the default float dtype, as in PyTorch."""
     a, b = _operands(a, b)
+    if a.dtype.kind in "biu":
+        a, b = _floating(a), _floating(b)
     _binary_shapes("div", a, b)
     return Div()(a, b)
 
 
 def _operands(a: Any, b: Any) -> tuple[Tensor, Tensor]:
+    """Both operands as Tensors of their common dtype (:func:`result_type`)."""
     like = a if isinstance(a, Tensor) else b if isinstance(b, Tensor) else None
-    return _as_tensor(a, like), _as_tensor(b, like)
+    if like is None:
+        return _as_tensor(a), _as_tensor(b)
+    if isinstance(a, Tensor) and isinstance(b, Tensor) and a.dtype == b.dtype:
+        return a, b  # the common case, kept fast
+    dtype = result_type(a, b)
+    return _promoted(a, dtype, like), _promoted(b, dtype, like)
 
 
 def neg(x: Tensor) -> Tensor:
@@ -336,19 +430,19 @@ def pow(x: Any, exponent: Any) -> Tensor:
         x, exponent = _operands(x, exponent)
         _binary_shapes("pow", x, exponent)
         return Pow()(x, exponent)
-    return PowScalar(exponent)(x)
+    return PowScalar(exponent)(astype(x, result_type(x, exponent)))
 
 
 def exp(x: Tensor) -> Tensor:
-    return Exp()(x)
+    return Exp()(_floating(x))
 
 
 def log(x: Tensor) -> Tensor:
-    return Log()(x)
+    return Log()(_floating(x))
 
 
 def sqrt(x: Tensor) -> Tensor:
-    return Sqrt()(x)
+    return Sqrt()(_floating(x))
 
 
 def abs(x: Tensor) -> Tensor:
@@ -552,7 +646,6 @@ def matmul(a: Any, b: Any) -> Tensor:
         return squeeze(matmul(unsqueeze(a, 0), b), -2)
     if b.ndim == 1:
         return squeeze(matmul(a, unsqueeze(b, -1)), -1)
-    _check_same_dtype("matmul", a, b)
     return MatMul()(a, b)
 
 
@@ -984,16 +1077,16 @@ class Softplus(Function):
 
 
 def tanh(x: Tensor) -> Tensor:
-    return Tanh()(x)
+    return Tanh()(_floating(x))
 
 
 def sigmoid(x: Tensor) -> Tensor:
-    return Sigmoid()(x)
+    return Sigmoid()(_floating(x))
 
 
 def softplus(x: Tensor) -> Tensor:
     """``log(1 + exp(x))``, stable for large ``|x|``."""
-    return Softplus()(x)
+    return Softplus()(_floating(x))
 
 
 def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
@@ -1100,7 +1193,6 @@ def _check_conv_input(op: str, x: Tensor, w: Tensor, channels: int) -> None:
             f"{op}: input has {x.shape[1]} channel{plural}, weight expects {channels}; "
             f"input shape {x.shape}, weight shape {w.shape}"
         )
-    _check_same_dtype(op, x, w)
 
 
 def conv2d(
@@ -1113,6 +1205,7 @@ def conv2d(
 ) -> Tensor:
     """2-D convolution (cross-correlation), NCHW, weight (O, C, kh, kw), zero padding."""
     _check_conv_input("conv2d", x, weight, weight.shape[1] if weight.ndim == 4 else -1)
+    x, weight = _operands(x, weight)  # float32 with float64: float64, as everywhere
     s, p, d = _pair(stride, "stride"), _pair(padding, "padding"), _pair(dilation, "dilation")
     out = [_conv_out(x.shape[2 + i], weight.shape[2 + i], s[i], p[i], d[i]) for i in range(2)]
     if builtins.min(out) < 1:
@@ -1135,6 +1228,7 @@ def conv_transpose2d(
     """Transposed convolution, weight (C_in, C_out, kh, kw): the gradient of conv2d w.r.t.
     its input, as in ``torch.nn.functional.conv_transpose2d``."""
     _check_conv_input("conv_transpose2d", x, weight, weight.shape[0] if weight.ndim == 4 else -1)
+    x, weight = _operands(x, weight)
     s, p, d = _pair(stride, "stride"), _pair(padding, "padding"), _pair(dilation, "dilation")
     op = _pair(output_padding, "output_padding")
     for i in range(2):
@@ -1413,7 +1507,8 @@ class MaxPoolGrad(Function):
 def max_pool2d(x: Tensor, kernel_size, stride=None, padding=0) -> Tensor:
     """Max pooling (padding with -inf); the gradient goes to the first maximum of each window,
     as in PyTorch."""
-    xpad, k, s, oh, ow = _windows(x, kernel_size, stride, padding, -np.inf, "max_pool2d")
+    low = -np.inf if x.dtype.kind == "f" else 0 if x.dtype.kind == "b" else np.iinfo(x.dtype).min
+    xpad, k, s, oh, ow = _windows(x, kernel_size, stride, padding, low, "max_pool2d")
     return MaxPool(_window_slices(k, s, oh, ow))(xpad)
 
 
@@ -1446,6 +1541,11 @@ def upsample(
         iw = np.minimum(np.floor(np.arange(ow) * scales[1]).astype(np.int64), w - 1)
         return getitem(getitem(x, (slice(None), slice(None), ih)), (Ellipsis, iw))
     if mode == "bilinear":
+        if x.dtype.kind in "biu":  # integer images: interpolate in float32, then round
+            y = upsample(astype(x, np.float32), (oh, ow), None, mode, align_corners).data
+            info = np.iinfo(x.dtype) if x.dtype.kind != "b" else np.iinfo(np.uint8)
+            y = _xp(y).clip(_xp(y).floor(y + 0.5), info.min, info.max)
+            return Tensor(y.astype(x.dtype))
         y = _lerp_axis(x, 2, oh, scales[0], bool(align_corners))
         return _lerp_axis(y, 3, ow, scales[1], bool(align_corners))
     raise ValueError(f"upsample: unknown mode {mode!r}; expected 'nearest' or 'bilinear'")
@@ -1527,7 +1627,15 @@ def cross_entropy(
     logits: Tensor, target: Any, reduction: str = "mean", label_smoothing: float = 0.0
 ) -> Tensor:
     """Cross entropy from logits (N, K) or (N, K, …) and class indices (N, …) or class
-    probabilities shaped like ``logits``."""
+    probabilities shaped like ``logits``. Unbatched logits (K,) take a 0-d class index (or
+    probabilities (K,)), as in PyTorch."""
+    if logits.ndim == 1:
+        t = target if isinstance(target, Tensor) else Tensor(np.asarray(target))
+        if t.ndim in (0, 1):
+            loss = cross_entropy(
+                unsqueeze(logits, 0), unsqueeze(t, 0), reduction, label_smoothing
+            )
+            return squeeze(loss, 0) if reduction == "none" else loss
     if logits.ndim < 2:
         raise ValueError(f"cross_entropy: expected logits (N, K, …), got shape {logits.shape}")
     logp = log_softmax(logits, dim=1)

@@ -497,7 +497,8 @@ class Function:
         out = Tensor(self.forward(*(x.data for x in inputs)))
         if self.is_view and _shares_memory(out.data, inputs[0].data):
             out._version_box = inputs[0]._version_box
-        if _grad_enabled and any(x.requires_grad for x in inputs):
+        grad_dtype = out.data.dtype.kind in _FLOAT_KINDS  # x.to(int32) ends the graph
+        if _grad_enabled and grad_dtype and any(x.requires_grad for x in inputs):
             out.requires_grad = True
             out.creator = self
             self.inputs = inputs
