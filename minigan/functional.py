@@ -642,6 +642,8 @@ def matmul(a: Any, b: Any) -> Tensor:
         raise ValueError(
             f"matmul: shapes {a.shape} and {b.shape} are not aligned ({a.shape[-1]} ≠ {k_b})"
         )
+    if a.ndim == 1 and b.ndim == 1:
+        return reshape(matmul(unsqueeze(a, 0), unsqueeze(b, -1)), ())
     if a.ndim == 1:
         return squeeze(matmul(unsqueeze(a, 0), b), -2)
     if b.ndim == 1:
@@ -901,9 +903,55 @@ def sum_to(x: Tensor, shape: Sequence[int]) -> Tensor:
 
 
 def getitem(x: Tensor, index: Any) -> Tensor:
-    """``x[index]`` for basic and advanced (integer/boolean array) indices."""
+    """``x[index]`` for basic and advanced (integer/boolean array) indices, with PyTorch's
+    placement of the indexed dims: integers select first, then the index arrays follow
+    NumPy's rule (their dims stay in place when the arrays are adjacent, else go first).
+    So on shape (2, 3, 4) ``x[0, :, [0, 2]]`` has shape (3, 2), as in PyTorch (NumPy: (2, 3)).
+    """
     index = _raw_index(index, x.device)
+    first, then = _torch_index(index)
+    if then is not None:
+        x = GetItem(first)(x)
+        index = then
     return GetItem(index)(x)
+
+
+def _is_index_array(i: Any) -> bool:
+    return (isinstance(i, np.ndarray) or backend.is_cupy_array(i)) and i.ndim > 0
+
+
+def _is_index_int(i: Any) -> bool:
+    if isinstance(i, (bool, np.bool_)):
+        return False
+    if isinstance(i, (int, np.integer)):
+        return True
+    array = isinstance(i, np.ndarray) or backend.is_cupy_array(i)
+    return array and i.ndim == 0 and i.dtype.kind in "iu"
+
+
+def _torch_index(index: Any) -> tuple[Any, Any]:
+    """Split an index that mixes integers (or 0-d integer tensors) with index arrays into
+    ``(selections, rest)``: the integers (with the slices and Nones) applied first, then the
+    arrays. NumPy would broadcast the integers with the arrays, which moves the result's
+    dims. ``(index, None)`` when no split is needed (NumPy and PyTorch agree)."""
+    items = index if isinstance(index, tuple) else (index,)
+    if not builtins.any(map(_is_index_array, items)) or not builtins.any(map(_is_index_int, items)):
+        return index, None
+    first: list[Any] = []
+    then: list[Any] = []
+    for i in items:
+        if _is_index_int(i):
+            first.append(int(i))
+        elif _is_index_array(i):
+            first.extend([slice(None)] * (i.ndim if i.dtype.kind == "b" else 1))
+            then.append(i)
+        elif i is Ellipsis:
+            first.append(i)
+            then.append(i)
+        else:  # a slice or None: applied first; its dim is then taken whole
+            first.append(i)
+            then.append(slice(None))
+    return tuple(first), tuple(then)
 
 
 def _raw_index(index: Any, device: str) -> Any:
