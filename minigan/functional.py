@@ -147,6 +147,14 @@ class DimensionError(IndexError):
     """An out-of-range dimension (an IndexError, as in PyTorch)."""
 
 
+class ShapeError(ValueError, RuntimeError):
+    """Shapes that do not fit an op: a ValueError, and a RuntimeError as PyTorch raises."""
+
+
+class TargetIndexError(ValueError, IndexError):
+    """A class index out of range in a loss: a ValueError, and an IndexError as in PyTorch."""
+
+
 def canonical_dim(dim: int, ndim: int, op: str = "dim") -> int:
     """``dim`` counted from 0 for a tensor with ``ndim`` dims (negative dims count from the
     end). Out of range raises an IndexError with PyTorch's message; as in PyTorch a 0-d
@@ -202,7 +210,7 @@ def _binary_shapes(op: str, a: Tensor, b: Tensor) -> None:
     try:
         np.broadcast_shapes(a.shape, b.shape)
     except ValueError:
-        raise ValueError(f"{op}: shapes {a.shape} and {b.shape} cannot be broadcast") from None
+        raise ShapeError(f"{op}: shapes {a.shape} and {b.shape} cannot be broadcast") from None
 
 
 # --------------------------------------------------------------------------- elementwise
@@ -274,7 +282,10 @@ class PowScalar(Function):
         self.c = c
 
     def forward(self, x):
-        return x**self.c
+        if x.dtype.kind == "f" and self.c in (0.5, -0.5):  # PyTorch's sqrt / rsqrt paths:
+            root = _xp(x).sqrt(x)  # (-inf) ** 0.5 is nan and (-0) ** 0.5 is -0, as there
+            return root if self.c == 0.5 else 1 / root
+        return (x**self.c).astype(x.dtype, copy=False)  # bool ** bool: bool, not int8
 
     def backward(self, gy):
         (x,) = self.inputs
@@ -291,7 +302,7 @@ class Pow(Function):
     saves_output = True
 
     def forward(self, x, y):
-        return _xp(x).power(x, y)
+        return _xp(x).power(x, y).astype(x.dtype, copy=False)
 
     def backward(self, gy):
         x, y = self.inputs
@@ -634,12 +645,12 @@ def matmul(a: Any, b: Any) -> Tensor:
     """Matrix product with NumPy's rules (1-D operands, broadcast batch dimensions)."""
     a, b = _operands(a, b)
     if a.ndim == 0 or b.ndim == 0:
-        raise ValueError(
+        raise ShapeError(
             f"matmul: both operands need at least 1 dimension, got {a.shape}, {b.shape}"
         )
     k_b = b.shape[0] if b.ndim == 1 else b.shape[-2]
     if a.shape[-1] != k_b:  # checked before 1-D operands are reshaped: the user's shapes
-        raise ValueError(
+        raise ShapeError(
             f"matmul: shapes {a.shape} and {b.shape} are not aligned ({a.shape[-1]} ≠ {k_b})"
         )
     if a.ndim == 1 and b.ndim == 1:
@@ -654,7 +665,7 @@ def matmul(a: Any, b: Any) -> Tensor:
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """``x @ weight.T + bias`` with ``weight`` of shape (out_features, in_features)."""
     if x.shape[-1:] != weight.shape[1:]:
-        raise ValueError(
+        raise ShapeError(
             f"linear: input has {x.shape[-1] if x.ndim else 0} features, weight expects "
             f"{weight.shape[1]}; input shape {x.shape}, weight shape {weight.shape}"
         )
@@ -831,7 +842,7 @@ def reshape(x: Tensor, shape: int | Sequence[int]) -> Tensor:
     try:
         target = _resolve_shape(x, shape)
     except ValueError:
-        raise ValueError(
+        raise ShapeError(
             f"reshape: cannot reshape a tensor of shape {x.shape} to {shape}"
         ) from None
     return x if target == x.shape else Reshape(target)(x)
@@ -850,9 +861,11 @@ def _resolve_shape(x: Tensor, shape: tuple[int, ...]) -> tuple[int, ...]:
 
 
 def permute(x: Tensor, dims: Sequence[int]) -> Tensor:
+    if len(dims) != x.ndim:
+        raise ShapeError(f"permute: {tuple(dims)} has {len(dims)} dims, the tensor {x.ndim}")
     dims = tuple(canonical_dim(d, x.ndim, "permute") for d in dims)
     if sorted(dims) != list(range(x.ndim)):
-        raise ValueError(f"permute: {dims} is not a permutation of the {x.ndim} dims of {x.shape}")
+        raise ShapeError(f"permute: {dims} is not a permutation of the {x.ndim} dims of {x.shape}")
     return Permute(dims)(x)
 
 
@@ -892,7 +905,7 @@ def broadcast_to(x: Tensor, shape: Sequence[int]) -> Tensor:
     try:
         np.broadcast_shapes(x.shape, shape)
     except ValueError:
-        raise ValueError(f"broadcast_to: cannot broadcast shape {x.shape} to {shape}") from None
+        raise ShapeError(f"broadcast_to: cannot broadcast shape {x.shape} to {shape}") from None
     return BroadcastTo(shape)(x)
 
 
@@ -971,7 +984,7 @@ def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     """Concatenate along ``dim``."""
     tensors = list(tensors)
     if not tensors:
-        raise ValueError("cat: expected at least one tensor")
+        raise ShapeError("cat: expected at least one tensor")
     for i, t in enumerate(tensors):
         if t.ndim == 0:
             raise RuntimeError(
@@ -982,7 +995,7 @@ def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
         if t.ndim != tensors[0].ndim or any(
             a != b for i, (a, b) in enumerate(zip(t.shape, tensors[0].shape)) if i != dim
         ):
-            raise ValueError(
+            raise ShapeError(
                 f"cat: shapes {tensors[0].shape} and {t.shape} differ outside dim {dim}"
             )
     return Concatenate(dim)(*tensors)
@@ -997,13 +1010,15 @@ def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     if not tensors:
         raise RuntimeError("stack: expected a non-empty list of tensors")
     if builtins.any(t.shape != tensors[0].shape for t in tensors):
-        raise ValueError(f"stack: all shapes must be equal, got {[t.shape for t in tensors]}")
+        raise ShapeError(f"stack: all shapes must be equal, got {[t.shape for t in tensors]}")
     dim = canonical_dim(dim, tensors[0].ndim + 1, "stack")
     return cat([unsqueeze(t, dim) for t in tensors], dim)
 
 
 def split(x: Tensor, split_size_or_sections: int | Sequence[int], dim: int = 0) -> list[Tensor]:
     """Split into chunks of ``split_size`` (or of the listed sizes) along ``dim``."""
+    if x.ndim == 0:
+        raise ShapeError("split: expected a tensor with at least 1 dimension, got a 0-d tensor")
     dim = canonical_dim(dim, x.ndim, "split")
     n = x.shape[dim]
     if isinstance(split_size_or_sections, int):
@@ -1013,7 +1028,7 @@ def split(x: Tensor, split_size_or_sections: int | Sequence[int], dim: int = 0) 
     else:
         sizes = list(split_size_or_sections)
         if builtins.sum(sizes) != n:
-            raise ValueError(f"split: sizes {sizes} do not add up to {n} (dim {dim} of {x.shape})")
+            raise ShapeError(f"split: sizes {sizes} do not add up to {n} (dim {dim} of {x.shape})")
     lead = (slice(None),) * dim
     starts = np.cumsum([0] + sizes)
     return [getitem(x, lead + (slice(s, s + k),)) for s, k in zip(starts, sizes)]
@@ -1045,12 +1060,14 @@ def to_device(x: Tensor, device: str) -> Tensor:
 
 
 class ReLU(Function):
+    saved_inputs = ()  # the gradient mask is read from the output, as PyTorch saves it
+    saves_output = True
+
     def forward(self, x):
         return _xp(x).maximum(x, x.dtype.type(0))  # not x * mask: -inf * 0 would be nan
 
     def backward(self, gy):
-        d = self.inputs[0].data
-        return mask(gy, d > 0)
+        return mask(gy, self.output().data > 0)
 
 
 def relu(x: Tensor) -> Tensor:
@@ -1226,18 +1243,18 @@ def _conv_bias(y: Tensor, bias: Tensor | None, op: str) -> Tensor:
     if bias is None:
         return y
     if bias.shape != (y.shape[1],):
-        raise ValueError(f"{op}: bias has shape {bias.shape}, expected ({y.shape[1]},)")
+        raise ShapeError(f"{op}: bias has shape {bias.shape}, expected ({y.shape[1]},)")
     return y + reshape(bias, (1, -1, 1, 1))
 
 
 def _check_conv_input(op: str, x: Tensor, w: Tensor, channels: int) -> None:
     if x.ndim != 4:
-        raise ValueError(f"{op}: expected a 4-D input (N, C, H, W), got shape {x.shape}")
+        raise ShapeError(f"{op}: expected a 4-D input (N, C, H, W), got shape {x.shape}")
     if w.ndim != 4:
-        raise ValueError(f"{op}: expected a 4-D weight, got shape {w.shape}")
+        raise ShapeError(f"{op}: expected a 4-D weight, got shape {w.shape}")
     if x.shape[1] != channels:
         plural = "s" if x.shape[1] != 1 else ""
-        raise ValueError(
+        raise ShapeError(
             f"{op}: input has {x.shape[1]} channel{plural}, weight expects {channels}; "
             f"input shape {x.shape}, weight shape {w.shape}"
         )
@@ -1257,7 +1274,7 @@ def conv2d(
     s, p, d = _pair(stride, "stride"), _pair(padding, "padding"), _pair(dilation, "dilation")
     out = [_conv_out(x.shape[2 + i], weight.shape[2 + i], s[i], p[i], d[i]) for i in range(2)]
     if builtins.min(out) < 1:
-        raise ValueError(
+        raise ShapeError(
             f"conv2d: input {x.shape} is too small for kernel {weight.shape[2:]} with "
             f"padding {p} and dilation {d}"
         )
@@ -1281,7 +1298,7 @@ def conv_transpose2d(
     op = _pair(output_padding, "output_padding")
     for i in range(2):
         if op[i] >= builtins.max(s[i], d[i]):
-            raise ValueError(
+            raise ShapeError(
                 f"conv_transpose2d: output_padding {op} must be smaller than stride {s} "
                 f"or dilation {d}"
             )
@@ -1290,7 +1307,7 @@ def conv_transpose2d(
         for i in range(2)
     ]
     if builtins.min(size) < 1:
-        raise ValueError(
+        raise ShapeError(
             f"conv_transpose2d: output size {tuple(size)} for input {x.shape} is empty"
         )
     out_shape = (x.shape[0], weight.shape[1], size[0], size[1])
@@ -1392,13 +1409,13 @@ def batch_norm(
     Otherwise the running statistics are used.
     """
     if x.ndim < 2:
-        raise ValueError(
+        raise ShapeError(
             f"batch_norm: expected an input of at least 2 dims (N, C, …), got {x.shape}"
         )
     c = x.shape[1]
     for name, t in (("weight", weight), ("bias", bias)):
         if t is not None and t.shape != (c,):
-            raise ValueError(
+            raise ShapeError(
                 f"batch_norm: {name} has shape {t.shape}, expected ({c},) for {x.shape}"
             )
     shape = (1, c) + (1,) * (x.ndim - 2)
@@ -1415,7 +1432,7 @@ def batch_norm(
         return y if bias is None else y + reshape(bias, shape)
     count = x.data.size // c
     if count < 2:
-        raise ValueError(
+        raise ShapeError(
             f"batch_norm: expected more than 1 value per channel when training, got input {x.shape}"
         )
     xp = _xp(x.data)
@@ -1443,10 +1460,10 @@ def adain(x: Tensor, scale: Tensor, bias: Tensor, eps: float = 1e-5) -> Tensor:
     True
     """
     if x.ndim != 4:
-        raise ValueError(f"adain: expected a 4-D input (N, C, H, W), got shape {x.shape}")
+        raise ShapeError(f"adain: expected a 4-D input (N, C, H, W), got shape {x.shape}")
     for name, t in (("scale", scale), ("bias", bias)):
         if t.shape != x.shape[:2]:
-            raise ValueError(
+            raise ShapeError(
                 f"adain: {name} has shape {t.shape}, expected {x.shape[:2]} for input {x.shape}"
             )
     _check_same_dtype("adain", x, scale, bias)
@@ -1459,7 +1476,7 @@ def instance_norm(
     """Instance normalisation (statistics per sample and channel over H, W); the optional
     per-channel affine ``weight``/``bias`` is AdaIN with the same style for every sample."""
     if x.ndim != 4:
-        raise ValueError(f"instance_norm: expected a 4-D input (N, C, H, W), got shape {x.shape}")
+        raise ShapeError(f"instance_norm: expected a 4-D input (N, C, H, W), got shape {x.shape}")
     n, c = x.shape[:2]
     xp = _xp(x.data)
     scale = broadcast_to(weight, (n, c)) if weight is not None else Tensor(xp.ones((n, c), x.dtype))
@@ -1475,12 +1492,12 @@ def _windows(x: Tensor, kernel_size, stride, padding, pad_value: float, op: str)
     s = _pair(stride if stride is not None else k, "stride")
     p = _pair(padding, "padding")
     if x.ndim != 4:
-        raise ValueError(f"{op}: expected a 4-D input (N, C, H, W), got shape {x.shape}")
+        raise ShapeError(f"{op}: expected a 4-D input (N, C, H, W), got shape {x.shape}")
     if p[0] > k[0] // 2 or p[1] > k[1] // 2:
         raise ValueError(f"{op}: padding {p} should be at most half the kernel size {k}")
     oh, ow = (_conv_out(x.shape[2 + i], k[i], s[i], p[i], 1) for i in range(2))
     if oh < 1 or ow < 1:
-        raise ValueError(f"{op}: input {x.shape} is too small for kernel {k}")
+        raise ShapeError(f"{op}: input {x.shape} is too small for kernel {k}")
     xpad = pad(x, (p[1], p[1], p[0], p[0]), pad_value) if p != (0, 0) else x
     return xpad, k, s, oh, ow
 
@@ -1569,7 +1586,7 @@ def upsample(
 ) -> Tensor:
     """Resize NCHW images by ``nearest`` or ``bilinear`` interpolation (PyTorch's rules)."""
     if x.ndim != 4:
-        raise ValueError(f"upsample: expected a 4-D input (N, C, H, W), got shape {x.shape}")
+        raise ShapeError(f"upsample: expected a 4-D input (N, C, H, W), got shape {x.shape}")
     if (size is None) == (scale_factor is None):
         raise ValueError("upsample: give exactly one of size and scale_factor")
     h, w = x.shape[2:]
@@ -1634,7 +1651,7 @@ def _reduce(loss: Tensor, reduction: str, op: str) -> Tensor:
 
 def _check_target(op: str, x: Tensor, target: Tensor) -> None:
     if x.shape != target.shape:
-        raise ValueError(f"{op}: input shape {x.shape} and target shape {target.shape} differ")
+        raise ShapeError(f"{op}: input shape {x.shape} and target shape {target.shape} differ")
 
 
 def binary_cross_entropy_with_logits(
@@ -1685,7 +1702,7 @@ def cross_entropy(
             )
             return squeeze(loss, 0) if reduction == "none" else loss
     if logits.ndim < 2:
-        raise ValueError(f"cross_entropy: expected logits (N, K, …), got shape {logits.shape}")
+        raise ShapeError(f"cross_entropy: expected logits (N, K, …), got shape {logits.shape}")
     logp = log_softmax(logits, dim=1)
     k = logits.shape[1]
     if not isinstance(target, Tensor):
@@ -1693,13 +1710,13 @@ def cross_entropy(
         target = Tensor(backend.to_device(raw, logits.device))
     if target.dtype.kind in "iu":
         if target.shape != logits.shape[:1] + logits.shape[2:]:
-            raise ValueError(
+            raise ShapeError(
                 f"cross_entropy: class-index target has shape {target.shape}, expected "
                 f"{logits.shape[:1] + logits.shape[2:]} for logits {logits.shape}"
             )
         t = target.data
         if t.size and bool(((t < 0) | (t >= k)).any()):  # one read of the device, not two
-            raise ValueError(
+            raise TargetIndexError(
                 f"cross_entropy: class indices must be in [0, {k}), got {t.min()}..{t.max()}"
             )
         onehot = _xp(t).moveaxis(_xp(t).eye(k, dtype=logits.dtype)[t], -1, 1)
