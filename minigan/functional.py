@@ -355,8 +355,8 @@ class Abs(Function):
 
 class Mask(Function):
     """``x * mask`` for a constant mask (the backward of relu, clip, dropout, …)."""
-    saved_inputs = ()
 
+    saved_inputs = ()
 
     def __init__(self, mask: Any) -> None:
         self.mask = mask
@@ -498,8 +498,8 @@ def minimum(a: Any, b: Any) -> Tensor:
 class Select(Function):
     """``a`` where ``weight == 1``, ``b`` where ``weight == 0`` and either (they are equal)
     where ``weight == 0.5``; the gradient is split as ``weight``, ``1 - weight``."""
-    saved_inputs = ()
 
+    saved_inputs = ()
 
     def __init__(self, weight: Any) -> None:
         self.weight = weight
@@ -722,9 +722,9 @@ class BroadcastTo(Function):
 
 class SumTo(Function):
     """Sum a broadcast result back down to ``shape`` (the adjoint of broadcast_to)."""
+
     saved_inputs = ()
     is_view = True
-
 
     def __init__(self, shape: tuple[int, ...]) -> None:
         self.shape = shape
@@ -757,8 +757,8 @@ class GetItem(Function):
 
 class GetItemGrad(Function):
     """Scatter-add ``gy`` into zeros of the input's shape (the adjoint of indexing)."""
-    saved_inputs = ()
 
+    saved_inputs = ()
 
     def __init__(self, index: Any, shape: tuple[int, ...]) -> None:
         self.index, self.shape = index, shape
@@ -1088,8 +1088,8 @@ class LeakyReLU(Function):
 class LeakyReLUGrad(Function):
     """``gy`` where ``x > 0``, ``slope * gy`` elsewhere, for a constant ``x``: linear and
     diagonal in ``gy``, so it is its own adjoint (and leaky ReLU's second derivative is 0)."""
-    saved_inputs = ()
 
+    saved_inputs = ()
 
     def __init__(self, x: Any, negative_slope: float) -> None:
         self.x, self.slope = x, negative_slope
@@ -1171,8 +1171,8 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
 class Dropout(Function):
     """``x / (1 - p)`` where element i's draw of the stream ``seed`` is ``>= p``, else 0:
     linear in ``x``, so the backward is the same operation (same seed) on ``gy``."""
-    saved_inputs = ()
 
+    saved_inputs = ()
 
     def __init__(self, seed: int, p: float) -> None:
         self.seed, self.p = seed, p
@@ -1347,8 +1347,8 @@ def _normalize_backward(gy: Tensor, x: Tensor, scale: Tensor | None, dims, eps: 
 
 class BatchNorm(Function):
     """Training-mode batch norm over all axes but 1; inputs (x, gamma, beta)."""
-    saved_inputs = (0, 1)
 
+    saved_inputs = (0, 1)
 
     def __init__(self, eps: float) -> None:
         self.eps = eps
@@ -1372,8 +1372,8 @@ class BatchNorm(Function):
 
 class AdaIN(Function):
     """Adaptive instance norm: per-(n, c) statistics over H, W; inputs (x, scale, bias)."""
-    saved_inputs = (0, 1)
 
+    saved_inputs = (0, 1)
 
     def __init__(self, eps: float) -> None:
         self.eps = eps
@@ -1525,8 +1525,8 @@ class MaxPool(Function):
     """Max over each window, computed as the maximum of k·k strided slices (one pass over
     the input per kernel position, no gather). Remembers which position won each window —
     the first maximum, as in PyTorch — for the backward pass."""
-    saved_inputs = ()
 
+    saved_inputs = ()
 
     def __init__(self, slices: list[tuple[slice, slice]]) -> None:
         self.slices = slices
@@ -1548,8 +1548,8 @@ class MaxPool(Function):
 
 class MaxPoolGrad(Function):
     """Route each window's gradient to its winning input position (adjoint of MaxPool)."""
-    saved_inputs = ()
 
+    saved_inputs = ()
 
     def __init__(self, pool: MaxPool) -> None:
         self.pool = pool
@@ -1697,9 +1697,7 @@ def cross_entropy(
     if logits.ndim == 1:
         t = target if isinstance(target, Tensor) else Tensor(np.asarray(target))
         if t.ndim in (0, 1):
-            loss = cross_entropy(
-                unsqueeze(logits, 0), unsqueeze(t, 0), reduction, label_smoothing
-            )
+            loss = cross_entropy(unsqueeze(logits, 0), unsqueeze(t, 0), reduction, label_smoothing)
             return squeeze(loss, 0) if reduction == "none" else loss
     if logits.ndim < 2:
         raise ShapeError(f"cross_entropy: expected logits (N, K, …), got shape {logits.shape}")
