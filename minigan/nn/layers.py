@@ -689,7 +689,7 @@ class Unflatten(Module):
         self.unflattened_size = tuple(unflattened_size)
 
     def forward(self, x: Tensor) -> Tensor:
-        dim = self.dim % x.ndim if x.ndim else 0
+        dim = F.canonical_dim(self.dim, x.ndim, f"Unflatten(dim={self.dim})") if x.ndim else 0
         sizes = self.unflattened_size
         known = math.prod(s for s in sizes if s != -1)
         size = x.shape[dim] if x.ndim else 1
