@@ -97,7 +97,7 @@ def result_type(*operands: Any) -> np.dtype:
     zero_dims: list[np.dtype] = []
     numbers: list[np.dtype] = []
     for x in operands:
-        if isinstance(x, Tensor) or hasattr(x, "dtype") and getattr(x, "ndim", 0) > 0:
+        if isinstance(x, (Tensor, np.ndarray)) or backend.is_cupy_array(x):
             (dims if x.ndim else zero_dims).append(np.dtype(x.dtype))
         elif isinstance(x, (bool, np.bool_)):
             numbers.append(np.dtype(bool))
