@@ -104,7 +104,9 @@ def models() -> None:
 
 @main.command()
 def datasets() -> None:
-    """List the datasets that plugins registered (``--data NAME``; a path works too)."""
+    """List the datasets that plugins registered (use one as --data NAME; a path works too).
+
+    Each line shows the first line of the dataset factory's docstring."""
     _describe("dataset")
 
 
@@ -332,6 +334,12 @@ def _train_options(name: str, defaults: dict[str, Any]) -> list[click.Option]:
             "where a read waits for the GPU); every step is still logged",
         ),
         click.Option(["--progress/--no-progress"], default=True, help="show a progress bar"),
+        click.Option(
+            ["--tensorboard"],
+            is_flag=True,
+            help="also log metrics, sample grids and the config to OUT/tensorboard/ "
+            "(needs tensorboardX: pip install 'minigan[tensorboard]')",
+        ),
     ]
 
 
@@ -388,25 +396,25 @@ def _train_callback(name: str, model_cls: type, field_names: list[str]) -> Any:
                 log_every=kw["log_every"],
                 progress=kw["progress"],
                 log=lambda msg: click.echo(msg, err=True),
+                tensorboard=kw["tensorboard"],
             )
-        except (RunExistsError, TrainingDiverged, FileNotFoundError, KeyError, ValueError) as e:
+        except RunExistsError as e:  # the API's message names resume=True; ours the options
+            raise click.ClickException(
+                f"{e.path} already holds a training run; use --resume to continue it, --force "
+                f"to delete it and start over, or another --out"
+            ) from e
+        except (TrainingDiverged, FileNotFoundError, KeyError, ValueError, ImportError) as e:
             raise _fail(e) from e
         except RuntimeError as e:  # e.g. --device cuda without a GPU
             raise _fail(e) from e
         if result.interrupted:
             ctx.exit(130)
         run = result.run_dir
-        last = result.last_metrics
-        summary = (
-            f" (loss_d {last['loss_d']:.3f}, loss_g {last['loss_g']:.3f}, "
-            f"D(x) {last['d_real']:.2f}, D(G(z)) {last['d_fake']:.2f})"
-            if last
-            else ""
-        )
+        extra = ", tensorboard/" if kw["tensorboard"] else ""
         click.echo(
-            f"trained {result.steps} steps, {result.epochs_done} epochs in "
-            f"{result.seconds:.0f} s{summary}\n"
-            f"run: {run}/ (samples/, progress.gif, losses.png, metrics.jsonl, checkpoints/)\n"
+            f"{result.summary()}\n"
+            f"run: {run}/ (samples/, progress.gif, losses.png, metrics.jsonl, checkpoints/"
+            f"{extra})\n"
             f"sample: minigan sample {run} --seeds 0-63 --grid {os.path.join(str(run), 'grid.png')}"
         )
 
@@ -472,6 +480,31 @@ class TrainGroup(click.Group):
 def train() -> None:
     """Train a registered model: minigan train MODEL [OPTIONS] (see `minigan train MODEL
     --help` for its options; `minigan models` lists the models)."""
+
+
+def _count(n: int, noun: str) -> str:
+    """``1 image``, ``3 images``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _folder(path: str) -> str:
+    """A folder as written, with one trailing separator: ``d/`` for ``d`` and ``d/``.
+
+    >>> _folder("out"), _folder("out/"), _folder("out//")
+    ('out/', 'out/', 'out/')
+    """
+    return path.rstrip("/" + os.sep) + os.sep if path.rstrip("/" + os.sep) else path
+
+
+def _names(names: list[str]) -> str:
+    """The files written, shortened: ``a.png``, ``a.png, b.png``, ``a.png ... z.png``."""
+    return (
+        names[0]
+        if len(names) == 1
+        else ", ".join(names)
+        if len(names) == 2
+        else (f"{names[0]} ... {names[-1]}")
+    )
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -564,11 +597,10 @@ def sample(
     }
     if outdir:
         os.makedirs(outdir, exist_ok=True)
-        for seed, image in zip(seed_list, images):
-            imaging.save_image(
-                os.path.join(outdir, f"seed{seed:04d}.png"), image, {**meta, "seed": seed}
-            )
-        click.echo(f"wrote {len(seed_list)} images to {outdir}/ (seed0000.png ...)")
+        names = [f"seed{seed:04d}.png" for seed in seed_list]
+        for name, seed, image in zip(names, seed_list, images):
+            imaging.save_image(os.path.join(outdir, name), image, {**meta, "seed": seed})
+        click.echo(f"wrote {_count(len(names), 'image')} to {_folder(outdir)} ({_names(names)})")
     if grid_path or not outdir:
         grid_path = grid_path or "samples.png"
         grid = imaging.make_grid(images, nrow=nrow)
