@@ -197,16 +197,19 @@ def _save(fig: Any, path: PathLike, metadata: Mapping[str, str]) -> None:
 @dataclasses.dataclass
 class BarChart:
     """What :func:`bar_chart` drew: per bar its label, value, drawn length (cut at ``xmax``;
-    0 for NaN), whether it was cut, and its colour (``C1`` above the reference, else
-    ``C0``); the axis end ``xmax`` and the image size in pixels."""
+    0 for NaN), whether it was cut, its colour (``C1`` above the reference, else ``C0``) and
+    the text at its end; the axis end ``xmax``, the image size in pixels and the matplotlib
+    figure (its artists are what was drawn)."""
 
     labels: list[str]
     values: list[float]
     lengths: list[float]
     cut: list[bool]
     colours: list[str]
+    texts: list[str]
     xmax: float
     size: tuple[int, int]  # (width, height)
+    figure: Any = dataclasses.field(default=None, repr=False)
 
 
 def _nice_step(value: float) -> float:
@@ -263,6 +266,7 @@ def bar_chart(
     lengths = [0.0 if math.isnan(v) else min(v, xmax) for v in values]
     cut = [v > xmax for v in values]
     colours = ["C1" if reference is not None and v > reference else "C0" for v in values]
+    texts = [_format(v) for v in values]
 
     from matplotlib.figure import Figure
 
@@ -271,10 +275,10 @@ def bar_chart(
     ax = fig.subplots()
     rows = np.arange(len(bars))
     ax.barh(rows, lengths, height=0.7, color=colours)
-    for row, length, value, is_cut in zip(rows, lengths, values, cut):
+    for row, length, text, is_cut in zip(rows, lengths, texts, cut):
         if is_cut:  # a notch near the end: the bar goes on
             ax.plot([0.97 * xmax] * 2, [row - 0.35, row + 0.35], color="white", linewidth=3)
-        ax.text(length, row, " " + _format(value), va="center", fontsize="small")
+        ax.text(length, row, " " + text, va="center", fontsize="small")
     if reference is not None and 0 <= reference <= xmax:
         ax.axvline(reference, color="0.15", linewidth=1)
     ax.set_yticks(rows, labels, fontsize="small")
@@ -286,4 +290,4 @@ def bar_chart(
         ax.set_title(title)
     _save(fig, path, {"Title": title} if title else {})
     size = (int(round(width)), int(round(height * dpi)))
-    return BarChart(labels, values, lengths, cut, colours, float(xmax), size)
+    return BarChart(labels, values, lengths, cut, colours, texts, float(xmax), size, fig)
