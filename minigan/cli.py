@@ -81,6 +81,16 @@ def plugins(as_json: bool) -> None:
             click.echo(f"  error: {info.error}")
 
 
+def plain(text: str) -> str:
+    """Docstring text for a terminal: reST markup dropped (````x````, ``:class:`x```` -> x).
+
+    >>> plain("The ``deepdream`` processor: :class:`DeepDream` (see `minigan datasets`)")
+    'The deepdream processor: DeepDream (see `minigan datasets`)'
+    """
+    text = re.sub(r":[a-z]+:`~?([^`]+)`", r"\1", text)
+    return re.sub(r"``([^`]+)``", r"\1", text)
+
+
 def _describe(kind: str) -> None:
     registry = get_registry()
     names = registry.names(kind)
@@ -92,7 +102,7 @@ def _describe(kind: str) -> None:
             doc = (entry.load().__doc__ or "").strip().splitlines()
         except Exception as e:  # a broken lazy target: say so, keep listing
             doc = [f"(cannot be loaded: {e})"]
-        summary = doc[0] if doc else ""
+        summary = plain(doc[0]) if doc else ""
         click.echo(f"{name:<16} {summary}  [plugin: {entry.plugin}]")
 
 
@@ -207,7 +217,7 @@ def config_options(config_cls: type, prefix: str = "model__") -> list[click.Opti
     ``latent_dim: int = 100`` becomes ``--latent-dim INTEGER [default: 100]``; the help is the
     field's ``metadata["help"]``; ``bool`` fields become ``--flag/--no-flag``, fixed-length
     tuples take several values, ``typing.Literal`` fields a choice. A ``None`` default is shown
-    as ``metadata["default_help"]`` (or "auto"). Parameter names get ``prefix``.
+    as ``metadata["default_help"]`` (or "none"). Parameter names get ``prefix``.
 
     >>> import dataclasses
     >>> @dataclasses.dataclass
@@ -237,7 +247,7 @@ def config_options(config_cls: type, prefix: str = "model__") -> list[click.Opti
         extra: dict[str, Any] = {}
         help_text = f.metadata.get("help", "")
         if default is None or "default_help" in f.metadata:  # e.g. "auto: 64 at 28x28, ..."
-            help_text += f"  [default: {f.metadata.get('default_help', 'auto')}]"
+            help_text += f"  [default: {f.metadata.get('default_help', 'none')}]"
             extra["show_default"] = False
         decls = [flag, prefix + f.name]
         if hint is bool:
@@ -431,7 +441,7 @@ def make_train_command(name: str, model_cls: type) -> click.Command:
     clash = [opt for o in model_options for opt in o.opts if opt in taken]
     if clash:
         raise TypeError(f"{model_cls.__name__}.Config fields clash with common options: {clash}")
-    doc = (model_cls.__doc__ or "").strip().splitlines()
+    doc = plain(model_cls.__doc__ or "").strip().splitlines()
     field_names = [f.name for f in dataclasses.fields(model_cls.Config) if f.init]
     return click.Command(
         name,
@@ -619,7 +629,9 @@ def _process_callback(name: str, processor_cls: type, field_names: list[str]) ->
 
         from minigan import images as imaging
         from minigan.data import IMAGE_EXTENSIONS
+        from minigan.processing import ProcessorOutputError, process_image
 
+        plugin = get_registry().entry("processor", name).plugin
         config = {f: kw["proc__" + f] for f in field_names}
         try:
             processor = processor_cls(processor_cls.Config(**config))
@@ -643,7 +655,10 @@ def _process_callback(name: str, processor_cls: type, field_names: list[str]) ->
                 image = imaging.read_image(source)
             except Exception as e:
                 raise click.ClickException(f"{source}: cannot read this image ({e})") from e
-            result = processor.process(imaging.as_rgb_float(image))
+            try:
+                result = process_image(processor, image, name, plugin)
+            except ProcessorOutputError as e:  # the plugin's fault: say which, and what
+                raise click.ClickException(f"{source}: {e}") from e
             target.parent.mkdir(parents=True, exist_ok=True)
             meta = {"processor": name, "source": str(source), **processor.metadata()}
             imaging.save_image(target, imaging.unit_to_uint8(result), meta)
@@ -659,7 +674,7 @@ def make_process_command(name: str, processor_cls: type) -> click.Command:
     """``minigan process NAME INPUT... [-o OUT]``: the processor's options come from its
     ``Config`` dataclass."""
     options = config_options(processor_cls.Config, prefix="proc__")
-    doc = (processor_cls.__doc__ or "").strip().splitlines()
+    doc = plain(processor_cls.__doc__ or "").strip().splitlines()
     field_names = [f.name for f in dataclasses.fields(processor_cls.Config) if f.init]
     return click.Command(
         name,
