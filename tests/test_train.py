@@ -279,7 +279,7 @@ def test_run_directory_has_everything(tmp_path):
         assert {"loss_d", "loss_g", "d_real", "d_fake", "seconds", "images_per_s"} <= set(r)
         assert 0 <= r["d_real"] <= 1 and r["images_per_s"] > 0
     chart = imaging.read_image(run / "losses.png")  # drawn by matplotlib: 2 subplots
-    assert chart.ndim == 3 and chart.shape[:2] == (int(100 * (1.2 + 2.4 * 2)), 800)
+    assert chart.ndim == 3 and chart.shape[:2] == (round(100 * (1.2 + 2.4 * 2)), 800)
 
 
 def test_metrics_read_back_every_n_steps_still_log_every_step(tmp_path):
