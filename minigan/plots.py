@@ -124,10 +124,13 @@ def _series(records: Sequence[Mapping[str, Any]], key: str, xkey: str) -> Series
 
 
 def log_scale(series: Iterable[Series]) -> bool:
-    """Whether a subplot reads better on a log axis: every value positive and spanning two
-    decades or more."""
-    values = np.concatenate([s.values for s in series] + [np.zeros(0)])
-    return bool(values.size and values.min() > 0 and values.max() / values.min() >= 100)
+    """Whether a subplot reads better on a log axis: every value positive and the trend (the
+    smoothed values, so that noise near 0 does not decide) spanning two decades or more."""
+    series = list(series)
+    if any(s.values.size and s.values.min() <= 0 for s in series):
+        return False
+    values = np.concatenate([s.smoothed for s in series] + [np.zeros(0)])
+    return bool(values.size and values.max() / values.min() >= 100)
 
 
 def _draw_group(ax: Any, title: str, members: list[Series]) -> None:
