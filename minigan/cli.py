@@ -615,7 +615,7 @@ def sample(
         grid_path = grid_path or "samples.png"
         grid = imaging.make_grid(images, nrow=nrow)
         imaging.save_image(grid_path, grid, {**meta, "seeds": seeds})
-        click.echo(f"wrote a grid of {len(seed_list)} images to {grid_path}")
+        click.echo(f"wrote a grid of {_count(len(seed_list), 'image')} to {grid_path}")
 
 
 # --------------------------------------------------------------------------- process

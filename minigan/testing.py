@@ -6,6 +6,17 @@ model contract check, and :func:`fake_cuda` to run the ``"cuda"`` device path wi
 float64; :func:`gradgradcheck` does the same for second derivatives (the gradient of a
 gradient, as R1 and gradient penalties need).
 
+A plugin's commands are tested by running the ``minigan`` click group itself —
+``minigan.cli:main``, the console script's target — with ``click.testing.CliRunner``
+inside :func:`registered_plugin`::
+
+    from click.testing import CliRunner
+    from minigan.cli import main
+
+    with registered_plugin(my_plugin):
+        result = CliRunner().invoke(main, ["train", "mygan", "--epochs", "1"])
+    assert result.exit_code == 0, result.output
+
 This module is for tests: the library itself must not import it (it may import anything
 in the core, but no plugin at import time).
 
