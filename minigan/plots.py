@@ -78,7 +78,7 @@ def metric_groups(
     return groups
 
 
-def smooth(values: Sequence[float], weight: float) -> np.ndarray:
+def smooth(values: Sequence[float] | np.ndarray, weight: float) -> np.ndarray:
     """An exponential moving average with TensorBoard's bias correction: point ``i`` is
     ``sum(w^(i-j) (1-w) v_j) / (1 - w^(i+1))``, so the first points are not pulled to 0.
 
@@ -281,7 +281,7 @@ def bar_chart(
     for row, length, text, is_cut in zip(rows, lengths, texts, cut):
         if is_cut:  # a notch near the end: the bar goes on
             ax.plot([0.97 * xmax] * 2, [row - 0.35, row + 0.35], color="white", linewidth=3)
-        ax.text(length, row, " " + text, va="center", fontsize="small")
+        ax.text(length, float(row), " " + text, va="center", fontsize="small")
     if reference is not None and 0 <= reference <= xmax:
         ax.axvline(reference, color="0.15", linewidth=1)
     ax.set_yticks(rows, labels, fontsize="small")

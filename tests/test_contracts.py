@@ -98,9 +98,7 @@ def indexed_data(n: int = 108) -> Dataset:
 def run_wgan(tmp: Path, name: str, **options):
     models: list[GAN] = []
     options = {"data": indexed_data(), "progress": False, "log": lambda m: None, **options}
-    result = train(
-        TinyWGAN, out=tmp / name, callbacks=[lambda r, m: models.append(m)], **options
-    )
+    result = train(TinyWGAN, out=tmp / name, callbacks=[lambda r, m: models.append(m)], **options)
     return result, models[-1] if models else None
 
 
