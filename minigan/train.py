@@ -32,6 +32,7 @@ from typing import Any
 from minigan.gan import (
     GAN,
     REQUIRED_METRICS,
+    STANDARD_METRICS,
     GANConfig,
     Trainable,
     TrainableConfig,
@@ -41,6 +42,7 @@ from minigan.gan import (
     frozen,
     generator_loss,
     mean_sigmoid,
+    metrics_text,
     read_metrics,
     step_metrics,
 )
@@ -59,12 +61,13 @@ from minigan.trainer import RunResult, Trainer, TrainingDiverged
 __all__ = [
     "GAN",
     "GANConfig",
+    "Trainable",
+    "TrainableConfig",
     "REQUIRED_METRICS",
     "Run",
     "RunExistsError",
     "RunResult",
-    "Trainable",
-    "TrainableConfig",
+    "STANDARD_METRICS",
     "Trainer",
     "TrainingDiverged",
     "check_model",
@@ -78,6 +81,7 @@ __all__ = [
     "load_checkpoint",
     "load_model",
     "mean_sigmoid",
+    "metrics_text",
     "read_metrics",
     "step_metrics",
     "train",
@@ -106,13 +110,15 @@ def train(
     callbacks: Sequence[Callable[[dict[str, Any], Trainable], None]] = (),
     progress: bool = True,
     log: Callable[[str], None] | None = None,
+    tensorboard: bool = False,
 ) -> RunResult:
     """Train a model (a GAN or another :class:`Trainable`) and write its run directory
     ``out`` (layout in :mod:`minigan.run`).
 
     Args:
-        model: a registered model name (``"dcgan"``), a :class:`GAN` subclass, or a built
-            model (its own weights are the starting point).
+        model: a registered model name (``"dcgan"``), a :class:`GAN` (or
+            :class:`Trainable`) subclass, or a built model (its own weights are the starting
+            point).
         data: a :class:`minigan.data.Dataset`, or a spec for :func:`minigan.data.open_dataset`
             (a registered name or a path; default ``"shapes"``), opened with ``data_options``
             (``path``, ``resolution``, ``channels``, ``limit``, ``seed``).
@@ -139,11 +145,19 @@ def train(
             else every ``log_every`` steps, so ``model`` may be a few steps further on.
             Raising ``KeyboardInterrupt`` acts as Ctrl-C (the run stops, with a checkpoint,
             at the step it has reached).
-        progress: show a tqdm progress bar (on stderr).
+        progress: show a tqdm progress bar (on stderr): the model's ``progress_metrics``
+            (default: every metric its ``train_step`` returns) and the speed.
         log: where messages go (default: stderr).
+        tensorboard: also log every metric, the sample grids and the config (as
+            hyper-parameters) to ``out/tensorboard`` (needs tensorboardX: the
+            ``minigan[tensorboard]`` extra; see :mod:`minigan.tensorboard`).
+
+    Returns:
+        a :class:`RunResult`; ``result.summary()`` says what was done in one line.
 
     Raises:
         RunExistsError: ``out`` holds a run and neither ``resume`` nor ``force`` was given.
+        ImportError: ``tensorboard=True`` without tensorboardX installed.
         TrainingDiverged: a loss became NaN or infinite.
     """
     options = dict(locals())  # exactly the parameters above

@@ -27,8 +27,8 @@ class Denoiser(Trainable):
     """Learns to map noisy images to clean ones; samples by denoising the latent noise."""
 
     Config = Config
-    required_metrics = ("loss", "noise")
-    plot_metrics = ("loss",)
+    progress_metrics = ("loss", "noise")
+    plot_groups = {"denoising": ("loss",)}
 
     def __init__(self, config=None, image_shape=(1, 8, 8), device="cpu") -> None:
         super().__init__(config, image_shape, device)
@@ -54,14 +54,14 @@ def test_a_non_gan_model_passes_check_model_against_what_it_declares():
     check_model(Denoiser, image_shape=(1, 8, 8))
     model = Denoiser()
     assert model.latent_shape == (1, 8, 8)  # no latent_dim: latents are image-shaped
-    assert Denoiser.describe_metrics({"loss": 0.25, "noise": 0.3}) == "loss=0.25 noise=0.3"
     assert not issubclass(Denoiser, GAN) and issubclass(GAN, Trainable)
+    assert Denoiser.required_networks == ("generator",)
     assert GAN.required_networks == ("generator", "discriminator")
 
 
 def test_check_model_names_a_missing_declared_metric():
     class Forgetful(Denoiser):
-        required_metrics = ("loss", "psnr")
+        progress_metrics = ("loss", "psnr")
 
     with pytest.raises(AssertionError, match=r"Forgetful.*missing \['psnr'\]"):
         check_model(Forgetful, image_shape=(1, 8, 8))

@@ -54,7 +54,7 @@ class DDPM(Trainable):
     Config = Config
     train_defaults = {"epochs": 30, "batch_size": 32, "limit": 4096}
     required_networks = ("generator",)
-    required_metrics = ("loss",)
+    progress_metrics = ("loss",)
     # the first reverse step divides the network's output by sqrt(ᾱ_T) (~1e-3 for the
     # cosine schedule): float32 differences of the batch's sums grow by that factor
     sample_atol = 1e-3
