@@ -1111,6 +1111,8 @@ class PadIndex(Function):
     """Gather along ``dim`` at fixed indices (a reflect/replicate/circular pad): the forward
     is ``take``, the backward scatter-adds into the input's shape (:class:`IndexAdd`)."""
 
+    saved_inputs = ()  # the backward needs only the indices
+
     def __init__(self, index: np.ndarray, dim: int) -> None:
         self.index, self.dim = index, dim
 
@@ -1125,6 +1127,8 @@ class PadIndex(Function):
 class IndexAdd(Function):
     """``out[..., index[t], ...] += g[..., t, ...]`` along ``dim`` into ``n`` zeros: the
     adjoint of :class:`PadIndex` (and its backward is that gather again)."""
+
+    saved_inputs = ()
 
     def __init__(self, index: np.ndarray, dim: int, n: int) -> None:
         self.index, self.dim, self.n = index, dim, n
@@ -2002,6 +2006,8 @@ def _affine(y: Tensor, weight: Tensor | None, bias: Tensor | None, shape) -> Ten
 class LpNorm(Function):
     """``(sum |x|^p)^(1/p)`` over ``dims`` (kept); the gradient is 0 where the norm is 0
     (PyTorch's subgradient), and the backward is built from differentiable ops."""
+
+    saves_output = True
 
     def __init__(self, p: float, dims: tuple[int, ...]) -> None:
         self.p, self.dims = p, dims
