@@ -28,18 +28,39 @@ from minigan.tensor import (
     zeros,
     zeros_like,
 )
+from minigan.tensor_ops import (
+    arange,
+    einsum,
+    empty,
+    empty_like,
+    equal,
+    eye,
+    full,
+    full_like,
+    linspace,
+    randint,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Tensor",
     "__version__",
+    "arange",
+    "einsum",
+    "empty",
+    "empty_like",
     "enable_grad",
+    "equal",
+    "eye",
+    "full",
+    "full_like",
     "functional",
     "get_num_threads",
     "grad",
     "hookimpl",
     "is_grad_enabled",
+    "linspace",
     "load",
     "manual_seed",
     "nn",
@@ -48,6 +69,7 @@ __all__ = [
     "ones_like",
     "optim",
     "rand",
+    "randint",
     "randn",
     "randn_like",
     "save",
