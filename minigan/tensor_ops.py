@@ -13,9 +13,8 @@ CuPy), so every op follows its input's device.
 >>> x = minigan.arange(6.0).reshape(2, 3)
 >>> (x > 2).tolist()
 [[False, False, False], [True, True, True]]
->>> gather(x, 1, minigan.tensor([[2], [0]]))
-tensor([[2.],
-       [3.]])
+>>> gather(x, 1, minigan.tensor([[2], [0]])).tolist()
+[[2.0], [3.0]]
 >>> einsum("ij,ij->i", x, x)
 tensor([ 5., 50.])
 """
