@@ -397,8 +397,19 @@ def _nll(
     picked, w = _picked(op, input, target.data, weight, ignore_index, class_dim)
     loss = -picked * w
     if reduction == "mean":
-        return F.sum(loss) / F.sum(w)
+        return _mean_over(loss, w)
     return F._reduce(loss, reduction, op)
+
+
+def _mean_over(loss: Tensor, w: Tensor) -> Tensor:
+    """``sum(loss) / sum(w)`` for constant weights ``w``: NaN when every target is ignored
+    (0 / 0, as in PyTorch), with a zero gradient then (PyTorch's too), no read of the device."""
+    xp = _xp(w.data)
+    total = w.data.sum()
+    some = total > 0
+    inv = xp.where(some, 1 / xp.where(some, total, 1), 0).astype(loss.dtype)
+    nan = xp.where(some, 0, xp.nan).astype(loss.dtype)
+    return F.sum(loss) * Tensor(inv) + Tensor(nan)
 
 
 def cross_entropy(
@@ -451,7 +462,7 @@ def cross_entropy(
     smooth = -F.sum(logp if w_b is None else logp * w_b, class_dim) * F.astype(valid, input.dtype)
     if reduction == "mean":
         _, w = _picked("cross_entropy", logp, target.data, weight, ignore_index, class_dim)
-        smooth = F.sum(smooth) / F.sum(w)
+        smooth = _mean_over(smooth, w)
     else:
         smooth = F._reduce(smooth, reduction, "cross_entropy")
     return nll * (1 - label_smoothing) + smooth * (label_smoothing / k)
@@ -464,8 +475,9 @@ class BinaryCrossEntropy(Function):
 
     def forward(self, x, t):
         xp = _xp(x)
-        log_x = xp.maximum(xp.log(x), -100)
-        log_1mx = xp.maximum(xp.log1p(-x), -100)
+        with np.errstate(divide="ignore"):  # log(0) = -inf, clamped to -100 just below
+            log_x = xp.maximum(xp.log(x), -100)
+            log_1mx = xp.maximum(xp.log1p(-x), -100)
         return ((t - 1) * log_1mx - t * log_x).astype(x.dtype, copy=False)
 
     def backward(self, gy):
