@@ -139,8 +139,12 @@ def test_binary_cross_entropy_matches_torch(shape, seed, reduction, weighted):
 def test_binary_cross_entropy_clamps_the_log_at_minus_100(rng):
     x = np.array([0.0, 1.0, 1e-45, 0.5, 1.0], np.float32)
     t = np.array([1.0, 0.0, 1.0, 0.3, 1.0], np.float32)
-    parity(lambda a, b: F.binary_cross_entropy(a, b, reduction="none"),
-           lambda a, b: TF.binary_cross_entropy(a, b, reduction="none"), [x, t], grad=False)  # fmt: skip
+    parity(
+        lambda a, b: F.binary_cross_entropy(a, b, reduction="none"),
+        lambda a, b: TF.binary_cross_entropy(a, b, reduction="none"),
+        [x, t],
+        grad=False,
+    )
     xg = np.array([0.2, 0.7, 0.999], np.float32)
     parity(F.binary_cross_entropy, TF.binary_cross_entropy, [xg, t[:3]], rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="binary_cross_entropy: all elements of input"):
