@@ -938,18 +938,7 @@ class Prod(Function):
         if not self.keepdim:
             gy = F.unsqueeze(gy, self.dim)
         if not is_grad_enabled():  # first order: exclusive products from both sides, O(n)
-            xp = _xp(x.data)
-            ones = xp.ones_like(xp.take(x.data, [0], axis=self.dim))
-            left = xp.cumprod(xp.concatenate([ones, x.data], self.dim), axis=self.dim)
-            right = xp.flip(
-                xp.cumprod(xp.concatenate([ones, xp.flip(x.data, self.dim)], self.dim), self.dim),
-                self.dim,
-            )
-            n = x.shape[self.dim]
-            others = xp.take(left, xp.arange(n), axis=self.dim) * xp.take(
-                right, xp.arange(1, n + 1), axis=self.dim
-            )
-            return gy * Tensor(others)
+            return gy * Tensor(_products_of_others(x.data, self.dim))
         # create_graph: differentiable, O(n^2): row i of the n x n matrix is x with x_i = 1
         moved = F.unsqueeze(F.permute(x, _move_last(x.ndim, self.dim)), -2)
         n = x.shape[self.dim]
@@ -958,6 +947,21 @@ class Prod(Function):
         others = prod(F.where(eye, Tensor(xp.ones((), x.dtype)), moved), -1)
         back = tuple(np.argsort(_move_last(x.ndim, self.dim)))
         return gy * F.permute(others, back)
+
+
+def _products_of_others(a: Any, dim: int) -> Any:
+    """For each entry of ``a``, the product of the other entries along ``dim`` (no division,
+    so zeros are fine): exclusive running products from the left times from the right."""
+    xp = _xp(a)
+
+    def along(sl: slice) -> tuple[slice, ...]:
+        return (slice(None),) * dim + (sl,)
+
+    ones = xp.ones_like(a[along(slice(0, 1))])
+    left = xp.cumprod(xp.concatenate([ones, a[along(slice(None, -1))]], dim), axis=dim)
+    flipped = a[along(slice(None, 0, -1))]  # a reversed along dim, without its first entry
+    right = xp.cumprod(xp.concatenate([ones, flipped], dim), axis=dim)[along(slice(None, None, -1))]
+    return left * right
 
 
 def _move_last(ndim: int, dim: int) -> tuple[int, ...]:
