@@ -5,10 +5,12 @@ and tanh), ``silu``, ``elu``, ``selu``, ``celu``, ``mish``, ``hardtanh``, ``relu
 ``label_smoothing``), ``smooth_l1_loss``, ``kl_div``.
 
 Re-exported by :mod:`minigan.functional` (kept in their own module so that file stays
-readable). Each activation is a :class:`~minigan.tensor.Function` whose ``backward`` is
-written with differentiable ops, so second derivatives (gradient penalties) work; the
-losses are compositions of differentiable ops, except ``binary_cross_entropy``, whose
-gradient is PyTorch's formula rather than the derivative of its clamped logarithms.
+readable). ``inplace=`` is accepted where PyTorch has it, for compatibility; the result is
+always a new tensor (safe for autograd), as with ``nn.ReLU(inplace=True)``. Each
+activation is a :class:`~minigan.tensor.Function` whose ``backward`` is written with
+differentiable ops, so second derivatives (gradient penalties) work; the losses are
+compositions of differentiable ops, except ``binary_cross_entropy``, whose gradient is
+PyTorch's formula rather than the derivative of its clamped logarithms.
 
 >>> import minigan
 >>> x = minigan.tensor([-1.0, 0.0, 2.0])
@@ -95,7 +97,7 @@ class SiLU(Function):
         return gy * s * (1 + x * (1 - s))
 
 
-def silu(x: Tensor) -> Tensor:
+def silu(x: Tensor, inplace: bool = False) -> Tensor:
     """``x * sigmoid(x)`` (swish)."""
     return SiLU()(x)
 
@@ -129,17 +131,17 @@ _SELU_ALPHA = 1.6732632423543772848170429916717
 _SELU_SCALE = 1.0507009873554804934193349852946
 
 
-def elu(x: Tensor, alpha: float = 1.0) -> Tensor:
+def elu(x: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
     """``x`` for ``x > 0``, ``alpha * (exp(x) - 1)`` otherwise."""
     return ELU(alpha, 1.0, 1.0)(x)
 
 
-def selu(x: Tensor) -> Tensor:
+def selu(x: Tensor, inplace: bool = False) -> Tensor:
     """Self-normalising ``scale * elu(x, alpha)`` with the constants of Klambauer et al."""
     return ELU(_SELU_ALPHA, _SELU_SCALE, 1.0)(x)
 
 
-def celu(x: Tensor, alpha: float = 1.0) -> Tensor:
+def celu(x: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
     """``max(0, x) + min(0, alpha * (exp(x / alpha) - 1))``."""
     if alpha == 0:
         raise ValueError("celu: alpha must not be 0")
@@ -156,7 +158,7 @@ class Mish(Function):
         return gy * (t + x * F.sigmoid(x) * (1 - t * t))
 
 
-def mish(x: Tensor) -> Tensor:
+def mish(x: Tensor, inplace: bool = False) -> Tensor:
     """``x * tanh(softplus(x))``."""
     return Mish()(x)
 
@@ -173,14 +175,16 @@ class Hardtanh(Function):
         return F.mask(gy, (d > self.min_val) & (d < self.max_val))  # PyTorch: open interval
 
 
-def hardtanh(x: Tensor, min_val: float = -1.0, max_val: float = 1.0) -> Tensor:
+def hardtanh(
+    x: Tensor, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False
+) -> Tensor:
     """``x`` clipped to ``[min_val, max_val]``; the gradient is 1 strictly inside."""
     if min_val > max_val:
         raise ValueError(f"hardtanh: min_val {min_val} must not exceed max_val {max_val}")
     return Hardtanh(min_val, max_val)(x)
 
 
-def relu6(x: Tensor) -> Tensor:
+def relu6(x: Tensor, inplace: bool = False) -> Tensor:
     """``min(max(x, 0), 6)``."""
     return Hardtanh(0.0, 6.0)(x)
 
@@ -196,7 +200,7 @@ class Hardswish(Function):
         return gy * F.where(Tensor(d < -3), _const(x, 0.0), middle)
 
 
-def hardswish(x: Tensor) -> Tensor:
+def hardswish(x: Tensor, inplace: bool = False) -> Tensor:
     """``x * relu6(x + 3) / 6``."""
     return Hardswish()(x)
 
@@ -210,7 +214,7 @@ class Hardsigmoid(Function):
         return F.mask(gy, (d > -3) & (d < 3)) * (1 / 6)
 
 
-def hardsigmoid(x: Tensor) -> Tensor:
+def hardsigmoid(x: Tensor, inplace: bool = False) -> Tensor:
     """``relu6(x + 3) / 6``."""
     return Hardsigmoid()(x)
 
