@@ -848,6 +848,7 @@ class Einsum(Function):
         size = {c: n for c, n in zip(sub, x.shape)}
         target = "".join(c for c in unique if c in avail)
         g = Einsum([self.out] + [s for s, _ in others], target)(gy, *(t for _, t in others))
+        g = F.sum_to(g, tuple(size[c] for c in target))  # a size-1 dim broadcast in the forward
         g = F.reshape(g, tuple(size[c] if c in avail else 1 for c in unique))
         g = F.broadcast_to(g, tuple(size[c] for c in unique))
         if len(unique) == len(sub):
