@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from minigan import backend
+from minigan import backend, kernels
 from minigan import functional as F
 from minigan import random as _random
 from minigan.tensor import Function, Tensor, is_grad_enabled
@@ -831,7 +831,11 @@ class Einsum(Function):
         self.subs, self.out = subs, out
 
     def forward(self, *xs):
-        return _xp(xs[0]).einsum(",".join(self.subs) + "->" + self.out, *xs)
+        if len(xs) == 2:
+            product = _einsum_as_matmul(self.subs, self.out, *xs)
+            if product is not None:
+                return product
+        return _xp(xs[0]).einsum(",".join(self.subs) + "->" + self.out, *xs, optimize=len(xs) > 2)
 
     def backward(self, gy):
         return tuple(
@@ -867,6 +871,39 @@ class Einsum(Function):
                 ar = xp.arange(size[c])
                 keep &= ar.reshape(shape_a) == ar.reshape(shape_b)
         return F.mask(g, keep)
+
+
+def _einsum_as_matmul(subs: list[str], out: str, a: Any, b: Any) -> Any:
+    """A two-operand einsum as one batched matrix product on the matmul kernel (as PyTorch
+    does; NumPy's einsum does not use BLAS for batched contractions): letters only one
+    operand has are summed first, then (batch, kept, contracted) x (batch, contracted, kept).
+    None when the subscripts repeat a letter or broadcast a size-1 dim (left to einsum)."""
+    sa, sb = subs
+    size = {**dict(zip(sa, a.shape)), **dict(zip(sb, b.shape))}
+    if len(set(sa)) < len(sa) or len(set(sb)) < len(sb):
+        return None
+    if builtins.any(a.shape[sa.index(c)] != b.shape[sb.index(c)] for c in set(sa) & set(sb)):
+        return None
+    xp = _xp(a)
+    a = a.sum(axis=tuple(i for i, c in enumerate(sa) if c not in sb and c not in out))
+    b = b.sum(axis=tuple(i for i, c in enumerate(sb) if c not in sa and c not in out))
+    sa = "".join(c for c in sa if c in sb or c in out)
+    sb = "".join(c for c in sb if c in sa or c in out)
+    batch = [c for c in out if c in sa and c in sb]
+    left = [c for c in out if c in sa and c not in sb]
+    right = [c for c in out if c in sb and c not in sa]
+    inner = [c for c in sa if c in sb and c not in out]
+
+    def arrange(x: Any, sub: str, groups: list[list[str]]) -> Any:
+        order = [sub.index(c) for group in groups for c in group]
+        shape = [math.prod(size[c] for c in group) for group in groups]
+        return xp.ascontiguousarray(x.transpose(order)).reshape(shape)
+
+    product = kernels.matmul(
+        arrange(a, sa, [batch, left, inner]), arrange(b, sb, [batch, inner, right])
+    )
+    product = product.reshape([size[c] for c in batch + left + right])
+    return product.transpose([(batch + left + right).index(c) for c in out])
 
 
 def einsum(equation: str, *operands: Any) -> Tensor:
