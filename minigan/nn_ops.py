@@ -254,6 +254,8 @@ class Embedding(Function):
     gradient back (none for ``padding_idx``; divided by the index's count in the batch with
     ``scale_grad_by_freq``)."""
 
+    saved_inputs = ()  # only the table's shape
+
     def __init__(self, index: Any, padding_idx: int | None, scale_grad_by_freq: bool) -> None:
         self.index, self.padding_idx, self.freq = index, padding_idx, scale_grad_by_freq
 
@@ -291,7 +293,9 @@ def embedding(
     if sparse:
         raise ValueError("embedding: sparse gradients are not supported; use sparse=False")
     if weight.ndim != 2:
-        raise ValueError(f"embedding: weight must be 2-D (num_embeddings, dim), got {weight.shape}")
+        raise F.ShapeError(
+            f"embedding: weight must be 2-D (num_embeddings, dim), got {weight.shape}"
+        )
     index = input.data if isinstance(input, Tensor) else np.asarray(input)
     if index.dtype.kind not in "iu":
         raise TypeError(f"embedding: indices must be integers, got dtype {index.dtype}")
@@ -319,6 +323,7 @@ def _renorm_rows(weight: Tensor, index: Any, max_norm: float, norm_type: float) 
     scale = xp.where(norms > max_norm, max_norm / (norms + 1e-7), 1).astype(w.dtype)
     with no_grad():
         weight.data[rows] = w * scale
+    weight.bump_version()  # an in-place change, as PyTorch's embedding_renorm_
 
 
 def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
@@ -351,7 +356,7 @@ def _class_target(op: str, input: Tensor, target: Any, class_dim: int) -> Tensor
         target = Tensor(backend.to_device(raw, input.device))
     expected = input.shape[:class_dim] + input.shape[class_dim + 1 :]
     if target.dtype.kind in "iu" and target.shape != expected:
-        raise ValueError(
+        raise F.ShapeError(
             f"{op}: class-index target has shape {target.shape}, expected {expected} for "
             f"input {input.shape}"
         )
@@ -368,11 +373,13 @@ def _picked(
     safe = xp.where(valid, t, 0)
     if safe.size and bool(((safe < 0) | (safe >= k)).any()):  # one read of the device
         bad = t[valid]
-        raise ValueError(f"{op}: class indices must be in [0, {k}), got {bad.min()}..{bad.max()}")
+        raise F.TargetIndexError(
+            f"{op}: class indices must be in [0, {k}), got {bad.min()}..{bad.max()}"
+        )
     picked = F.squeeze(gather(logp, class_dim, Tensor(xp.expand_dims(safe, class_dim))), class_dim)
     if weight is not None:
         if weight.shape != (k,):
-            raise ValueError(f"{op}: weight has shape {weight.shape}, expected ({k},)")
+            raise F.ShapeError(f"{op}: weight has shape {weight.shape}, expected ({k},)")
         w = weight.data.astype(logp.dtype)[safe] * valid
     else:
         w = valid.astype(logp.dtype)
@@ -435,7 +442,7 @@ def cross_entropy(
     0.1269
     """
     if input.ndim < 1:
-        raise ValueError(f"cross_entropy: expected logits (N, C, ...) or (C,), got {input.shape}")
+        raise F.ShapeError(f"cross_entropy: expected logits (N, C, ...) or (C,), got {input.shape}")
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
     class_dim = 0 if input.ndim == 1 else 1
@@ -447,7 +454,7 @@ def cross_entropy(
     w_b = None if weight is None else F.reshape(Tensor(weight.data.astype(input.dtype)), shape)
     if target.dtype.kind not in "iu":  # class probabilities
         if target.shape != input.shape:
-            raise ValueError(
+            raise F.ShapeError(
                 f"cross_entropy: input shape {input.shape} and probability target shape "
                 f"{target.shape} differ"
             )

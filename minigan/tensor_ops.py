@@ -52,11 +52,8 @@ def _xp(a: Any) -> Any:
 
 
 def _dim(dim: int, ndim: int, op: str) -> int:
-    """``dim`` as a non-negative axis of an ``ndim``-D tensor (0-D tensors take -1 and 0)."""
-    n = builtins.max(ndim, 1)
-    if not -n <= dim < n:
-        raise IndexError(f"{op}: dim {dim} is out of range for a {ndim}-D tensor")
-    return dim % n
+    """``dim`` as a non-negative axis (PyTorch's IndexError when out of range)."""
+    return F.canonical_dim(dim, ndim, op)
 
 
 def _pick_dim(dim: Any, axis: Any, op: str) -> Any:
@@ -367,6 +364,8 @@ class Erf(Function):
 
 
 class Rsqrt(Function):
+    saved_inputs, saves_output = (), True
+
     def forward(self, x):
         return 1 / _xp(x).sqrt(x)
 
@@ -392,6 +391,8 @@ class Log10(Function):
 
 
 class Exp2(Function):
+    saved_inputs, saves_output = (), True
+
     def forward(self, x):
         return _xp(x).exp2(x)
 
@@ -402,6 +403,8 @@ class Exp2(Function):
 class Flat(Function):
     """A piecewise-constant op (``sign``, ``floor``, ``ceil``, ``round``, ``//``): its
     derivative is zero wherever it exists, as PyTorch reports it."""
+
+    saved_inputs = ()  # zero gradients: no values needed
 
     def __init__(self, name: str, fn: Any) -> None:
         self._name, self.fn = name, fn
@@ -581,7 +584,7 @@ def _check_gather(op: str, x: Tensor, dim: int, index: Tensor) -> int:
     _check_index(op, index)
     _same_device(op, x, index)
     if index.ndim != x.ndim:
-        raise ValueError(
+        raise F.ShapeError(
             f"{op}: index must have as many dims as the input, got index {index.shape} "
             f"for input {x.shape}"
         )
@@ -604,6 +607,8 @@ def gather(x: Tensor, dim: int, index: Tensor) -> Tensor:
 
 class Scatter(Function):
     """``x`` with ``src`` written at the positions of an advanced index; inputs (x, src)."""
+
+    saved_inputs = ()  # the index and the mask of written positions only
 
     def __init__(self, index: tuple[Any, ...]) -> None:
         self.index = index
@@ -672,6 +677,8 @@ def flip(x: Tensor, dims: int | Sequence[int]) -> Tensor:
 
 
 class Roll(Function):
+    saved_inputs = ()
+
     def __init__(self, shifts: tuple[int, ...], dims: tuple[int, ...]) -> None:
         self.shifts, self.dims = shifts, dims
 
@@ -1088,6 +1095,8 @@ def topk(x: Tensor, k: int, dim: int = -1, largest: bool = True, sorted: bool = 
 
 
 class CumSum(Function):
+    saved_inputs = ()
+
     def __init__(self, dim: int) -> None:
         self.dim = dim
 

@@ -362,7 +362,7 @@ def test_indexing_errors_name_the_op():
         x.gather(0, minigan.tensor([0]))
     with pytest.raises(TypeError, match="gather: index must be an integer tensor"):
         x.gather(0, minigan.zeros(2, 3))
-    with pytest.raises(IndexError, match="index_select: dim 2 is out of range"):
+    with pytest.raises(IndexError, match="index_select: Dimension out of range"):
         x.index_select(2, minigan.tensor([0]))
 
 
