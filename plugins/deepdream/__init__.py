@@ -128,7 +128,7 @@ def register_commands(cli: Any) -> None:
         """Network weights for DeepDream (torchvision's ImageNet files)."""
 
     @weights.command("download")
-    @click.argument("name", type=click.Choice(["vgg16", "googlenet"]))
+    @click.argument("name", type=click.Choice(["vgg16", "googlenet", "fid_inception"]))
     @click.option(
         "--dir",
         "directory",
@@ -136,7 +136,8 @@ def register_commands(cli: Any) -> None:
         help="where to save [default: the torch hub cache]",
     )
     def download(name: str, directory: str | None) -> None:
-        """Download torchvision's weights for NAME (checksum-checked) into the hub cache."""
+        """Download weights for NAME (checksum-checked) into the hub cache: torchvision's
+        ImageNet files, or pytorch-fid's FID Inception (for `minigan metrics`)."""
         from minigan.plugins.deepdream import weights as w
 
         try:

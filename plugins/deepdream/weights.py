@@ -399,6 +399,12 @@ WEIGHTS: dict[str, WeightsFile] = {
     "googlenet": WeightsFile(
         "googlenet-1378be20.pth", "https://download.pytorch.org/models/googlenet-1378be20.pth"
     ),
+    # pytorch-fid's port of the TensorFlow FID Inception-v3 (minigan metrics --features inception)
+    "fid_inception": WeightsFile(
+        "pt_inception-2015-12-05-6726825d.pth",
+        "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
+        "pt_inception-2015-12-05-6726825d.pth",
+    ),
 }
 
 
