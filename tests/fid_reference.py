@@ -167,8 +167,16 @@ def _install_torchvision_shim() -> None:
     models.inception = inception
     models.inception_v3 = lambda weights=None, init_weights=False, **kw: Inception3(**kw)
     tv.models = models
+    # fid_score imports torchvision.transforms (only its image loader uses it)
+    transforms = types.ModuleType("torchvision.transforms")
+    tv.transforms = transforms
     sys.modules.update(
-        {"torchvision": tv, "torchvision.models": models, "torchvision.models.inception": inception}
+        {
+            "torchvision": tv,
+            "torchvision.models": models,
+            "torchvision.models.inception": inception,
+            "torchvision.transforms": transforms,
+        }
     )
 
 
