@@ -402,7 +402,8 @@ def test_metrics_command_prints_and_appends(tiny_run, tmp_path, monkeypatch) -> 
     [
         (["--checkpoint", "step-999"], "--checkpoint step-999: no such file"),
         (["--real", "nosuchdata"], "nosuchdata"),
-        (["--num", "100000"], "use a smaller --num"),
+        (["--real", "{npz}", "--num", "20"], "use a smaller --num"),  # 30 images < 2 x 20
+        (["--features", "inception", "--inception-weights", "{npz}"], "tensors missing"),
     ],
 )
 def test_metrics_command_errors_are_one_line(tiny_run, tmp_path, monkeypatch, extra, message):
@@ -411,6 +412,9 @@ def test_metrics_command_errors_are_one_line(tiny_run, tmp_path, monkeypatch, ex
     from minigan.cli import main
 
     monkeypatch.setenv("MINIGAN_CACHE", str(tmp_path))
+    npz = tmp_path / "small.npz"
+    np.savez(npz, images=np.zeros((30, 32, 32, 3), np.uint8))
+    extra = [a.format(npz=npz) for a in extra]
     result = CliRunner().invoke(main, ["metrics", str(tiny_run), "--no-progress", *extra])
     assert result.exit_code != 0
     assert message in result.output and "Traceback" not in result.output
@@ -423,3 +427,10 @@ def test_metrics_command_missing_run(tmp_path) -> None:
 
     result = CliRunner().invoke(main, ["metrics", str(tmp_path / "nope")])
     assert result.exit_code != 0 and "no such run directory" in result.output
+
+
+def test_hook_module_feature_names_match_the_metrics() -> None:
+    from minigan import metrics
+    from minigan.plugins import metrics as plugin
+
+    assert plugin.FEATURES == metrics.NETWORKS

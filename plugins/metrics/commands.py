@@ -1,6 +1,6 @@
-"""``minigan metrics RUN``: measure a run's samples, print the numbers, append them to
-``RUN/quality.jsonl``. Registered by the built-in ``metrics`` plugin; the metrics code is
-imported only when the command runs."""
+"""What ``minigan metrics RUN`` does: measure a run's samples, print the numbers, append them
+to ``RUN/quality.jsonl``. The command's options are declared in the hook module
+:mod:`minigan.plugins.metrics`, which imports this module only when the command runs."""
 
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ from typing import Any
 
 import click
 
-__all__ = ["metrics_command", "format_report", "append_record", "resolve_checkpoint"]
+__all__ = ["metrics", "format_report", "append_record", "resolve_checkpoint"]
 
 
 def resolve_checkpoint(run: Path, checkpoint: str | None) -> Path:
     """The checkpoint to measure: ``checkpoint`` as a path, or as a file name in
     ``RUN/checkpoints`` (``step-001024`` or ``step-001024.safetensors``), else the run's
     latest."""
-    from minigan.train import latest_checkpoint
+    from minigan.run import latest_checkpoint
 
     if not run.is_dir():
         raise FileNotFoundError(f"{run}: no such run directory")
@@ -79,29 +79,8 @@ def append_record(run: Path, record: dict[str, Any]) -> Path:
     return path
 
 
-@click.command("metrics")
-@click.argument("run", type=click.Path(path_type=Path))
-@click.option("--checkpoint", help="a checkpoint file, or its name in RUN/checkpoints "
-              "[default: the latest]")
-@click.option("--num", default=1024, type=click.IntRange(min=10),
-              help="samples generated, and real images compared with")
-@click.option("--real", "real", help="the real data: a dataset name or path "
-              "[default: the run's training data]")
-@click.option("--features", type=click.Choice(["shapes", "inception"]), default="shapes",
-              help="feature network: the shipped shapes classifier (offline; reported as "
-              "'FID (shapes-classifier features)') or the FID Inception-v3 (standard FID)")
-@click.option("--inception-weights", type=click.Path(dir_okay=False, exists=True),
-              help="the FID Inception weights file [default: the hub cache]")
-@click.option("--baseline/--no-baseline", default=True,
-              help="also score held-out real images (what a perfect generator gets)")
-@click.option("--batch-size", default=128, type=click.IntRange(min=1))
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu")
-@click.option("--cache/--no-cache", default=True,
-              help="cache the real images' features (under $MINIGAN_CACHE/metrics)")
-@click.option("--progress/--no-progress", default=True, help="progress bars for the feature pass")
-@click.option("--json", "as_json", is_flag=True, help="print the record as JSON")
-def metrics_command(
-    run: Path,
+def metrics(
+    run: str,
     checkpoint: str | None,
     num: int,
     real: str | None,
@@ -114,27 +93,23 @@ def metrics_command(
     progress: bool,
     as_json: bool,
 ) -> None:
-    """Measure the sample quality of RUN (a run directory of `minigan train`).
-
-    Generates --num samples with the run's sampling generator (the EMA generator where there
-    is one) and compares them with as many real images: FID, KID, precision/recall, and with
-    the shapes classifier the confident fraction and predicted classes. Prints the numbers and
-    appends them to RUN/quality.jsonl.
-    """
+    """``minigan metrics`` (options in :mod:`minigan.plugins.metrics`): measure, print,
+    append to ``RUN/quality.jsonl``; a bad input is one line and exit status 1."""
+    run_dir = Path(run)
     try:
         record = _measure(
-            run, checkpoint, num, real, features, inception_weights, baseline, batch_size,
-            device, cache, progress,
+            run_dir, checkpoint, num, real, features, inception_weights, baseline,
+            batch_size, device, cache, progress,
         )
     except (FileNotFoundError, ValueError, KeyError, OSError) as e:
         message = e.args[0] if isinstance(e, KeyError) and e.args else e
         raise click.ClickException(str(message)) from None
-    path = append_record(run, record)
+    path = append_record(run_dir, record)
     if as_json:
         click.echo(json.dumps(record, indent=2))
     else:
         click.echo(
-            f"{run}: {Path(record['checkpoint']).name} (step {record['step']}), "
+            f"{run_dir}: {Path(record['checkpoint']).name} (step {record['step']}), "
             f"{num} samples vs {num} real images of {record['data']}, "
             f"{record['features']} features"
         )
@@ -156,7 +131,7 @@ def _measure(
     progress: bool,
 ) -> dict[str, Any]:
     from minigan.metrics import get_network, measure
-    from minigan.train import load_model
+    from minigan.run import load_model
 
     path = resolve_checkpoint(run, checkpoint)
     model, ckpt = load_model(path, device=device)
