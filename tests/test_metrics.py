@@ -182,12 +182,8 @@ def brute_precision_recall(real: np.ndarray, fake: np.ndarray, k: int) -> tuple[
         return out
 
     rr, fr = radii(real), radii(fake)
-    prec = np.mean(
-        [any(np.linalg.norm(f - r) <= rad for r, rad in zip(real, rr)) for f in fake]
-    )
-    rec = np.mean(
-        [any(np.linalg.norm(r - f) <= rad for f, rad in zip(fake, fr)) for r in real]
-    )
+    prec = np.mean([any(np.linalg.norm(f - r) <= rad for r, rad in zip(real, rr)) for f in fake])
+    rec = np.mean([any(np.linalg.norm(r - f) <= rad for f, rad in zip(fake, fr)) for r in real])
     return float(prec), float(rec)
 
 
@@ -227,8 +223,12 @@ def test_compare_reports_classifier_verdicts() -> None:
     logits = np.zeros((40, 3))
     logits[:30, 0] = 10.0  # 30 confident "a"; 10 uniform (p = 1/3) -> argmax class 0 too
     logits[30:, 2] = 0.5  # ... except these lean to "c" without confidence
-    r = compare(FeatureSet(f, logits), FeatureSet(f.copy(), logits), kid_subsets=3,
-                class_names=["a", "b", "c"])
+    r = compare(
+        FeatureSet(f, logits),
+        FeatureSet(f.copy(), logits),
+        kid_subsets=3,
+        class_names=["a", "b", "c"],
+    )
     assert abs(r["fid"]) < 1e-6 and r["precision"] == 1.0 and r["recall"] == 1.0
     assert r["confident"] == pytest.approx(30 / 40)
     assert r["class_fractions"] == {"a": 0.75, "b": 0.0, "c": 0.25}
@@ -248,8 +248,8 @@ def test_border_deviation_closed_form() -> None:
 def test_shapes_features_match_the_classifier() -> None:
     import minigan
     from minigan.metrics.features import get_network
-    from minigan.plugins.deepdream.shapes_classifier import load_shipped
     from minigan.plugins.datasets import shapes
+    from minigan.plugins.deepdream.shapes_classifier import load_shipped
 
     net = get_network("shapes")
     images = shapes(resolution=32, channels=3, limit=16)[:16][0]
@@ -295,9 +295,9 @@ def test_fid_inception_matches_pytorch_fid(inception_pair) -> None:
     """Identical random weights in minigan's network and pytorch-fid's: the 2048-d features
     of 32×32 and 40×28 inputs (resized to 299×299) and the FID between two sets agree."""
     import torch
+    from fid_reference import fid_score_module
 
     import minigan
-    from fid_reference import fid_score_module
 
     ours, ref = inception_pair
     rng = np.random.default_rng(7)
@@ -352,8 +352,15 @@ def tiny_run(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("runs") / "tiny"
     train(
-        "dcgan", "shapes", out=out, config={"g_width": 8, "d_width": 8}, epochs=1,
-        batch_size=16, data_options={"limit": 32}, progress=False, log=lambda s: None,
+        "dcgan",
+        "shapes",
+        out=out,
+        config={"g_width": 8, "d_width": 8},
+        epochs=1,
+        batch_size=16,
+        data_options={"limit": 32},
+        progress=False,
+        log=lambda s: None,
     )
     return out
 

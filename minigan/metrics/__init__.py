@@ -114,7 +114,9 @@ def compare(
     }
     for prefix, s in (("", fake), ("real_", real)):
         if s.logits is not None:
-            out.update({prefix + key: value for key, value in _verdicts(s.logits, class_names).items()})
+            out.update(
+                {prefix + key: value for key, value in _verdicts(s.logits, class_names).items()}
+            )
     return out
 
 

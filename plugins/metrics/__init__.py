@@ -60,9 +60,7 @@ def register_commands(cli: Any) -> None:
         help="also score held-out real images (what a perfect generator gets)",
     )
     @click.option("--batch-size", default=128, show_default=True, type=click.IntRange(min=1))
-    @click.option(
-        "--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True
-    )
+    @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
     @click.option(
         "--cache/--no-cache",
         default=True,

@@ -98,8 +98,17 @@ def metrics(
     run_dir = Path(run)
     try:
         record = _measure(
-            run_dir, checkpoint, num, real, features, inception_weights, baseline,
-            batch_size, device, cache, progress,
+            run_dir,
+            checkpoint,
+            num,
+            real,
+            features,
+            inception_weights,
+            baseline,
+            batch_size,
+            device,
+            cache,
+            progress,
         )
     except (FileNotFoundError, ValueError, KeyError, OSError) as e:
         message = e.args[0] if isinstance(e, KeyError) and e.args else e
@@ -135,7 +144,9 @@ def _measure(
 
     path = resolve_checkpoint(run, checkpoint)
     model, ckpt = load_model(path, device=device)
-    config = json.loads((run / "config.json").read_text()) if (run / "config.json").is_file() else {}
+    config = (
+        json.loads((run / "config.json").read_text()) if (run / "config.json").is_file() else {}
+    )
     data_info = config.get("data", {})
     data = real or data_info.get("spec") or data_info.get("name") or "shapes"
     options = {} if real else {k: data_info[k] for k in ("path", "seed") if k in data_info}
@@ -143,8 +154,15 @@ def _measure(
     network = get_network(features, device, **extra)
     start = time.perf_counter()
     record = measure(
-        model, data, num=num, network=network, data_options=options, batch_size=batch_size,
-        cache=cache, progress=progress, baseline=baseline,
+        model,
+        data,
+        num=num,
+        network=network,
+        data_options=options,
+        batch_size=batch_size,
+        cache=cache,
+        progress=progress,
+        baseline=baseline,
     )
     return {
         "step": int(ckpt.get("step", 0)),
