@@ -332,12 +332,38 @@ def _train_options(name: str, defaults: dict[str, Any]) -> list[click.Option]:
             "where a read waits for the GPU); every step is still logged",
         ),
         click.Option(["--progress/--no-progress"], default=True, help="show a progress bar"),
+        click.Option(
+            ["--metric-every"],
+            type=click.IntRange(min=1),
+            help="measure sample quality every N steps (`minigan metrics` with the shapes "
+            "classifier): RUN/quality.jsonl, and a panel under the losses in losses.png",
+        ),
+        click.Option(
+            ["--metric-num"],
+            type=click.IntRange(min=10),
+            default=1024,
+            help="samples (and real images) per --metric-every measurement",
+        ),
     ]
 
 
 def _fail(error: BaseException) -> click.ClickException:
     message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
     return click.ClickException(str(message))
+
+
+def _quality_callbacks(kw: dict[str, Any]) -> list[Any]:
+    """``--metric-every N``: a :class:`minigan.metrics.training.QualityCallback`."""
+    if not kw.get("metric_every"):
+        return []
+    from minigan.metrics.training import QualityCallback
+
+    return [
+        QualityCallback(
+            kw["out"], kw["metric_every"], num=kw["metric_num"], device=kw["device"],
+            log=lambda msg: click.echo(msg, err=True),
+        )  # fmt: skip
+    ]
 
 
 def _train_callback(name: str, model_cls: type, field_names: list[str]) -> Any:
@@ -386,6 +412,7 @@ def _train_callback(name: str, model_cls: type, field_names: list[str]) -> Any:
                 sample_every=kw["sample_every"],
                 max_steps=kw["max_steps"],
                 log_every=kw["log_every"],
+                callbacks=_quality_callbacks(kw),
                 progress=kw["progress"],
                 log=lambda msg: click.echo(msg, err=True),
             )

@@ -302,6 +302,12 @@ class Run:
             if key in records[0]
         }
         image = imaging.line_chart(series, title=title, xlabel="step")
+        if (self.root / "quality.jsonl").is_file():  # --metric-every: a panel below
+            from minigan.metrics.training import quality_chart, read_quality
+
+            chart = quality_chart(read_quality(self.root, up_to=steps[-1]), image.shape[1])
+            if chart is not None:
+                image = np.concatenate([image, chart], axis=0)
         imaging.save_image(self.root / "losses.png", image, {"title": title})
 
 

@@ -441,3 +441,39 @@ def test_hook_module_feature_names_match_the_metrics() -> None:
     from minigan.plugins import metrics as plugin
 
     assert plugin.FEATURES == metrics.NETWORKS
+
+
+def test_metric_every_measures_during_training_without_changing_it(tmp_path, monkeypatch):
+    """--metric-every N: quality.jsonl gets a record every N steps (the EMA generator's
+    samples), losses.png a second panel, and the training itself is unchanged."""
+    from click.testing import CliRunner
+
+    from minigan import images as imaging
+    from minigan.cli import main
+
+    monkeypatch.setenv("MINIGAN_CACHE", str(tmp_path / "cache"))
+    common = ["train", "dcgan", "--limit", "64", "--epochs", "2", "--batch-size", "16",
+              "--g-width", "8", "--d-width", "8", "--no-progress"]  # fmt: skip
+    plain, measured = tmp_path / "plain", tmp_path / "measured"
+    result = CliRunner().invoke(main, [*common, "--out", str(plain)])
+    assert result.exit_code == 0, result.output
+    args = [*common, "--out", str(measured), "--metric-every", "4", "--metric-num", "32"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "step 4: FID (shapes-classifier features)" in result.output
+    records = [json.loads(line) for line in (measured / "quality.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [4, 8] and all(r["num"] == 32 for r in records)
+    assert "confident" in records[0] and "baseline_fid" not in records[0]
+    assert (plain / "metrics.jsonl").exists()
+    losses = [json.loads(line) for line in (plain / "metrics.jsonl").read_text().splitlines()]
+    again = [json.loads(line) for line in (measured / "metrics.jsonl").read_text().splitlines()]
+    assert [r["loss_d"] for r in losses] == [r["loss_d"] for r in again]
+    h_plain = imaging.read_image(plain / "losses.png").shape[0]
+    assert imaging.read_image(measured / "losses.png").shape[0] == 2 * h_plain
+    # the model measured is the sampling generator: the last record equals `minigan metrics`
+    result = CliRunner().invoke(
+        main, ["metrics", str(measured), "--num", "32", "--no-progress", "--no-baseline", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    final = json.loads((measured / "quality.jsonl").read_text().splitlines()[-1])
+    assert final["step"] == 8 and final["fid"] == pytest.approx(records[-1]["fid"], rel=1e-9)
