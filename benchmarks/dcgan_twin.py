@@ -100,7 +100,7 @@ class TorchDCGAN:
                     e += (1.0 - self.cfg.ema) * (p - e)
                 for e, b in zip(self.G_ema.buffers(), self.G.buffers()):
                     e.copy_(b)
-        return {"loss_d": float(loss_d), "loss_g": float(loss_g)}
+        return {"loss_d": loss_d.item(), "loss_g": loss_g.item()}
 
     # the sampling interface minigan.metrics.measure uses
     def generate(self, seeds: Any, batch_size: int = 128) -> np.ndarray:
