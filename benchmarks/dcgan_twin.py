@@ -163,6 +163,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--eval-every", type=int, default=0, help="measure every N steps")
     parser.add_argument("--num", type=int, default=1024)
+    parser.add_argument("--grid", help="save a 64-sample grid at each measurement (STEP: step)")
     for key in ("g_width", "d_width", "lr", "beta1", "ema", "label_smoothing"):
         parser.add_argument("--" + key.replace("_", "-"), type=float)
     args = parser.parse_args()
@@ -176,6 +177,11 @@ def main() -> None:
 
     def report(step: int, twin: TorchDCGAN, seconds: float) -> None:
         r = measure(twin, "shapes", num=args.num, progress=False, kid_subsets=10)
+        if args.grid:
+            from minigan import images as imaging
+
+            grid = imaging.make_grid(twin.generate(range(64)))
+            imaging.save_image(args.grid.replace("STEP", f"{step:06d}"), grid, {"step": step})
         print(
             f"{config} step {step} batch {args.batch_size}: {seconds:.0f} s | "
             f"fid {r['fid']:.2f} conf {r['confident']:.3f} prec {r['precision']:.2f} "
