@@ -448,7 +448,6 @@ def test_metric_every_measures_during_training_without_changing_it(tmp_path, mon
     samples), losses.png a second panel, and the training itself is unchanged."""
     from click.testing import CliRunner
 
-    from minigan import images as imaging
     from minigan.cli import main
 
     monkeypatch.setenv("MINIGAN_CACHE", str(tmp_path / "cache"))
@@ -468,8 +467,15 @@ def test_metric_every_measures_during_training_without_changing_it(tmp_path, mon
     losses = [json.loads(line) for line in (plain / "metrics.jsonl").read_text().splitlines()]
     again = [json.loads(line) for line in (measured / "metrics.jsonl").read_text().splitlines()]
     assert [r["loss_d"] for r in losses] == [r["loss_d"] for r in again]
-    h_plain = imaging.read_image(plain / "losses.png").shape[0]
-    assert imaging.read_image(measured / "losses.png").shape[0] == 2 * h_plain
+    from minigan.run import Run
+
+    plotted = Run(measured).write_losses("t")  # quality subplots beside the losses
+    assert [s.key for s in plotted["FID (shapes-classifier features)"]] == ["fid"]
+    quality = plotted["sample quality"]
+    assert [s.key for s in quality] == ["confident", "precision", "recall"]
+    assert quality[0].steps.tolist() == [4, 8]
+    assert quality[0].values.tolist() == [r["confident"] for r in records]
+    assert "sample quality" not in Run(plain).write_losses("t")
     # the model measured is the sampling generator: the last record equals `minigan metrics`
     result = CliRunner().invoke(
         main, ["metrics", str(measured), "--num", "32", "--no-progress", "--no-baseline", "--json"]

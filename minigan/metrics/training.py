@@ -4,8 +4,8 @@
 every ``every`` steps it measures the model's samples — the sampling generator, i.e. the EMA
 generator where there is one — with :func:`minigan.metrics.measure` (no held-out baseline:
 that needs no re-measuring), appends the record to ``RUN/quality.jsonl``, and the run's
-``losses.png`` gains a second panel with the metrics over the steps
-(:func:`quality_chart`, drawn by :meth:`minigan.run.Run.write_losses`).
+``losses.png`` gains subplots with the metrics over the steps (:func:`quality_records`,
+drawn by :meth:`minigan.run.Run.write_losses`).
 
 Measuring draws its latents from their own seeds, and minigan's global generator (which
 building the feature network draws from) is restored afterwards, so a run with
@@ -21,9 +21,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
-__all__ = ["QualityCallback", "quality_chart", "read_quality"]
+__all__ = ["QualityCallback", "quality_records", "read_quality"]
 
 #: the quality.jsonl keys plotted under the losses (FID on its own scale: see quality_chart)
 PLOTTED = ("fid", "confident", "precision", "recall")
@@ -105,20 +104,19 @@ def read_quality(run_dir: str | Path, up_to: int | None = None) -> list[dict[str
     return [by_step[s] for s in sorted(by_step)]
 
 
-def quality_chart(records: Sequence[Mapping[str, Any]], width: int = 640) -> np.ndarray | None:
-    """The metrics of ``records`` over the steps, as an RGB image for under the loss chart:
-    the Frechet distance divided by its first value (so it starts at 1 and shares the [0, 1]
-    axis with the fractions), the confident fraction, precision and recall."""
-    from minigan import images as imaging
-
+def quality_records(
+    run_dir: str | Path, up_to: int | None = None
+) -> tuple[list[dict[str, Any]], dict[str, list[str]]]:
+    """The quality.jsonl records as metric records for :func:`minigan.plots.plot_metrics`
+    (``step`` and the plotted metrics only) and their subplot groups: the Frechet distance
+    under its label, and the fractions (confident, precision, recall) together."""
+    rows = read_quality(run_dir, up_to)
+    records = [
+        {"step": r["step"], **{k: r[k] for k in PLOTTED if isinstance(r.get(k), (int, float))}}
+        for r in rows
+    ]
     if not records:
-        return None
-    steps = [r["step"] for r in records]
-    series = {}
-    first = records[0].get("fid")
-    if first:
-        series[f"FID / {first:.3g}"] = (steps, [r["fid"] / first for r in records])
-    for key in PLOTTED[1:]:
-        if key in records[0]:
-            series[key] = (steps, [r.get(key, float("nan")) for r in records])
-    return imaging.line_chart(series, width=width, title="sample quality", xlabel="step")
+        return [], {}
+    label = str(rows[-1].get("label", "FID"))
+    fractions = [k for k in PLOTTED[1:] if any(k in r for r in records)]
+    return records, {label: ["fid"], "sample quality": fractions}
