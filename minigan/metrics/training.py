@@ -17,10 +17,9 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-
 
 __all__ = ["QualityCallback", "quality_records", "read_quality"]
 
