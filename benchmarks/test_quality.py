@@ -62,7 +62,9 @@ def test_dcgan_quality_parity(tmp_path: Path) -> None:
         "",
         f"`minigan train dcgan` defaults ({ours.steps} steps, batch {defaults['batch_size']}, "
         f"{defaults['limit']} shapes images), {NUM} samples vs {NUM} real images, "
-        f"FID (shapes-classifier features). Command: "
+        f"FID (shapes-classifier features). minigan's seconds are the whole `train()` call "
+        f"(its per-epoch sample grids and checkpoints included); the twin's only its steps. "
+        f"Command: "
         f"`pytest benchmarks/test_quality.py --benchmark -s`; torch threads "
         f"{torch.get_num_threads()}.",
         "",

@@ -191,11 +191,11 @@ def real_features(
     result.meta["class_names"] = list(dataset.classes or [])
     if cache:
         path.parent.mkdir(parents=True, exist_ok=True)
-        arrays = {"features": result.features}
-        if result.logits is not None:
-            arrays["logits"] = result.logits
         tmp = path.with_name(f".{path.name}.tmp.npz")
-        np.savez(tmp, **arrays)
+        if result.logits is not None:
+            np.savez(tmp, features=result.features, logits=result.logits)
+        else:
+            np.savez(tmp, features=result.features)
         tmp.replace(path)
     return result
 

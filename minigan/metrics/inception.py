@@ -57,7 +57,10 @@ def avg_pool3x3_same(x: Tensor) -> Tensor:
     PyTorch's ``count_include_pad=False``, TensorFlow's ``SAME``."""
     h, w = x.shape[2], x.shape[3]
     ones = np.pad(np.ones((h, w), np.float32), 1)
-    counts = sum(ones[i : i + h, j : j + w] for i in range(3) for j in range(3))
+    counts = np.zeros((h, w), np.float32)
+    for i in range(3):
+        for j in range(3):
+            counts += ones[i : i + h, j : j + w]
     scale = minigan.tensor((9.0 / counts).astype(x.dtype)[None, None], device=x.device)
     return F.avg_pool2d(x, 3, 1, 1) * scale
 
