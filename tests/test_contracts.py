@@ -296,7 +296,7 @@ def ok_image() -> np.ndarray:
         (ok_image() * 255, ["0-255", "divide by 255"]),
         (np.where(np.arange(60).reshape(4, 5, 3) == 7, np.nan, 0.5), ["NaN", "1 of 60"]),
         (ok_image().transpose(2, 0, 1), ["(3, 4, 5)", "channels-first"]),
-        (ok_image()[..., 0], ["(4, 5)", "H×W×3"]),
+        (ok_image()[None], ["(1, 4, 5, 3)", "H×W×3"]),
         ((ok_image() * 255).astype(np.uint8), ["dtype uint8", "float"]),
         ([[0.5]], ["list", "NumPy array"]),
         (ok_image() - 0.7, ["[-0.2", "expected [0, 1]"]),
@@ -360,6 +360,53 @@ def test_cli_rejects_bad_processor_output_naming_plugin_and_file(tmp_path):
     assert "gray.png" in line and "'times255' (plugin 'bad-plugin')" in line and "0-255" in line
     assert good.exit_code == 0, good.output
     assert iio.imread(dst).shape == (3, 3, 3)
+
+
+class GrayProcessor:
+    """Returns a gray (or RGBA) result: the luminance, as the old contract's H×W×C allowed."""
+
+    @dataclasses.dataclass
+    class Config:
+        layout: str = dataclasses.field(default="hw", metadata={"help": "hw, hw1 or rgba"})
+
+    def __init__(self, config):
+        self.config = config
+
+    def process(self, image):
+        gray = image.mean(axis=2, dtype=np.float64)  # float64: legitimate too
+        if self.config.layout == "hw1":
+            return gray[..., None]
+        if self.config.layout == "rgba":
+            return np.concatenate([image, np.full(gray.shape + (1,), 0.5, np.float32)], 2)
+        return gray
+
+    def metadata(self):
+        return {}
+
+
+@pytest.mark.parametrize("layout, shape", [("hw", (3, 4)), ("hw1", (3, 4)), ("rgba", (3, 4, 4))])
+def test_cli_writes_gray_and_rgba_processor_results_as_such(tmp_path, layout, shape):
+    import imageio.v3 as iio
+
+    rgb = np.zeros((3, 4, 3), np.uint8)
+    rgb[..., 0] = 255  # red: luminance by mean = 85
+    iio.imwrite(tmp_path / "red.png", rgb)
+
+    class Plugin:
+        @hookimpl
+        def register_processors(self, register):
+            register("gray", GrayProcessor)
+
+    with registered_plugin(Plugin(), "gray-plugin"):
+        src, dst = str(tmp_path / "red.png"), str(tmp_path / "out.png")
+        done = CliRunner().invoke(main, ["process", "gray", src, "-o", dst, "--layout", layout])
+    assert done.exit_code == 0, done.output
+    out = iio.imread(dst)
+    assert out.shape == shape
+    if layout == "rgba":
+        assert out[..., :3].tolist() == rgb.tolist() and (out[..., 3] == 128).all()
+    else:
+        assert (out == 85).all()
 
 
 # =========================================================================== datasets
