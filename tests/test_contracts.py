@@ -265,6 +265,23 @@ def test_tensorboard_logs_every_metric_the_samples_and_the_config(tmp_path):
     assert hp["config/gp_weight"] == 10.0 and hp["data/name"] == "indexed"
 
 
+def test_tensorboard_resume_in_the_same_second_keeps_the_earlier_events(tmp_path, monkeypatch):
+    """tensorboardX names an event file by the second it was opened: a resumed call opening
+    its file in the same second must not overwrite the earlier call's events."""
+    import types
+
+    import tensorboardX.event_file_writer as efw
+
+    from minigan.tensorboard import read_events
+
+    monkeypatch.setattr(efw, "time", types.SimpleNamespace(time=lambda: 1796000000.25))
+    run_wgan(tmp_path, "tb", epochs=2, max_steps=7, tensorboard=True)
+    rest, _ = run_wgan(tmp_path, "tb", resume=True, tensorboard=True)
+    events = read_events(rest.run_dir / "tensorboard")
+    assert [s for s, _ in events["scalars"]["gp"]] == list(range(1, 11))
+    assert [s for s, _ in events["images"]["samples"]] == [0, 5, 10]
+
+
 def test_missing_tensorboardx_is_one_clear_line(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorboardX", None)
     with pytest.raises(ImportError, match=r"pip install 'minigan\[tensorboard\]'"):
