@@ -74,6 +74,8 @@ CHANNELS = (1, 3, 4)
 
 def _check_layout(result: np.ndarray, who: str) -> None:
     shape = result.shape
+    if result.size == 0:
+        raise ProcessorOutputError(f"{who}: returned an empty array of shape {shape}")
     if result.ndim == 2 or (result.ndim == 3 and shape[2] in CHANNELS):
         return
     if result.ndim == 3 and shape[0] in (1, 3) and shape[2] not in CHANNELS:

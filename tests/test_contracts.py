@@ -314,6 +314,7 @@ def ok_image() -> np.ndarray:
         (np.where(np.arange(60).reshape(4, 5, 3) == 7, np.nan, 0.5), ["NaN", "1 of 60"]),
         (ok_image().transpose(2, 0, 1), ["(3, 4, 5)", "channels-first"]),
         (ok_image()[None], ["(1, 4, 5, 3)", "H×W×3"]),
+        (ok_image()[:0], ["empty", "(0, 5, 3)"]),
         ((ok_image() * 255).astype(np.uint8), ["dtype uint8", "float"]),
         ([[0.5]], ["list", "NumPy array"]),
         (ok_image() - 0.7, ["[-0.2", "expected [0, 1]"]),
