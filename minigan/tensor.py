@@ -67,9 +67,37 @@ def enable_grad() -> contextlib.AbstractContextManager[None]:
     return set_grad_enabled(True)
 
 
-# --------------------------------------------------------------------------- Tensor
+# --------------------------------------------------------------------------- version counters
 
 _FLOAT_KINDS = "f"
+
+
+class _DataSlot:
+    """``Tensor.data``: read straight from the instance (no overhead); *assigning* it (which
+    includes ``t.data -= lr * g``, an optimizer's update) counts as an in-place change and bumps
+    the tensor's version, as every in-place operation does.
+
+    A descriptor with ``__set__`` but no ``__get__``: reads find the instance's ``__dict__``.
+    """
+
+    def __set__(self, obj: Tensor, value: Any) -> None:
+        d = obj.__dict__
+        if "data" in d:
+            obj._version_box[0] += 1
+        d["data"] = value
+
+
+def inplace_error(fn: Function, t: Tensor, saved: int, role: str) -> RuntimeError:
+    """PyTorch's error for a tensor changed in place after ``fn`` saved it for backward."""
+    kind = f", which is {role}," if role else ""
+    return RuntimeError(
+        "one of the variables needed for gradient computation has been modified by an "
+        f"inplace operation: [{t.dtype} {list(t.shape)}]{kind} is at version {t._version}; "
+        f"expected version {saved} instead (saved by {fn.name} for its backward)"
+    )
+
+
+# --------------------------------------------------------------------------- Tensor
 
 
 class Tensor:
@@ -81,11 +109,15 @@ class Tensor:
 
     __array_priority__ = 1000  # ``ndarray * Tensor`` defers to ``Tensor.__rmul__``
 
+    data = _DataSlot()
+
     def __init__(self, data: Any, requires_grad: bool = False) -> None:
         if isinstance(data, Tensor):
             data = data.data
         elif not (isinstance(data, np.ndarray) or backend.is_cupy_array(data)):
             data = np.asarray(data)
+        # the version counter: a one-element list, shared with detach()ed tensors and views
+        self._version_box = [0]
         self.data = data
         self.grad: Tensor | None = None
         self.creator: Function | None = None
@@ -121,6 +153,18 @@ class Tensor:
     @property
     def is_leaf(self) -> bool:
         return self.creator is None
+
+    @property
+    def _version(self) -> int:
+        """How many times this tensor (or a view sharing its data) was changed in place."""
+        return self._version_box[0]
+
+    def bump_version(self) -> Tensor:
+        """Record an in-place change of ``self.data``'s values (call it after writing into the
+        array, e.g. ``t.data[...] = v``): a backward that saved this tensor then raises
+        instead of using the new values. Assigning ``t.data`` bumps by itself."""
+        self._version_box[0] += 1
+        return self
 
     def size(self, dim: int | None = None) -> tuple[int, ...] | int:
         return self.shape if dim is None else self.shape[dim]
@@ -158,8 +202,10 @@ class Tensor:
         return self.numpy().tolist()
 
     def detach(self) -> Tensor:
-        """A tensor sharing this one's data, cut from the graph."""
-        return Tensor(self.data)
+        """A tensor sharing this one's data (and version counter), cut from the graph."""
+        out = Tensor(self.data)
+        out._version_box = self._version_box
+        return out
 
     def to(self, device: str | None = None, dtype: Any = None) -> Tensor:
         """This tensor on another device and/or dtype (``self`` if nothing changes).
@@ -194,7 +240,7 @@ class Tensor:
     def zero_(self) -> Tensor:
         """Fill with zeros in place (on a tensor outside the graph)."""
         self.data[...] = 0
-        return self
+        return self.bump_version()
 
     # ----- autograd
     def backward(
@@ -251,20 +297,64 @@ class Tensor:
     def __getitem__(self, index: Any) -> Tensor:
         return F.getitem(self, index)
 
-    # comparisons give plain boolean tensors (no graph); == stays identity, as hashing needs
+    def __floordiv__(self, other: Any) -> Tensor:
+        return F.floor_divide(self, other)
+
+    def __rfloordiv__(self, other: Any) -> Tensor:
+        return F.floor_divide(other, self)
+
+    def __mod__(self, other: Any) -> Tensor:
+        return F.remainder(self, other)
+
+    def __rmod__(self, other: Any) -> Tensor:
+        return F.remainder(other, self)
+
+    # Comparisons are elementwise and give bool tensors outside the graph, as in PyTorch.
+    # Hashing stays by identity (``__hash__`` below), so Tensors and Parameters still key
+    # dicts and fill sets (optimizer state); ``x in some_list`` compares elementwise, so
+    # code that looks a tensor up in a list compares ids instead.
+    def __eq__(self, other: Any) -> Tensor:  # type: ignore[override]
+        return F.eq(self, other) if _comparable(other) else NotImplemented
+
+    def __ne__(self, other: Any) -> Tensor:  # type: ignore[override]
+        return F.ne(self, other) if _comparable(other) else NotImplemented
+
     def __lt__(self, other: Any) -> Tensor:
-        return Tensor(self.data < _raw(other))
+        return F.lt(self, other)
 
     def __le__(self, other: Any) -> Tensor:
-        return Tensor(self.data <= _raw(other))
+        return F.le(self, other)
 
     def __gt__(self, other: Any) -> Tensor:
-        return Tensor(self.data > _raw(other))
+        return F.gt(self, other)
 
     def __ge__(self, other: Any) -> Tensor:
-        return Tensor(self.data >= _raw(other))
+        return F.ge(self, other)
 
     __hash__ = object.__hash__
+
+    def __bool__(self) -> bool:
+        """The truth of a one-element tensor (a read of the device); ambiguous otherwise."""
+        if self.data.size != 1:
+            raise RuntimeError(
+                f"Boolean value of a Tensor with {self.data.size} values (shape {self.shape}) "
+                "is ambiguous; use .any() or .all()"
+            )
+        return bool(self.item())
+
+    def __invert__(self) -> Tensor:
+        if self.dtype != np.bool_:
+            raise TypeError(f"~ (logical not) needs a bool tensor, got dtype {self.dtype}")
+        return F.logical_not(self)
+
+    def __and__(self, other: Any) -> Tensor:
+        return F.logical_and(self, other)
+
+    def __or__(self, other: Any) -> Tensor:
+        return F.logical_or(self, other)
+
+    def __xor__(self, other: Any) -> Tensor:
+        return F.logical_xor(self, other)
 
     # ----- methods (the same names as PyTorch)
     def sum(self, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> Tensor:
@@ -339,6 +429,200 @@ class Tensor:
 
     def relu(self) -> Tensor:
         return F.relu(self)
+
+    # ----- more methods (issue 17), PyTorch's names and arguments; reductions also take
+    # NumPy's ``axis=`` for ``dim=``, as PyTorch does
+    def matmul(self, other: Any) -> Tensor:
+        return F.matmul(self, other)
+
+    def softmax(self, dim: int = -1) -> Tensor:
+        return F.softmax(self, dim)
+
+    def log_softmax(self, dim: int = -1) -> Tensor:
+        return F.log_softmax(self, dim)
+
+    def unflatten(self, dim: int, sizes: Sequence[int]) -> Tensor:
+        return F.unflatten(self, dim, sizes)
+
+    def flip(self, *dims: Any) -> Tensor:
+        return F.flip(self, dims[0] if len(dims) == 1 else dims)
+
+    def roll(self, shifts: Any, dims: Any = None) -> Tensor:
+        return F.roll(self, shifts, dims)
+
+    def repeat(self, *sizes: Any) -> Tensor:
+        return F.repeat(self, *sizes)
+
+    def repeat_interleave(self, repeats: Any, dim: int | None = None) -> Tensor:
+        return F.repeat_interleave(self, repeats, dim)
+
+    def chunk(self, chunks: int, dim: int = 0) -> list[Tensor]:
+        return F.chunk(self, chunks, dim)
+
+    def split(self, split_size: Any, dim: int = 0) -> list[Tensor]:
+        return F.split(self, split_size, dim)
+
+    def tril(self, diagonal: int = 0) -> Tensor:
+        return F.tril(self, diagonal)
+
+    def triu(self, diagonal: int = 0) -> Tensor:
+        return F.triu(self, diagonal)
+
+    def masked_fill(self, mask: Any, value: Any) -> Tensor:
+        return F.masked_fill(self, mask, value)
+
+    def gather(self, dim: int, index: Tensor) -> Tensor:
+        return F.gather(self, dim, index)
+
+    def scatter(self, dim: int, index: Tensor, src: Any = None, *, value: Any = None) -> Tensor:
+        return F.scatter(self, dim, index, src, value=value)
+
+    def scatter_add(self, dim: int, index: Tensor, src: Tensor) -> Tensor:
+        return F.scatter_add(self, dim, index, src)
+
+    def index_select(self, dim: int, index: Tensor) -> Tensor:
+        return F.index_select(self, dim, index)
+
+    def argmax(self, dim: int | None = None, keepdim: bool = False, *, axis: Any = None) -> Tensor:
+        return F.argmax(self, dim, keepdim, axis=axis)
+
+    def argmin(self, dim: int | None = None, keepdim: bool = False, *, axis: Any = None) -> Tensor:
+        return F.argmin(self, dim, keepdim, axis=axis)
+
+    def prod(self, dim: int | None = None, keepdim: bool = False, *, dtype: Any = None,
+             axis: Any = None) -> Tensor:  # fmt: skip
+        return F.prod(self, dim, keepdim, dtype=dtype, axis=axis)
+
+    def any(self, dim: Any = None, keepdim: bool = False, *, axis: Any = None) -> Tensor:
+        return F.any(self, dim, keepdim, axis=axis)
+
+    def all(self, dim: Any = None, keepdim: bool = False, *, axis: Any = None) -> Tensor:
+        return F.all(self, dim, keepdim, axis=axis)
+
+    def sort(self, dim: int = -1, descending: bool = False, stable: bool = False) -> Any:
+        return F.sort(self, dim, descending, stable)
+
+    def argsort(self, dim: int = -1, descending: bool = False, stable: bool = False) -> Tensor:
+        return F.argsort(self, dim, descending, stable)
+
+    def topk(self, k: int, dim: int = -1, largest: bool = True, sorted: bool = True) -> Any:
+        return F.topk(self, k, dim, largest, sorted)
+
+    def cumsum(self, dim: int | None = None, *, dtype: Any = None, axis: Any = None) -> Tensor:
+        return F.cumsum(self, dim, dtype=dtype, axis=axis)
+
+    def sin(self) -> Tensor:
+        return F.sin(self)
+
+    def cos(self) -> Tensor:
+        return F.cos(self)
+
+    def erf(self) -> Tensor:
+        return F.erf(self)
+
+    def sign(self) -> Tensor:
+        return F.sign(self)
+
+    def floor(self) -> Tensor:
+        return F.floor(self)
+
+    def ceil(self) -> Tensor:
+        return F.ceil(self)
+
+    def round(self, decimals: int = 0) -> Tensor:
+        return F.round(self, decimals)
+
+    def rsqrt(self) -> Tensor:
+        return F.rsqrt(self)
+
+    def log2(self) -> Tensor:
+        return F.log2(self)
+
+    def log10(self) -> Tensor:
+        return F.log10(self)
+
+    def exp2(self) -> Tensor:
+        return F.exp2(self)
+
+    def lerp(self, end: Tensor, weight: Any) -> Tensor:
+        return F.lerp(self, end, weight)
+
+    def isnan(self) -> Tensor:
+        return F.isnan(self)
+
+    def isinf(self) -> Tensor:
+        return F.isinf(self)
+
+    def isfinite(self) -> Tensor:
+        return F.isfinite(self)
+
+    def eq(self, other: Any) -> Tensor:
+        return F.eq(self, other)
+
+    def ne(self, other: Any) -> Tensor:
+        return F.ne(self, other)
+
+    def lt(self, other: Any) -> Tensor:
+        return F.lt(self, other)
+
+    def le(self, other: Any) -> Tensor:
+        return F.le(self, other)
+
+    def gt(self, other: Any) -> Tensor:
+        return F.gt(self, other)
+
+    def ge(self, other: Any) -> Tensor:
+        return F.ge(self, other)
+
+    def equal(self, other: Tensor) -> bool:
+        return F.equal(self, other)
+
+    def logical_and(self, other: Any) -> Tensor:
+        return F.logical_and(self, other)
+
+    def logical_or(self, other: Any) -> Tensor:
+        return F.logical_or(self, other)
+
+    def logical_not(self) -> Tensor:
+        return F.logical_not(self)
+
+    def floor_divide(self, other: Any) -> Tensor:
+        return F.floor_divide(self, other)
+
+    def remainder(self, other: Any) -> Tensor:
+        return F.remainder(self, other)
+
+
+def _comparable(other: Any) -> bool:
+    """What ``==`` compares elementwise: tensors, arrays and numbers (not None, strings...)."""
+    return isinstance(other, (Tensor, int, float, bool, np.ndarray, np.generic)) or (
+        backend.is_cupy_array(other)
+    )
+
+
+def _axis_alias(method: Any) -> Any:
+    """Let a reduction method take ``axis=`` for ``dim=``, as PyTorch's do."""
+
+    def reduction(self: Tensor, *args: Any, axis: Any = None, **kwargs: Any) -> Any:
+        if axis is not None:
+            if args or "dim" in kwargs:
+                raise TypeError(f"{method.__name__}(): give dim or axis, not both")
+            kwargs["dim"] = axis
+        return method(self, *args, **kwargs)
+
+    reduction.__name__, reduction.__doc__ = method.__name__, method.__doc__
+    return reduction
+
+
+for _name in ("sum", "mean", "var", "std", "max", "min"):
+    setattr(Tensor, _name, _axis_alias(getattr(Tensor, _name)))
+
+
+def _shares_memory(a: Any, b: Any) -> bool:
+    """Whether array ``a`` may be a view of ``b`` (on a GPU: whether it is a view at all)."""
+    if isinstance(a, np.ndarray):
+        return a is b or bool(np.may_share_memory(a, b))
+    return a is b or a.base is not None
 
 
 def _raw(x: Any) -> Any:
@@ -449,10 +733,20 @@ class Function:
     ``backward`` receives and returns Tensors and reads its inputs from ``self.inputs`` (and
     its output from ``self.output()``). ``self.needs_grad[i]`` tells whether input ``i``'s
     gradient is wanted, so expensive branches can be skipped (return ``None`` for them).
+
+    In-place safety (PyTorch's version counters): the versions of the inputs are recorded at
+    forward time; before ``backward`` runs, those whose *values* it reads (``saved_inputs``,
+    all by default; ``()`` for ops such as add or reshape that only need shapes) and, when
+    ``saves_output``, the output must be unchanged, or backward raises a RuntimeError.
+    ``is_view`` ops (reshape, permute, basic indexing, …) give an output that shares the
+    version counter of input 0 whenever it shares its memory.
     """
 
     inputs: tuple[Tensor, ...] | None = None
     needs_grad: tuple[bool, ...] = ()
+    saved_inputs: tuple[int, ...] | None = None
+    saves_output: bool = False
+    is_view: bool = False
 
     def __call__(self, *inputs: Any) -> Tensor:
         inputs = tuple(x if isinstance(x, Tensor) else Tensor(x) for x in inputs)
@@ -462,12 +756,33 @@ class Function:
                 devices = ", ".join(f"{x.device} {x.shape}" for x in inputs)
                 raise ValueError(f"{self.name}: tensors are on different devices ({devices})")
         out = Tensor(self.forward(*(x.data for x in inputs)))
-        if _grad_enabled and any(x.requires_grad for x in inputs):
+        if self.is_view and _shares_memory(out.data, inputs[0].data):
+            out._version_box = inputs[0]._version_box
+        grad_dtype = out.data.dtype.kind in _FLOAT_KINDS  # x.to(int32) ends the graph
+        if _grad_enabled and grad_dtype and any(x.requires_grad for x in inputs):
             out.requires_grad = True
             out.creator = self
             self.inputs = inputs
             self.output = weakref.ref(out)
+            self._versions = tuple([x._version_box[0] for x in inputs])
+            self._out_version = out._version_box[0]
         return out
+
+    def saved_indices(self) -> Sequence[int]:
+        """The inputs whose values ``backward`` reads (override when it depends on which
+        inputs require grad, as for ``mul``: ``a`` is needed only for ``b``'s gradient)."""
+        return range(len(self.inputs)) if self.saved_inputs is None else self.saved_inputs
+
+    def check_versions(self) -> None:
+        """Raise PyTorch's RuntimeError if a tensor saved for backward changed in place."""
+        for i in self.saved_indices():
+            x = self.inputs[i]
+            if x._version_box[0] != self._versions[i]:
+                role = f"output 0 of {type(x.creator).__name__}" if x.creator else ""
+                raise inplace_error(self, x, self._versions[i], role)
+        out = self.output() if self.saves_output else None
+        if out is not None and out._version_box[0] != self._out_version:
+            raise inplace_error(self, out, self._out_version, f"output 0 of {type(self).__name__}")
 
     @property
     def name(self) -> str:
@@ -567,6 +882,7 @@ def _run_backward(
             if fn is None:
                 continue
             fn.needs_grad = tuple(x.requires_grad and id(x) in needed for x in fn.inputs)
+            fn.check_versions()
             gxs = fn.backward(g)
             if not isinstance(gxs, tuple):
                 gxs = (gxs,)
