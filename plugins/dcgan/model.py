@@ -51,9 +51,10 @@ RESOLUTIONS = (28, 32, 64)
 #: real vs held-out real: FID 0.24, confident fraction 0.83), made with the exact PyTorch
 #: twin (``benchmarks/dcgan_twin.py``: same weights, batches and draws) because the machine
 #: was shared: the old default (2,048 images, 1,024 steps) scores FID 21.3 and a confident
-#: fraction of 0.09; 2,048 images for 4,096 steps, 12.5 at 3,072 steps; 8,192 images, 10.0
-#: at 2,048 steps, 10.5 at 3,072 and 8.1 at 4,096 (confident fraction 0.16, every class
-#: 5-26%, precision 0.19, recall 0.62). Still short of the issue's targets
+#: fraction of 0.09; 2,048 images for 4,096 steps, 12.5 at 3,072 steps and 12.8 at 4,096
+#: (confident 0.12); 8,192 images, 10.0 at 2,048 steps, 10.5 at 3,072 and 8.1 at 4,096
+#: (confident 0.16, every class 5-26%, precision 0.19, recall 0.62). Still short of the
+#: issue's targets
 #: (FID <= 2.4, confident >= 0.75): the samples are shapes with soft edges, not crisp ones.
 #: A lower learning rate with a longer EMA (5e-4, 0.995) was worse at 1,024 steps (FID 31.6,
 #: 86% ellipses); wider D (32) with 5e-4 and EMA 0.999 worse still (47.5).
