@@ -77,13 +77,21 @@ class _DataSlot:
     includes ``t.data -= lr * g``, an optimizer's update) counts as an in-place change and bumps
     the tensor's version, as every in-place operation does.
 
+    Writing into the array (``t.data -= x`` hands back the same array) bumps the counter
+    shared with views and ``detach()``ed tensors; assigning a *new* array bumps only this
+    tensor's (it moves to a counter of its own), since views and detached tensors keep the
+    old array and its unchanged values, as PyTorch's do after ``t.data = …``.
+
     A descriptor with ``__set__`` but no ``__get__``: reads find the instance's ``__dict__``.
     """
 
     def __set__(self, obj: Tensor, value: Any) -> None:
         d = obj.__dict__
         if "data" in d:
-            obj._version_box[0] += 1
+            if value is d["data"]:
+                obj._version_box[0] += 1
+            else:
+                obj._version_box = [obj._version_box[0] + 1]
         d["data"] = value
 
 

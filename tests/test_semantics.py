@@ -148,6 +148,32 @@ def test_assigning_data_counts_as_an_inplace_change(how):
         y.backward()
 
 
+def test_module_to_its_own_device_and_dtype_keeps_the_graph_usable():
+    """``model.to("cpu")`` / ``model.to(dtype=float32)`` on a CPU float32 model change nothing:
+    as in PyTorch, a backward through an earlier forward still works."""
+    layer = nn.Linear(3, 2)
+    x = minigan.ones(4, 3, requires_grad=True)
+    loss = layer(x).sum()
+    layer.to("cpu").to(dtype=np.float32)
+    loss.backward()
+    np.testing.assert_allclose(x.grad.numpy(), np.tile(layer.weight.data.sum(0), (4, 1)), 1e-6)
+
+
+def test_assigning_a_new_array_leaves_detached_tensors_valid():
+    """``w.data = new`` gives w new values but a ``detach()``ed alias keeps the old array and
+    its values, so a graph that saved the alias stays valid (PyTorch: gradient [1, 2, 3])."""
+    results = []
+    for lib in (minigan, torch):
+        w = lib.tensor([1.0, 2.0, 3.0], requires_grad=True)
+        x = lib.tensor([1.0, 1.0, 1.0], requires_grad=True)
+        y = (x * w.detach()).sum()
+        w.data = lib.zeros(3) if lib is torch else np.zeros(3, np.float32)
+        y.backward()
+        results.append(x.grad.numpy())
+    np.testing.assert_array_equal(results[0], results[1])
+    np.testing.assert_array_equal(results[0], [1.0, 2.0, 3.0])
+
+
 def test_load_state_dict_between_forward_and_backward_raises():
     """The weight (seen through its transpose, a view) is saved for the input's gradient."""
     layer = nn.Linear(3, 2)
