@@ -620,6 +620,26 @@ def test_result_dtype_follows_pytorch_promotion(op, left, right):
     assert_same(ours, theirs)
 
 
+@given(
+    op=st.sampled_from(["add", "sub", "mul", "div", "rdiv"]),
+    dtype=st.sampled_from([np.uint8, np.int8, np.int16, np.int32]),
+    number=st.sampled_from([-1, -129, 255, 256, 300, 1000, 2**40]),
+    values=hnp.arrays(np.int64, 3, elements=st.integers(1, 127)),
+)
+def test_python_int_out_of_an_integer_dtypes_range(op, dtype, number, values):
+    """uint8 / 300 is a float32 division by 300 and uint8 + -1 wraps, as in PyTorch (both
+    raised OverflowError: the number was first cast to the tensor's dtype)."""
+    calls = {
+        "add": lambda t: t + number,
+        "sub": lambda t: t - number,
+        "mul": lambda t: t * number,
+        "div": lambda t: t / number,
+        "rdiv": lambda t: number / t,
+    }
+    a = values.astype(dtype)
+    assert_same(calls[op](minigan.tensor(a)), calls[op](torch.tensor(a)), rtol=1e-6)
+
+
 @pytest.mark.parametrize("dtype", [np.bool_, np.uint8, np.int32, np.int64])
 @pytest.mark.parametrize("op", ["exp", "log", "sqrt", "tanh", "sigmoid"])
 def test_float_functions_of_integers_give_float32(op, dtype):
