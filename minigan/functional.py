@@ -987,6 +987,8 @@ def _raw_index(index: Any, device: str) -> Any:
         index = index.data
     elif isinstance(index, list):
         index = np.asarray(index)
+        if index.size == 0:  # [] selects nothing (NumPy would read it as a float array)
+            index = index.astype(np.int64)
     if isinstance(index, np.ndarray) or backend.is_cupy_array(index):
         return backend.to_device(index, device)
     return index  # ints, slices, None, Ellipsis and NumPy integer scalars stay basic indices

@@ -461,6 +461,20 @@ def test_issue_indexing_examples():
     )
 
 
+@pytest.mark.parametrize(
+    "index", [[], (slice(None), []), (0, []), (Ellipsis, [])], ids=["[]", ":,[]", "0,[]", "...,[]"]
+)
+def test_an_empty_list_index_selects_nothing(index):
+    """``x[[]]`` is an empty selection in PyTorch (NumPy reads ``[]`` as a float array)."""
+    a = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+    x, tx = minigan.tensor(a, requires_grad=True), torch.tensor(a, requires_grad=True)
+    y, ty = x[index], tx[index]
+    assert_same(y, ty)
+    (y.sum() + x.sum()).backward()
+    (ty.sum() + tx.sum()).backward()
+    assert_same(x.grad, tx.grad)
+
+
 # --------------------------------------------------------------------------- 5. pow
 
 EDGE = [0.0, -0.0, 1.0, -1.0, -2.0, -1.5, 2.5, np.inf, -np.inf, 0.5, 3.0]
