@@ -600,8 +600,18 @@ def var(x: Tensor, dim: Dims = None, correction: int = 1, keepdim: bool = False)
     return sum(centred * centred, dims, keepdim) * _reciprocal(count - correction)
 
 
+class StdRoot(Sqrt):
+    """The square root that ends ``std``: as PyTorch's std backward, the gradient is 0 where
+    the std is 0 (a constant input), not ``0 / 0 = nan``."""
+
+    def backward(self, gy):
+        y = self.output()
+        with np.errstate(divide="ignore"):
+            return where(y.data == 0, 0.0, gy / (2 * y))
+
+
 def std(x: Tensor, dim: Dims = None, correction: int = 1, keepdim: bool = False) -> Tensor:
-    return sqrt(var(x, dim, correction, keepdim))
+    return StdRoot()(var(x, dim, correction, keepdim))
 
 
 def max(x: Tensor, dim: Dims = None, keepdim: bool = False) -> Tensor:

@@ -587,6 +587,24 @@ def test_issue_var_std_mean_examples():
     assert np.isnan(outcome(lambda: minigan.zeros(2, 0).mean(1)).numpy()).all()
 
 
+@pytest.mark.filterwarnings("ignore:std.. degrees of freedom")  # PyTorch's, for N = 1
+@given(
+    shape=st.sampled_from([(1,), (5,), (3, 4), (4, 1)]),
+    dim=st.sampled_from([None, 0, -1]),
+    correction=st.sampled_from([0, 1]),
+)
+def test_std_of_a_constant_has_gradient_zero(shape, dim, correction):
+    """PyTorch's std backward is 0 where the std is 0 (it was 0 / 0 = nan): a constant
+    channel must not poison a model's gradients."""
+    a = np.full(shape, 1.5)
+    x, tx = minigan.tensor(a, requires_grad=True), torch.tensor(a, requires_grad=True)
+    y, ty = x.std(dim, correction=correction), tx.std(dim, correction=correction)
+    assert_same(y, ty)
+    y.sum().backward()
+    ty.sum().backward()
+    assert_same(x.grad, tx.grad)
+
+
 # --------------------------------------------------------------------------- 8. promotion
 
 DTYPES = [np.bool_, np.uint8, np.int8, np.int32, np.int64, np.float32, np.float64]
