@@ -684,10 +684,26 @@ def backward(
     grad_tensors = grad_tensors or [None] * len(tensors)
     retain = create_graph if retain_graph is None else retain_graph
     results = _run_backward(tensors, grad_tensors, None, retain, create_graph)
+    # a leaf's new .grad owns its array, as in PyTorch: ``a + b`` hands both leaves the same
+    # gradient array, which may also be the caller's ``gradient``; writing into one .grad
+    # (``a.grad.data *= 0.5``) must change neither the other nor the caller's tensor
+    taken = {_root_id(_raw(g)) for g in grad_tensors if g is not None}
     for leaf, g in results.values():
         if not create_graph:
             g = g.detach()
+            if leaf.grad is None:
+                root = _root_id(g.data)
+                if root in taken:
+                    g = Tensor(g.data.copy())
+                taken.add(root)
         leaf.grad = g if leaf.grad is None else leaf.grad + g
+
+
+def _root_id(array: Any) -> int:
+    """``id`` of the array that owns ``array``'s memory (itself, or the base of a view)."""
+    while getattr(array, "base", None) is not None:
+        array = array.base
+    return id(array)
 
 
 def grad(

@@ -174,6 +174,26 @@ def test_assigning_a_new_array_leaves_detached_tensors_valid():
     np.testing.assert_array_equal(results[0], [1.0, 2.0, 3.0])
 
 
+@pytest.mark.parametrize("graph", ["a + b", "a itself"])
+def test_each_grad_owns_its_array(graph):
+    """Writing into one ``.grad`` changes neither another leaf's ``.grad`` nor the tensor
+    passed as ``gradient`` (they shared one array: ``a + b`` hands both the same one)."""
+    results = []
+    for lib in (minigan, torch):
+        a = lib.tensor([1.0, 2.0, 3.0], requires_grad=True)
+        b = lib.tensor([1.0, 2.0, 3.0], requires_grad=True)
+        g = lib.tensor([1.0, 1.0, 1.0])
+        (a + b if graph == "a + b" else a).backward(g)
+        if lib is minigan:
+            a.grad.data *= 0.5
+        else:
+            with torch.no_grad():
+                a.grad.mul_(0.5)
+        other = [] if b.grad is None else b.grad.tolist()
+        results.append((a.grad.tolist(), other, g.tolist()))
+    assert results[0] == results[1]
+
+
 def test_load_state_dict_between_forward_and_backward_raises():
     """The weight (seen through its transpose, a view) is saved for the input's gradient."""
     layer = nn.Linear(3, 2)
