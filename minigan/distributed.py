@@ -116,6 +116,9 @@ class World:
         """Whether ``flag`` is true on any process."""
         return bool(flag)
 
+    def barrier(self) -> None:
+        """Wait until every process gets here."""
+
     def gradient_channel(self, device: str) -> _Channel:
         """The asynchronous all-reduce that gradient buckets go through."""
         return _LocalChannel()
@@ -170,6 +173,9 @@ class MPIWorld(World):
 
     def any(self, flag: bool) -> bool:
         return bool(self.comm.allreduce(int(bool(flag)), op=self.MPI.MAX))
+
+    def barrier(self) -> None:
+        self.comm.Barrier()
 
     def gradient_channel(self, device: str) -> _Channel:
         if self._channel is None:
@@ -749,6 +755,14 @@ def install_fault_handler(world: World) -> None:
     sys.excepthook = hook
 
 
+def describe_error(error: BaseException, where: str) -> str:
+    """``WHERE: Kind: message (file.py:line in function)``: one line naming the failure and
+    the innermost frame it came from."""
+    frames = traceback.extract_tb(error.__traceback__)
+    at = f" ({os.path.basename(frames[-1].filename)}:{frames[-1].lineno} in {frames[-1].name})"
+    return f"{where}: {type(error).__name__}: {error}" + (at if frames else "")
+
+
 @contextmanager
 def abort_on_error(world: World, prefix: str = "Error") -> Iterator[None]:
     """Inside the block, an exception on one rank of a distributed job prints
@@ -761,5 +775,5 @@ def abort_on_error(world: World, prefix: str = "Error") -> Iterator[None]:
     except BaseException as e:
         if not world.distributed:
             raise
-        world.abort(f"{prefix} (rank {world.rank} of {world.size}): {type(e).__name__}: {e}")
+        world.abort(describe_error(e, f"{prefix} (rank {world.rank} of {world.size})"))
         raise

@@ -682,10 +682,11 @@ def _progress_text(record: Mapping[str, float]) -> str:
 
 
 class _Run:
-    """The files of one run directory (see the module docstring)."""
+    """The files of one run directory (see the module docstring). With ``writer=False``
+    (ranks other than 0 of a data-parallel job) nothing is written."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
+    def __init__(self, root: Path, writer: bool = True) -> None:
+        self.root, self.writer = root, writer
         self.config_path = root / "config.json"
         self.checkpoint_dir = root / "checkpoints"
         self.sample_dir = root / "samples"
@@ -696,6 +697,8 @@ class _Run:
 
     def clear(self) -> None:
         """Delete the run's own files (nothing else in the directory)."""
+        if not self.writer:
+            return
         for name in RUN_FILES:
             p = self.root / name
             if p.is_dir():
@@ -711,6 +714,8 @@ class _Run:
 
     def truncate_metrics(self, step: int) -> None:
         """Drop the records after ``step`` (steps done after the checkpoint we resume from)."""
+        if not self.writer:
+            return
         kept = [r for r in self.metrics() if r["step"] <= step]
         tmp = self.metrics_path.with_name(".metrics.jsonl.tmp")
         tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
@@ -719,13 +724,18 @@ class _Run:
     def save_checkpoint(
         self, model: GAN, info: Mapping[str, Any], position: tuple[int, int], keep: int
     ) -> Path:
-        epoch, batch = position
+        epoch, sample = position  # sample: the global sample index reached in the epoch
+        batch = sample // int(info.get("global_batch_size", 1))
+        path = self.checkpoint_dir / f"step-{model.steps:06d}.safetensors"
+        if not self.writer:
+            return path
         state = {
             **info,
             "state": model.state_dict(),
             "rng": minigan.random.get_state(),
             "epoch": epoch,
             "batch": batch,
+            "sample": sample,
             "step": model.steps,
         }
         metadata = {
@@ -736,15 +746,22 @@ class _Run:
             "step": str(model.steps),
             "epoch": str(epoch),
             "batch": str(batch),
+            "sample": str(sample),
         }
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        path = self.checkpoint_dir / f"step-{model.steps:06d}.safetensors"
         minigan.save(state, path, metadata=metadata)
         for old in checkpoints(self.root)[:-keep]:
             old.unlink()
         return path
 
+    def write_json(self, path: Path, obj: Any) -> None:
+        if self.writer:
+            self.root.mkdir(parents=True, exist_ok=True)
+            _write_json(path, obj)
+
     def write_samples(self, model: GAN, z: Tensor, epoch: int, meta: Mapping[str, Any]) -> None:
+        if not self.writer:
+            return
         images = np.asarray(model.sample(z).numpy())
         grid = imaging.make_grid(images)
         imaging.save_image(
@@ -754,12 +771,16 @@ class _Run:
         )
 
     def write_gif(self) -> None:
+        if not self.writer:
+            return
         frames = [imaging.read_image(p) for p in sorted(self.sample_dir.glob("epoch-*.png"))]
         frames = [f if f.ndim == 3 else np.repeat(f[..., None], 3, -1) for f in frames]
         if frames:
             imaging.save_gif(self.root / "progress.gif", [f[..., :3] for f in frames])
 
     def write_losses(self, title: str) -> None:
+        if not self.writer:
+            return
         records = self.metrics()
         if not records:
             return
@@ -795,6 +816,8 @@ def train(
     callbacks: Sequence[Callable[[dict[str, Any], GAN], None]] = (),
     progress: bool = True,
     log: Callable[[str], None] | None = None,
+    distributed: bool | None = None,
+    sync_bn: bool = False,
 ) -> RunResult:
     """Train a GAN and write its run directory ``out`` (layout in the module docstring).
 
@@ -829,6 +852,13 @@ def train(
             at the step it has reached).
         progress: show a tqdm progress bar (on stderr).
         log: where messages go (default: stderr).
+        distributed: data-parallel over the processes of an MPI job (``mpirun -n N``):
+            ``None`` when launched with more than one process, ``True`` insists, ``False``
+            opts out. ``batch_size`` is then per process, a step takes ``N * batch_size``
+            images; only rank 0 writes files and messages; callbacks run on every rank with
+            the metrics averaged over the ranks. See :mod:`minigan.distributed`.
+        sync_bn: batch-norm statistics over the global batch (SyncBatchNorm) when
+            distributed; otherwise each process normalises with its own batch's.
 
     Raises:
         RunExistsError: ``out`` holds a run and neither ``resume`` nor ``force`` was given.
@@ -837,10 +867,15 @@ def train(
     from tqdm.auto import tqdm
 
     from minigan.data import DataLoader, Dataset, open_dataset
+    from minigan.distributed import DataParallel, describe_error, init_world
 
     started = time.perf_counter()
+    world = init_world(distributed, device)
+    writer = world.rank == 0  # only rank 0 writes files and talks
     say = log or (lambda msg: tqdm.write(msg, file=sys.stderr))
-    run = _Run(Path(out))
+    if not writer:
+        say, progress = (lambda msg: None), False
+    run = _Run(Path(out), writer)
     if keep < 1:
         raise ValueError(f"keep must be at least 1, got {keep}")
     if log_every is not None and log_every < 1:
@@ -855,6 +890,7 @@ def train(
                 f"output directory (--out)"
             )
         run.clear()
+        world.barrier()
     ckpt_path = latest_checkpoint(run.root) if resume else None
     if resume and ckpt_path is None:
         raise FileNotFoundError(
@@ -896,8 +932,17 @@ def train(
     if not isinstance(dataset, Dataset):
         data_spec = str(dataset)
         dataset = open_dataset(data_spec, **settings["data_options"])
-    loader = DataLoader(dataset, batch, shuffle=True, seed=run_seed, drop_last=True, device=device)
-    steps_per_epoch = len(loader)
+    loader = DataLoader(
+        dataset,
+        batch,
+        shuffle=True,
+        seed=run_seed,
+        drop_last=True,
+        device=device,
+        rank=world.rank,
+        world_size=world.size,
+    )
+    global_batch = loader.global_batch_size
 
     # ----- model
     minigan.manual_seed(run_seed)
@@ -915,7 +960,8 @@ def train(
         "config": net.config_dict(),
         "image_shape": list(net.image_shape),
     }
-    epoch, batch_index = 0, 0
+    position_info = {"global_batch_size": global_batch, "world_size": world.size}
+    epoch, sample = 0, 0  # the data position: an epoch and a sample index in its order
     if ckpt_path is not None:
         ckpt = load_checkpoint(ckpt_path)
         if ckpt["config"] != info["config"] or list(ckpt["image_shape"]) != info["image_shape"]:
@@ -926,14 +972,20 @@ def train(
             )
         net.load_state_dict(ckpt["state"])
         minigan.random.set_state(ckpt["rng"])
-        epoch, batch_index = int(ckpt["epoch"]), int(ckpt["batch"])
-        if batch_index >= steps_per_epoch:
-            epoch, batch_index = epoch + 1, 0
+        epoch = int(ckpt["epoch"])
+        sample = int(ckpt.get("sample", int(ckpt["batch"]) * int(ckpt.get("batch_size", batch))))
+        if loader.steps_from(sample) == 0:
+            epoch, sample = epoch + 1, 0
         run.truncate_metrics(net.steps)
         say(f"resuming {run.root} from {ckpt_path.name}: epoch {epoch + 1}, step {net.steps}")
 
-    run.root.mkdir(parents=True, exist_ok=True)
-    _write_json(
+    dp = DataParallel(world, net, sync_bn=sync_bn, device=device) if world.distributed else None
+    if dp is not None:
+        say(
+            f"data-parallel over {world.size} processes: {batch} images per process, "
+            f"{global_batch} per step{' (SyncBatchNorm)' if sync_bn else ''}"
+        )
+    run.write_json(
         run.config_path,
         {
             **info,
@@ -947,6 +999,9 @@ def train(
             "training": {
                 "epochs": epochs_total,
                 "batch_size": batch,
+                "world_size": world.size,
+                "global_batch_size": global_batch,
+                "sync_bn": bool(sync_bn),
                 "seed": run_seed,
                 "device": device,
                 "checkpoint_every": checkpoint_every,
@@ -964,7 +1019,7 @@ def train(
     # ----- fixed things to look at
     fixed_z = net.latents(range(num_samples))
     meta = {"model": model_name, "config": info["config"], "run": str(run.root)}
-    if not (run.root / "real_samples.png").exists():
+    if writer and not (run.root / "real_samples.png").exists():
         real, _ = dataset[np.arange(min(num_samples, len(dataset)))]
         imaging.save_image(
             run.root / "real_samples.png", imaging.make_grid(real), {"dataset": dataset.name}
@@ -978,10 +1033,11 @@ def train(
     title = f"{model_name} on {dataset.name}"
     last_saved = net.steps if ckpt_path is not None else -1
     latest = ckpt_path
-    position = (epoch, batch_index)
+    position = (epoch, sample)
     record: dict[str, Any] = {}
     interrupted = stopped = in_step = False
-    total = epochs_total * steps_per_epoch
+    total = net.steps + loader.steps_from(sample) * (epoch < epochs_total)
+    total += max(0, epochs_total - epoch - 1) * len(loader)
     if max_steps is not None:
         total = min(total, max_steps)
     bar = tqdm(
@@ -1007,6 +1063,8 @@ def train(
             return
         t0 = time.perf_counter()
         values = read_metrics([metrics for _, metrics in pending])
+        if dp is not None:  # the average over the processes: a NaN anywhere stops all
+            values = dp.reduce_metrics(values)
         seconds = (busy + time.perf_counter() - t0) / len(pending)  # the read waits for the GPU
         records, diverged = [], None
         for (where, _), metrics in zip(pending, values):
@@ -1052,29 +1110,33 @@ def train(
         nonlocal last_saved, latest
         read_back()  # a diverged step must never reach a checkpoint
         if net.steps != last_saved:
-            latest = run.save_checkpoint(net, info, position, keep)
+            latest = run.save_checkpoint(net, {**info, **position_info}, position, keep)
             last_saved = net.steps
         return latest
 
-    metrics_file = open(run.metrics_path, "a")
+    metrics_file = open(run.metrics_path, "a") if writer else open(os.devnull, "w")
     try:
         with _Interrupt() as interrupt:
             while epoch < epochs_total and not stopped:
                 bar.set_description(f"epoch {epoch + 1}/{epochs_total}")
-                for real, _ in loader.iter_from(epoch, batch_index):
+                for real, _ in loader.iter_from(epoch, 0, offset=sample):
                     in_step = True
                     t0 = time.perf_counter()
-                    metrics = net.train_step(real)
+                    if dp is None:
+                        metrics = net.train_step(real)
+                    else:
+                        with dp.step(len(real)):
+                            metrics = net.train_step(real)
                     busy += time.perf_counter() - t0
                     in_step = False
                     net.steps += 1
-                    batch_index += 1
-                    position = (epoch, batch_index)
-                    where = {"step": net.steps, "epoch": epoch + 1, "batch": batch_index}
+                    sample += global_batch
+                    position = (epoch, sample)
+                    where = {"step": net.steps, "epoch": epoch + 1, "batch": sample // global_batch}
                     # copied (a metric may be a view of a weight the next step updates) and
                     # detached (no step's graph outlives it): on a GPU, no wait
                     metrics = {k: _snapshot(v) for k, v in metrics.items()}
-                    pending.append(({**where, "images": len(real)}, metrics))
+                    pending.append(({**where, "images": global_batch}, metrics))
                     bar.update(1)
                     if len(pending) >= reads_every:
                         read_back()
@@ -1083,10 +1145,10 @@ def train(
                     if max_steps is not None and net.steps >= max_steps:
                         stopped = True
                         break
-                    if interrupt.requested:
-                        raise KeyboardInterrupt
+                    if dp.agree(interrupt.requested) if dp else interrupt.requested:
+                        raise KeyboardInterrupt  # every rank at the same step
                 else:
-                    epoch, batch_index = epoch + 1, 0
+                    epoch, sample = epoch + 1, 0
                     position = (epoch, 0)
                     read_back()
                     if epoch % sample_every == 0 or epoch == epochs_total:
@@ -1099,6 +1161,8 @@ def train(
         if in_step:  # a second Ctrl-C in the middle of a step: the state is half-updated
             bar.close()
             say(f"interrupted during step {net.steps + 1}; not saving. Last checkpoint: {latest}")
+            if dp is not None:  # the other ranks may be inside a collective: end them too
+                world.abort(f"rank {world.rank}: interrupted during step {net.steps + 1}")
             raise
         interrupted = True
         try:
@@ -1108,13 +1172,29 @@ def train(
         checkpoint()
         bar.close()
         say(
-            f"interrupted at step {net.steps} (epoch {position[0] + 1}, batch {position[1]}): "
+            f"interrupted at step {net.steps} (epoch {position[0] + 1}, batch "
+            f"{position[1] // global_batch}): "
             f"saved {latest}. Continue with: minigan train {model_name} --out {run.root} --resume"
         )
+    except TrainingDiverged:  # found by every rank at the same step: each stops cleanly
+        raise
+    except Exception as e:  # this rank alone: end the job rather than leave the others waiting
+        if dp is not None:
+            world.abort(describe_error(e, f"minigan train (rank {world.rank} of {world.size})"))
+        raise
     finally:
         metrics_file.close()
         bar.close()
         run.write_losses(title)
+        if dp is not None:
+            dp.close()
+            stats = dp.stats()
+            if stats.allreduces:
+                say(
+                    f"gradient all-reduce: {stats.bytes / max(net.steps, 1) / 2**20:.2f} MB per "
+                    f"step in {stats.allreduces} buckets, {stats.comm_seconds:.2f} s "
+                    f"communicating, {stats.overlap:.0%} of it overlapped with computation"
+                )
     return RunResult(
         run_dir=run.root,
         steps=net.steps,
