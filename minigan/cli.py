@@ -12,6 +12,7 @@ import inspect
 import json
 import os
 import re
+import sys
 import time
 import types
 import typing
@@ -322,12 +323,44 @@ def _train_options(name: str, defaults: dict[str, Any]) -> list[click.Option]:
             "where a read waits for the GPU); every step is still logged",
         ),
         click.Option(["--progress/--no-progress"], default=True, help="show a progress bar"),
+        click.Option(
+            ["--distributed/--no-distributed"],
+            default=None,
+            help="data-parallel over the processes of an MPI job (mpirun -n N minigan train "
+            "...; --batch-size is per process) [default: when launched with N > 1]",
+        ),
+        click.Option(
+            ["--sync-bn"],
+            is_flag=True,
+            help="when distributed, batch-norm statistics over the global batch (SyncBatchNorm)",
+        ),
     ]
 
 
 def _fail(error: BaseException) -> click.ClickException:
     message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
     return click.ClickException(str(message))
+
+
+def _is_rank_zero() -> bool:
+    """Whether this process speaks: rank 0 of an MPI job, or a lone process."""
+    if "mpi4py" not in sys.modules:
+        return True
+    from minigan.distributed import current_world
+
+    return current_world().rank == 0
+
+
+def _abort_job(where: str, error: BaseException) -> None:
+    """In a data-parallel job, an error on one rank ends every rank (the others may be
+    waiting for it): print it with the rank and abort. A lone process returns."""
+    if "mpi4py" not in sys.modules:
+        return
+    from minigan.distributed import current_world, describe_error
+
+    world = current_world()
+    if world.distributed:
+        world.abort(describe_error(error, f"{where} (rank {world.rank} of {world.size})"))
 
 
 def _train_callback(name: str, model_cls: type, field_names: list[str]) -> Any:
@@ -378,13 +411,18 @@ def _train_callback(name: str, model_cls: type, field_names: list[str]) -> Any:
                 log_every=kw["log_every"],
                 progress=kw["progress"],
                 log=lambda msg: click.echo(msg, err=True),
+                distributed=kw["distributed"],
+                sync_bn=kw["sync_bn"],
             )
-        except (RunExistsError, TrainingDiverged, FileNotFoundError, KeyError, ValueError) as e:
+        except TrainingDiverged as e:  # every rank stops at the same step, each exits
             raise _fail(e) from e
-        except RuntimeError as e:  # e.g. --device cuda without a GPU
+        except (RunExistsError, FileNotFoundError, KeyError, ValueError, RuntimeError) as e:
+            _abort_job(f"minigan train {name}", e)  # e.g. --device cuda without a GPU
             raise _fail(e) from e
         if result.interrupted:
             ctx.exit(130)
+        if not _is_rank_zero():
+            return
         run = result.run_dir
         last = result.last_metrics
         summary = (

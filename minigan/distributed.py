@@ -68,6 +68,7 @@ __all__ = [
 ]
 
 BUCKET_BYTES = 25 * 2**20  # PyTorch DDP's bucket_cap_mb=25
+_world: MPIWorld | None = None  # set up once per process by init_world
 # environment variables through which launchers announce the world size
 _SIZE_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MV2_COMM_WORLD_SIZE", "PMIX_SIZE")
 
@@ -197,22 +198,34 @@ def init_world(distributed: bool | None = None, device: str = "cpu") -> World:
     launcher started more than one process; ``True`` insists (a clear error without mpi4py
     or a launcher); ``False`` is a single process whatever the launcher says.
     """
+    global _world
     size = launcher_world_size()
     if distributed is False or (distributed is None and size <= 1):
         return World()
+    if _world is not None:
+        return _world
     try:
         from mpi4py import MPI
     except ImportError as e:
         raise DistributedError(
             f"distributed training needs mpi4py ({e}): pip install 'minigan[distributed]'"
         ) from None
-    world = MPIWorld(MPI.COMM_WORLD, device)
-    if world.size <= 1 and distributed:
-        raise DistributedError(
-            "--distributed: this process is alone (world size 1); start it with an MPI "
-            "launcher, e.g. mpirun -n 2 minigan train ..., or srun -n 2 minigan train ..."
-        )
-    return world if world.size > 1 else World()
+    if MPI.COMM_WORLD.Get_size() <= 1:
+        if distributed:
+            raise DistributedError(
+                "--distributed: this process is alone (world size 1); start it with an MPI "
+                "launcher, e.g. mpirun -n 2 minigan train ..., or srun -n 2 minigan train ..."
+            )
+        return World()
+    _world = MPIWorld(MPI.COMM_WORLD, device)
+    install_fault_handler(_world)
+    return _world
+
+
+def current_world() -> World:
+    """The world :func:`init_world` set up in this process (a lone :class:`World` if none):
+    no collective call, so safe on a rank that is failing alone."""
+    return _world if _world is not None else World()
 
 
 # =========================================================================== channels
