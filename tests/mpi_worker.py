@@ -78,8 +78,10 @@ def case_units(out: Path) -> None:
         opt = optim.SGD(net.parameters(), lr=0.0)
         inner = opt.step
 
-        def capture(*a: Any, _net: nn.Module = net, _inner: Any = inner, **k: Any) -> Any:
-            captured.extend(np.array(p.grad.numpy()) for p in _net.parameters())
+        def capture(
+            *a: Any, _net: nn.Module = net, _inner: Any = inner, _out: list = captured, **k: Any
+        ) -> Any:
+            _out.extend(np.array(p.grad.numpy()) for p in _net.parameters())
             return _inner(*a, **k)
 
         opt.step = capture  # type: ignore[method-assign]
