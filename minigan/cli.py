@@ -619,10 +619,11 @@ def _process_callback(name: str, processor_cls: type, field_names: list[str]) ->
         from minigan.data import IMAGE_EXTENSIONS
 
         config = {f: kw["proc__" + f] for f in field_names}
-        try:
-            processor = processor_cls(processor_cls.Config(**config))
-        except (TypeError, ValueError, FileNotFoundError, KeyError, RuntimeError) as e:
-            raise _fail(e) from e
+        address, workers = kw.pop("dask"), kw.pop("workers")
+        if address and workers is not None:
+            raise click.UsageError("--dask and --workers exclude each other")
+        if workers is not None and workers < 1:
+            raise click.BadParameter("must be at least 1", param_hint="--workers")
         jobs: list[tuple[Path, Path]] = []
         for item in map(Path, inputs):
             if item.is_dir():
@@ -636,6 +637,13 @@ def _process_callback(name: str, processor_cls: type, field_names: list[str]) ->
             else:
                 target = Path(out) if out else item.parent
                 jobs.append((item, target / f"{item.stem}-{name}.png"))
+        if address or workers:
+            _process_on_dask(name, config, processor_cls, jobs, address, workers)
+            return
+        try:
+            processor = processor_cls(processor_cls.Config(**config))
+        except (TypeError, ValueError, FileNotFoundError, KeyError, RuntimeError) as e:
+            raise _fail(e) from e
         for source, target in tqdm(jobs, desc=name, unit="image", disable=len(jobs) < 2):
             try:
                 image = imaging.read_image(source)
@@ -653,6 +661,49 @@ def _process_callback(name: str, processor_cls: type, field_names: list[str]) ->
     return run
 
 
+def _process_on_dask(
+    name: str,
+    config: dict[str, Any],
+    processor_cls: type,
+    jobs: list[Any],
+    address: str | None,
+    workers: int | None,
+) -> None:
+    """``minigan process ... --dask ADDRESS | --workers N``: one Dask task per file, the
+    processor built once per worker; existing outputs skipped; failures listed at the end
+    (exit status 1)."""
+    import functools
+
+    from minigan.cluster import map_files, process_image_file, processor_factory
+
+    try:
+        processor_cls.Config(**config)  # bad options fail here, not on every worker
+        results = map_files(
+            functools.partial(process_image_file, name=name),
+            processor_factory(name, config),
+            jobs,
+            address=address,
+            workers=workers,
+            desc=name,
+        )
+    except (TypeError, ValueError, ConnectionError) as e:
+        raise _fail(e) from e
+    except ImportError as e:
+        raise click.ClickException(
+            f"--dask/--workers need Dask ({e}): pip install 'minigan[distributed]'"
+        ) from None
+    counts = {s: sum(r.status == s for r in results) for s in ("written", "skipped", "failed")}
+    click.echo(
+        f"{name}: wrote {counts['written']} images, skipped {counts['skipped']} existing, "
+        f"{counts['failed']} failed"
+    )
+    failed = [r for r in results if r.status == "failed"]
+    for r in failed:
+        click.echo(f"  failed: {r.source}: {r.error}", err=True)
+    if failed:
+        raise SystemExit(1)
+
+
 def make_process_command(name: str, processor_cls: type) -> click.Command:
     """``minigan process NAME INPUT... [-o OUT]``: the processor's options come from its
     ``Config`` dataclass."""
@@ -668,6 +719,17 @@ def make_process_command(name: str, processor_cls: type) -> click.Command:
                 type=click.Path(),
                 help="output file (one input) or folder [default: NAME-<processor>.png beside "
                 "each input; a folder gets a sibling folder FOLDER-<processor>/]",
+            ),
+            click.Option(
+                ["--dask"],
+                metavar="ADDRESS",
+                help="send one task per file to the Dask scheduler at ADDRESS "
+                "(tcp://host:8786); workers write the outputs (shared storage)",
+            ),
+            click.Option(
+                ["--workers"],
+                type=int,
+                help="process the files on a local Dask cluster of N processes",
             ),
             *options,
         ],
