@@ -44,6 +44,7 @@ import traceback
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -52,6 +53,7 @@ from minigan import backend, nn
 from minigan import functional as F
 from minigan import random as _random
 from minigan.tensor import Function, Tensor
+from minigan.trainer import Trainer, TrainingDiverged
 
 __all__ = [
     "BUCKET_BYTES",
@@ -790,3 +792,143 @@ def abort_on_error(world: World, prefix: str = "Error") -> Iterator[None]:
             raise
         world.abort(describe_error(e, f"{prefix} (rank {world.rank} of {world.size})"))
         raise
+
+
+# =========================================================================== the trainer
+def _rank_run_class(writer: bool, extra_training: dict[str, Any]) -> type:
+    """A :class:`minigan.run.Run` for one rank: rank 0's writes (config.json gets the world
+    size), the others' write nothing at all."""
+    from minigan.run import Run
+
+    class RankRun(Run):
+        def __init__(self, root: Any) -> None:
+            super().__init__(root)
+            if not writer:
+                self.metrics_path = Path(os.devnull)
+
+        def write_config(self, config: Any, saved: Any) -> None:
+            if writer:
+                training = {**config.get("training", {}), **extra_training}
+                super().write_config({**config, "training": training}, saved)
+
+        def save_checkpoint(self, model: Any, info: Any, position: Any, keep: int) -> Any:
+            if writer:
+                return super().save_checkpoint(model, info, position, keep)
+            return self.checkpoint_dir / f"step-{model.steps:06d}.safetensors"
+
+    if not writer:
+        for name in ("clear", "truncate_metrics", "write_real_samples", "write_samples"):
+            setattr(RankRun, name, lambda self, *a, **k: None)
+        for name in ("write_gif", "write_losses"):
+            setattr(RankRun, name, lambda self, *a, **k: None)
+    return RankRun
+
+
+class DataParallelTrainer(Trainer):
+    """A :class:`minigan.trainer.Trainer` that trains data-parallel over ``world`` (what
+    :func:`minigan.train.train` runs under ``mpirun -n N``): each rank reads its shard of
+    every global batch, steps inside :meth:`DataParallel.step`, logs the metrics averaged
+    over the ranks and stops with the others (Ctrl-C, NaN); only rank 0 writes and talks;
+    an exception on one rank aborts the job with that rank's error."""
+
+    def __init__(
+        self, world: World, sync_bn: bool, model: Any, data: Any = None, **kw: Any
+    ) -> None:
+        super().__init__(model, data, **kw)
+        self.world, self.sync_bn = world, sync_bn
+        self.writer = self.world.rank == 0
+        if not self.writer:
+            self.progress, self.say = False, lambda msg: None
+
+    def fit(self) -> Any:
+        try:
+            return super().fit()
+        except TrainingDiverged:  # every rank found it at the same step
+            raise
+        except (Exception, KeyboardInterrupt) as e:  # this rank alone: end the job
+            where = f"minigan train (rank {self.world.rank} of {self.world.size})"
+            self.world.abort(describe_error(e, where))
+            raise
+        finally:
+            if getattr(self, "dp", None) is not None:
+                self._close()
+
+    def setup(self) -> None:
+        extra = {"world_size": self.world.size, "sync_bn": bool(self.sync_bn)}
+        run_cls = _rank_run_class(self.writer, extra)
+        if self.writer:  # rank 0 clears a --force'd run before the others look at it
+            self.run, self.ckpt_path, saved = run_cls.open(self.out, self.resume, self.force)
+        self.world.barrier()
+        if not self.writer:
+            self.run, self.ckpt_path, saved = run_cls.open(self.out, self.resume, False)
+        self.world.barrier()
+        self._resolve_model()
+        self.settings = self._settings(saved)
+        self._open_data()
+        extra["global_batch_size"] = int(self.loader.global_batch_size)
+        self._build_model()
+        self.epoch, self.batch_index, self.offset = 0, 0, 0
+        if self.ckpt_path is not None:
+            self._resume(self.ckpt_path)
+        self.dp = DataParallel(self.world, self.model, sync_bn=self.sync_bn, device=self.device)
+        self.say(
+            f"data-parallel over {self.world.size} processes: {self.loader.batch_size} images "
+            f"per process, {self.loader.global_batch_size} per step"
+            + (" (SyncBatchNorm)" if self.sync_bn else "")
+        )
+        self._write_config(saved)
+        self._first_samples()
+
+    def _make_loader(self, dataset: Any) -> Any:
+        from minigan.data import DataLoader
+
+        return DataLoader(
+            dataset,
+            self.settings["batch_size"],
+            shuffle=True,
+            seed=self.settings["seed"],
+            drop_last=True,
+            device=self.device,
+            rank=self.world.rank,
+            world_size=self.world.size,
+        )
+
+    def _first_samples(self) -> None:
+        self.fixed_z = self.model.latents(range(self.num_samples))
+        self.meta = {
+            "model": self.model_name,
+            "config": self.info["config"],
+            "run": str(self.run.root),
+        }
+        if self.writer:  # sampling draws no random numbers: the ranks stay in step
+            super()._first_samples()
+
+    def _step(self, real: Any) -> None:
+        with self.dp.step(len(real)):
+            super()._step(real)
+        self.pending[-1][0]["images"] = self.loader.global_batch_size
+
+    def _stop_requested(self, interrupt: Any) -> bool:
+        return self.dp.agree(interrupt.requested)
+
+    def _reduce_metrics(self, values: list[dict[str, float]]) -> list[dict[str, float]]:
+        return self.dp.reduce_metrics(values)
+
+    def _position_info(self) -> dict[str, int]:
+        return {**super()._position_info(), "world_size": self.world.size}
+
+    def _close(self) -> None:
+        self.dp.close()
+        stats = self.dp.stats()
+        if stats.allreduces and self.model.steps:
+            self.say(
+                f"gradient all-reduce: {stats.bytes / max(self.model.steps, 1) / 2**20:.2f} "
+                f"MB per step in {stats.allreduces} buckets, {stats.comm_seconds:.2f} s "
+                f"communicating, {stats.overlap:.0%} of it hidden behind computation"
+            )
+
+
+def data_parallel_trainer(world: World, sync_bn: bool, **options: Any) -> DataParallelTrainer:
+    """The :class:`DataParallelTrainer` for :func:`minigan.train.train`'s options."""
+    model, data = options.pop("model"), options.pop("data")
+    return DataParallelTrainer(world, sync_bn, model, data, **options)

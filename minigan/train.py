@@ -102,6 +102,8 @@ def train(
     callbacks: Sequence[Callable[[dict[str, Any], GAN], None]] = (),
     progress: bool = True,
     log: Callable[[str], None] | None = None,
+    distributed: bool | None = None,
+    sync_bn: bool = False,
 ) -> RunResult:
     """Train a GAN and write its run directory ``out`` (layout in :mod:`minigan.run`).
 
@@ -136,10 +138,24 @@ def train(
             at the step it has reached).
         progress: show a tqdm progress bar (on stderr).
         log: where messages go (default: stderr).
+        distributed: data-parallel over the processes of an MPI job (``mpirun -n N``):
+            ``None`` when launched with more than one process, ``True`` insists, ``False``
+            opts out. ``batch_size`` is then per process and a step takes ``N * batch_size``
+            images; only rank 0 writes files and messages; callbacks run on every rank with
+            the metrics averaged over the ranks. See :mod:`minigan.distributed`.
+        sync_bn: when distributed, batch-norm statistics over the global batch
+            (SyncBatchNorm); otherwise each process normalises with its own batch's.
 
     Raises:
         RunExistsError: ``out`` holds a run and neither ``resume`` nor ``force`` was given.
         TrainingDiverged: a loss became NaN or infinite.
     """
     options = dict(locals())  # exactly the parameters above
+    distributed, sync_bn = options.pop("distributed"), options.pop("sync_bn")
+    if distributed is not False:
+        from minigan.distributed import data_parallel_trainer, init_world
+
+        world = init_world(distributed, device)
+        if world.distributed:
+            return data_parallel_trainer(world, sync_bn, **options).fit()
     return Trainer(options.pop("model"), options.pop("data"), **options).fit()
