@@ -914,9 +914,6 @@ class DataParallelTrainer(Trainer):
     def _reduce_metrics(self, values: list[dict[str, float]]) -> list[dict[str, float]]:
         return self.dp.reduce_metrics(values)
 
-    def _position_info(self) -> dict[str, int]:
-        return {**super()._position_info(), "world_size": self.world.size}
-
     def _close(self) -> None:
         self.dp.close()
         stats = self.dp.stats()

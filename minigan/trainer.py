@@ -324,11 +324,12 @@ class Trainer:
         self.model.load_state_dict(ckpt["state"])
         minigan.random.set_state(ckpt["rng"])
         self.epoch = int(ckpt["epoch"])
-        batch = int(self.loader.global_batch_size)
+        batch = int(getattr(self.loader, "global_batch_size", self.loader.batch_size))
         saved_batch = int(ckpt.get("global_batch_size", batch))  # older runs: one process
         sample = int(ckpt.get("sample", int(ckpt["batch"]) * saved_batch))
         self.batch_index, self.offset = divmod(sample, batch)
-        if self.batch_index >= self.loader.steps_from(self.offset):
+        steps = self.loader.steps_from(self.offset) if self.offset else len(self.loader)
+        if self.batch_index >= steps:
             self.epoch, self.batch_index, self.offset = self.epoch + 1, 0, 0
         self.run.truncate_metrics(self.model.steps)
         self.say(
@@ -351,6 +352,7 @@ class Trainer:
                 "training": {
                     "epochs": s["epochs"],
                     "batch_size": s["batch_size"],
+                    "world_size": int(getattr(self.loader, "world_size", 1)),
                     "seed": s["seed"],
                     "device": self.device,
                     "checkpoint_every": self.checkpoint_every,
@@ -425,7 +427,8 @@ class Trainer:
 
     def _epoch(self, interrupt: _Interrupt) -> bool:
         """The rest of the current epoch; ``True`` if it ran to its end."""
-        for real, _ in self.loader.iter_from(self.epoch, self.batch_index, self.offset):
+        start = (self.epoch, self.batch_index) + ((self.offset,) if self.offset else ())
+        for real, _ in self.loader.iter_from(*start):
             self._step(real)
             if len(self.pending) >= self.reads_every:
                 self._log()
@@ -558,9 +561,13 @@ class Trainer:
 
     def _position_info(self) -> dict[str, int]:
         """What a checkpoint records of the position besides (epoch, batch): the sample index
-        reached in the epoch and the global batch size."""
-        batch = int(self.loader.global_batch_size)
-        return {"sample": self.offset + self.batch_index * batch, "global_batch_size": batch}
+        reached in the epoch, the global batch size and the number of processes."""
+        batch = int(getattr(self.loader, "global_batch_size", self.loader.batch_size))
+        return {
+            "sample": self.offset + self.batch_index * batch,
+            "global_batch_size": batch,
+            "world_size": int(getattr(self.loader, "world_size", 1)),
+        }
 
     def _on_interrupt(self) -> bool:
         """Ctrl-C (or a callback's stop): save and say how to resume. A second Ctrl-C in the
