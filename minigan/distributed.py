@@ -378,6 +378,7 @@ class _Bucket:
     pending: _Pending | None = None
     sent: Any = None  # what was sent (to add a later backward's share as a delta)
     dirty: bool = False  # a gradient grew after the bucket was sent
+    launched_at: float = 0.0
 
     @property
     def nbytes(self) -> int:
@@ -398,12 +399,15 @@ def _buckets(params: Sequence[Tensor], bucket_bytes: int) -> list[_Bucket]:
 @dataclass
 class ReducerStats:
     """What a :class:`GradReducer` did: all-reduces, bytes, seconds the channel spent
-    communicating and seconds the optimizer's step waited for it (the exposed part)."""
+    communicating, seconds the optimizer's step waited for it (the exposed part), and the
+    window: seconds between each bucket's start and the step that needed it (how much
+    computation there was to hide communication behind, whatever the machine's load)."""
 
     allreduces: int = 0
     bytes: int = 0
     comm_seconds: float = 0.0
     wait_seconds: float = 0.0
+    window_seconds: float = 0.0
 
     @property
     def overlap(self) -> float:
@@ -462,6 +466,7 @@ class GradReducer:
 
     def _launch(self, bucket: _Bucket) -> None:
         bucket.sent = self._flat(bucket)
+        bucket.launched_at = time.perf_counter()
         bucket.pending = self.channel.start(bucket.sent.copy())
         self._launched.append(bucket)
         self.stats.allreduces += 1
@@ -477,6 +482,7 @@ class GradReducer:
         t0 = time.perf_counter()
         for bucket in list(self._launched):
             assert bucket.pending is not None
+            self.stats.window_seconds += t0 - bucket.launched_at
             total = self.channel.wait(bucket.pending)
             self.stats.comm_seconds += bucket.pending.seconds
             if bucket.dirty:  # a later backward added to sent gradients: reduce the rest
@@ -742,6 +748,7 @@ class DataParallel:
             total.bytes += r.stats.bytes
             total.comm_seconds += r.stats.comm_seconds
             total.wait_seconds += r.stats.wait_seconds
+            total.window_seconds += r.stats.window_seconds
         return total
 
     def close(self) -> None:
