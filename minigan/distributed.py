@@ -37,6 +37,7 @@ from __future__ import annotations
 import abc
 import os
 import queue
+import signal
 import sys
 import threading
 import time
@@ -878,6 +879,11 @@ class DataParallelTrainer(Trainer):
         if self.ckpt_path is not None:
             self._resume(self.ckpt_path)
         self.dp = DataParallel(self.world, self.model, sync_bn=self.sync_bn, device=self.device)
+        # Open MPI's mpirun kills the job on Ctrl-C but forwards SIGUSR1 to every rank: a
+        # stop with a checkpoint is `kill -USR1 <mpirun pid>` (srun forwards Ctrl-C itself)
+        self._signalled, self._previous_usr1 = False, None
+        if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGUSR1"):
+            self._previous_usr1 = signal.signal(signal.SIGUSR1, self._on_usr1)
         self.say(
             f"data-parallel over {self.world.size} processes: {self.loader.batch_size} images "
             f"per process, {self.loader.global_batch_size} per step"
@@ -916,13 +922,18 @@ class DataParallelTrainer(Trainer):
         self.pending[-1][0]["images"] = self.loader.global_batch_size
 
     def _stop_requested(self, interrupt: Any) -> bool:
-        return self.dp.agree(interrupt.requested)
+        return self.dp.agree(interrupt.requested or self._signalled)
+
+    def _on_usr1(self, signum: int, frame: Any) -> None:
+        self._signalled = True
 
     def _reduce_metrics(self, values: list[dict[str, float]]) -> list[dict[str, float]]:
         return self.dp.reduce_metrics(values)
 
     def _close(self) -> None:
         self.dp.close()
+        if self._previous_usr1 is not None:
+            signal.signal(signal.SIGUSR1, self._previous_usr1)
         stats = self.dp.stats()
         if stats.allreduces and self.model.steps:
             self.say(
