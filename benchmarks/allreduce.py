@@ -206,5 +206,81 @@ def save(world: Any, rows: list[dict], overlap: list[dict], fit: dict) -> None:
     print("\n".join(lines))
 
 
+# --------------------------------------------------------------------------- cost model
+def flops_per_image(name: str, res: int) -> float:
+    """Training FLOP per image of one step, counted: the multiply-adds of every linear,
+    convolution and transposed convolution the step's forward passes run, x 2 FLOP, x 3
+    (the backward costs about twice the forward)."""
+    from minigan import functional as F
+
+    macs = [0]
+    orig = F.linear, F.conv2d, F.conv_transpose2d
+
+    def lin(x: Any, w: Any, b: Any = None) -> Any:
+        macs[0] += int(np.prod(x.shape[:-1])) * w.shape[0] * w.shape[1]
+        return orig[0](x, w, b)
+
+    def conv(x: Any, w: Any, *a: Any, **k: Any) -> Any:
+        y = orig[1](x, w, *a, **k)
+        macs[0] += int(np.prod(y.shape)) * int(np.prod(w.shape[1:]))
+        return y
+
+    def convt(x: Any, w: Any, *a: Any, **k: Any) -> Any:
+        macs[0] += int(np.prod(x.shape)) * int(np.prod(w.shape[1:]))
+        return orig[2](x, w, *a, **k)
+
+    F.linear, F.conv2d, F.conv_transpose2d = lin, conv, convt
+    try:
+        model, batch = build(name, res, {}), 4
+        model.steps = 1  # StyleGAN-lite: not one of the lazy-R1 steps
+        real = np.random.default_rng(0).uniform(-1, 1, (batch, 3, res, res))
+        model.train_step(minigan.tensor(real.astype(np.float32)))
+    finally:
+        F.linear, F.conv2d, F.conv_transpose2d = orig
+    return 6.0 * macs[0] / batch
+
+
+def ring_allreduce_s(p: int, buckets: list[int], alpha: float, link_Bps: float) -> float:
+    """Ring all-reduce of each bucket over p processes: 2(p-1) steps of latency alpha, and
+    2(p-1)/p of the bucket's bytes through each process's link."""
+    return sum(2 * (p - 1) * alpha + 2 * (p - 1) / p * n / link_Bps for n in buckets)
+
+
+def cost_model(gpu_flops: float = 10e12, alpha: float = 10e-6) -> str:
+    """The scaling table of benchmarks/NOTES.md: efficiency = compute / (compute + exposed
+    all-reduce), per GPU batch 32, without overlap and with the backward (2/3 of the
+    compute) hiding the all-reduce; and the per-GPU batch for 90% efficiency."""
+    lines = [
+        "| model | grad MB/step | GFLOP/img | GPUs | link | all-reduce ms | eff. b=32 "
+        "(no overlap / overlap) | b for 90% (no overlap / overlap) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, res in (("dcgan", 64), ("stylegan-lite", 64)):
+        model = build(name, res, {})
+        buckets = [
+            4 * sum(p.numel() for p in bucket.params)
+            for opt in model.optimizers().values()
+            for bucket in _buckets([p for g in opt.param_groups for p in g["params"]], BUCKET_BYTES)
+        ]
+        f_img = flops_per_image(name, res)
+        for p in (8, 64):
+            for gbit in (100, 400):
+                t_ar = ring_allreduce_s(p, buckets, alpha, gbit / 8 * 1e9)
+                t_c = 32 * f_img / gpu_flops
+                eff_no = t_c / (t_c + t_ar)
+                eff_ov = t_c / (t_c + max(0.0, t_ar - 2 / 3 * t_c))
+                b_no = 9 * t_ar * gpu_flops / f_img
+                b_ov = t_ar / 0.7 * 0.9 * gpu_flops / f_img
+                lines.append(
+                    f"| {name} {res}x{res} | {sum(buckets) / 2**20:.2f} | {f_img / 1e9:.2f} | "
+                    f"{p} | {gbit} Gb/s | {t_ar * 1e3:.2f} | {eff_no:.0%} / {eff_ov:.0%} | "
+                    f"{np.ceil(b_no):.0f} / {np.ceil(b_ov):.0f} |"
+                )
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
-    main()
+    if "--cost-model" in sys.argv:
+        print(cost_model())
+    else:
+        main()
