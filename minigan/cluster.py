@@ -170,8 +170,10 @@ def _make_processor(name: str, config: dict[str, Any]) -> Any:
 
 
 def process_image_file(processor: Any, source: str, target: str, name: str = "") -> None:
-    """Read ``source``, run ``processor.process`` on it and write ``target`` (PNG, with the
-    processor's metadata), atomically: a partial output never takes the final name."""
+    """Read ``source``, run the processor on it as ``minigan process`` does
+    (:func:`minigan.processing.process_image`: RGB float input, output checked) and write
+    ``target`` (PNG, with the processor's metadata), atomically: a partial output never
+    takes the final name."""
     from minigan import images as imaging
 
     try:
@@ -179,7 +181,9 @@ def process_image_file(processor: Any, source: str, target: str, name: str = "")
     except Exception as e:
         detail = (str(e).splitlines() or [type(e).__name__])[0]
         raise ValueError(f"cannot read this image ({detail})") from None
-    result = processor.process(imaging.as_rgb_float(image))
+    from minigan.processing import process_image
+
+    result = process_image(processor, image, name or type(processor).__name__)
     out = Path(target)
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(f".{out.stem}.partial{os.getpid()}.png")

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -387,15 +387,17 @@ def tensor(
     return Tensor(backend.to_device(array, device), requires_grad=requires_grad)
 
 
-def _creator(fill):
-    def make(
-        *shape: Any, dtype: Any = np.float32, device: str = "cpu", requires_grad: bool = False
-    ) -> Tensor:
-        shape = tuple(shape[0]) if len(shape) == 1 and not isinstance(shape[0], int) else shape
-        array = fill(backend.module_for(device), shape, np.dtype(dtype))
-        return Tensor(array, requires_grad=requires_grad)
-
-    return make
+def _filled(
+    fill: Callable[[Any, tuple[int, ...], np.dtype], Any],
+    size: tuple[Any, ...],
+    dtype: Any,
+    device: str,
+    requires_grad: bool,
+) -> Tensor:
+    """A new tensor of shape ``size`` (``(2, 3)`` or ``((2, 3),)``) made by ``fill``."""
+    shape = tuple(size[0]) if len(size) == 1 and not isinstance(size[0], int) else size
+    array = fill(backend.module_for(device), shape, np.dtype(dtype))
+    return Tensor(array, requires_grad=requires_grad)
 
 
 def _randn(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
@@ -408,14 +410,42 @@ def _rand(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
 
 # Random numbers come from minigan's one NumPy generator whatever the device (and are then
 # copied there), so a seed gives the same noise, weights and samples on the CPU and the GPU.
-zeros = _creator(lambda xp, shape, dtype: xp.zeros(shape, dtype))
-zeros.__doc__ = "Tensor of zeros: ``zeros(2, 3)`` or ``zeros((2, 3))``, float32 by default."
-ones = _creator(lambda xp, shape, dtype: xp.ones(shape, dtype))
-ones.__doc__ = "Tensor of ones, float32 by default."
-randn = _creator(lambda xp, shape, dtype: xp.asarray(_randn(shape, dtype)))
-randn.__doc__ = "Standard normal samples from minigan's generator (see ``manual_seed``)."
-rand = _creator(lambda xp, shape, dtype: xp.asarray(_rand(shape, dtype)))
-rand.__doc__ = "Uniform [0, 1) samples from minigan's generator (see ``manual_seed``)."
+def zeros(
+    *size: Any, dtype: Any = np.float32, device: str = "cpu", requires_grad: bool = False
+) -> Tensor:
+    """Tensor of zeros: ``zeros(2, 3)`` or ``zeros((2, 3))``, float32 by default.
+
+    >>> zeros(2, 3).shape, zeros((2,), dtype=np.int64).dtype
+    ((2, 3), dtype('int64'))
+    """
+    return _filled(lambda xp, shape, dt: xp.zeros(shape, dt), size, dtype, device, requires_grad)
+
+
+def ones(
+    *size: Any, dtype: Any = np.float32, device: str = "cpu", requires_grad: bool = False
+) -> Tensor:
+    """Tensor of ones: ``ones(2, 3)`` or ``ones((2, 3))``, float32 by default."""
+    return _filled(lambda xp, shape, dt: xp.ones(shape, dt), size, dtype, device, requires_grad)
+
+
+def randn(
+    *size: Any, dtype: Any = np.float32, device: str = "cpu", requires_grad: bool = False
+) -> Tensor:
+    """Standard normal samples from minigan's generator (see ``manual_seed``):
+    ``randn(2, 3)`` or ``randn((2, 3))``, float32 by default."""
+    return _filled(
+        lambda xp, shape, dt: xp.asarray(_randn(shape, dt)), size, dtype, device, requires_grad
+    )
+
+
+def rand(
+    *size: Any, dtype: Any = np.float32, device: str = "cpu", requires_grad: bool = False
+) -> Tensor:
+    """Uniform [0, 1) samples from minigan's generator (see ``manual_seed``):
+    ``rand(2, 3)`` or ``rand((2, 3))``, float32 by default."""
+    return _filled(
+        lambda xp, shape, dt: xp.asarray(_rand(shape, dt)), size, dtype, device, requires_grad
+    )
 
 
 def zeros_like(x: Tensor, requires_grad: bool = False) -> Tensor:

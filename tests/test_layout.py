@@ -22,6 +22,8 @@ from minigan.registry import get_registry
 HEAVY = (
     "numpy",
     "numba",
+    "matplotlib",
+    "tensorboardX",
     "minigan.kernels",
     "minigan.tensor",
     "minigan.functional",
