@@ -819,9 +819,9 @@ def _rank_run_class(writer: bool, extra_training: dict[str, Any]) -> type:
                 training = {**config.get("training", {}), **extra_training}
                 super().write_config({**config, "training": training}, saved)
 
-        def save_checkpoint(self, model: Any, info: Any, position: Any, keep: int) -> Any:
+        def save_checkpoint(self, model: Any, info: Any, position: Any, *args: Any) -> Any:
             if writer:
-                return super().save_checkpoint(model, info, position, keep)
+                return super().save_checkpoint(model, info, position, *args)
             return self.checkpoint_dir / f"step-{model.steps:06d}.safetensors"
 
     if not writer:
@@ -846,7 +846,7 @@ class DataParallelTrainer(Trainer):
         self.world, self.sync_bn = world, sync_bn
         self.writer = self.world.rank == 0
         if not self.writer:
-            self.progress, self.say = False, lambda msg: None
+            self.progress, self.say, self.tensorboard = False, lambda msg: None, False
 
     def fit(self) -> Any:
         try:
@@ -876,6 +876,7 @@ class DataParallelTrainer(Trainer):
         extra["global_batch_size"] = int(self.loader.global_batch_size)
         self._build_model()
         self.epoch, self.batch_index, self.offset = 0, 0, 0
+        self.seconds_before = 0.0
         if self.ckpt_path is not None:
             self._resume(self.ckpt_path)
         self.dp = DataParallel(self.world, self.model, sync_bn=self.sync_bn, device=self.device)
@@ -907,19 +908,18 @@ class DataParallelTrainer(Trainer):
         )
 
     def _first_samples(self) -> None:
-        self.fixed_z = self.model.latents(range(self.num_samples))
-        self.meta = {
-            "model": self.model_name,
-            "config": self.info["config"],
-            "run": str(self.run.root),
-        }
         if self.writer:  # sampling draws no random numbers: the ranks stay in step
             super()._first_samples()
+            return
+        self.fixed_z = self.model.latents(range(self.num_samples))
+        self.meta = {"model": self.model_name, "config": self.info["config"]}
+        self.first_step = self.model.steps
 
     def _step(self, real: Any) -> None:
-        with self.dp.step(len(real)):
+        batches = real if isinstance(real, list) else [real]  # batches_per_step > 1
+        with self.dp.step(len(batches[0])):
             super()._step(real)
-        self.pending[-1][0]["images"] = self.loader.global_batch_size
+        self.pending[-1][0]["images"] = self.loader.global_batch_size * len(batches)
 
     def _stop_requested(self, interrupt: Any) -> bool:
         return self.dp.agree(interrupt.requested or self._signalled)
