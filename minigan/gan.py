@@ -197,9 +197,11 @@ def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
     for name, p in model.named_parameters():
         target = ema_params[name].data
         target += (1.0 - decay) * (p.data - target)
+        ema_params[name].bump_version()
     ema_buffers = dict(ema.named_buffers())
     for name, b in model.named_buffers():
         ema_buffers[name].data[...] = b.data
+        ema_buffers[name].bump_version()
 
 
 @contextmanager
