@@ -731,7 +731,7 @@ def _process_on_dask(
     (exit status 1)."""
     import functools
 
-    from minigan.cluster import map_files, process_image_file, processor_factory
+    from minigan.cluster import map_files, process_image_file, processor_factory, summary
 
     try:
         processor_cls.Config(**config)  # bad options fail here, not on every worker
@@ -749,15 +749,11 @@ def _process_on_dask(
         raise click.ClickException(
             f"--dask/--workers need Dask ({e}): pip install 'minigan[distributed]'"
         ) from None
-    counts = {s: sum(r.status == s for r in results) for s in ("written", "skipped", "failed")}
-    click.echo(
-        f"{name}: wrote {counts['written']} images, skipped {counts['skipped']} existing, "
-        f"{counts['failed']} failed"
-    )
-    failed = [r for r in results if r.status == "failed"]
-    for r in failed:
-        click.echo(f"  failed: {r.source}: {r.error}", err=True)
-    if failed:
+    first, *failures = summary(name, results)
+    click.echo(first)
+    for line in failures:
+        click.echo(line, err=True)
+    if failures:
         raise SystemExit(1)
 
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["FileResult", "map_files", "process_image_file", "processor_factory"]
+__all__ = ["FileResult", "map_files", "process_image_file", "processor_factory", "summary"]
 
 PathLike = str | os.PathLike[str]
 _STATES: dict[str, Any] = {}  # per worker process: make_state() results, by token
@@ -195,3 +195,20 @@ def process_image_file(processor: Any, source: str, target: str, name: str = "")
     finally:
         if partial.exists():
             partial.unlink()
+
+
+def summary(name: str, results: Sequence[FileResult]) -> list[str]:
+    """What ``minigan process``/``dream`` print after :func:`map_files`: a count line, then
+    one line per failed file with its error.
+
+    >>> done = [FileResult("a", "b", "written"), FileResult("c", "d", "failed", "OSError: x")]
+    >>> summary("dream", done)
+    ['dream: wrote 1 image, skipped 0 existing, 1 failed', '  failed: c: OSError: x']
+    """
+    done = {s: sum(r.status == s for r in results) for s in ("written", "skipped", "failed")}
+    plural = "" if done["written"] == 1 else "s"
+    lines = [
+        f"{name}: wrote {done['written']} image{plural}, skipped {done['skipped']} existing, "
+        f"{done['failed']} failed"
+    ]
+    return lines + [f"  failed: {r.source}: {r.error}" for r in results if r.status == "failed"]

@@ -82,3 +82,24 @@ def test_process_command_on_workers_lists_the_broken_file(tmp_path: Path) -> Non
 
     again = CliRunner().invoke(main, args)
     assert "wrote 0 images, skipped 2 existing, 1 failed" in again.output
+
+
+def test_dream_over_a_folder_on_workers_then_here(tmp_path: Path) -> None:
+    folder, out = tmp_path / "photos", tmp_path / "dreams"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for name in ("a.png", "b.png"):
+        images.save_image(folder / name, (rng.random((16, 16, 3)) * 255).astype(np.uint8))
+    (folder / "broken.png").write_bytes(b"\x89PNG but not really")
+    args = ["dream", str(folder), "-o", str(out), "--steps", "1", "--octaves", "1"]
+    result = CliRunner().invoke(main, [*args, "--workers", "2", "--no-progress"])
+    assert result.exit_code == 1, result.output
+    assert "dream: wrote 2 images, skipped 0 existing, 1 failed" in result.output
+    assert f"failed: {folder / 'broken.png'}: ValueError: cannot read this image" in result.output
+    assert images.read_metadata(out / "b.png")["processor"] == "deepdream"
+    # the same command without a cluster: here, one image at a time; a re-run resumes
+    (out / "a.png").unlink()
+    again = CliRunner().invoke(main, [*args, "--no-progress"])
+    assert "dream: wrote 1 image, skipped 1 existing, 1 failed" in again.output
+    zoom = CliRunner().invoke(main, [*args, "--zoom-frames", "2"])
+    assert zoom.exit_code == 2 and "--zoom-frames takes a single INPUT image" in zoom.output
