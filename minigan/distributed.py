@@ -18,6 +18,11 @@
   ``w_avg``) averaged after each step, random draws made as each process's slice of the
   global batch's (:func:`minigan.random.batch_shard`), SyncBatchNorm with ``sync_bn``, the
   metrics averaged over processes, and agreement on when to stop.
+- :class:`DataParallelTrainer` is the :class:`minigan.trainer.Trainer` that
+  :func:`minigan.train.train` runs in such a job: sharded data, rank 0 alone writing the run
+  folder, a stop request (SIGINT, or SIGUSR1 which ``mpirun`` forwards) honoured by every rank
+  at the same step with one checkpoint, and an exception on any rank ending the whole job at
+  once with that rank's error (``MPI_Abort``) instead of leaving the others waiting.
 
 **Deterministic scaling.** The loss is a mean over the per-process batch ``b``; averaging the
 gradients over N processes gives the gradient of the mean over the global batch ``N * b``.
@@ -59,12 +64,15 @@ from minigan.trainer import Trainer, TrainingDiverged
 __all__ = [
     "BUCKET_BYTES",
     "DataParallel",
+    "DataParallelTrainer",
     "DistributedError",
     "GradReducer",
     "SyncBatchNorm1d",
     "SyncBatchNorm2d",
     "World",
     "convert_sync_batchnorm",
+    "current_world",
+    "data_parallel_trainer",
     "init_world",
     "launcher_world_size",
     "sync_batch_norm",
@@ -786,22 +794,6 @@ def describe_error(error: BaseException, where: str) -> str:
     frames = traceback.extract_tb(error.__traceback__)
     at = f" ({os.path.basename(frames[-1].filename)}:{frames[-1].lineno} in {frames[-1].name})"
     return f"{where}: {type(error).__name__}: {error}" + (at if frames else "")
-
-
-@contextmanager
-def abort_on_error(world: World, prefix: str = "Error") -> Iterator[None]:
-    """Inside the block, an exception on one rank of a distributed job prints
-    ``PREFIX (rank R of N): message`` and aborts the whole job (the other ranks may be
-    waiting for this one in a collective); a single process just raises."""
-    try:
-        yield
-    except (SystemExit, KeyboardInterrupt):
-        raise
-    except BaseException as e:
-        if not world.distributed:
-            raise
-        world.abort(describe_error(e, f"{prefix} (rank {world.rank} of {world.size})"))
-        raise
 
 
 # =========================================================================== the trainer
