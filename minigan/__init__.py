@@ -105,7 +105,9 @@ _LAZY = {
 _SUBMODULES = (
     "backend",
     "cli",
+    "cluster",
     "data",
+    "distributed",
     "functional",
     "gan",
     "hookspecs",
