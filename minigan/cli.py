@@ -411,7 +411,10 @@ def _quality_callbacks(kw: dict[str, Any]) -> list[Any]:
 
     return [
         QualityCallback(
-            kw["out"], kw["metric_every"], num=kw["metric_num"], device=kw["device"],
+            kw["out"],
+            kw["metric_every"],
+            num=kw["metric_num"],
+            device=kw["device"],
             log=lambda msg: click.echo(msg, err=True),
         )  # fmt: skip
     ]
