@@ -443,11 +443,10 @@ def _train_callback(name: str, model_cls: type, field_names: list[str]) -> Any:
             "path": pick("data_path"),
             "resolution": pick("resolution"),
             "channels": None if pick("channels") is None else int(kw["channels"]),
-            "limit": (limit or None) if limit is not None else None,
         }
-        if not resume and data_options["limit"] is None:
-            data_options.pop("limit")  # "0 = all"
-        data_options = {k: v for k, v in data_options.items() if v is not None or k == "limit"}
+        data_options = {k: v for k, v in data_options.items() if v is not None}
+        if limit is not None:  # typed, or a new run's default; 0 = all (None to open_dataset)
+            data_options["limit"] = limit or None
         try:
             result = train(
                 name,
