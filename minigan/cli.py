@@ -55,7 +55,8 @@ def main() -> None:
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def plugins(as_json: bool) -> None:
-    """List plugins: version, hooks, what each provides, and what failed to load."""
+    """List plugins: version, import time, hooks, what each provides, name collisions, and
+    what failed to load."""
     registry = get_registry()
     main._load_plugins()  # so that commands count as provided
     infos = registry.info()
@@ -66,13 +67,20 @@ def plugins(as_json: bool) -> None:
         version = f" {info.version}" if info.version else ""
         dist = f" ({info.distribution}{version})" if info.distribution else ""
         status = "disabled" if info.disabled else "FAILED" if info.error else "ok"
-        click.echo(f"{info.name}{dist}: {status}")
+        took = f", imported in {info.import_seconds:.2f} s" if info.import_seconds else ""
+        click.echo(f"{info.name}{dist}: {status}{took}")
         if info.hooks:
             click.echo(f"  hooks: {', '.join(info.hooks)}")
         for kind, names in info.provides.items():
             click.echo(f"  {kind}s: {', '.join(names)}")
+        for collision in info.collisions:
+            click.echo(f"  not used (name taken): {collision}")
         if info.error:
             click.echo(f"  error: {info.error}")
+    collisions = registry.collisions()
+    if collisions:
+        click.echo(f"{len(collisions)} name collision(s): the first plugin keeps a name; choose "
+                   "another plugin's explicitly as PLUGIN:NAME")
 
 
 def _describe(kind: str) -> None:
@@ -441,7 +449,7 @@ class TrainGroup(click.Group):
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         registry = get_registry()
-        if name not in registry.names("model"):
+        if not registry.has("model", name):
             return None
         try:
             return make_train_command(name, registry.get("model", name))
@@ -452,7 +460,7 @@ class TrainGroup(click.Group):
         self, ctx: click.Context, args: list[str]
     ) -> tuple[str | None, click.Command | None, list[str]]:
         name = args[0] if args else ""
-        if name and not name.startswith("-") and name not in get_registry().names("model"):
+        if name and not name.startswith("-") and not get_registry().has("model", name):
             available = ", ".join(get_registry().names("model")) or "none"
             ctx.fail(f"unknown model {name!r}; available: {available} (see `minigan models`)")
         return super().resolve_command(ctx, args)
@@ -648,7 +656,7 @@ class ProcessGroup(click.Group):
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         registry = get_registry()
-        if name not in registry.names("processor"):
+        if not registry.has("processor", name):
             available = ", ".join(registry.names("processor")) or "none"
             ctx.fail(f"unknown processor {name!r}; available: {available}")
         try:

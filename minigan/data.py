@@ -516,7 +516,7 @@ def open_dataset(
 
         registry = get_registry()
     names = registry.names("dataset")
-    if spec in names and not _looks_like_path(spec):
+    if registry.has("dataset", spec) and not _looks_like_path(spec):
         name = spec
     elif _looks_like_path(spec) or os.path.exists(spec):
         if path is not None:
