@@ -12,7 +12,9 @@ import inspect
 import json
 import os
 import re
+import sys
 import time
+import traceback
 import types
 import typing
 from typing import Any
@@ -21,13 +23,30 @@ import click
 import numpy as np
 
 import minigan
+from minigan.errors import debug_enabled, describe
 from minigan.registry import get_registry
 
 
 class PluginGroup(click.Group):
-    """A click group that lets plugins add their commands before it lists or finds one."""
+    """A click group that lets plugins add their commands before it lists or finds one, and
+    reports any error of a command as one ``Error:`` line (see :mod:`minigan.errors`)."""
 
     _plugins_loaded = False
+
+    def invoke(self, ctx: click.Context) -> Any:
+        debug = bool(ctx.params.get("debug")) or debug_enabled()
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.Abort, KeyboardInterrupt):
+            raise
+        except click.ClickException as e:
+            if debug and e.__cause__ is not None:
+                traceback.print_exception(e.__cause__, file=sys.stderr)
+            raise
+        except Exception as e:
+            if debug:
+                raise
+            raise click.ClickException(describe(e)) from e
 
     def _load_plugins(self) -> None:
         if not self._plugins_loaded:
@@ -48,7 +67,12 @@ class PluginGroup(click.Group):
     context_settings={"help_option_names": ["-h", "--help"], "show_default": True},
 )
 @click.version_option(minigan.__version__, prog_name="minigan")
-def main() -> None:
+@click.option(
+    "--debug",
+    is_flag=True,
+    help="show the full traceback of an error (also: MINIGAN_DEBUG=1)",
+)
+def main(debug: bool) -> None:
     """minigan: a from-scratch deep-learning toolkit for image generation."""
 
 
@@ -334,8 +358,7 @@ def _train_options(name: str, defaults: dict[str, Any]) -> list[click.Option]:
 
 
 def _fail(error: BaseException) -> click.ClickException:
-    message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
-    return click.ClickException(str(message))
+    return click.ClickException(describe(error))
 
 
 def _train_callback(name: str, model_cls: type, field_names: list[str]) -> Any:
