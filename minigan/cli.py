@@ -103,8 +103,10 @@ def plugins(as_json: bool) -> None:
             click.echo(f"  error: {info.error}")
     collisions = registry.collisions()
     if collisions:
-        click.echo(f"{len(collisions)} name collision(s): the first plugin keeps a name; choose "
-                   "another plugin's explicitly as PLUGIN:NAME")
+        click.echo(
+            f"{len(collisions)} name collision(s): the first plugin keeps a name; choose "
+            "another plugin's explicitly as PLUGIN:NAME"
+        )
 
 
 def _describe(kind: str) -> None:
@@ -602,54 +604,94 @@ def sample(
 # --------------------------------------------------------------------------- process
 
 
+def report_batch(report: Any) -> None:
+    """Print a :class:`minigan.batch.BatchReport`: every failure on stderr, then the summary;
+    exit non-zero (one ``Error:`` line) if any input failed."""
+    for job, reason in report.failed:
+        click.echo(f"failed: {job.source}: {reason.removeprefix(str(job.source) + ': ')}", err=True)
+    if report.failed:
+        total = len(report.done) + len(report.skipped) + len(report.failed)
+        raise click.ClickException(
+            f"{len(report.failed)} of {total} inputs failed (listed above); {report.summary()}"
+        )
+    click.echo(report.summary())
+
+
 def _process_callback(name: str, processor_cls: type, field_names: list[str]) -> Any:
-    def run(inputs: tuple[str, ...], out: str | None, **kw: Any) -> None:
-        from pathlib import Path
-
-        from tqdm import tqdm
-
+    def run(
+        inputs: tuple[str, ...], out: str | None, overwrite: bool, progress: bool, **kw: Any
+    ) -> None:
         from minigan import images as imaging
+        from minigan.batch import plan_jobs, run_jobs
         from minigan.data import IMAGE_EXTENSIONS
 
-        config = {f: kw["proc__" + f] for f in field_names}
+        config = {f: kw["proc__" + f] for f in field_names if f != "progress"}
+        if "progress" in field_names:
+            config["progress"] = progress
         try:
             processor = processor_cls(processor_cls.Config(**config))
+            jobs = plan_jobs(inputs, out, name, IMAGE_EXTENSIONS)
         except (TypeError, ValueError, FileNotFoundError, KeyError, RuntimeError) as e:
             raise _fail(e) from e
-        jobs: list[tuple[Path, Path]] = []
-        for item in map(Path, inputs):
-            if item.is_dir():
-                files = sorted(p for p in item.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
-                if not files:
-                    raise click.ClickException(f"{item}: no images found in this folder")
-                target = Path(out) if out else item.with_name(item.name + f"-{name}")
-                jobs += [(p, target / p.relative_to(item).with_suffix(".png")) for p in files]
-            elif len(inputs) == 1 and out and Path(out).suffix:
-                jobs.append((item, Path(out)))
-            else:
-                target = Path(out) if out else item.parent
-                jobs.append((item, target / f"{item.stem}-{name}.png"))
-        for source, target in tqdm(jobs, desc=name, unit="image", disable=len(jobs) < 2):
-            try:
-                image = imaging.read_image(source)
-            except Exception as e:
-                raise click.ClickException(f"{source}: cannot read this image ({e})") from e
+
+        def work(source: Any, target: Any) -> None:
+            image = imaging.read_image(source)
             result = processor.process(imaging.as_rgb_float(image))
-            target.parent.mkdir(parents=True, exist_ok=True)
             meta = {"processor": name, "source": str(source), **processor.metadata()}
             imaging.save_image(target, imaging.unit_to_uint8(result), meta)
-            if len(jobs) == 1:
-                click.echo(f"wrote {target}")
-        if len(jobs) > 1:
-            click.echo(f"wrote {len(jobs)} images")
+
+        if len(jobs) == 1 and not os.path.isdir(inputs[0]):  # one file: always (re)written
+            work(jobs[0].source, jobs[0].target)
+            click.echo(f"wrote {jobs[0].target}")
+            return
+        report_batch(run_jobs(jobs, work, overwrite=overwrite, progress=progress, desc=name))
 
     return run
+
+
+def max_pixels_option() -> click.Option:
+    """``--max-pixels N``: the largest image (width x height x frames) read before decoding."""
+
+    def apply(ctx: click.Context, param: click.Parameter, value: int | None) -> None:
+        from minigan import images
+
+        images.set_max_pixels(value)
+
+    return click.Option(
+        ["--max-pixels"],
+        type=click.IntRange(min=1),
+        expose_value=False,
+        callback=apply,
+        help="refuse images with more pixels than this, checked before decoding "
+        "[default: $MINIGAN_MAX_PIXELS or 50000000]",
+    )
+
+
+def batch_options(progress: bool = True) -> list[click.Option]:
+    """``--overwrite`` (and ``--progress/--no-progress``) for commands that process many files."""
+    options = [
+        click.Option(
+            ["--overwrite"],
+            is_flag=True,
+            help="with many inputs, redo outputs that already exist (default: skip them, so a "
+            "re-run resumes)",
+        )
+    ]
+    if progress:
+        options.append(
+            click.Option(["--progress/--no-progress"], default=True, help="show progress bars")
+        )
+    return options
 
 
 def make_process_command(name: str, processor_cls: type) -> click.Command:
     """``minigan process NAME INPUT... [-o OUT]``: the processor's options come from its
     ``Config`` dataclass."""
-    options = config_options(processor_cls.Config, prefix="proc__")
+    options = [
+        o
+        for o in config_options(processor_cls.Config, prefix="proc__")
+        if o.name != "proc__progress"
+    ]
     doc = (processor_cls.__doc__ or "").strip().splitlines()
     field_names = [f.name for f in dataclasses.fields(processor_cls.Config) if f.init]
     return click.Command(
@@ -662,11 +704,15 @@ def make_process_command(name: str, processor_cls: type) -> click.Command:
                 help="output file (one input) or folder [default: NAME-<processor>.png beside "
                 "each input; a folder gets a sibling folder FOLDER-<processor>/]",
             ),
+            *batch_options(),
+            max_pixels_option(),
             *options,
         ],
         callback=_process_callback(name, processor_cls, field_names),
         help=f"{doc[0] if doc else 'Run ' + name + '.'}\n\nProcesses image files or folders "
-        "of images (recursively); each output PNG records the parameters in its metadata.",
+        "of images (recursively); each output PNG records the parameters in its metadata. "
+        "With many inputs a bad file is reported and the rest go on; outputs that exist are "
+        "skipped unless --overwrite.",
         short_help=doc[0] if doc else None,
     )
 

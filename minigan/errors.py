@@ -110,9 +110,7 @@ def describe(error: BaseException) -> str:
     """The one line the command line prints for ``error`` (after ``Error: ``)."""
     info = plugin_culprit(error)
     if info is not None:
-        return (
-            f"{info.label()} failed: {type(error).__name__}: {_message(error)} ({DEBUG_HINT})"
-        )
+        return f"{info.label()} failed: {type(error).__name__}: {_message(error)} ({DEBUG_HINT})"
     if isinstance(error, OSError):
         return describe_os_error(error)
     if isinstance(error, MemoryError):

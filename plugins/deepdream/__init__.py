@@ -33,30 +33,68 @@ def _output_paths(output: Path) -> tuple[Path, Path, Path]:
     return output, output.with_name(output.stem + "_frames"), output.with_suffix(".gif")
 
 
+def _dream_one(
+    processor: Any, source: Path, out: Path, zoom_frames: int, zoom: float, quiet: bool
+) -> None:
+    """Dream one image file into ``out`` (and its zoom frames and GIF)."""
+    import click
+
+    from minigan.images import read_image, save_gif, save_image, unit_to_uint8
+
+    image = read_image(source)
+    try:
+        processor.check_size(image)
+    except ValueError as e:
+        raise ValueError(f"{source}: {e}") from None
+    meta = {**processor.metadata(), "input": source.name}
+    if zoom_frames > 0:
+        frames = processor.zoom(image, zoom_frames, zoom)
+        _, frame_dir, gif = _output_paths(out)
+        frame_dir.mkdir(parents=True, exist_ok=True)
+        meta.update(zoom_frames=zoom_frames, zoom=zoom)
+        for i, frame in enumerate(frames):
+            save_image(frame_dir / f"{i:04d}.png", unit_to_uint8(frame), {**meta, "frame": i})
+        save_gif(gif, [unit_to_uint8(f) for f in frames], seconds_per_frame=0.1)
+        result = frames[-1]
+        if not quiet:
+            click.echo(f"wrote {len(frames)} frames to {frame_dir} and {gif}")
+    else:
+        result = processor.process(image)
+    save_image(out, unit_to_uint8(result), meta)
+    if not quiet:
+        click.echo(f"wrote {out}")
+
+
 # --------------------------------------------------------------------------- commands
 @hookimpl
 def register_commands(cli: Any) -> None:
     """Add ``minigan dream`` and ``minigan weights`` (``download``, ``list``)."""
     import click
 
-    from minigan.cli import config_options
+    from minigan.cli import batch_options, config_options, max_pixels_option
     from minigan.plugins.deepdream.dream import DreamConfig
 
     def dream_command(
-        input: str | None,
+        inputs: tuple[str, ...],
         output: str | None,
         list_layers: bool,
         zoom_frames: int,
         zoom: float,
+        overwrite: bool,
         **options: Any,
     ) -> None:
-        """DeepDream an image: amplify what a network's layers see in it.
+        """DeepDream images: amplify what a network's layers see in them.
 
         Runs offline with the shipped shapes classifier; --model vgg16 / googlenet use
         torchvision's ImageNet weights (see `minigan weights download`). With --zoom-frames N,
         the dream is fed back through a zoom N times: frames go to OUT_frames/ and OUT.gif.
-        The output PNG records every parameter in its metadata.
+        The output PNG records every parameter in its metadata. Several inputs (or folders)
+        are dreamed one by one: a bad file is reported and the rest go on, outputs that exist
+        are skipped unless --overwrite, and -o names a folder.
         """
+        from minigan.batch import Job, plan_jobs, run_jobs
+        from minigan.cli import report_batch
+        from minigan.data import IMAGE_EXTENSIONS
         from minigan.plugins.deepdream import networks
         from minigan.plugins.deepdream.dream import DeepDream
         from minigan.plugins.deepdream.weights import WeightsNotFoundError
@@ -64,10 +102,14 @@ def register_commands(cli: Any) -> None:
         if list_layers:
             click.echo(networks.describe_layers(options["model"]))
             return
-        if input is None:
+        if not inputs:
             raise click.UsageError("missing INPUT image (or use --list-layers)")
-        source = Path(input)
-        out = Path(output) if output else source.with_name(source.stem + "_dream.png")
+        many = len(inputs) > 1 or Path(inputs[0]).is_dir()
+        if many:
+            jobs = plan_jobs(inputs, output, "dream", IMAGE_EXTENSIONS)
+        else:
+            source = Path(inputs[0])
+            jobs = [Job(source, Path(output or source.with_name(source.stem + "_dream.png")))]
         try:
             processor = DeepDream(DreamConfig(**options))
         except WeightsNotFoundError as e:
@@ -76,32 +118,28 @@ def register_commands(cli: Any) -> None:
             raise click.ClickException(str(e)) from None
         except RuntimeError as e:  # --device cuda without CuPy or a GPU
             raise click.ClickException(str(e)) from None
-        from minigan.images import read_image, save_gif, save_image, unit_to_uint8
 
-        image = read_image(source)
-        meta = {**processor.metadata(), "input": source.name}
-        if zoom_frames > 0:
-            frames = processor.zoom(image, zoom_frames, zoom)
-            _, frame_dir, gif = _output_paths(out)
-            frame_dir.mkdir(parents=True, exist_ok=True)
-            meta.update(zoom_frames=zoom_frames, zoom=zoom)
-            for i, frame in enumerate(frames):
-                save_image(frame_dir / f"{i:04d}.png", unit_to_uint8(frame), {**meta, "frame": i})
-            save_gif(gif, [unit_to_uint8(f) for f in frames], seconds_per_frame=0.1)
-            result = frames[-1]
-            click.echo(f"wrote {len(frames)} frames to {frame_dir} and {gif}")
-        else:
-            result = processor.process(image)
-        save_image(out, unit_to_uint8(result), meta)
-        click.echo(f"wrote {out}")
+        def work(source: Path, out: Path) -> None:
+            _dream_one(processor, source, out, zoom_frames, zoom, quiet=many)
+
+        if not many:
+            work(jobs[0].source, jobs[0].target)
+            return
+        report = run_jobs(
+            jobs, work, overwrite=overwrite, progress=options["progress"], desc="dream"
+        )
+        report_batch(report)
 
     params = [
-        click.Argument(["input"], required=False, type=click.Path(dir_okay=False)),
+        click.Argument(["inputs"], nargs=-1, type=click.Path(exists=True)),
         click.Option(
             ["-o", "--output"],
-            type=click.Path(dir_okay=False),
-            help="output PNG [default: INPUT_dream.png]",
+            type=click.Path(),
+            help="output PNG [default: INPUT_dream.png]; with several inputs, a folder "
+            "[default: INPUT-dream.png beside each file, FOLDER-dream/ for a folder]",
         ),
+        *batch_options(progress=False),
+        max_pixels_option(),
         click.Option(["--list-layers"], is_flag=True, help="list the layers of --model and exit"),
         click.Option(
             ["--zoom-frames"],
