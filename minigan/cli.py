@@ -51,6 +51,9 @@ class PluginGroup(click.Group):
     def _load_plugins(self) -> None:
         if not self._plugins_loaded:
             self._plugins_loaded = True
+            builtin = self.__dict__.setdefault("_builtin_commands", set(self.commands))
+            for name in set(self.commands) - builtin:  # a reload (tests): plugins add them again
+                del self.commands[name]
             get_registry().add_commands(self)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
