@@ -93,7 +93,9 @@ def png_bomb(path: Path, side: int) -> None:
     is tiny; decoding it is not)."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
 
     packer = zlib.compressobj(9)
     row = bytes(side + 1)  # filter byte 0 + the pixels
@@ -308,7 +310,11 @@ def test_plugin_exceptions_name_the_plugin_and_debug_shows_the_traceback(site, f
 
 def test_slow_plugin_is_named(site, fresh_cli):
     make_distribution(
-        site, "slow-dist", "1.0", {"slowpoke": "h13_slow"}, {"h13_slow.py": "import time\ntime.sleep(1.05)\n"}
+        site,
+        "slow-dist",
+        "1.0",
+        {"slowpoke": "h13_slow"},
+        {"h13_slow.py": "import time\ntime.sleep(1.05)\n"},
     )
     result = run_cli("plugins")
     assert "plugin 'slowpoke' (slow-dist 1.0) took 1." in result.stderr
@@ -377,7 +383,11 @@ def _zip(members: dict[str, bytes]) -> bytes:
     [
         ("notorch.pth", _zip({"archive/data.pkl": b"garbage"}), "not a readable .pth file"),
         ("text.pth", b"hello, I am text\n", "neither a zip nor a legacy torch.save file"),
-        ("bad.safetensors", b"\xff\xff\xff\xff\x00\x00\x00\x00{garbage", "not a valid .safetensors"),
+        (
+            "bad.safetensors",
+            b"\xff\xff\xff\xff\x00\x00\x00\x00{garbage",
+            "not a valid .safetensors",
+        ),
     ],
 )
 def test_malformed_weights_say_one_line(tmp_path, bad_images, name, content, expected):
@@ -389,7 +399,9 @@ def test_malformed_weights_say_one_line(tmp_path, bad_images, name, content, exp
 def test_unwritable_outputs_say_one_line(tmp_path, bad_images, monkeypatch):
     args = ["--steps", "1", "--octaves", "1", "--no-progress"]
     (tmp_path / "afile").write_text("I am a file")
-    line = one_error(run_cli("dream", bad_images / "good.png", "-o", tmp_path / "afile" / "x.png", *args))
+    line = one_error(
+        run_cli("dream", bad_images / "good.png", "-o", tmp_path / "afile" / "x.png", *args)
+    )
     assert "afile" in line
     if os.geteuid() != 0:  # root writes anywhere
         locked = tmp_path / "locked"
@@ -446,7 +458,9 @@ def test_training_folder_refuses_tiny_images_with_the_unreadable_ones(tmp_path):
     write_image(tmp_path / "a.png", side=16)
     iio.imwrite(tmp_path / "dot.png", np.zeros((1, 1, 3), np.uint8))
     (tmp_path / "junk.png").write_text("junk")
-    with pytest.warns(UserWarning, match=r"skipped 2 image file\(s\).*dot.png \(1x1 pixels is smaller"):
+    with pytest.warns(
+        UserWarning, match=r"skipped 2 image file\(s\).*dot.png \(1x1 pixels is smaller"
+    ):
         data = folder(str(tmp_path), resolution=8)
     assert len(data) == 1
 
