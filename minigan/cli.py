@@ -27,6 +27,40 @@ from minigan.errors import debug_enabled, describe
 from minigan.registry import get_registry
 
 
+class FiniteFloat(click.ParamType):
+    """A float that is finite (no ``nan``/``inf``), optionally within ``[min, max]`` and, with
+    ``positive``, above 0.
+
+    >>> FiniteFloat(positive=True).convert("2e-4", None, None)
+    0.0002
+    """
+
+    name = "float"
+
+    def __init__(
+        self, min: float | None = None, max: float | None = None, positive: bool = False
+    ) -> None:
+        self.min, self.max, self.positive = min, max, positive
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, float):
+            number = value
+        else:
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                self.fail(f"{value!r} is not a number", param, ctx)
+        if not np.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        if self.positive and number <= 0:
+            self.fail(f"{value!r} must be greater than 0", param, ctx)
+        if self.min is not None and number < self.min:
+            self.fail(f"{value!r} must be at least {self.min:g}", param, ctx)
+        if self.max is not None and number > self.max:
+            self.fail(f"{value!r} must be at most {self.max:g}", param, ctx)
+        return number
+
+
 class PluginGroup(click.Group):
     """A click group that lets plugins add their commands before it lists or finds one, and
     reports any error of a command as one ``Error:`` line (see :mod:`minigan.errors`)."""
@@ -166,9 +200,11 @@ def bars_dataset(n: int, size: int, rng: np.random.Generator) -> tuple[np.ndarra
 
 
 @main.command()
-@click.option("--epochs", default=3, help="passes over the training set")
-@click.option("--batch-size", default=64)
-@click.option("--lr", default=2e-3, help="Adam learning rate")
+@click.option(
+    "--epochs", type=click.IntRange(min=1), default=3, help="passes over the training set"
+)
+@click.option("--batch-size", type=click.IntRange(min=1), default=64)
+@click.option("--lr", type=FiniteFloat(positive=True), default=2e-3, help="Adam learning rate")
 @click.option("--seed", default=0)
 def demo(epochs: int, batch_size: int, lr: float, seed: int) -> None:
     """Train a small CNN on generated bar/square images and report its test accuracy."""
@@ -226,6 +262,20 @@ def _unwrap_optional(hint: Any) -> Any:
     return hint
 
 
+def _is_rate(name: str) -> bool:
+    """Learning rates (``lr``, ``g_lr``, ``lr_mul`` ...) must be > 0."""
+    return name == "lr" or name.endswith("_lr") or name.startswith("lr_")
+
+
+def _number_type(hint: type, f: dataclasses.Field) -> click.ParamType:
+    """The click type of an int or float ``Config`` field: floats must be finite, learning
+    rates > 0, and ``metadata["min"]``/``["max"]`` bound either."""
+    low, high = f.metadata.get("min"), f.metadata.get("max")
+    if hint is int:
+        return click.IntRange(min=low, max=high) if low is not None or high is not None else int
+    return FiniteFloat(min=low, max=high, positive=_is_rate(f.name))
+
+
 def config_options(config_cls: type, prefix: str = "model__") -> list[click.Option]:
     """Command line options for the fields of a model's ``Config`` dataclass.
 
@@ -278,7 +328,7 @@ def config_options(config_cls: type, prefix: str = "model__") -> list[click.Opti
         elif typing.get_origin(hint) is typing.Literal:
             extra["type"] = click.Choice([str(a) for a in typing.get_args(hint)])
         elif hint in (int, float, str):
-            extra["type"] = hint
+            extra["type"] = _number_type(hint, f) if hint is not str else str
         else:
             raise TypeError(
                 f"{config_cls.__qualname__}.{f.name}: the command line supports int, float, str, "
@@ -304,7 +354,9 @@ def _train_options(name: str, defaults: dict[str, Any]) -> list[click.Option]:
             help="where a named dataset's files are (e.g. the MNIST files)",
         ),
         click.Option(
-            ["--resolution"], type=int, help="image size in pixels [default: the dataset's own]"
+            ["--resolution"],
+            type=click.IntRange(min=8),
+            help="image size in pixels [default: the dataset's own]",
         ),
         click.Option(
             ["--channels"],
@@ -313,16 +365,22 @@ def _train_options(name: str, defaults: dict[str, Any]) -> list[click.Option]:
         ),
         click.Option(
             ["--limit"],
-            type=int,
+            type=click.IntRange(min=0),
             default=limit or 0,
             help="use at most this many training images (0 = all)",
         ),
         click.Option(
-            ["--epochs"], type=int, default=defaults["epochs"], help="passes over the data"
+            ["--epochs"],
+            type=click.IntRange(min=1),
+            default=defaults["epochs"],
+            help="passes over the data",
         ),
-        click.Option(["--batch-size"], type=int, default=defaults["batch_size"]),
+        click.Option(["--batch-size"], type=click.IntRange(min=1), default=defaults["batch_size"]),
         click.Option(
-            ["--seed"], type=int, default=0, help="seed of the weights, noise and data order"
+            ["--seed"],
+            type=click.IntRange(min=0),
+            default=0,
+            help="seed of the weights, noise and data order",
         ),
         click.Option(
             ["--out"],
@@ -339,17 +397,22 @@ def _train_options(name: str, defaults: dict[str, Any]) -> list[click.Option]:
         click.Option(["--device"], type=click.Choice(["cpu", "cuda"]), default="cpu"),
         click.Option(
             ["--checkpoint-every"],
-            type=int,
+            type=click.IntRange(min=0),
             default=0,
             help="also save a checkpoint every N steps (0: only at the end of each epoch)",
         ),
-        click.Option(["--keep"], type=int, default=3, help="how many checkpoints to keep"),
         click.Option(
-            ["--sample-every"], type=int, default=1, help="write a sample grid every N epochs"
+            ["--keep"], type=click.IntRange(min=1), default=3, help="how many checkpoints to keep"
+        ),
+        click.Option(
+            ["--sample-every"],
+            type=click.IntRange(min=1),
+            default=1,
+            help="write a sample grid every N epochs",
         ),
         click.Option(
             ["--max-steps"],
-            type=int,
+            type=click.IntRange(min=1),
             help="stop (with a checkpoint) after this many steps in total; --resume continues",
         ),
         click.Option(
@@ -533,12 +596,16 @@ def parse_seeds(text: str) -> list[int]:
 @click.option(
     "--outdir", type=click.Path(file_okay=False), help="write one PNG per seed: DIR/seed0000.png"
 )
-@click.option("--nrow", type=int, help="images per grid row [default: a square grid]")
-@click.option("--batch-size", default=64, help="images generated at a time")
+@click.option(
+    "--nrow", type=click.IntRange(min=1), help="images per grid row [default: a square grid]"
+)
+@click.option(
+    "--batch-size", type=click.IntRange(min=1), default=64, help="images generated at a time"
+)
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu")
 @click.option(
     "--truncation",
-    type=float,
+    type=FiniteFloat(),
     help="truncation psi toward the average latent (models that support it, e.g. stylegan-lite)",
 )
 @click.option(

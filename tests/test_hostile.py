@@ -520,3 +520,46 @@ def test_dream_takes_many_inputs(bad_images, tmp_path):
                      "--steps", "1", "--octaves", "1", "--no-progress")  # fmt: skip
     assert "1 of 2 inputs failed" in one_error(result)
     assert (out / "good-dream.png").is_file()
+
+
+# =========================================================================== 5. options
+@pytest.mark.parametrize(
+    "option, value",
+    [
+        ("--epochs", "0"),
+        ("--epochs", "-1"),
+        ("--max-steps", "0"),
+        ("--checkpoint-every", "-1"),
+        ("--sample-every", "0"),
+        ("--keep", "0"),
+        ("--batch-size", "0"),
+        ("--lr", "nan"),
+        ("--lr", "inf"),
+        ("--lr", "-0.1"),
+        ("--beta2", "nan"),
+    ],
+)
+def test_nonsense_train_options_are_refused_before_anything_is_written(tmp_path, option, value):
+    out = tmp_path / "run"
+    result = run_cli("train", "dcgan", option, value, "--out", out, "--no-progress")
+    assert result.exit_code == 2, result.output  # click's usage error
+    line = one_error(result)
+    assert option in line and value in line
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["dream", "--steps", "0"],
+        ["dream", "--octaves", "0"],
+        ["dream", "--lr", "nan"],
+        ["dream", "--zoom-frames", "-1"],
+        ["process", "deepdream", "--steps", "0"],
+        ["sample", "--batch-size", "0"],
+        ["demo", "--epochs", "0"],
+    ],
+)
+def test_nonsense_options_of_other_commands_are_refused(bad_images, args):
+    source = [] if args[0] == "demo" else [bad_images / "good.png"]
+    one_error(run_cli(*args, *source))

@@ -71,7 +71,7 @@ def register_commands(cli: Any) -> None:
     """Add ``minigan dream`` and ``minigan weights`` (``download``, ``list``)."""
     import click
 
-    from minigan.cli import batch_options, config_options, max_pixels_option
+    from minigan.cli import FiniteFloat, batch_options, config_options, max_pixels_option
     from minigan.plugins.deepdream.dream import DreamConfig
 
     def dream_command(
@@ -143,14 +143,14 @@ def register_commands(cli: Any) -> None:
         click.Option(["--list-layers"], is_flag=True, help="list the layers of --model and exit"),
         click.Option(
             ["--zoom-frames"],
-            type=int,
+            type=click.IntRange(min=0),
             default=0,
             show_default=True,
             help="zoom-feedback frames (writes OUT_frames/ and OUT.gif)",
         ),
         click.Option(
             ["--zoom"],
-            type=float,
+            type=FiniteFloat(positive=True),
             default=1.05,
             show_default=True,
             help="zoom factor between frames",
