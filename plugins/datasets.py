@@ -558,15 +558,14 @@ def folder(
             bar.update()
     first = "; ".join(f"{f.name} ({why})" for f, why in skipped[:3])
     more = f"; and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+    if skipped:  # unreadable, corrupt, over the pixel limit or under 8x8
+        warnings.warn(
+            f"folder {str(root)!r}: skipped {len(skipped)} unreadable image file(s): {first}{more}",
+            stacklevel=2,
+        )
     if not images:
         raise ValueError(
-            f"none of the {len(files)} image files in {str(root)!r} could be used: {first}{more}"
-        )
-    if skipped:
-        warnings.warn(
-            f"folder {str(root)!r}: skipped {len(skipped)} image file(s) that are unreadable, "
-            f"too large or too small: {first}{more}",
-            stacklevel=2,
+            f"none of the {len(files)} image files in {str(root)!r} could be read: {first}{more}"
         )
 
     if channels is None:

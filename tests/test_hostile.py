@@ -459,7 +459,7 @@ def test_training_folder_refuses_tiny_images_with_the_unreadable_ones(tmp_path):
     iio.imwrite(tmp_path / "dot.png", np.zeros((1, 1, 3), np.uint8))
     (tmp_path / "junk.png").write_text("junk")
     with pytest.warns(
-        UserWarning, match=r"skipped 2 image file\(s\).*dot.png \(1x1 pixels is smaller"
+        UserWarning, match=r"skipped 2 unreadable image file\(s\).*dot.png \(1x1 pixels is smaller"
     ):
         data = folder(str(tmp_path), resolution=8)
     assert len(data) == 1
