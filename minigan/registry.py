@@ -22,6 +22,10 @@ Environment variables:
 - ``MINIGAN_DISABLE_PLUGINS=a,b``: do not load the plugins named ``a`` and ``b``.
 - ``MINIGAN_SLOW_PLUGIN_SECONDS``: the import time above which a plugin is warned about (1).
 
+This module is part of the light plugin host: it must not import NumPy, the tensor library
+or any model at import time; the kernels are imported only when a plugin registers a kernel
+backend.
+
 >>> registry = get_registry()
 >>> "shapes" in registry.names("dataset")
 True
@@ -424,9 +428,10 @@ def get_registry() -> Registry:
     global _registry
     if _registry is None:
         _registry = Registry()
-        from minigan import kernels
+        if _registry.entries["kernel"]:  # only then: the kernels (NumPy, Numba) are heavy
+            from minigan import kernels
 
-        _registry.install_kernels(kernels.register_backend)
+            _registry.install_kernels(kernels.register_backend)
     return _registry
 
 

@@ -2,12 +2,13 @@
 
 Registers the ``deepdream`` processor (``minigan process deepdream …``) and adds two commands:
 
-- ``minigan dream INPUT -o OUT.png [--model shapes|vgg16|googlenet] [--layers …] …``
+- ``minigan dream INPUT... -o OUT.png [--model shapes|vgg16|googlenet] [--layers …] …``
 - ``minigan weights download NAME`` / ``minigan weights list``
 
 Importing this module is cheap: the networks and the algorithm (:mod:`.dream`,
 :mod:`.networks`, :mod:`.weights`) are imported only when a command runs or the processor is
-used.
+used. This module must import nothing at module level but ``minigan.hookimpl`` (no NumPy, no
+network code); ``register_commands`` may import click, :mod:`minigan.cli` and :mod:`.config`.
 """
 
 from __future__ import annotations
@@ -33,13 +34,76 @@ def _output_paths(output: Path) -> tuple[Path, Path, Path]:
     return output, output.with_name(output.stem + "_frames"), output.with_suffix(".gif")
 
 
+# --------------------------------------------------------------------------- commands
+@hookimpl
+def register_commands(cli: Any) -> None:
+    """Add ``minigan dream`` and ``minigan weights`` (``download``, ``list``)."""
+    import click
+
+    cli.add_command(
+        click.Command(
+            "dream", callback=dream_command, params=_dream_params(click), help=dream_command.__doc__
+        )
+    )
+    _add_weights(cli, click)
+
+
+def dream_command(
+    inputs: tuple[str, ...],
+    output: str | None,
+    list_layers: bool,
+    zoom_frames: int,
+    zoom: float,
+    overwrite: bool,
+    **options: Any,
+) -> None:
+    """DeepDream images: amplify what a network's layers see in them.
+
+    Runs offline with the shipped shapes classifier; --model vgg16 / googlenet use
+    torchvision's ImageNet weights (see `minigan weights download`). With --zoom-frames N,
+    the dream is fed back through a zoom N times: frames go to OUT_frames/ and OUT.gif.
+    The output PNG records every parameter in its metadata. Several inputs (or folders) are
+    dreamed one by one: a bad file is reported and the rest go on, outputs that exist are
+    skipped unless --overwrite, and -o names a folder.
+    """
+    import click
+
+    from minigan.batch import Job, plan_jobs, run_jobs
+    from minigan.cli import report_batch
+    from minigan.data import IMAGE_EXTENSIONS
+    from minigan.plugins.deepdream import networks
+
+    if list_layers:
+        click.echo(networks.describe_layers(options["model"]))
+        return
+    if not inputs:
+        raise click.UsageError("missing INPUT image (or use --list-layers)")
+    many = len(inputs) > 1 or Path(inputs[0]).is_dir()
+    if many:
+        jobs = plan_jobs(inputs, output, "dream", IMAGE_EXTENSIONS)
+    else:
+        source = Path(inputs[0])
+        jobs = [Job(source, Path(output or source.with_name(source.stem + "_dream.png")))]
+    processor = _processor(options)
+
+    def work(source: Path, out: Path) -> None:
+        _dream_one(processor, source, out, zoom_frames, zoom, quiet=many)
+
+    if not many:
+        work(jobs[0].source, jobs[0].target)
+        return
+    report_batch(
+        run_jobs(jobs, work, overwrite=overwrite, progress=options["progress"], desc="dream")
+    )
+
+
 def _dream_one(
     processor: Any, source: Path, out: Path, zoom_frames: int, zoom: float, quiet: bool
 ) -> None:
-    """Dream one image file into ``out`` (and its zoom frames and GIF)."""
+    """Dream one image file into ``out`` (and, with zoom frames, OUT_frames/ and OUT.gif)."""
     import click
 
-    from minigan.images import read_image, save_gif, save_image, unit_to_uint8
+    from minigan.images import read_image, save_image, unit_to_uint8
 
     image = read_image(source)
     try:
@@ -48,16 +112,7 @@ def _dream_one(
         raise ValueError(f"{source}: {e}") from None
     meta = {**processor.metadata(), "input": source.name}
     if zoom_frames > 0:
-        frames = processor.zoom(image, zoom_frames, zoom)
-        _, frame_dir, gif = _output_paths(out)
-        frame_dir.mkdir(parents=True, exist_ok=True)
-        meta.update(zoom_frames=zoom_frames, zoom=zoom)
-        for i, frame in enumerate(frames):
-            save_image(frame_dir / f"{i:04d}.png", unit_to_uint8(frame), {**meta, "frame": i})
-        save_gif(gif, [unit_to_uint8(f) for f in frames], seconds_per_frame=0.1)
-        result = frames[-1]
-        if not quiet:
-            click.echo(f"wrote {len(frames)} frames to {frame_dir} and {gif}")
+        result = _zoom(processor, image, out, zoom_frames, zoom, meta, quiet)
     else:
         result = processor.process(image)
     save_image(out, unit_to_uint8(result), meta)
@@ -65,72 +120,57 @@ def _dream_one(
         click.echo(f"wrote {out}")
 
 
-# --------------------------------------------------------------------------- commands
-@hookimpl
-def register_commands(cli: Any) -> None:
-    """Add ``minigan dream`` and ``minigan weights`` (``download``, ``list``)."""
+def _processor(options: dict[str, Any]) -> Any:
+    """A DeepDream processor for the command's options, or a ClickException saying why not."""
     import click
 
+    from minigan.plugins.deepdream import networks
+    from minigan.plugins.deepdream.config import DreamConfig
+    from minigan.plugins.deepdream.dream import DeepDream
+    from minigan.plugins.deepdream.weights import WeightsNotFoundError
+
+    try:
+        return DeepDream(DreamConfig(**options))
+    except WeightsNotFoundError as e:
+        raise click.ClickException(str(e)) from None
+    except (networks.LayerError, ValueError, FileNotFoundError) as e:
+        raise click.ClickException(str(e)) from None
+    except RuntimeError as e:  # --device cuda without CuPy or a GPU
+        raise click.ClickException(str(e)) from None
+
+
+def _zoom(
+    processor: Any,
+    image: Any,
+    out: Path,
+    zoom_frames: int,
+    zoom: float,
+    meta: dict[str, Any],
+    quiet: bool = False,
+) -> Any:
+    """The zoom-feedback frames, written to OUT_frames/ and OUT.gif; returns the last."""
+    import click
+
+    from minigan.images import save_gif, save_image, unit_to_uint8
+
+    frames = processor.zoom(image, zoom_frames, zoom)
+    _, frame_dir, gif = _output_paths(out)
+    frame_dir.mkdir(parents=True, exist_ok=True)
+    meta.update(zoom_frames=zoom_frames, zoom=zoom)
+    for i, frame in enumerate(frames):
+        save_image(frame_dir / f"{i:04d}.png", unit_to_uint8(frame), {**meta, "frame": i})
+    save_gif(gif, [unit_to_uint8(f) for f in frames], seconds_per_frame=0.1)
+    if not quiet:
+        click.echo(f"wrote {len(frames)} frames to {frame_dir} and {gif}")
+    return frames[-1]
+
+
+def _dream_params(click: Any) -> list[Any]:
+    """``minigan dream``'s arguments: the input, the output, zoom options and DreamConfig's."""
     from minigan.cli import FiniteFloat, batch_options, config_options, max_pixels_option
-    from minigan.plugins.deepdream.dream import DreamConfig
+    from minigan.plugins.deepdream.config import DreamConfig
 
-    def dream_command(
-        inputs: tuple[str, ...],
-        output: str | None,
-        list_layers: bool,
-        zoom_frames: int,
-        zoom: float,
-        overwrite: bool,
-        **options: Any,
-    ) -> None:
-        """DeepDream images: amplify what a network's layers see in them.
-
-        Runs offline with the shipped shapes classifier; --model vgg16 / googlenet use
-        torchvision's ImageNet weights (see `minigan weights download`). With --zoom-frames N,
-        the dream is fed back through a zoom N times: frames go to OUT_frames/ and OUT.gif.
-        The output PNG records every parameter in its metadata. Several inputs (or folders)
-        are dreamed one by one: a bad file is reported and the rest go on, outputs that exist
-        are skipped unless --overwrite, and -o names a folder.
-        """
-        from minigan.batch import Job, plan_jobs, run_jobs
-        from minigan.cli import report_batch
-        from minigan.data import IMAGE_EXTENSIONS
-        from minigan.plugins.deepdream import networks
-        from minigan.plugins.deepdream.dream import DeepDream
-        from minigan.plugins.deepdream.weights import WeightsNotFoundError
-
-        if list_layers:
-            click.echo(networks.describe_layers(options["model"]))
-            return
-        if not inputs:
-            raise click.UsageError("missing INPUT image (or use --list-layers)")
-        many = len(inputs) > 1 or Path(inputs[0]).is_dir()
-        if many:
-            jobs = plan_jobs(inputs, output, "dream", IMAGE_EXTENSIONS)
-        else:
-            source = Path(inputs[0])
-            jobs = [Job(source, Path(output or source.with_name(source.stem + "_dream.png")))]
-        try:
-            processor = DeepDream(DreamConfig(**options))
-        except WeightsNotFoundError as e:
-            raise click.ClickException(str(e)) from None
-        except (networks.LayerError, ValueError, FileNotFoundError) as e:
-            raise click.ClickException(str(e)) from None
-        except RuntimeError as e:  # --device cuda without CuPy or a GPU
-            raise click.ClickException(str(e)) from None
-
-        def work(source: Path, out: Path) -> None:
-            _dream_one(processor, source, out, zoom_frames, zoom, quiet=many)
-
-        if not many:
-            work(jobs[0].source, jobs[0].target)
-            return
-        report = run_jobs(
-            jobs, work, overwrite=overwrite, progress=options["progress"], desc="dream"
-        )
-        report_batch(report)
-
-    params = [
+    return [
         click.Argument(["inputs"], nargs=-1, type=click.Path(exists=True)),
         click.Option(
             ["-o", "--output"],
@@ -157,10 +197,9 @@ def register_commands(cli: Any) -> None:
         ),
         *config_options(DreamConfig, prefix=""),
     ]
-    cli.add_command(
-        click.Command("dream", callback=dream_command, params=params, help=dream_command.__doc__)
-    )
 
+
+def _add_weights(cli: Any, click: Any) -> None:
     @cli.group()
     def weights() -> None:
         """Network weights for DeepDream (torchvision's ImageNet files)."""
