@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
+import math
 import os
 import re
 import sys
@@ -56,7 +57,7 @@ class FiniteFloat(click.ParamType):
                 number = float(value)
             except (TypeError, ValueError):
                 self.fail(f"{value!r} is not a number", param, ctx)
-        if not np.isfinite(number):
+        if not math.isfinite(number):
             self.fail(f"{value!r} is not a finite number", param, ctx)
         if self.positive and number <= 0:
             self.fail(f"{value!r} must be greater than 0", param, ctx)
@@ -646,7 +647,9 @@ def sample(
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--seeds") from e
     try:
-        model, ckpt = load_model(source, device=device)
+        model, ckpt = load_model(
+            source, device=device, warn=lambda m: click.echo(f"warning: {m}", err=True)
+        )
     except (FileNotFoundError, ValueError, KeyError, RuntimeError) as e:
         raise _fail(e) from e
     options = {"truncation": truncation, "noise_mode": noise_mode}
