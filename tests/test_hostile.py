@@ -563,3 +563,101 @@ def test_nonsense_train_options_are_refused_before_anything_is_written(tmp_path,
 def test_nonsense_options_of_other_commands_are_refused(bad_images, args):
     source = [] if args[0] == "demo" else [bad_images / "good.png"]
     one_error(run_cli(*args, *source))
+
+
+# =========================================================================== 1. no code from files
+MARKER_MODULE = """
+import pathlib
+pathlib.Path(__file__).with_name("MARKER").write_text("this module was imported")
+s = "zen"
+"""
+
+
+def crafted_checkpoint(path: Path, model: str) -> None:
+    """A checkpoint whose model name and ``model_class`` metadata name a module to import."""
+    import minigan
+
+    state = {"model": model, "model_class": model, "config": {}, "image_shape": [1, 8, 8]}
+    minigan.save({**state, "state": {}, "step": 1}, path, metadata={"model": model})
+
+
+@pytest.fixture
+def marker_module(site):
+    (site / "h13_marker.py").write_text(MARKER_MODULE)
+    return site / "MARKER"
+
+
+def test_a_checkpoint_cannot_choose_code_to_import(tmp_path, marker_module, fresh_cli):
+    from minigan.train import load_model
+
+    crafted_checkpoint(tmp_path / "ck.safetensors", "h13_marker:s")
+    line = one_error(run_cli("sample", tmp_path / "ck.safetensors", "--seeds", "0"))
+    assert "model 'h13_marker:s' is not provided by any installed plugin" in line
+    assert "dcgan" in line  # the models there are
+    with pytest.raises(KeyError, match="not provided by any installed plugin"):
+        load_model(tmp_path / "ck.safetensors")
+    crafted_checkpoint(tmp_path / "zen.safetensors", "this:s")  # any installed module, too
+    zen = run_cli("sample", tmp_path / "zen.safetensors")
+    assert "not provided by any installed plugin" in one_error(zen)
+    assert "Beautiful is better than ugly" not in zen.output
+    assert not marker_module.exists()
+
+
+def test_a_run_folder_cannot_choose_code_to_import(tmp_path, marker_module, fresh_cli):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.json").write_text(
+        json.dumps({"model": "h13_marker:s", "model_class": "h13_marker:s", "config": {}})
+    )
+    crafted_checkpoint(run / "checkpoints" / "step-000001.safetensors", "h13_marker:s")
+    assert "not provided by any installed plugin" in one_error(run_cli("sample", run))
+    assert not marker_module.exists()
+
+
+def test_load_model_still_takes_the_class_itself(tmp_path):
+    from minigan.plugins.dcgan import DCGAN
+    from minigan.train import load_model
+
+    run = tmp_path / "run"
+    args = ["train", "dcgan", "--max-steps", "1", "--batch-size", "8", "--limit", "8",
+            "--g-width", "4", "--d-width", "4", "--no-progress", "--out", run]  # fmt: skip
+    assert run_cli(*args).exit_code == 0
+    model, ckpt = load_model(run, cls=DCGAN)
+    assert isinstance(model, DCGAN) and ckpt["model"] == "dcgan"
+    assert "model_class" not in ckpt and "model_class" not in (run / "config.json").read_text()
+
+
+# =========================================================================== 7. runs
+def test_runs_clean_up_and_fall_back_to_the_newest_readable_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    tiny = ["--batch-size", "8", "--limit", "8", "--g-width", "4", "--d-width", "4",
+            "--no-progress", "--out", run]  # fmt: skip
+    first = run_cli("train", "dcgan", "--max-steps", "2", "--checkpoint-every", "1", *tiny)
+    assert first.exit_code == 0, first.output
+    ckpts = run / "checkpoints"
+    newest = ckpts / "step-000002.safetensors"
+    newest.write_bytes(newest.read_bytes()[:1000])  # truncated, as by a full disk
+    stale = [
+        ckpts / ".step-000003.safetensors.0123456789ab.tmp",
+        run / "samples" / ".epoch-002.89abcdef.tmp.png",
+        run / ".metrics.jsonl.tmp",
+    ]
+    for path in stale:
+        path.write_bytes(bytes(4096))
+    (run / "notes.tmp").write_text("the user's own file")  # not minigan's: kept
+
+    sampled = run_cli("sample", run, "--seeds", "0-3", "--grid", tmp_path / "g.png")
+    assert sampled.exit_code == 0, sampled.output
+    assert "step-000002.safetensors" in sampled.stderr and "step-000001" in sampled.stderr
+    from minigan.images import read_metadata
+
+    assert read_metadata(tmp_path / "g.png")["checkpoint"].endswith("step-000001.safetensors")
+
+    resumed = run_cli("train", "dcgan", "--resume", "--out", run, "--max-steps", "3",
+                      "--no-progress")  # fmt: skip
+    assert resumed.exit_code == 0, resumed.output
+    assert "step-000002.safetensors" in resumed.stderr  # named in the warning
+    assert "from step-000001.safetensors" in resumed.stderr
+    assert not any(path.exists() for path in stale)
+    assert (run / "notes.tmp").exists()
+    assert (ckpts / "step-000003.safetensors").is_file()
