@@ -536,9 +536,16 @@ def make_train_command(name: str, model_cls: type) -> click.Command:
     )
 
 
-def _broken_command(name: str, error: BaseException) -> click.Command:
+def _broken_command(name: str, error: BaseException, kind: str = "model") -> click.Command:
+    try:
+        owner = f" (from {get_registry().plugin_of(kind, name).label()})"
+    except KeyError:
+        owner = ""
+
     def fail() -> None:
-        raise click.ClickException(f"{name!r} cannot be used: {error}")
+        raise click.ClickException(
+            f"{kind} {name!r}{owner} cannot be used: {type(error).__name__}: {error}"
+        )
 
     return click.Command(name, callback=fail, help=f"(cannot be loaded: {error})")
 
@@ -812,7 +819,7 @@ class ProcessGroup(click.Group):
         try:
             return make_process_command(name, registry.get("processor", name))
         except Exception as e:  # a broken plugin: say so when used, keep the rest working
-            return _broken_command(name, e)
+            return _broken_command(name, e, "processor")
 
 
 @main.group(cls=ProcessGroup)

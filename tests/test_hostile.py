@@ -238,6 +238,8 @@ def test_plugins_command_shows_collisions_and_stays_valid_json(evil, fresh_cli):
     text = run_cli("plugins").stdout
     assert "not used (name taken): dataset 'shapes'" in text
     assert "imported in" in text
+    line = one_error(run_cli("train", "evilgan"))  # a broken model says whose it is
+    assert "model 'evilgan' (from plugin 'evil' (evil-gans 6.6.6)) cannot be used" in line
 
 
 def test_train_dcgan_still_works_with_a_name_grabbing_plugin(evil, fresh_cli, tmp_path):
@@ -572,7 +574,6 @@ def test_nonsense_train_options_are_refused_before_anything_is_written(tmp_path,
         ["dream", "--lr", "nan"],
         ["dream", "--zoom-frames", "-1"],
         ["process", "deepdream", "--steps", "0"],
-        ["sample", "--batch-size", "0"],
         ["demo", "--epochs", "0"],
     ],
 )
@@ -638,6 +639,8 @@ def test_load_model_still_takes_the_class_itself(tmp_path):
     args = ["train", "dcgan", "--max-steps", "1", "--batch-size", "8", "--limit", "8",
             "--g-width", "4", "--d-width", "4", "--no-progress", "--out", run]  # fmt: skip
     assert run_cli(*args).exit_code == 0
+    for option, value in (("--batch-size", "0"), ("--nrow", "0"), ("--truncation", "nan")):
+        assert option in one_error(run_cli("sample", run, option, value))
     model, ckpt = load_model(run, cls=DCGAN)
     assert isinstance(model, DCGAN) and ckpt["model"] == "dcgan"
     assert "model_class" not in ckpt and "model_class" not in (run / "config.json").read_text()
