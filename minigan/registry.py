@@ -75,7 +75,8 @@ class Entry:
             return self.target
         module_name, _, attr = self.target.partition(":")
         try:
-            obj = importlib.import_module(module_name)
+            with _stdout_to_stderr():  # a plugin printing on import must not corrupt output
+                obj = importlib.import_module(module_name)
             for part in filter(None, attr.split(".")):
                 obj = getattr(obj, part)
         except Exception as e:

@@ -427,6 +427,7 @@ def test_small_files_cannot_blow_up_memory(tmp_path):
     (tmp_path / "data").mkdir()
     png_bomb(tmp_path / "data" / "bomb.png", 13000)
     zero_stride_pth(tmp_path / "w.pth")
+    np.savez_compressed(tmp_path / "bomb.npz", images=np.zeros((4000, 100, 1000), np.uint8))
     write_image(tmp_path / "ok.png")
     assert max(p.stat().st_size for p in tmp_path.rglob("*") if p.is_file()) < 1_000_000
     runs, peak = run_measured(
@@ -448,6 +449,7 @@ def test_small_files_cannot_blow_up_memory(tmp_path):
             "--no-progress",
         ],  # fmt: skip
         ["dream", "ok.png", "--weights", "w.pth", "--no-progress"],
+        ["train", "dcgan", "--data", "bomb.npz", "--max-steps", "1", "--out", "run2"],
     )
     assert peak < 2**30, f"peak RSS {peak / 2**20:.0f} MiB"
     assert "13000x13000 pixels (169.0 MP) is over the limit of 50.0 MP" in assert_clean_failure(
@@ -455,6 +457,7 @@ def test_small_files_cannot_blow_up_memory(tmp_path):
     )
     assert "bomb.png (13000x13000 pixels" in assert_clean_failure(runs[1])
     assert "zero or overlapping strides" in assert_clean_failure(runs[2])
+    assert "bomb.npz: array 'images.npy' would expand" in assert_clean_failure(runs[3])
 
 
 def test_pixel_limit_can_be_changed(tmp_path):

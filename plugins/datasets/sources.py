@@ -34,6 +34,7 @@ from minigan.data import (
     IMAGE_EXTENSIONS,
     LUMA,
     Dataset,
+    check_npz,
     resize_and_crop,
     to_channels,
     to_uint8,
@@ -582,6 +583,7 @@ def _read_npz(path: Path) -> tuple[str, np.ndarray, np.ndarray | None]:
         raise FileNotFoundError(f"no such .npz file: {str(path)!r}")
     try:
         with np.load(path, allow_pickle=False) as archive:
+            check_npz(archive, path)
             keys = list(archive.keys())
             if not keys:
                 raise ValueError(f"{path}: the .npz file holds no arrays")

@@ -414,9 +414,14 @@ def read_weights(path: PathLike) -> dict[str, np.ndarray]:
             raise ValueError(f"{path}: not a valid .safetensors file ({e})") from None
     if suffix == ".npz":
         try:
+            from minigan.data import check_npz
+
             with np.load(path, allow_pickle=False) as archive:
+                check_npz(archive, path)
                 return {k: archive[k] for k in archive.files}
         except (zipfile.BadZipFile, EOFError, OSError, ValueError) as e:
+            if str(e).startswith(str(path)):
+                raise
             raise ValueError(f"{path}: not a readable .npz weights file ({e})") from None
     return read_pth(path)
 
