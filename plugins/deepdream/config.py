@@ -59,7 +59,11 @@ class DreamConfig:
         metadata={"help": "Laplacian pyramid levels to normalise the gradient (0: off)", "min": 0},
     )
     guide: str | None = field(
-        default=None, metadata={"help": "guide image: dream towards its features"}
+        default=None,
+        metadata={
+            "help": "guide image: dream towards its features instead of the input's own",
+            "default_help": "none: amplify what the network sees in the input",
+        },
     )
     seed: int = field(default=0, metadata={"help": "random seed (jitter and tile rolls)", "min": 0})
     device: Literal["cpu", "cuda"] = field(
