@@ -455,7 +455,9 @@ def _train_options(name: str, defaults: dict[str, Any]) -> list[click.Option]:
 
 
 def _fail(error: BaseException) -> click.ClickException:
-    return click.ClickException(describe(error))
+    """A user-facing error the command caught: one line (naming the plugin whose code raised
+    it, if one did)."""
+    return click.ClickException(describe(error, expected=True))
 
 
 def _train_callback(name: str, model_cls: type, field_names: list[str]) -> Any:

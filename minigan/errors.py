@@ -103,11 +103,16 @@ _DATA_ERRORS: tuple[type[BaseException], ...] = (
     zipfile.BadZipFile,
     EOFError,
     KeyError,
+    ImportError,  # a missing optional dependency: the message says what to install
 )
 
 
-def describe(error: BaseException) -> str:
-    """The one line the command line prints for ``error`` (after ``Error: ``)."""
+def describe(error: BaseException, expected: bool = False) -> str:
+    """The one line the command line prints for ``error`` (after ``Error: ``).
+
+    ``expected``: the caller knows this is a user-facing error (say, a ``RuntimeError`` for
+    ``--device cuda`` without a GPU), so its message is shown as it is, not as an internal
+    error."""
     info = plugin_culprit(error)
     if info is not None:
         return f"{info.label()} failed: {type(error).__name__}: {_message(error)} ({DEBUG_HINT})"
@@ -115,6 +120,6 @@ def describe(error: BaseException) -> str:
         return describe_os_error(error)
     if isinstance(error, MemoryError):
         return "out of memory: try smaller inputs, a smaller --batch-size or --max-pixels"
-    if isinstance(error, _DATA_ERRORS) or type(error).__name__ == "SafetensorError":
+    if expected or isinstance(error, _DATA_ERRORS) or type(error).__name__ == "SafetensorError":
         return _message(error)
     return f"internal error: {type(error).__name__}: {_message(error)} ({DEBUG_HINT})"
