@@ -120,6 +120,9 @@ def describe(error: BaseException, expected: bool = False) -> str:
         return describe_os_error(error)
     if isinstance(error, MemoryError):
         return "out of memory: try smaller inputs, a smaller --batch-size or --max-pixels"
-    if expected or isinstance(error, _DATA_ERRORS) or type(error).__name__ == "SafetensorError":
+    from minigan.registry import PluginError  # a plugin that cannot be loaded: says which
+
+    user_facing = _DATA_ERRORS + (PluginError,)
+    if expected or isinstance(error, user_facing) or type(error).__name__ == "SafetensorError":
         return _message(error)
     return f"internal error: {type(error).__name__}: {_message(error)} ({DEBUG_HINT})"
