@@ -77,13 +77,21 @@ class _DataSlot:
     includes ``t.data -= lr * g``, an optimizer's update) counts as an in-place change and bumps
     the tensor's version, as every in-place operation does.
 
+    Writing into the array (``t.data -= x`` hands back the same array) bumps the counter
+    shared with views and ``detach()``ed tensors; assigning a *new* array bumps only this
+    tensor's (it moves to a counter of its own), since views and detached tensors keep the
+    old array and its unchanged values, as PyTorch's do after ``t.data = …``.
+
     A descriptor with ``__set__`` but no ``__get__``: reads find the instance's ``__dict__``.
     """
 
     def __set__(self, obj: Tensor, value: Any) -> None:
         d = obj.__dict__
         if "data" in d:
-            obj._version_box[0] += 1
+            if value is d["data"]:
+                obj._version_box[0] += 1
+            else:
+                obj._version_box = [obj._version_box[0] + 1]
         d["data"] = value
 
 
@@ -907,10 +915,26 @@ def backward(
     grad_tensors = grad_tensors or [None] * len(tensors)
     retain = create_graph if retain_graph is None else retain_graph
     results = _run_backward(tensors, grad_tensors, None, retain, create_graph)
+    # a leaf's new .grad owns its array, as in PyTorch: ``a + b`` hands both leaves the same
+    # gradient array, which may also be the caller's ``gradient``; writing into one .grad
+    # (``a.grad.data *= 0.5``) must change neither the other nor the caller's tensor
+    taken = {_root_id(_raw(g)) for g in grad_tensors if g is not None}
     for leaf, g in results.values():
         if not create_graph:
             g = g.detach()
+            if leaf.grad is None:
+                root = _root_id(g.data)
+                if root in taken:
+                    g = Tensor(g.data.copy())
+                taken.add(root)
         leaf.grad = g if leaf.grad is None else leaf.grad + g
+
+
+def _root_id(array: Any) -> int:
+    """``id`` of the array that owns ``array``'s memory (itself, or the base of a view)."""
+    while getattr(array, "base", None) is not None:
+        array = array.base
+    return id(array)
 
 
 def grad(
