@@ -445,6 +445,7 @@ def _train_options(name: str, defaults: dict[str, Any]) -> list[click.Option]:
             "where a read waits for the GPU); every step is still logged",
         ),
         click.Option(["--progress/--no-progress"], default=True, help="show a progress bar"),
+        max_pixels_option(),
         click.Option(
             ["--tensorboard"],
             is_flag=True,

@@ -469,6 +469,11 @@ def test_pixel_limit_can_be_changed(tmp_path):
     assert one_error(run_cli(*args, env={"MINIGAN_MAX_PIXELS": "4000"}))
     assert run_cli(*args, "--max-pixels", "5000").exit_code == 0
     assert run_cli(*args).exit_code == 0  # the option does not outlive its command
+    (tmp_path / "data").mkdir()
+    write_image(tmp_path / "data" / "b.png", side=64)
+    train = ["train", "dcgan", "--data", tmp_path / "data", "--max-pixels", "1000",
+             "--max-steps", "1", "--out", tmp_path / "run"]  # fmt: skip
+    assert "b.png (64x64 pixels (0.0 MP) is over the limit" in one_error(run_cli(*train))
 
 
 def test_training_folder_refuses_tiny_images_with_the_unreadable_ones(tmp_path):
