@@ -89,13 +89,18 @@ def _files(folder: Path, extensions: Sequence[str]) -> list[Path]:
 
 
 def plan_jobs(
-    inputs: Iterable[PathLike], out: PathLike | None, name: str, extensions: Sequence[str]
+    inputs: Iterable[PathLike],
+    out: PathLike | None,
+    name: str,
+    extensions: Sequence[str],
+    sep: str = "-",
 ) -> list[Job]:
     """The jobs for ``inputs`` (files and folders, searched recursively).
 
     Outputs: one file input with an ``out`` that has a suffix -> ``out`` itself; a folder ->
     ``out/<relative path>.png`` (default: a sibling folder ``FOLDER-<name>``); other files ->
-    ``<out or its own folder>/<stem>-<name>.png``. A folder without images is an error.
+    ``<out or its own folder>/<stem>-<name>.png`` (``sep`` instead of ``-``). A folder
+    without images is an error.
     """
     items = [Path(i) for i in inputs]
     jobs: list[Job] = []
@@ -104,13 +109,13 @@ def plan_jobs(
             files = _files(item, extensions)
             if not files:
                 raise ValueError(f"{item}: no images found in this folder")
-            target = Path(out) if out else item.with_name(item.name + f"-{name}")
+            target = Path(out) if out else item.with_name(f"{item.name}{sep}{name}")
             jobs += [Job(p, target / p.relative_to(item).with_suffix(".png")) for p in files]
         elif len(items) == 1 and out and Path(out).suffix:
             jobs.append(Job(item, Path(out)))
         else:
             target = Path(out) if out else item.parent
-            jobs.append(Job(item, target / f"{item.stem}-{name}.png"))
+            jobs.append(Job(item, target / f"{item.stem}{sep}{name}.png"))
     return jobs
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from minigan import backend, kernels
-from minigan.random import generator
+from minigan.random import generator, stream_offset
 from minigan.tensor import Function, Tensor, is_grad_enabled
 
 Dims = int | Sequence[int] | None
@@ -1189,7 +1189,7 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     # One draw from minigan's generator seeds a counter-based stream that the kernel
     # evaluates per element (reproducible under manual_seed, nothing stored for backward).
     seed = int(generator().integers(0, 2**63, dtype=np.int64))
-    return Dropout(seed, p)(x)
+    return Dropout(stream_offset(seed, x.shape), p)(x)
 
 
 class Dropout(Function):

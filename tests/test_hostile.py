@@ -543,7 +543,7 @@ def test_dream_takes_many_inputs(bad_images, tmp_path):
     result = run_cli("dream", bad_images / "good.png", bad_images / "text.png", "-o", out,
                      "--steps", "1", "--octaves", "1", "--no-progress")  # fmt: skip
     assert "1 of 2 inputs failed" in one_error(result)
-    assert (out / "good-dream.png").is_file()
+    assert (out / "good_dream.png").is_file()
 
 
 # =========================================================================== 5. options
