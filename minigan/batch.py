@@ -66,14 +66,17 @@ class BatchReport:
         else:
             (self.done if status == "done" else self.skipped).append(job)
 
-    def summary(self) -> str:
-        """``wrote 3 images, skipped 1 (output exists; --overwrite redoes it), 1 failed``."""
-        parts = [f"wrote {len(self.done)} image{'s' * (len(self.done) != 1)}"]
-        if self.skipped:
-            parts.append(f"skipped {len(self.skipped)} (output exists; --overwrite redoes it)")
-        if self.failed:
-            parts.append(f"{len(self.failed)} failed")
-        return ", ".join(parts)
+    def summary(self, name: str) -> str:
+        """``NAME: wrote 3 images, skipped 1 existing, 1 failed`` (as the Dask back-end says).
+
+        >>> BatchReport().summary("dream")
+        'dream: wrote 0 images, skipped 0 existing, 0 failed'
+        """
+        plural = "" if len(self.done) == 1 else "s"
+        return (
+            f"{name}: wrote {len(self.done)} image{plural}, skipped {len(self.skipped)} "
+            f"existing, {len(self.failed)} failed"
+        )
 
 
 def _files(folder: Path, extensions: Sequence[str]) -> list[Path]:

@@ -776,17 +776,19 @@ def sample(
 # --------------------------------------------------------------------------- process
 
 
-def report_batch(report: Any) -> None:
-    """Print a :class:`minigan.batch.BatchReport`: every failure on stderr, then the summary;
-    exit non-zero (one ``Error:`` line) if any input failed."""
+def report_batch(report: Any, name: str) -> None:
+    """Print a :class:`minigan.batch.BatchReport`: the summary, every failure on stderr; exit
+    non-zero (one ``Error:`` line) if any input failed."""
+    click.echo(report.summary(name))
     for job, reason in report.failed:
-        click.echo(f"failed: {job.source}: {reason.removeprefix(str(job.source) + ': ')}", err=True)
+        reason = reason.removeprefix(f"{job.source}: ")
+        click.echo(f"  failed: {job.source}: {reason}", err=True)
     if report.failed:
         total = len(report.done) + len(report.skipped) + len(report.failed)
         raise click.ClickException(
-            f"{len(report.failed)} of {total} inputs failed (listed above); {report.summary()}"
+            f"{len(report.failed)} of {total} inputs failed (listed above); outputs that exist "
+            f"are skipped on a re-run unless --overwrite"
         )
-    click.echo(report.summary())
 
 
 def _process_callback(name: str, processor_cls: type, field_names: list[str]) -> Any:
@@ -833,7 +835,8 @@ def _process_callback(name: str, processor_cls: type, field_names: list[str]) ->
             work(jobs[0].source, jobs[0].target)
             click.echo(f"wrote {jobs[0].target}")
             return
-        report_batch(run_jobs(jobs, work, overwrite=overwrite, progress=progress, desc=name))
+        report = run_jobs(jobs, work, overwrite=overwrite, progress=progress, desc=name)
+        report_batch(report, name)
 
     return run
 

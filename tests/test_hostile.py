@@ -532,10 +532,12 @@ def test_folder_processing_goes_on_past_bad_files_and_resumes(bad_images, tmp_pa
     assert "it/s" not in result.stderr  # --no-progress hides the bar
     stamp = {p: p.stat().st_mtime_ns for p in out.rglob("*.png")}
     again = run_cli(*args)
-    assert "skipped 3 (output exists" in one_error(again)
+    one_error(again)
+    assert "deepdream: wrote 0 images, skipped 3 existing, 5 failed" in again.stdout
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.png")} == stamp
     redo = run_cli(*args, "--overwrite")
-    assert "wrote 3 images" in one_error(redo)
+    one_error(redo)
+    assert "deepdream: wrote 3 images, skipped 0 existing, 5 failed" in redo.stdout
 
 
 def test_dream_takes_many_inputs(bad_images, tmp_path):

@@ -81,12 +81,12 @@ def dream_command(
         return
     if not inputs:
         raise click.UsageError("missing INPUT image (or use --list-layers)")
+    many = len(inputs) > 1 or Path(inputs[0]).is_dir()
+    if (many or dask or workers is not None) and zoom_frames > 0:
+        raise click.UsageError("--zoom-frames takes a single INPUT image")
     if dask or workers is not None:
-        if zoom_frames > 0:
-            raise click.UsageError("--zoom-frames takes a single INPUT image")
         _dream_many(inputs, output, dask, workers, options)
         return
-    many = len(inputs) > 1 or Path(inputs[0]).is_dir()
     if many:
         jobs = plan_jobs(inputs, output, "dream", IMAGE_EXTENSIONS, sep="_")
     else:
@@ -100,9 +100,8 @@ def dream_command(
     if not many:
         work(jobs[0].source, jobs[0].target)
         return
-    report_batch(
-        run_jobs(jobs, work, overwrite=overwrite, progress=options["progress"], desc="dream")
-    )
+    report = run_jobs(jobs, work, overwrite=overwrite, progress=options["progress"], desc="dream")
+    report_batch(report, "dream")
 
 
 def _dream_one(
