@@ -190,7 +190,7 @@ def test_a_plugin_model_gets_its_options_for_free(tmp_path):
     try:
         help_text = invoke("train", "toy", "--help").output
         assert "--hidden INTEGER" in help_text and "hidden units" in help_text
-        assert "[default: 2]" in help_text  # ToyGAN.train_defaults["epochs"]
+        assert "[default: 2; x>=1]" in help_text  # ToyGAN.train_defaults["epochs"]
         models = invoke("models").output
         assert "toy" in models
     finally:
