@@ -79,6 +79,6 @@ def test_a_non_gan_model_trains_resumes_and_samples_in_a_run_folder(tmp_path):
     records = [json.loads(x) for x in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == list(range(1, 9))
     assert (tmp_path / "run/losses.png").exists()
-    model, _ = load_model(tmp_path / "run")
+    model, _ = load_model(tmp_path / "run", cls=Denoiser)  # not a registered plugin model
     assert isinstance(model, Denoiser)
     assert model.generate([0, 1]).shape == (2, 1, 8, 8)
