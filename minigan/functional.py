@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import builtins
 import math
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,7 +23,7 @@ import numpy as np
 
 from minigan import backend, kernels
 from minigan.random import generator
-from minigan.tensor import Function, Tensor, is_grad_enabled
+from minigan.tensor import Function, Tensor, install_ops, is_grad_enabled
 
 Dims = int | Sequence[int] | None
 
@@ -856,10 +857,6 @@ class Dropout(Function):
 # --------------------------------------------------------------------------- convolution
 
 
-def _conv_out(size: int, k: int, s: int, p: int, d: int) -> int:
-    return (size + 2 * p - d * (k - 1) - 1) // s + 1
-
-
 class Conv2d(Function):
     """y = conv2d(x, w); its gradients are the two adjoint convolutions below."""
 
@@ -941,7 +938,8 @@ def conv2d(
     """2-D convolution (cross-correlation), NCHW, weight (O, C, kh, kw), zero padding."""
     _check_conv_input("conv2d", x, weight, weight.shape[1] if weight.ndim == 4 else -1)
     s, p, d = _pair(stride, "stride"), _pair(padding, "padding"), _pair(dilation, "dilation")
-    out = [_conv_out(x.shape[2 + i], weight.shape[2 + i], s[i], p[i], d[i]) for i in range(2)]
+    k = weight.shape[2:]
+    out = [kernels.conv_output_size(x.shape[2 + i], k[i], s[i], p[i], d[i]) for i in range(2)]
     if builtins.min(out) < 1:
         raise ValueError(
             f"conv2d: input {x.shape} is too small for kernel {weight.shape[2:]} with "
@@ -1159,7 +1157,7 @@ def _windows(x: Tensor, kernel_size, stride, padding, pad_value: float, op: str)
         raise ValueError(f"{op}: expected a 4-D input (N, C, H, W), got shape {x.shape}")
     if p[0] > k[0] // 2 or p[1] > k[1] // 2:
         raise ValueError(f"{op}: padding {p} should be at most half the kernel size {k}")
-    oh, ow = (_conv_out(x.shape[2 + i], k[i], s[i], p[i], 1) for i in range(2))
+    oh, ow = (kernels.conv_output_size(x.shape[2 + i], k[i], s[i], p[i], 1) for i in range(2))
     if oh < 1 or ow < 1:
         raise ValueError(f"{op}: input {x.shape} is too small for kernel {k}")
     xpad = pad(x, (p[1], p[1], p[0], p[0]), pad_value) if p != (0, 0) else x
@@ -1373,3 +1371,8 @@ def cross_entropy(
     if label_smoothing:
         target = target * (1 - label_smoothing) + label_smoothing / k
     return _reduce(-sum(target * logp, 1), reduction, "cross_entropy")
+
+
+# Tensor's methods and backward pass call the operations above through minigan.tensor.F: hand
+# this module over now that they exist (minigan.tensor does not import it: no import cycle).
+install_ops(sys.modules[__name__])

@@ -65,11 +65,13 @@ def register_datasets(register: Register) -> None:
 
 @hookspec
 def register_kernels(register: Register) -> None:
-    """Register a kernel backend implementing the kernel contract of ``minigan.kernels``.
+    """Register a kernel backend implementing the kernel contract.
 
-    ``register("cuda", "mypkg.cuda_kernels")``: a module (or lazy string naming one) with
-    the functions ``conv2d``, ``conv2d_grad_input``, ``conv2d_grad_weight``,
-    ``batch_norm_forward``, ``batch_norm_backward``, ``adain_forward``, ``adain_backward``.
+    ``register("mygpu", "mypkg.kernels:")``: a module (or lazy ``"module:"`` string naming
+    one) that defines every kernel of :class:`minigan.kernels.contract.KernelBackend`
+    (``minigan.kernels.contract.KERNELS`` lists their names) and ``handles(array) -> bool``,
+    true for the arrays it runs on. The backend is checked against the contract when it is
+    installed; one lacking a kernel is skipped with a message naming what is missing.
     """
 
 

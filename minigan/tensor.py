@@ -22,12 +22,26 @@ from __future__ import annotations
 import contextlib
 import weakref
 from collections.abc import Iterator, Sequence
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 
 from minigan import backend
 from minigan import random as _random
+
+# The differentiable operations live in minigan.functional, which imports this module (for
+# Tensor and Function) and, once they are defined, hands itself over with install_ops() —
+# the idea of DeZero's setup_variable(). Tensor's methods (x + y, x.sum(), ...) and the
+# backward pass call them as F.add, F.sum_to, ...; this module never imports functional, so
+# the two do not form an import cycle. `import minigan` imports functional.
+F: Any = None
+
+
+def install_ops(ops: ModuleType) -> None:
+    """Give Tensor its operations (called by :mod:`minigan.functional` when it is imported)."""
+    global F
+    F = ops
 
 # --------------------------------------------------------------------------- grad mode
 
@@ -166,8 +180,6 @@ class Tensor:
 
         Differentiable: gradients flow back to the original tensor.
         """
-        from minigan import functional as F
-
         out = self
         if dtype is not None and np.dtype(dtype) != self.dtype:
             out = F.astype(out, dtype)
@@ -492,8 +504,6 @@ def _run_backward(
     Returns ``(tensor, total gradient)`` for every target (all leaves when ``targets`` is
     None), keyed by ``id``. Only the part of the graph that leads to a target is evaluated.
     """
-    from minigan import functional as F
-
     order = _graph(outputs)
     target_ids = None if targets is None else {id(t) for t in targets}
 
@@ -613,5 +623,3 @@ def grad(
         answer.append(g)
     return tuple(answer)
 
-
-from minigan import functional as F  # noqa: E402  (functional needs Tensor and Function)

@@ -1,20 +1,19 @@
-"""CPU kernels: NumPy + Numba implementations of the contract in :mod:`minigan.kernels`."""
+"""CPU kernels: NumPy + Numba implementations of the kernel contract
+(:class:`minigan.kernels.contract.KernelBackend`); this module is the CPU backend.
 
-from .conv import conv2d, conv2d_grad_input, conv2d_grad_weight
-from .elementwise import dropout, leaky_relu, leaky_relu_backward
-from .linalg import matmul
-from .norm import adain_backward, adain_forward, batch_norm_backward, batch_norm_forward
+Must not import: anything of minigan's core (autograd, nn) or a plugin; never CuPy.
+"""
 
-__all__ = [
-    "conv2d",
-    "conv2d_grad_input",
-    "conv2d_grad_weight",
-    "batch_norm_forward",
-    "batch_norm_backward",
-    "adain_forward",
-    "adain_backward",
-    "leaky_relu",
-    "leaky_relu_backward",
-    "dropout",
-    "matmul",
-]
+# The contract's kernels, re-exported: ``__all__`` is contract.KERNELS, so ruff cannot see them.
+from ..contract import KERNELS
+from .conv import conv2d, conv2d_grad_input, conv2d_grad_weight  # noqa: F401
+from .elementwise import dropout, leaky_relu, leaky_relu_backward  # noqa: F401
+from .linalg import matmul  # noqa: F401
+from .norm import (  # noqa: F401
+    adain_backward,
+    adain_forward,
+    batch_norm_backward,
+    batch_norm_forward,
+)
+
+__all__ = list(KERNELS)
