@@ -39,6 +39,7 @@ import numba
 import numpy as np
 import pytest
 import torch
+from machine import describe_blas, describe_machine, kernel_overrides, override_warning
 from report import CALIBRATION, UNIT_SCALE, Row, Run, ceilings, save, text_table
 
 import minigan
@@ -213,14 +214,13 @@ def bench(benchmark: Any, calibration: dict[str, float], request: pytest.Fixture
 # ---------------------------------------------------------------------------------- report
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+def pytest_report_header(config: pytest.Config) -> list[str] | None:
+    """The BLAS kernel in use, and a warning when the environment forces one."""
+    if not config.getoption("--benchmark"):
+        return None
+    lines = [f"minigan benchmarks: BLAS {describe_blas(describe_machine()['blas'])}"]
+    warning = override_warning(kernel_overrides())
+    return lines + ([warning] if warning else [])
 
 
 def pytest_benchmark_update_json(config: pytest.Config, output_json: dict[str, Any]) -> None:
@@ -268,7 +268,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     all_rows = results.calibration + results.rows
     best = ceilings(all_rows)
     report = {
-        "device": _cpu_model(),
+        **describe_machine(),  # device, cpu_flags, blas, kernel_overrides
         "date": stamp.isoformat(timespec="seconds"),
         "threads": THREADS,
         "command": shlex.join(["pytest", *sys.argv[1:]]),
@@ -295,6 +295,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     tr.section(f"minigan / PyTorch (CPU, {THREADS} threads), best of {ROUNDS} alternating rounds")
     for line in text_table(Run("", "cpu", {}, results.calibration + results.rows)):
         tr.write_line(line)
+    tr.write_line(f"BLAS: {describe_blas(describe_machine()['blas'])}")
+    warning = override_warning(kernel_overrides())
+    if warning:
+        tr.write_line(warning, red=True)
     tr.write_line(f"results written to {results.path} (and .md, .png)")
     if results.comparison:
         tr.section("minigan / PyTorch ratio against the baseline (lower is better)")

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from machine import describe_blas, override_warning
 
 HERE = Path(__file__).resolve().parent
 README = HERE / "README.md"
@@ -165,8 +166,15 @@ def describe(run: Run) -> str:
     if "threads" in meta:
         parts.append(f"{meta['threads']} threads")
     parts += [f"{k} {v}" for k, v in meta.get("versions", {}).items()]
-    command = f" Command: `{meta['command']}`" if meta.get("command") else ""
-    return ", ".join(str(p) for p in parts) + "." + command
+    if meta.get("blas"):
+        parts.append(f"BLAS {describe_blas(meta['blas'])}")
+    text = ", ".join(str(p) for p in parts) + "."
+    if meta.get("cpu_flags"):
+        text += f" CPU flags: {' '.join(meta['cpu_flags'])}."
+    warning = override_warning(meta.get("kernel_overrides") or {})
+    if warning:
+        text += f" **{warning}**"
+    return text + (f" Command: `{meta['command']}`" if meta.get("command") else "")
 
 
 def describe_ceilings(run: Run) -> str:

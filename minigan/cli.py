@@ -3,6 +3,10 @@
 Built-in commands live here; plugins add theirs through the ``register_commands`` hook (loaded
 the first time the command list is needed). ``minigan demo`` trains a small convolutional
 classifier on generated images — a quick check that an install works.
+
+``minigan --help`` and ``minigan plugins`` must stay fast: this module must not import NumPy,
+the kernels, the tensor library or any model at import time (commands import what they need
+when they run).
 """
 
 from __future__ import annotations
@@ -15,13 +19,15 @@ import re
 import time
 import types
 import typing
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import numpy as np
 
 import minigan
 from minigan.registry import get_registry
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class PluginGroup(click.Group):
@@ -107,10 +113,13 @@ def bars_dataset(n: int, size: int, rng: np.random.Generator) -> tuple[np.ndarra
     a diagonal, or a filled square — at random positions. Returns float32 NCHW images in
     [-1, 1] and int64 labels.
 
+    >>> import numpy as np
     >>> x, y = bars_dataset(8, 12, np.random.default_rng(0))
     >>> x.shape, x.dtype, y.shape
     ((8, 1, 12, 12), dtype('float32'), (8,))
     """
+    import numpy as np
+
     images = np.zeros((n, size, size), np.float32)
     labels = rng.integers(0, 4, n)
     for img, label in zip(images, labels):
@@ -135,6 +144,7 @@ def bars_dataset(n: int, size: int, rng: np.random.Generator) -> tuple[np.ndarra
 @click.option("--seed", default=0)
 def demo(epochs: int, batch_size: int, lr: float, seed: int) -> None:
     """Train a small CNN on generated bar/square images and report its test accuracy."""
+    import numpy as np
     from tqdm import tqdm
 
     from minigan import functional as F
@@ -534,9 +544,7 @@ def sample(
         raise click.BadParameter(str(e), param_hint="--seeds") from e
     try:
         model, ckpt = load_model(source, device=device)
-    except (FileNotFoundError, ValueError, KeyError) as e:
-        raise _fail(e) from e
-    except RuntimeError as e:
+    except (FileNotFoundError, ValueError, KeyError, RuntimeError) as e:
         raise _fail(e) from e
     options = {"truncation": truncation, "noise_mode": noise_mode}
     options = {key: value for key, value in options.items() if value is not None}

@@ -3,6 +3,7 @@
 Everything here works on NumPy arrays. Model outputs are NCHW float32 in [-1, 1] (what a
 ``tanh`` generator gives); files are written through imageio, atomically (a temporary file
 renamed over the target), and PNGs record the parameters that made them as text chunks.
+This module must not import the tensor library, the kernels, the training code or plugins.
 
 >>> import numpy as np, os, tempfile
 >>> batch = np.linspace(-1, 1, 6 * 3 * 4 * 4, dtype=np.float32).reshape(6, 3, 4, 4)
@@ -382,38 +383,49 @@ def line_chart(
         draw_text(image, min(max(col - tw // 2, 0), width - tw), top + ph + 7, label, dark, scale)
     image[top : top + ph, left - 1] = dark  # axes
     image[top + ph, left - 1 : left + pw] = dark
-    if title:
-        tw, _ = text_size(title, scale)
-        draw_text(image, (width - tw) // 2, 12, title, dark, scale)
-    if xlabel:
-        tw, _ = text_size(xlabel, scale)
-        draw_text(image, left + (pw - tw) // 2, height - 14, xlabel, dark, scale)
-
+    _titles(image, title, xlabel, left, pw, height - 14, scale)
     for k, (x, y) in enumerate(finite):
-        color = PALETTE[k % len(PALETTE)]
         if x.size > pw:  # one point per pixel column: mean of the values falling in it
             column = np.minimum(((x - x0) / (x1 - x0) * pw).astype(int), pw - 1)
             counts = np.bincount(column, minlength=pw)
             used = counts > 0
             x = (np.bincount(column, x, pw)[used]) / counts[used]
             y = (np.bincount(column, y, pw)[used]) / counts[used]
-        cx, cy = px(x), py(y)
-        if cx.size == 1:
-            _line(image, cx[0] - 1, cy[0], cx[0] + 1, cy[0], color)
-        for i in range(cx.size - 1):
-            _line(image, cx[i], cy[i], cx[i + 1], cy[i + 1], color)
+        _polyline(image, px(x), py(y), PALETTE[k % len(PALETTE)])
+    _legend(image, list(points), left + pw - 8, top + 8, scale)
+    return image
 
-    lx, ly = left + pw - 8, top + 8  # legend, top right: a swatch and the name per series
-    names = list(points)
+
+def _titles(
+    image: np.ndarray, title: str, xlabel: str, left: int, pw: int, xlabel_row: int, scale: int
+) -> None:
+    """The title centred at the top and the x label centred under the plot area."""
+    dark = (40, 40, 40)
+    if title:
+        tw, _ = text_size(title, scale)
+        draw_text(image, (image.shape[1] - tw) // 2, 12, title, dark, scale)
+    if xlabel:
+        tw, _ = text_size(xlabel, scale)
+        draw_text(image, left + (pw - tw) // 2, xlabel_row, xlabel, dark, scale)
+
+
+def _polyline(image: np.ndarray, cx: np.ndarray, cy: np.ndarray, color: Any) -> None:
+    """Segments through the points (pixel coordinates); one point is a short dash."""
+    if cx.size == 1:
+        _line(image, cx[0] - 1, cy[0], cx[0] + 1, cy[0], color)
+    for i in range(cx.size - 1):
+        _line(image, cx[i], cy[i], cx[i + 1], cy[i + 1], color)
+
+
+def _legend(image: np.ndarray, names: list[str], lx: int, ly: int, scale: int) -> None:
+    """The legend, its top right corner at (lx, ly): a swatch and the name per series."""
     widest = max((text_size(n, scale)[0] for n in names), default=0)
     box_left = lx - widest - 26
     image[ly - 4 : ly + 14 * len(names) + 2, box_left - 4 : lx + 4] = 255
     for k, name in enumerate(names):
-        color = PALETTE[k % len(PALETTE)]
         row = ly + 14 * k
-        image[row + 1 : row + 9, box_left : box_left + 16] = color
-        draw_text(image, box_left + 22, row, name, dark, scale)
-    return image
+        image[row + 1 : row + 9, box_left : box_left + 16] = PALETTE[k % len(PALETTE)]
+        draw_text(image, box_left + 22, row, name, (40, 40, 40), scale)
 
 
 def _nice_step(value: float) -> float:
@@ -500,10 +512,5 @@ def bar_chart(
         tw, th = text_size(label, scale)
         draw_text(image, left - 8 - tw, y + (bar_h - th) // 2, label, dark, scale)
         draw_text(image, end + 6, y + (bar_h - th) // 2, text, dark, scale)
-    if title:
-        tw, _ = text_size(title, scale)
-        draw_text(image, (width - tw) // 2, 12, title, dark, scale)
-    if xlabel:
-        tw, _ = text_size(xlabel, scale)
-        draw_text(image, left + (pw - tw) // 2, top + ph + 26, xlabel, dark, scale)
+    _titles(image, title, xlabel, left, pw, top + ph + 26, scale)
     return image

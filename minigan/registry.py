@@ -10,6 +10,10 @@ Environment variables:
 - ``MINIGAN_STRICT_PLUGINS=1``: re-raise a plugin's error instead (for plugin development, CI).
 - ``MINIGAN_DISABLE_PLUGINS=a,b``: do not load the plugins named ``a`` and ``b``.
 
+This module is part of the light plugin host: it must not import NumPy, the tensor library
+or any model at import time; the kernels are imported only when a plugin registers a kernel
+backend.
+
 >>> registry = get_registry()
 >>> "shapes" in registry.names("dataset")
 True
@@ -267,9 +271,10 @@ def get_registry() -> Registry:
     global _registry
     if _registry is None:
         _registry = Registry()
-        from minigan import kernels
+        if _registry.entries["kernel"]:  # only then: the kernels (NumPy, Numba) are heavy
+            from minigan import kernels
 
-        _registry.install_kernels(kernels.register_backend)
+            _registry.install_kernels(kernels.register_backend)
     return _registry
 
 

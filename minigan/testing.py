@@ -6,6 +6,9 @@ model contract check, and :func:`fake_cuda` to run the ``"cuda"`` device path wi
 float64; :func:`gradgradcheck` does the same for second derivatives (the gradient of a
 gradient, as R1 and gradient penalties need).
 
+This module is for tests: the library itself must not import it (it may import anything
+in the core, but no plugin at import time).
+
 >>> import minigan
 >>> import minigan.functional as F
 >>> x = minigan.randn(3, 4, dtype="float64", requires_grad=True)
@@ -18,16 +21,21 @@ True
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import math
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+import minigan
+from minigan.backend import parse_device
+from minigan.gan import GAN, REQUIRED_METRICS, read_metrics
 from minigan.registry import Registry, get_registry
 from minigan.tensor import Tensor, grad
-from minigan.train import check_model
 
 __all__ = [
     "check_model",
@@ -296,3 +304,174 @@ def _cpu_backed_cuda(kcuda: Any, cpu: Any) -> Any:
     functions = {name: getattr(kcuda, name) for name in kcuda.__all__}
     functions.update({name: on_cpu(name) for name in numba_cuda})
     return SimpleNamespace(**functions)
+
+
+# =========================================================================== check_model
+def _fail(model_cls: type, prop: str, detail: str) -> AssertionError:
+    return AssertionError(f"check_model({model_cls.__name__}): {prop}: {detail}")
+
+
+def _params(model: GAN) -> dict[str, list[np.ndarray]]:
+    return {
+        name: [np.array(p.numpy(), copy=True) for p in net.parameters()]
+        for name, net in model.networks().items()
+    }
+
+
+def check_model(
+    model_cls: type,
+    image_shape: Sequence[int] = (1, 32, 32),
+    config: Mapping[str, Any] | None = None,
+    batch_size: int = 4,
+    device: str = "cpu",
+) -> None:
+    """Check that ``model_cls`` follows the model contract of :mod:`minigan.gan`.
+
+    Builds it with its default ``Config`` (fields overridden by ``config``, e.g. small
+    widths), trains one step on random data and checks: the config dataclass (defaults and
+    help for every field), the metrics (required keys, finite numbers — floats or
+    one-element tensors —, probabilities in [0, 1]), that the generator's and the
+    discriminator's parameters changed, that samples have the right shape, dtype (float32)
+    and range, that the same seeds give the same samples whatever the global random state and
+    the batch, and that a state dict saved with :func:`minigan.save` and loaded into a fresh
+    model gives the same samples and the same next training step (optimizer state included).
+    Raises ``AssertionError`` naming the model and the property that failed.
+
+    ``device="cuda"`` runs it all on the GPU — or, inside :func:`minigan.testing.fake_cuda`,
+    on its CPU stand-in, which also checks that the model keeps every tensor on the device.
+    """
+    _check_config(model_cls)
+    shape = tuple(int(s) for s in image_shape)
+
+    def build(seed: int) -> GAN:
+        minigan.manual_seed(seed)
+        try:
+            return model_cls(model_cls.make_config(dict(config or {})), shape, device)
+        except Exception as e:
+            raise _fail(model_cls, "construction", f"{type(e).__name__}: {e}") from e
+
+    model = build(0)
+    _check_networks(model_cls, model, device)
+    data_rng = np.random.default_rng(0)
+    real = data_rng.uniform(-1, 1, (batch_size, *shape)).astype(np.float32)
+    real = minigan.tensor(real, device=device)
+    _check_step(model_cls, model, real)
+    seeds = [0, 1, 2]
+    x = _check_samples(model_cls, model, seeds, shape)
+    _check_round_trip(model_cls, model, build(99), real, seeds, x)  # different initial weights
+
+
+def _check_config(model_cls: type) -> None:
+    Config = getattr(model_cls, "Config", None)
+    if Config is None or not dataclasses.is_dataclass(Config):
+        raise _fail(model_cls, "Config", "the class attribute Config must be a @dataclass")
+    for f in dataclasses.fields(Config):
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise _fail(model_cls, "Config", f"field {f.name!r} has no default")
+        if not f.metadata.get("help"):
+            raise _fail(model_cls, "Config", f"field {f.name!r} has no metadata['help'] text")
+
+
+def _check_networks(model_cls: type, model: GAN, device: str) -> None:
+    nets = model.networks()
+    for required in ("generator", "discriminator"):
+        if required not in nets:
+            raise _fail(model_cls, "networks()", f"no {required!r} in {sorted(nets)}")
+    for net_name, net in nets.items():
+        for key, t in net.state_dict().items():
+            if t.device != parse_device(device):
+                raise _fail(
+                    model_cls, "device", f"{net_name}.{key} is on {t.device!r}, not {device!r}"
+                )
+
+
+def _check_step(model_cls: type, model: GAN, real: Tensor) -> None:
+    before = _params(model)
+    minigan.manual_seed(1)
+    try:
+        metrics = model.train_step(real)
+    except Exception as e:  # e.g. a tensor made on the CPU meeting the model's on the GPU
+        raise _fail(model_cls, "train_step", f"{type(e).__name__}: {e}") from e
+    if not isinstance(metrics, dict):
+        raise _fail(model_cls, "train_step", f"must return a dict, got {type(metrics).__name__}")
+    missing = [k for k in REQUIRED_METRICS if k not in metrics]
+    if missing:
+        raise _fail(model_cls, "train_step metrics", f"missing {missing}; got {sorted(metrics)}")
+    for key, value in metrics.items():
+        scalar = isinstance(value, Tensor) and value.numel() == 1 and value.dtype.kind == "f"
+        if not (scalar or isinstance(value, (float, int))) or isinstance(value, bool):
+            raise _fail(
+                model_cls,
+                "train_step metrics",
+                f"{key} is {value!r}, not a float or a one-element float tensor",
+            )
+    (values,) = read_metrics([metrics])
+    for key, value in values.items():
+        if not math.isfinite(value):
+            raise _fail(model_cls, "train_step metrics", f"{key} is {value} on random data")
+    for key in ("d_real", "d_fake"):
+        if not 0.0 <= values[key] <= 1.0:
+            raise _fail(model_cls, "train_step metrics", f"{key}={values[key]} is not in [0, 1]")
+    after = _params(model)
+    for net in ("generator", "discriminator"):
+        if not any(np.any(a != b) for a, b in zip(before[net], after[net])):
+            raise _fail(model_cls, "train_step", f"the {net}'s parameters did not change")
+
+
+def _check_samples(
+    model_cls: type, model: GAN, seeds: list[int], shape: tuple[int, ...]
+) -> np.ndarray:
+    out = model.sample(model.latents(seeds))
+    if not isinstance(out, Tensor):
+        raise _fail(model_cls, "sample", f"must return a Tensor, got {type(out).__name__}")
+    x = np.asarray(out.numpy())
+    if x.shape != (len(seeds), *shape):
+        raise _fail(model_cls, "sample", f"shape {x.shape}, expected {(len(seeds), *shape)}")
+    if x.dtype != np.float32:
+        raise _fail(model_cls, "sample", f"dtype {x.dtype}, expected float32")
+    if not np.all(np.isfinite(x)) or x.min() < -1 or x.max() > 1:
+        raise _fail(model_cls, "sample", f"values in [{x.min()}, {x.max()}], expected [-1, 1]")
+    if out.requires_grad:
+        raise _fail(model_cls, "sample", "the result requires grad (sample under no_grad)")
+
+    minigan.manual_seed(12345)
+    again = np.asarray(model.sample(model.latents(seeds)).numpy())
+    if not np.array_equal(x, again):
+        raise _fail(model_cls, "determinism", "the same seeds gave different samples")
+    single = np.asarray(model.sample(model.latents([seeds[2]])).numpy())
+    if not np.allclose(single[0], x[2], atol=1e-5):
+        raise _fail(
+            model_cls, "determinism", "a seed's sample depends on the other seeds in the batch"
+        )
+    return x
+
+
+def _check_round_trip(
+    model_cls: type, model: GAN, clone: GAN, real: Tensor, seeds: list[int], x: np.ndarray
+) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "state.safetensors")
+        try:
+            minigan.save(model.state_dict(), path)
+            state = minigan.load(path)
+        except Exception as e:
+            raise _fail(model_cls, "state_dict", f"minigan.save/load failed: {e}") from e
+    try:
+        clone.load_state_dict(state)
+    except Exception as e:
+        raise _fail(model_cls, "load_state_dict", f"{type(e).__name__}: {e}") from e
+    if not np.array_equal(np.asarray(clone.sample(clone.latents(seeds)).numpy()), x):
+        raise _fail(model_cls, "state_dict", "a reloaded model samples differently")
+    results = []
+    for m in (model, clone):
+        minigan.manual_seed(2)
+        results.append((m.train_step(real), _params(m)))
+    (m1, p1), (m2, p2) = results
+    m1, m2 = read_metrics([m1, m2])
+    if m1 != m2 or any(not np.array_equal(a, b) for net in p1 for a, b in zip(p1[net], p2[net])):
+        raise _fail(
+            model_cls,
+            "state_dict",
+            f"the step after reloading differs ({m1} vs {m2}): is every optimizer's state in "
+            f"state_dict()?",
+        )

@@ -19,6 +19,10 @@ from minigan.images import PALETTE, bar_chart, read_image
 ROOT = Path(__file__).resolve().parents[1]
 
 
+sys.path.insert(0, str(ROOT / "benchmarks"))  # report.py imports its sibling machine.py
+import machine  # noqa: E402
+
+
 def _load_report():
     spec = importlib.util.spec_from_file_location("bench_report", ROOT / "benchmarks/report.py")
     module = importlib.util.module_from_spec(spec)
@@ -164,6 +168,50 @@ def test_readme_section_replaced_between_markers_or_appended(saved, tmp_path):
 # ----------------------------------------------------------------------------- bar_chart
 
 
+def test_machine_doctests():
+    import doctest
+
+    assert doctest.testmod(machine).failed == 0
+
+
+def test_machine_reads_the_blas_kernel_in_use():
+    libraries = machine.blas_libraries()  # NumPy is loaded: its BLAS is listed
+    blas = [lib for lib in libraries if lib["user_api"] == "blas"]
+    assert blas and all(lib["internal_api"] and lib["num_threads"] >= 1 for lib in blas)
+    if blas[0]["internal_api"] == "openblas":
+        assert blas[0]["architecture"]  # the kernel OpenBLAS picked, e.g. SkylakeX or Haswell
+        assert blas[0]["architecture"] in machine.describe_blas(libraries)
+
+
+def test_kernel_overrides_warn_and_reach_the_report(saved, monkeypatch):
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    monkeypatch.setenv("OPENBLAS_L2_SIZE", "1048576")
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")  # a thread count forces no kernel
+    found = machine.kernel_overrides()
+    assert found == {"OPENBLAS_CORETYPE": "Haswell", "OPENBLAS_L2_SIZE": "1048576"}
+    warning = machine.override_warning(found)
+    assert "env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE" in warning
+    run = report.load(saved)
+    run.meta.update(
+        blas=[{"user_api": "blas", "internal_api": "openblas", "version": "0.3.31",
+               "architecture": "Haswell", "num_threads": 2}],
+        cpu_flags=["avx2", "avx512f"],
+        kernel_overrides=found,
+    )
+    text = report.markdown(run)
+    assert "BLAS openblas 0.3.31 (Haswell kernel, 2 threads)" in text
+    assert "CPU flags: avx2 avx512f" in text and "WARNING: OPENBLAS_CORETYPE=Haswell" in text
+    assert machine.override_warning({}) is None
+
+
+def test_cpu_model_and_flags_from_cpuinfo():
+    info = "processor\t: 0\nmodel name\t: AMD EPYC 9R45\nflags\t\t: fpu avx2 avx512f sse4_2\n"
+    assert machine.cpu_model(info) == "AMD EPYC 9R45"
+    assert machine.cpu_flags(info) == ["avx2", "avx512f", "sse4_2"]
+    arm = "Features\t: fp asimd sve crc32\n"
+    assert machine.cpu_flags(arm) == ["asimd", "sve"]
+
+
 def test_bar_chart_one_bar():
     image = bar_chart([("only", 0.8)])
     assert image.shape == (16 + 20 + 30, 960, 3)
@@ -244,6 +292,9 @@ def test_benchmark_run_writes_reports_and_fails_on_a_worse_ratio(tmp_path):
     assert [r["unit"] for r in calibration] == ["GFLOP/s", "GB/s"]
     assert all(r["name"].startswith("calibration:") for r in calibration)
     assert set(data["ceilings"]) == {"GFLOP/s", "GB/s"}
+    assert any(lib["user_api"] == "blas" for lib in data["blas"])  # the BLAS kernel in use
+    assert isinstance(data["cpu_flags"], list) and "kernel_overrides" in data
+    assert "minigan benchmarks: BLAS" in out  # in the session header
     assert row["test"] == test and row["unit"] == "GB/s"
     assert row["ratio"] == pytest.approx(row["minigan_s"] / row["torch_s"])
     assert row["ceiling_fraction"] == pytest.approx(row["rate"] / data["ceilings"]["GB/s"])

@@ -28,7 +28,8 @@ from minigan.data import (
     resize_and_crop,
     to_channels,
 )
-from minigan.plugins import datasets as builtin
+from minigan.plugins import datasets as datasets_plugin
+from minigan.plugins.datasets import sources as builtin
 from minigan.registry import Registry
 
 
@@ -36,7 +37,7 @@ from minigan.registry import Registry
 def registry() -> Registry:
     """A registry holding only the built-in dataset plugin, loaded as an entry point would."""
     reg = Registry(load_entry_points=False)
-    assert reg.add_plugin(builtin, "datasets")
+    assert reg.add_plugin(datasets_plugin, "datasets")
     return reg
 
 

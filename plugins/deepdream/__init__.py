@@ -7,7 +7,8 @@ Registers the ``deepdream`` processor (``minigan process deepdream …``) and ad
 
 Importing this module is cheap: the networks and the algorithm (:mod:`.dream`,
 :mod:`.networks`, :mod:`.weights`) are imported only when a command runs or the processor is
-used.
+used. This module must import nothing at module level but ``minigan.hookimpl`` (no NumPy, no
+network code); ``register_commands`` may import click, :mod:`minigan.cli` and :mod:`.config`.
 """
 
 from __future__ import annotations
@@ -39,63 +40,96 @@ def register_commands(cli: Any) -> None:
     """Add ``minigan dream`` and ``minigan weights`` (``download``, ``list``)."""
     import click
 
+    cli.add_command(
+        click.Command(
+            "dream", callback=dream_command, params=_dream_params(click), help=dream_command.__doc__
+        )
+    )
+    _add_weights(cli, click)
+
+
+def dream_command(
+    input: str | None,
+    output: str | None,
+    list_layers: bool,
+    zoom_frames: int,
+    zoom: float,
+    **options: Any,
+) -> None:
+    """DeepDream an image: amplify what a network's layers see in it.
+
+    Runs offline with the shipped shapes classifier; --model vgg16 / googlenet use
+    torchvision's ImageNet weights (see `minigan weights download`). With --zoom-frames N,
+    the dream is fed back through a zoom N times: frames go to OUT_frames/ and OUT.gif.
+    The output PNG records every parameter in its metadata.
+    """
+    import click
+
+    from minigan.images import read_image, save_image, unit_to_uint8
+    from minigan.plugins.deepdream import networks
+
+    if list_layers:
+        click.echo(networks.describe_layers(options["model"]))
+        return
+    if input is None:
+        raise click.UsageError("missing INPUT image (or use --list-layers)")
+    source = Path(input)
+    out = Path(output) if output else source.with_name(source.stem + "_dream.png")
+    processor = _processor(options)
+    image = read_image(source)
+    meta = {**processor.metadata(), "input": source.name}
+    if zoom_frames > 0:
+        result = _zoom(processor, image, out, zoom_frames, zoom, meta)
+    else:
+        result = processor.process(image)
+    save_image(out, unit_to_uint8(result), meta)
+    click.echo(f"wrote {out}")
+
+
+def _processor(options: dict[str, Any]) -> Any:
+    """A DeepDream processor for the command's options, or a ClickException saying why not."""
+    import click
+
+    from minigan.plugins.deepdream import networks
+    from minigan.plugins.deepdream.config import DreamConfig
+    from minigan.plugins.deepdream.dream import DeepDream
+    from minigan.plugins.deepdream.weights import WeightsNotFoundError
+
+    try:
+        return DeepDream(DreamConfig(**options))
+    except WeightsNotFoundError as e:
+        raise click.ClickException(str(e)) from None
+    except (networks.LayerError, ValueError, FileNotFoundError) as e:
+        raise click.ClickException(str(e)) from None
+    except RuntimeError as e:  # --device cuda without CuPy or a GPU
+        raise click.ClickException(str(e)) from None
+
+
+def _zoom(
+    processor: Any, image: Any, out: Path, zoom_frames: int, zoom: float, meta: dict[str, Any]
+) -> Any:
+    """The zoom-feedback frames, written to OUT_frames/ and OUT.gif; returns the last."""
+    import click
+
+    from minigan.images import save_gif, save_image, unit_to_uint8
+
+    frames = processor.zoom(image, zoom_frames, zoom)
+    _, frame_dir, gif = _output_paths(out)
+    frame_dir.mkdir(parents=True, exist_ok=True)
+    meta.update(zoom_frames=zoom_frames, zoom=zoom)
+    for i, frame in enumerate(frames):
+        save_image(frame_dir / f"{i:04d}.png", unit_to_uint8(frame), {**meta, "frame": i})
+    save_gif(gif, [unit_to_uint8(f) for f in frames], seconds_per_frame=0.1)
+    click.echo(f"wrote {len(frames)} frames to {frame_dir} and {gif}")
+    return frames[-1]
+
+
+def _dream_params(click: Any) -> list[Any]:
+    """``minigan dream``'s arguments: the input, the output, zoom options and DreamConfig's."""
     from minigan.cli import config_options
-    from minigan.plugins.deepdream.dream import DreamConfig
+    from minigan.plugins.deepdream.config import DreamConfig
 
-    def dream_command(
-        input: str | None,
-        output: str | None,
-        list_layers: bool,
-        zoom_frames: int,
-        zoom: float,
-        **options: Any,
-    ) -> None:
-        """DeepDream an image: amplify what a network's layers see in it.
-
-        Runs offline with the shipped shapes classifier; --model vgg16 / googlenet use
-        torchvision's ImageNet weights (see `minigan weights download`). With --zoom-frames N,
-        the dream is fed back through a zoom N times: frames go to OUT_frames/ and OUT.gif.
-        The output PNG records every parameter in its metadata.
-        """
-        from minigan.plugins.deepdream import networks
-        from minigan.plugins.deepdream.dream import DeepDream
-        from minigan.plugins.deepdream.weights import WeightsNotFoundError
-
-        if list_layers:
-            click.echo(networks.describe_layers(options["model"]))
-            return
-        if input is None:
-            raise click.UsageError("missing INPUT image (or use --list-layers)")
-        source = Path(input)
-        out = Path(output) if output else source.with_name(source.stem + "_dream.png")
-        try:
-            processor = DeepDream(DreamConfig(**options))
-        except WeightsNotFoundError as e:
-            raise click.ClickException(str(e)) from None
-        except (networks.LayerError, ValueError, FileNotFoundError) as e:
-            raise click.ClickException(str(e)) from None
-        except RuntimeError as e:  # --device cuda without CuPy or a GPU
-            raise click.ClickException(str(e)) from None
-        from minigan.images import read_image, save_gif, save_image, unit_to_uint8
-
-        image = read_image(source)
-        meta = {**processor.metadata(), "input": source.name}
-        if zoom_frames > 0:
-            frames = processor.zoom(image, zoom_frames, zoom)
-            _, frame_dir, gif = _output_paths(out)
-            frame_dir.mkdir(parents=True, exist_ok=True)
-            meta.update(zoom_frames=zoom_frames, zoom=zoom)
-            for i, frame in enumerate(frames):
-                save_image(frame_dir / f"{i:04d}.png", unit_to_uint8(frame), {**meta, "frame": i})
-            save_gif(gif, [unit_to_uint8(f) for f in frames], seconds_per_frame=0.1)
-            result = frames[-1]
-            click.echo(f"wrote {len(frames)} frames to {frame_dir} and {gif}")
-        else:
-            result = processor.process(image)
-        save_image(out, unit_to_uint8(result), meta)
-        click.echo(f"wrote {out}")
-
-    params = [
+    return [
         click.Argument(["input"], required=False, type=click.Path(dir_okay=False)),
         click.Option(
             ["-o", "--output"],
@@ -119,10 +153,9 @@ def register_commands(cli: Any) -> None:
         ),
         *config_options(DreamConfig, prefix=""),
     ]
-    cli.add_command(
-        click.Command("dream", callback=dream_command, params=params, help=dream_command.__doc__)
-    )
 
+
+def _add_weights(cli: Any, click: Any) -> None:
     @cli.group()
     def weights() -> None:
         """Network weights for DeepDream (torchvision's ImageNet files)."""

@@ -19,6 +19,9 @@ On ``device="cuda"`` the network runs on the GPU and the image stays in host mem
 is copied to the GPU and its gradient back, so the GPU's memory bounds the tile, not the
 image; the per-step image arithmetic (roll, normalise, clip) is NumPy on the host.
 
+Its parameters (:class:`DreamConfig`) live in :mod:`.config`, which the hook module can import
+cheaply. This module must not import the CLI, the training code or another plugin.
+
 >>> import numpy as np
 >>> image = np.random.default_rng(0).random((40, 48, 3), dtype=np.float32)
 >>> out = dream(image, model="shapes", octaves=2, steps=2, progress=False)
@@ -31,9 +34,8 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
@@ -44,61 +46,12 @@ from minigan.data import resize
 from minigan.images import as_rgb_float
 from minigan.plugins.deepdream import networks
 from minigan.plugins.deepdream import weights as weights_io
+from minigan.plugins.deepdream.config import DreamConfig
 
 __all__ = ["DreamConfig", "DeepDream", "dream", "laplacian_normalize", "zoom_in"]
 
 MIN_OCTAVE_SIDE = 32  # octaves stop before an image side gets smaller than this
 GUIDE_POSITIONS = 2048  # guide features kept per layer (subsampled evenly)
-
-
-@dataclass
-class DreamConfig:
-    """DeepDream's parameters (each one is also a ``minigan dream`` option)."""
-
-    model: Literal["shapes", "vgg16", "googlenet"] = field(
-        default="shapes",
-        metadata={"help": "network: shapes (shipped, offline), vgg16 or googlenet"},
-    )
-    weights: str | None = field(
-        default=None,
-        metadata={
-            "help": "weights file (.pth read without PyTorch, .safetensors, .npz)",
-            "default_help": "shipped for shapes, the torch hub cache for vgg16/googlenet",
-        },
-    )
-    layers: str | None = field(
-        default=None,
-        metadata={
-            "help": "layers and weights, e.g. conv4_3:1.0,conv5_1:0.5",
-            "default_help": "per model",
-        },
-    )
-    channels: str | None = field(
-        default=None,
-        metadata={
-            "help": "channels to amplify: 3,17 (every layer) or conv4_3=3,17;conv5_1=9",
-            "default_help": "all",
-        },
-    )
-    octaves: int = field(default=4, metadata={"help": "number of octaves (image scales)"})
-    octave_scale: float = field(default=1.4, metadata={"help": "size ratio between octaves"})
-    steps: int = field(default=10, metadata={"help": "gradient steps per octave"})
-    lr: float = field(default=0.01, metadata={"help": "step size (image in [0, 1])"})
-    jitter: int = field(default=32, metadata={"help": "largest random roll in pixels per step"})
-    tile: int = field(
-        default=512, metadata={"help": "largest tile side for gradients (0: no tiling)"}
-    )
-    laplacian: int = field(
-        default=0, metadata={"help": "Laplacian pyramid levels to normalise the gradient (0: off)"}
-    )
-    guide: str | None = field(
-        default=None, metadata={"help": "guide image: dream towards its features"}
-    )
-    seed: int = field(default=0, metadata={"help": "random seed (jitter and tile rolls)"})
-    device: Literal["cpu", "cuda"] = field(
-        default="cpu", metadata={"help": "where the network runs (the image stays in host memory)"}
-    )
-    progress: bool = field(default=True, metadata={"help": "show a progress bar per octave"})
 
 
 def parse_channels(text: str | None, layers: Sequence[str]) -> dict[str, list[int]]:

@@ -1,6 +1,7 @@
 """minigan's built-in datasets: ``shapes``, ``mnist``, ``folder`` and ``npz``.
 
-Registered through the ``register_datasets`` hook, like any third-party dataset. Each is a
+Registered through the ``register_datasets`` hook of :mod:`minigan.plugins.datasets` (which
+imports this module only when a dataset is opened), like any third-party dataset. Each is a
 factory ``factory(path=None, resolution=None, channels=None, seed=0, limit=None)`` returning a
 :class:`minigan.data.Dataset` (images stored as ``uint8`` NCHW, served as float32 in [-1, 1]).
 
@@ -10,6 +11,8 @@ Dataset('shapes', 12 images, 1x28x28, uint8, 6 classes: circle, square, triangle
 >>> images, labels = ds[:4]
 >>> images.shape, images.dtype, labels.dtype
 ((4, 1, 28, 28), dtype('float32'), dtype('int64'))
+
+This module must not import the models, the training loop, the CLI or another plugin.
 """
 
 from __future__ import annotations
@@ -22,13 +25,11 @@ import sys
 import tempfile
 import urllib.request
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from minigan import hookimpl
 from minigan.data import (
     IMAGE_EXTENSIONS,
     LUMA,
@@ -37,15 +38,6 @@ from minigan.data import (
     to_channels,
     to_uint8,
 )
-
-
-@hookimpl
-def register_datasets(register: Callable[[str, object], None]) -> None:
-    """Register the built-in datasets as lazy ``"module:attribute"`` strings, the way a
-    third-party plugin would."""
-    for name in ("shapes", "mnist", "folder", "npz"):
-        register(name, f"minigan.plugins.datasets:{name}")
-
 
 # ============================================================================ shapes
 SHAPE_CLASSES = ["circle", "square", "triangle", "star", "cross", "ellipse"]

@@ -1,4 +1,5 @@
-"""DCGAN (Radford et al., 2015), minigan's built-in GAN — registered as ``dcgan``.
+"""DCGAN (Radford et al., 2015), minigan's built-in GAN: the model (registered as ``dcgan`` by
+the hook module :mod:`minigan.plugins.dcgan`, which imports this only when the model is used).
 
 Three layouts, picked by the image size; channels (grayscale or RGB) come from the data:
 
@@ -17,6 +18,8 @@ and one G update per step, optional one-sided label smoothing, and optionally ke
 exponential moving average of G's weights for sampling. The networks' ``state_dict`` keys
 are those of the equivalent PyTorch modules (``main.0.weight`` ...).
 
+This module must not import the CLI, the training loop or another plugin.
+
 >>> model = DCGAN({"g_width": 8, "d_width": 8}, image_shape=(1, 32, 32))
 >>> model.sample(model.latents([0, 1])).shape
 (2, 1, 32, 32)
@@ -25,29 +28,14 @@ are those of the equivalent PyTorch modules (``main.0.weight`` ...).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import minigan
-from minigan import hookimpl, nn, optim
-from minigan.train import (
-    GAN,
-    copy_module,
-    discriminator_loss,
-    ema_update,
-    frozen,
-    generator_loss,
-    mean_sigmoid,
-)
+from minigan import nn, optim
+from minigan.gan import GAN, copy_module, discriminator_loss, ema_update, step_metrics
 
-__all__ = ["DCGAN", "Generator", "Discriminator", "register_models"]
-
-
-@hookimpl
-def register_models(register: Callable[[str, Any], None]) -> None:
-    """Register ``dcgan`` (lazily: nothing is imported until it is used)."""
-    register("dcgan", "minigan.plugins.dcgan:DCGAN")
+__all__ = ["DCGAN", "Generator", "Discriminator"]
 
 
 RESOLUTIONS = (28, 32, 64)
@@ -281,22 +269,11 @@ class DCGAN(GAN):
         real_logits = D(real)
         fake_logits = D(fake.detach())
         loss_d = discriminator_loss(real_logits, fake_logits, self.config.label_smoothing)
-        self.opt_d.zero_grad()
-        loss_d.backward()
-        self.opt_d.step()
+        self.update(self.opt_d, loss_d)
 
         # G: make the (updated) D call its images real; D's weights need no gradients here
-        with frozen(D):
-            loss_g = generator_loss(D(fake))
-            self.opt_g.zero_grad()
-            loss_g.backward()
-            self.opt_g.step()
+        loss_g = self.generator_update(self.opt_g, D, fake)
 
         if self.generator_ema is not None:
             ema_update(self.generator_ema, G, self.config.ema)
-        return {
-            "loss_d": loss_d.detach(),
-            "loss_g": loss_g.detach(),
-            "d_real": mean_sigmoid(real_logits),
-            "d_fake": mean_sigmoid(fake_logits),
-        }
+        return step_metrics(loss_d, loss_g, real_logits, fake_logits)

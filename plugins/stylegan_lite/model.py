@@ -1,4 +1,6 @@
-"""StyleGAN-lite: a small StyleGAN (Karras et al., 2019) — registered as ``stylegan-lite``.
+"""StyleGAN-lite: a small StyleGAN (Karras et al., 2019) — the model, registered as
+``stylegan-lite`` by the hook module :mod:`minigan.plugins.stylegan_lite` (which imports this
+only when the model or one of its commands is used).
 
 The generator is StyleGAN's, at a size that trains on one CPU at 32×32 (and on a GPU at 64×64):
 
@@ -30,7 +32,9 @@ mixing regularisation with probability 0.9, Adam with betas (0, 0.99), and an ex
 moving average of the generator's weights (``generator_ema``) that makes the samples.
 
 The plugin also adds three commands (``minigan style-mix``, ``minigan truncation-sweep``,
-``minigan interpolate``) that draw StyleGAN's figures from a trained run.
+``minigan interpolate``: :mod:`.commands`) that draw StyleGAN's figures from a trained run.
+
+This module must not import the CLI, the training loop or another plugin.
 
 >>> model = StyleGANLite({"g_channels": 8, "d_channels": 8}, image_shape=(3, 16, 16))
 >>> model.generator.synthesis.num_ws   # styled layers: two per resolution 4, 8, 16
@@ -50,17 +54,9 @@ import numpy as np
 
 import minigan
 from minigan import functional as F
-from minigan import hookimpl, nn, optim
+from minigan import nn, optim
+from minigan.gan import GAN, copy_module, discriminator_loss, ema_update, step_metrics
 from minigan.tensor import Tensor
-from minigan.train import (
-    GAN,
-    copy_module,
-    discriminator_loss,
-    ema_update,
-    frozen,
-    generator_loss,
-    mean_sigmoid,
-)
 
 __all__ = [
     "Discriminator",
@@ -75,20 +71,12 @@ __all__ = [
     "SynthesisNetwork",
     "minibatch_stddev",
     "pixel_norm",
-    "register_commands",
-    "register_models",
 ]
 
 NoiseMode = Literal["const", "random", "none"]
 NOISE_MODES = ("const", "random", "none")
 SQRT2 = math.sqrt(2.0)  # the gain of layers followed by LeakyReLU (He initialisation)
 LRELU_SLOPE = 0.2
-
-
-@hookimpl
-def register_models(register: Callable[[str, Any], None]) -> None:
-    """Register ``stylegan-lite`` (lazily: the class is looked up only when it is used)."""
-    register("stylegan-lite", "minigan.plugins.stylegan_lite:StyleGANLite")
 
 
 # =========================================================================== config
@@ -566,26 +554,15 @@ class StyleGANLite(GAN):
         fake_logits = D(fake.detach())
         loss_d = discriminator_loss(real_logits, fake_logits)
         total_d = loss_d + r1 * (cfg.r1_gamma / 2 * cfg.r1_every) if do_r1 else loss_d
-        self.opt_d.zero_grad()
-        total_d.backward()
-        self.opt_d.step()
+        self.update(self.opt_d, total_d)
 
         # G: non-saturating loss on the same fakes, through the updated (frozen) D
-        with frozen(D):
-            loss_g = generator_loss(D(fake))
-            self.opt_g.zero_grad()
-            loss_g.backward()
-            self.opt_g.step()
+        loss_g = self.generator_update(self.opt_g, D, fake)
 
         # EMA generator, with a warm-up so that it follows quickly early on
         decay = min(cfg.ema, (1 + self.steps) / (10 + self.steps))
         ema_update(self.generator_ema, G, decay)
-        metrics = {
-            "loss_d": loss_d.detach(),
-            "loss_g": loss_g.detach(),
-            "d_real": mean_sigmoid(real_logits),
-            "d_fake": mean_sigmoid(fake_logits),
-        }
+        metrics = step_metrics(loss_d, loss_g, real_logits, fake_logits)
         if do_r1:
             metrics["r1"] = r1.detach()
         return metrics
@@ -713,192 +690,3 @@ def slerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
     wa = np.where(safe, np.sin((1 - t) * omega) / np.where(safe, so, 1), 1 - t)
     wb = np.where(safe, np.sin(t * omega) / np.where(safe, so, 1), t)
     return (wa * a + wb * b).astype(np.float32)
-
-
-# =========================================================================== commands
-def parse_floats(text: str) -> list[float]:
-    """``"1,0.7,-0.5"`` -> ``[1.0, 0.7, -0.5]``."""
-    try:
-        return [float(p) for p in text.split(",") if p.strip()]
-    except ValueError as e:
-        raise ValueError(f"{text!r} is not a comma-separated list of numbers") from e
-
-
-def load_stylegan(source: str, command: str, device: str = "cpu") -> tuple[StyleGANLite, dict]:
-    """The StyleGAN-lite model of a run or checkpoint, or a ``click.ClickException``
-    saying why not (missing, unreadable, or another model's run)."""
-    import click
-
-    from minigan.train import load_model
-
-    try:
-        model, ckpt = load_model(source, device=device)
-    except (FileNotFoundError, ValueError, KeyError, RuntimeError) as e:
-        message = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
-        raise click.ClickException(str(message)) from None
-    if not isinstance(model, StyleGANLite):
-        raise click.ClickException(
-            f"{source} is a {ckpt.get('model')!r} run, not a stylegan-lite one: "
-            f"`minigan {command}` needs a StyleGAN-lite run (its per-layer styles and w_avg)"
-        )
-    return model, ckpt
-
-
-@hookimpl
-def register_commands(cli: Any) -> None:
-    """Add ``minigan style-mix``, ``minigan truncation-sweep`` and ``minigan interpolate``."""
-    import click
-
-    from minigan import images as imaging
-
-    def seeds_of(text: str, option: str) -> list[int]:
-        from minigan.cli import parse_seeds
-
-        try:
-            return parse_seeds(text)
-        except ValueError as e:
-            raise click.BadParameter(str(e), param_hint=option) from None
-
-    def meta(ckpt: dict, **extra: Any) -> dict[str, Any]:
-        return {
-            "model": ckpt["model"],
-            "checkpoint": str(ckpt["path"]),
-            "step": ckpt.get("step"),
-            "config": ckpt["config"],
-            "minigan_version": minigan.__version__,
-            **extra,
-        }
-
-    noise_option = click.option(
-        "--noise-mode",
-        type=click.Choice(list(NOISE_MODES)),
-        default="const",
-        show_default=True,
-        help="per-layer noise: fixed, fresh, or off",
-    )
-    truncation_option = click.option(
-        "--truncation", type=float, default=1.0, show_default=True, help="truncation psi"
-    )
-    device_option = click.option(
-        "--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True
-    )
-
-    @cli.command("style-mix")
-    @click.argument("source", metavar="RUN|CHECKPOINT", type=click.Path())
-    @click.option("--rows", default="1,2,3", show_default=True, help="seeds of the rows")
-    @click.option("--cols", default="4,5,6", show_default=True, help="seeds of the columns")
-    @click.option(
-        "--styles",
-        default="0-3",
-        show_default=True,
-        help="layers whose styles come from the column seeds (0-3: coarse, 4x4 and 8x8)",
-    )
-    @truncation_option
-    @noise_option
-    @device_option
-    @click.option("-o", "--output", default="style_mix.png", show_default=True)
-    def style_mix(
-        source: str,
-        rows: str,
-        cols: str,
-        styles: str,
-        truncation: float,
-        noise_mode: str,
-        device: str,
-        output: str,
-    ) -> None:
-        """The style-mixing figure: row seeds' images with some layers' styles from column
-        seeds (coarse layers carry pose and shape, fine ones colour and texture)."""
-        model, ckpt = load_stylegan(source, "style-mix", device)
-        row_seeds, col_seeds = seeds_of(rows, "--rows"), seeds_of(cols, "--cols")
-        layers = seeds_of(styles, "--styles")
-        try:
-            images = model.style_mix_grid(row_seeds, col_seeds, layers, truncation, noise_mode)  # type: ignore[arg-type]
-        except ValueError as e:
-            raise click.BadParameter(str(e), param_hint="--styles") from None
-        grid = imaging.make_grid(images, nrow=len(col_seeds) + 1)
-        imaging.save_image(
-            output,
-            grid,
-            meta(
-                ckpt,
-                rows=rows,
-                cols=cols,
-                styles=styles,
-                truncation=truncation,
-                noise_mode=noise_mode,
-            ),
-        )
-        click.echo(
-            f"wrote a {len(row_seeds)}x{len(col_seeds)} style-mixing grid (layers {styles} "
-            f"from the columns) to {output}"
-        )
-
-    @cli.command("truncation-sweep")
-    @click.argument("source", metavar="RUN|CHECKPOINT", type=click.Path())
-    @click.option("--seeds", default="0-5", show_default=True, help="one row per seed")
-    @click.option("--psi", default="1,0.7,0.5,0,-0.5", show_default=True, help="one column per psi")
-    @noise_option
-    @device_option
-    @click.option("-o", "--output", default="truncation.png", show_default=True)
-    def truncation_sweep(
-        source: str, seeds: str, psi: str, noise_mode: str, device: str, output: str
-    ) -> None:
-        """The truncation figure: each seed at several psi (1: unchanged, 0: the average
-        image w_avg, negative: the "opposite" of the seed's image)."""
-        model, ckpt = load_stylegan(source, "truncation-sweep", device)
-        seed_list = seeds_of(seeds, "--seeds")
-        try:
-            psis = parse_floats(psi)
-        except ValueError as e:
-            raise click.BadParameter(str(e), param_hint="--psi") from None
-        images = model.truncation_grid(seed_list, psis, noise_mode)  # type: ignore[arg-type]
-        grid = imaging.make_grid(images, nrow=len(psis))
-        imaging.save_image(output, grid, meta(ckpt, seeds=seeds, psi=psi, noise_mode=noise_mode))
-        click.echo(f"wrote {len(seed_list)} seeds x psi {psi} to {output}")
-
-    @cli.command("interpolate")
-    @click.argument("source", metavar="RUN|CHECKPOINT", type=click.Path())
-    @click.option("--seeds", default="1,2,3", show_default=True, help="the seeds to walk through")
-    @click.option("--frames", default=60, show_default=True, help="frames in the whole loop")
-    @click.option(
-        "--space",
-        type=click.Choice(["z", "w"]),
-        default="z",
-        show_default=True,
-        help="slerp between z's or lerp between w's",
-    )
-    @truncation_option
-    @noise_option
-    @device_option
-    @click.option("--fps", default=20.0, show_default=True, help="frames per second")
-    @click.option("-o", "--output", default="walk.gif", show_default=True)
-    def interpolate(
-        source: str,
-        seeds: str,
-        frames: int,
-        space: str,
-        truncation: float,
-        noise_mode: str,
-        device: str,
-        fps: float,
-        output: str,
-    ) -> None:
-        """A looping latent walk through the seeds (and back to the first) as a GIF."""
-        model, ckpt = load_stylegan(source, "interpolate", device)
-        seed_list = seeds_of(seeds, "--seeds")
-        try:
-            images = model.interpolation_frames(
-                seed_list,
-                frames,
-                space,
-                truncation,
-                noise_mode,  # type: ignore[arg-type]
-            )
-        except ValueError as e:
-            raise click.UsageError(str(e)) from None
-        frames_u8 = imaging.to_uint8(images)
-        if frames_u8.shape[-1] == 1:  # grayscale -> RGB for the GIF
-            frames_u8 = np.repeat(frames_u8, 3, axis=-1)
-        imaging.save_gif(output, list(frames_u8), seconds_per_frame=1.0 / fps)
-        click.echo(f"wrote {frames} frames ({space} walk through seeds {seeds}) to {output}")

@@ -1,0 +1,360 @@
+"""The run folder: one training run on disk, and reading models back from it.
+
+A run is a directory::
+
+    config.json         model name and config, data, training options, minigan version
+    checkpoints/        step-000300.safetensors ... (the last few; the highest step is latest)
+    samples/            epoch-000.png, epoch-001.png ... fixed-noise grids (seeds 0..63)
+    real_samples.png    a grid of training images, for comparison
+    progress.gif        the epoch grids, animated
+    metrics.jsonl       one JSON object per step: losses, D(x), D(G(z)), seconds, images/s
+    losses.png          the losses and D outputs over the steps
+
+:class:`Run` opens one (new, resumed or forced over), writes its config, checkpoints, metrics
+and images, and cleans it up; :func:`checkpoints`, :func:`latest_checkpoint`,
+:func:`load_checkpoint` and :func:`load_model` read it back.
+
+This module knows files, not training: it must not import the loop (:mod:`minigan.trainer`),
+the CLI or any plugin (models are found through the registry, by name).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import os
+import re
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import minigan
+from minigan import images as imaging
+from minigan.gan import GAN
+from minigan.tensor import Tensor
+
+__all__ = [
+    "Run",
+    "RunExistsError",
+    "checkpoints",
+    "latest_checkpoint",
+    "load_checkpoint",
+    "load_model",
+]
+
+PathLike = str | os.PathLike[str]
+CHECKPOINT_RE = re.compile(r"^step-(\d+)\.safetensors$")
+RUN_FILES = (
+    "config.json",
+    "checkpoints",
+    "samples",
+    "real_samples.png",
+    "progress.gif",
+    "metrics.jsonl",
+    "losses.png",
+)
+
+
+class RunExistsError(FileExistsError):
+    """The output directory already holds a run (and neither resume nor force was asked)."""
+
+
+def checkpoints(run_dir: PathLike) -> list[Path]:
+    """The checkpoints of a run, oldest (lowest step) first."""
+    directory = Path(run_dir) / "checkpoints"
+    if not directory.is_dir():
+        return []
+    found = [(_step_of(p), p) for p in directory.iterdir() if CHECKPOINT_RE.match(p.name)]
+    return [p for _, p in sorted(found)]
+
+
+def latest_checkpoint(run_dir: PathLike) -> Path | None:
+    """The checkpoint with the highest step in ``run_dir/checkpoints`` (``None`` if none)."""
+    found = checkpoints(run_dir)
+    return found[-1] if found else None
+
+
+def class_path(cls: type) -> str:
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def model_name(cls: type) -> str:
+    """The registered name of a model class (or its import path if it is not registered)."""
+    from minigan.registry import get_registry
+
+    registry = get_registry()
+    for name in registry.names("model"):
+        entry = registry.entry("model", name)
+        target = entry.target
+        if target is cls or (isinstance(target, str) and target == class_path(cls)):
+            return name
+    return class_path(cls)
+
+
+def model_class(name: str, class_path: str | None = None) -> type:
+    """A model class from its registered name, or from a ``module:Class`` path."""
+    from minigan.registry import PluginError, get_registry
+
+    registry = get_registry()
+    if name in registry.names("model"):
+        return registry.get("model", name)
+    target = class_path or name
+    if ":" in target:
+        from minigan.registry import Entry
+
+        try:
+            return Entry("model", name, target, "?").load()
+        except PluginError as e:
+            raise KeyError(str(e)) from None
+    available = ", ".join(registry.names("model")) or "none"
+    raise KeyError(f"unknown model {name!r}; available: {available}")
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"cannot read {path}: {e}") from e
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: PathLike) -> dict[str, Any]:
+    """A checkpoint file written by :func:`train`, as a dict (``model``, ``config``,
+    ``image_shape``, ``state``, ``rng``, ``epoch``, ``batch``, ``step`` ...)."""
+    path = Path(path)
+    try:
+        ckpt = minigan.load(path)
+    except (ValueError, OSError) as e:
+        raise ValueError(f"{path}: not a readable minigan checkpoint ({e})") from e
+    if not isinstance(ckpt, dict) or "state" not in ckpt or "model" not in ckpt:
+        raise ValueError(f"{path}: a safetensors file, but not a minigan training checkpoint")
+    return ckpt
+
+
+def load_model(source: PathLike, device: str = "cpu") -> tuple[GAN, dict[str, Any]]:
+    """The model saved in a checkpoint file, or in the latest checkpoint of a run directory.
+    Returns ``(model, checkpoint)``; the model is ready to :meth:`GAN.sample`."""
+    path = Path(source)
+    if path.is_dir():
+        found = latest_checkpoint(path)
+        if found is None:
+            raise FileNotFoundError(f"{path}: no checkpoints/step-*.safetensors in this directory")
+        path = found
+    elif not path.exists():
+        raise FileNotFoundError(f"{path}: no such run directory or checkpoint file")
+    ckpt = load_checkpoint(path)
+    cls = model_class(ckpt["model"], ckpt.get("model_class"))
+    model = cls(cls.make_config(ckpt["config"]), tuple(ckpt["image_shape"]), device)
+    model.load_state_dict(ckpt["state"])
+    ckpt["path"] = path
+    return model, ckpt
+
+
+def _step_of(path: Path) -> int:
+    m = CHECKPOINT_RE.match(path.name)
+    return int(m.group(1)) if m else -1
+
+
+class Run:
+    """The files of one run directory (see the module docstring).
+
+    :meth:`open` starts a new run, or finds the checkpoint and config to resume;
+    :meth:`write_config`, :meth:`save_checkpoint`, :meth:`write_samples`, :meth:`write_gif`,
+    :meth:`write_losses` and :meth:`truncate_metrics` write it. Only the process that owns
+    the run (rank 0 in data-parallel training) should call the writers."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.config_path = root / "config.json"
+        self.checkpoint_dir = root / "checkpoints"
+        self.sample_dir = root / "samples"
+        self.metrics_path = root / "metrics.jsonl"
+
+    @classmethod
+    def open(
+        cls, out: PathLike, resume: bool = False, force: bool = False
+    ) -> tuple[Run, Path | None, dict[str, Any] | None]:
+        """The run at ``out``, the checkpoint to resume from and the saved config.json.
+
+        An existing run is an error unless ``resume`` (continue from its latest checkpoint)
+        or ``force`` (delete its files and start over); ``resume`` with nothing to resume is
+        an error too."""
+        run = cls(Path(out))
+        if run.exists() and not resume:
+            if not force:
+                raise RunExistsError(
+                    f"{run.root} already holds a training run; use resume=True (--resume) to "
+                    f"continue it, force=True (--force) to delete it and start over, or another "
+                    f"output directory (--out)"
+                )
+            run.clear()
+        ckpt_path = latest_checkpoint(run.root) if resume else None
+        if resume and ckpt_path is None:
+            raise FileNotFoundError(
+                f"nothing to resume in {run.root}: no checkpoints/step-*.safetensors "
+                f"(start a new run without resume)"
+            )
+        saved = _read_json(run.config_path) if resume and run.config_path.exists() else None
+        return run, ckpt_path, saved
+
+    def write_config(self, config: Mapping[str, Any], saved: Mapping[str, Any] | None) -> None:
+        """Write config.json: ``config`` plus the minigan version and the creation time (kept
+        from ``saved``, the run's previous config, when resuming)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        created = (saved or {}).get(
+            "created", datetime.datetime.now().isoformat(timespec="seconds")
+        )
+        _write_json(
+            self.config_path,
+            {**config, "minigan_version": minigan.__version__, "created": created},
+        )
+
+    def write_real_samples(self, images: np.ndarray, dataset_name: str) -> None:
+        """real_samples.png: a grid of training images."""
+        path = self.root / "real_samples.png"
+        imaging.save_image(path, imaging.make_grid(images), {"dataset": dataset_name})
+
+    def exists(self) -> bool:
+        return self.config_path.exists() or bool(checkpoints(self.root))
+
+    def clear(self) -> None:
+        """Delete the run's own files (nothing else in the directory)."""
+        for name in RUN_FILES:
+            p = self.root / name
+            if p.is_dir():
+                shutil.rmtree(p)
+            elif p.exists():
+                p.unlink()
+
+    def metrics(self) -> list[dict[str, Any]]:
+        if not self.metrics_path.exists():
+            return []
+        with open(self.metrics_path) as f:
+            return [json.loads(line) for line in f if line.strip()]
+
+    def truncate_metrics(self, step: int) -> None:
+        """Drop the records after ``step`` (steps done after the checkpoint we resume from)."""
+        kept = [r for r in self.metrics() if r["step"] <= step]
+        tmp = self.metrics_path.with_name(".metrics.jsonl.tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        os.replace(tmp, self.metrics_path)
+
+    def save_checkpoint(
+        self, model: GAN, info: Mapping[str, Any], position: tuple[int, int], keep: int
+    ) -> Path:
+        epoch, batch = position
+        state = {
+            **info,
+            "state": model.state_dict(),
+            "rng": minigan.random.get_state(),
+            "epoch": epoch,
+            "batch": batch,
+            "step": model.steps,
+        }
+        metadata = {
+            "model": str(info["model"]),
+            "config": json.dumps(info["config"]),
+            "image_shape": json.dumps(list(model.image_shape)),
+            "minigan_version": minigan.__version__,
+            "step": str(model.steps),
+            "epoch": str(epoch),
+            "batch": str(batch),
+        }
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        path = self.checkpoint_dir / f"step-{model.steps:06d}.safetensors"
+        minigan.save(state, path, metadata=metadata)
+        for old in checkpoints(self.root)[:-keep]:
+            old.unlink()
+        return path
+
+    def write_samples(self, model: GAN, z: Tensor, epoch: int, meta: Mapping[str, Any]) -> None:
+        images = np.asarray(model.sample(z).numpy())
+        grid = imaging.make_grid(images)
+        imaging.save_image(
+            self.sample_dir / f"epoch-{epoch:03d}.png",
+            grid,
+            {**meta, "epoch": epoch, "step": model.steps, "seeds": f"0-{len(images) - 1}"},
+        )
+
+    def write_gif(self) -> None:
+        frames = [imaging.read_image(p) for p in sorted(self.sample_dir.glob("epoch-*.png"))]
+        frames = [f if f.ndim == 3 else np.repeat(f[..., None], 3, -1) for f in frames]
+        if frames:
+            imaging.save_gif(self.root / "progress.gif", [f[..., :3] for f in frames])
+
+    def write_losses(self, title: str) -> None:
+        records = self.metrics()
+        if not records:
+            return
+        steps = [r["step"] for r in records]
+        series = {
+            key: (steps, [r[key] for r in records])
+            for key in ("loss_d", "loss_g", "d_real", "d_fake")
+            if key in records[0]
+        }
+        image = imaging.line_chart(series, title=title, xlabel="step")
+        imaging.save_image(self.root / "losses.png", image, {"title": title})
+
+
+def resumed_settings(
+    saved: dict[str, Any],
+    model_name: str,
+    config: Any,
+    given: Mapping[str, Any],
+    data: Any,
+    data_options: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """The settings of a resumed run: the saved ones; a given value that differs is an error
+    (except ``epochs``, which may grow)."""
+    conflicts = []
+    if saved.get("model") not in (model_name, None):
+        conflicts.append(f"model {model_name!r} (the run trains {saved['model']!r})")
+    training = saved.get("training", {})
+    for key in ("batch_size", "seed"):
+        if given[key] is not None and given[key] != training.get(key):
+            conflicts.append(f"{key}={given[key]} (the run has {training.get(key)})")
+    saved_config = saved.get("config", {})
+    if config is not None:
+        wanted = config if isinstance(config, Mapping) else dataclasses.asdict(config)
+        wanted = json.loads(json.dumps(dict(wanted)))
+        for key, value in wanted.items():
+            if value is not None and saved_config.get(key) != value:
+                conflicts.append(f"{key}={value!r} (the run has {saved_config.get(key)!r})")
+    saved_data = saved.get("data", {})
+    options = {k: saved_data.get(k) for k in ("path", "resolution", "channels", "limit", "seed")}
+    options = {k: v for k, v in options.items() if v is not None}
+    if isinstance(data, str) and data != saved_data.get("spec"):
+        conflicts.append(f"data {data!r} (the run used {saved_data.get('spec')!r})")
+    for key, value in (data_options or {}).items():
+        if value is not None and options.get(key) != value:
+            conflicts.append(f"data option {key}={value!r} (the run has {options.get(key)!r})")
+    if conflicts:
+        raise ValueError(
+            "a resumed run keeps its settings (config.json), but these differ: "
+            + "; ".join(conflicts)
+            + ". Start a new run (another --out) to change them."
+        )
+    if data is None or isinstance(data, str):
+        if saved_data.get("spec") is None:
+            raise ValueError(
+                "this run was trained on a Dataset object, not a named dataset: pass the same "
+                "dataset again to resume it"
+            )
+        data = saved_data["spec"]
+    return {
+        "epochs": int(given["epochs"] if given["epochs"] is not None else training["epochs"]),
+        "batch_size": int(training["batch_size"]),
+        "seed": int(training["seed"]),
+        "config": saved_config,
+        "data": data,
+        "data_options": options,
+    }

@@ -1,0 +1,572 @@
+"""The training loop: :class:`Trainer`, which :func:`minigan.train.train` runs.
+
+A :class:`Trainer` is built with the options of :func:`minigan.train.train` and run with
+:meth:`Trainer.fit`. Its phases are methods, in the order they run, so that a reader can
+follow one run top to bottom and a subclass can replace one phase:
+
+``fit()``
+    ``setup()`` then ``loop()``, returning a :class:`RunResult`.
+``setup()``
+    ``Run.open`` (new / resume / force) -> ``_resolve_model`` (name, class or built model)
+    -> ``_settings`` (options, or the run's own when resuming) -> ``_open_data`` (dataset
+    and ``_make_loader``) -> ``_build_model`` -> ``_resume`` (checkpoint: weights, random
+    state, position) -> ``_write_config`` -> ``_first_samples``.
+``loop()``
+    For each epoch ``_epoch()``: for each batch ``_step(real)`` (one ``model.train_step``;
+    its metrics are kept on the device), then every ``log_every`` steps ``_log()`` (one
+    read-back of the pending metrics, the NaN check, ``loggers`` and ``callbacks``), and
+    every ``checkpoint_every`` steps ``_checkpoint()``. At an epoch's end ``_end_epoch()``:
+    ``_log()``, ``_sample_epoch()`` (sample grid, GIF, loss plot) and ``_checkpoint()``.
+    Ctrl-C goes to ``_on_interrupt()``; ``_result()`` builds the :class:`RunResult`.
+
+Extension points:
+
+- ``callbacks``: ``callback(record, model)`` per step, when its metrics are read (raise
+  ``KeyboardInterrupt`` to stop the run with a checkpoint);
+- ``loggers``: objects with ``write(records)`` and ``close()`` (:class:`MetricsLogger`
+  protocol); every read-back's records go to each (metrics.jsonl is the first; add e.g. a
+  TensorBoard writer);
+- ``model.gradient_hooks``: run between backward and step by :meth:`minigan.gan.GAN.update`
+  (a data-parallel gradient all-reduce);
+- ``_make_loader`` (sharded data), ``_write_config`` / ``_sample_epoch`` / ``_checkpoint``
+  (only one process writing), ``_log`` (extra metrics): override in a subclass.
+
+This module must not import the CLI or any plugin; it imports tqdm and the data module only
+when a run starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+import numpy as np
+
+import minigan
+from minigan.gan import GAN, read_metrics
+from minigan.run import (
+    PathLike,
+    Run,
+    _step_of,
+    class_path,
+    latest_checkpoint,
+    load_checkpoint,
+    model_class,
+    model_name,
+    resumed_settings,
+)
+from minigan.tensor import Tensor
+
+__all__ = ["MetricsLogger", "RunResult", "Trainer", "TrainingDiverged"]
+
+Callback = Callable[[dict[str, Any], GAN], None]
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN or infinite; the run stopped and kept its last good checkpoint."""
+
+    def __init__(self, message: str, step: int, checkpoint: Path | None) -> None:
+        super().__init__(message)
+        self.step = step
+        self.checkpoint = checkpoint
+
+
+@dataclasses.dataclass
+class RunResult:
+    """What :func:`minigan.train.train` did."""
+
+    run_dir: Path
+    steps: int  # completed train steps in total (resumed runs included)
+    epochs_done: int  # completed epochs
+    interrupted: bool  # stopped by Ctrl-C (or a callback raising KeyboardInterrupt)
+    checkpoint: Path | None  # the latest checkpoint
+    seconds: float  # wall time of this call
+    last_metrics: dict[str, float]
+
+
+class MetricsLogger(Protocol):
+    """Where the metrics records of a run go (metrics.jsonl, TensorBoard ...)."""
+
+    def write(self, records: Sequence[Mapping[str, Any]]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class JsonlLogger:
+    """Appends one JSON line per record to a file (the run's metrics.jsonl)."""
+
+    def __init__(self, path: Path) -> None:
+        self.file: IO[str] = open(path, "a")
+
+    def write(self, records: Sequence[Mapping[str, Any]]) -> None:
+        self.file.write("".join(json.dumps(r) + "\n" for r in records))
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
+
+
+class _Interrupt:
+    """While active (main thread only), the first Ctrl-C only sets :attr:`requested` — the
+    loop finishes its step, saves a checkpoint and stops; a second Ctrl-C interrupts at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self) -> _Interrupt:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def _finite(metrics: Mapping[str, float]) -> str | None:
+    """The name of the first non-finite metric, or ``None``."""
+    for key, value in metrics.items():
+        if not math.isfinite(float(value)):
+            return key
+    return None
+
+
+def _snapshot(value: Any) -> Any:
+    """A metric as it is now: a float64 copy of a 0-d tensor (on its device), else itself."""
+    if isinstance(value, Tensor):
+        return Tensor(value.data.astype(np.float64).reshape(()))
+    return value
+
+
+def _progress_text(record: Mapping[str, float]) -> str:
+    return (
+        f"loss_d={record['loss_d']:.3f} loss_g={record['loss_g']:.3f} D(x)={record['d_real']:.2f}"
+        f" D(G(z))={record['d_fake']:.2f} {record['images_per_s']:.0f} img/s"
+    )
+
+
+class Trainer:
+    """One training run (the phases and extension points are in the module docstring)."""
+
+    def __init__(
+        self,
+        model: str | type[GAN] | GAN,
+        data: Any = None,
+        *,
+        out: PathLike,
+        config: Any = None,
+        epochs: int | None = None,
+        batch_size: int | None = None,
+        seed: int | None = None,
+        data_options: Mapping[str, Any] | None = None,
+        resume: bool = False,
+        force: bool = False,
+        device: str = "cpu",
+        checkpoint_every: int | None = None,
+        keep: int = 3,
+        sample_every: int = 1,
+        num_samples: int = 64,
+        max_steps: int | None = None,
+        log_every: int | None = None,
+        callbacks: Sequence[Callback] = (),
+        progress: bool = True,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        if keep < 1:
+            raise ValueError(f"keep must be at least 1, got {keep}")
+        if log_every is not None and log_every < 1:
+            raise ValueError(f"log_every must be at least 1, got {log_every}")
+        self.model_arg, self.data_arg, self.out = model, data, out
+        self.config, self.data_options = config, data_options
+        self.given = {"epochs": epochs, "batch_size": batch_size, "seed": seed}
+        self.resume, self.force, self.device = resume, force, device
+        self.checkpoint_every, self.keep, self.max_steps = checkpoint_every, keep, max_steps
+        self.sample_every, self.num_samples = sample_every, num_samples
+        self.reads_every = log_every or (1 if device == "cpu" else 20)
+        self.callbacks: list[Callback] = list(callbacks)
+        self.loggers: list[MetricsLogger] = []
+        self.progress = progress
+        self.say = log or self._tqdm_write
+
+    @staticmethod
+    def _tqdm_write(msg: str) -> None:
+        from tqdm.auto import tqdm
+
+        tqdm.write(msg, file=sys.stderr)
+
+    def fit(self) -> RunResult:
+        """Set the run up, train it, and say what was done."""
+        self.started = time.perf_counter()
+        self.setup()
+        return self.loop()
+
+    # =================================================================== setup
+    def setup(self) -> None:
+        """Open the run folder, decide the settings, open the data, build (or resume) the
+        model, write config.json and the first sample grids."""
+        self.run, self.ckpt_path, saved = Run.open(self.out, self.resume, self.force)
+        self._resolve_model()
+        self.settings = self._settings(saved)
+        self._open_data()
+        self._build_model()
+        self.epoch, self.batch_index = 0, 0
+        if self.ckpt_path is not None:
+            self._resume(self.ckpt_path)
+        self._write_config(saved)
+        self._first_samples()
+
+    def _resolve_model(self) -> None:
+        """``model_cls`` and ``model_name`` from a name, a class or a built model."""
+        model = self.model_arg
+        if isinstance(model, GAN):
+            cls, self.built = type(model), model
+        else:
+            cls = model_class(model) if isinstance(model, str) else model
+            self.built = None
+        if not (isinstance(cls, type) and issubclass(cls, GAN)):
+            raise TypeError(
+                f"model must be a registered name, a GAN subclass or a GAN, got {model!r}"
+            )
+        self.model_cls: type[GAN] = cls
+        self.model_name = model if isinstance(model, str) else model_name(cls)
+
+    def _settings(self, saved: dict[str, Any] | None) -> dict[str, Any]:
+        """Epochs, batch size, seed, config and data: the given ones over the model's
+        ``train_defaults``, or, when resuming, the run's own (checked against the given)."""
+        if saved is not None:
+            return resumed_settings(
+                saved, self.model_name, self.config, self.given, self.data_arg, self.data_options
+            )
+        defaults = {"seed": 0, **self.model_cls.train_defaults}
+        given = {k: v if v is not None else defaults[k] for k, v in self.given.items()}
+        return {
+            "epochs": int(given["epochs"]),
+            "batch_size": int(given["batch_size"]),
+            "seed": int(given["seed"]),
+            "config": self.config,
+            "data": self.data_arg if self.data_arg is not None else "shapes",
+            "data_options": {
+                "limit": defaults.get("limit"),
+                **{k: v for k, v in (self.data_options or {}).items()},
+            },
+        }
+
+    def _open_data(self) -> None:
+        from minigan.data import Dataset, open_dataset
+
+        dataset = self.settings["data"]
+        self.data_spec: str | None = None
+        if not isinstance(dataset, Dataset):
+            self.data_spec = str(dataset)
+            dataset = open_dataset(self.data_spec, **self.settings["data_options"])
+        self.dataset = dataset
+        self.loader = self._make_loader(dataset)
+        self.steps_per_epoch = len(self.loader)
+
+    def _make_loader(self, dataset: Any) -> Any:
+        """The shuffled batches of an epoch (override to shard the data across processes)."""
+        from minigan.data import DataLoader
+
+        batch, seed = self.settings["batch_size"], self.settings["seed"]
+        return DataLoader(
+            dataset, batch, shuffle=True, seed=seed, drop_last=True, device=self.device
+        )
+
+    def _build_model(self) -> None:
+        minigan.manual_seed(self.settings["seed"])
+        cls, shape = self.model_cls, self.dataset.shape
+        if self.built is None:
+            self.model = cls(cls.make_config(self.settings["config"]), shape, self.device)
+        elif tuple(self.built.image_shape) != tuple(shape):
+            raise ValueError(
+                f"the model was built for images of shape {self.built.image_shape}, but "
+                f"dataset {self.dataset.name!r} has {shape}"
+            )
+        else:
+            self.model = self.built
+        self.info = {
+            "model": self.model_name,
+            "model_class": class_path(cls),
+            "config": self.model.config_dict(),
+            "image_shape": list(self.model.image_shape),
+        }
+
+    def _resume(self, ckpt_path: Path) -> None:
+        """Load the checkpoint's weights, random state and position in the data."""
+        ckpt, info = load_checkpoint(ckpt_path), self.info
+        if ckpt["config"] != info["config"] or list(ckpt["image_shape"]) != info["image_shape"]:
+            raise ValueError(
+                f"{ckpt_path} was made by {ckpt['model']} {ckpt['config']} for images "
+                f"{ckpt['image_shape']}, not {self.model_name} {info['config']} for "
+                f"{info['image_shape']}"
+            )
+        self.model.load_state_dict(ckpt["state"])
+        minigan.random.set_state(ckpt["rng"])
+        self.epoch, self.batch_index = int(ckpt["epoch"]), int(ckpt["batch"])
+        if self.batch_index >= self.steps_per_epoch:
+            self.epoch, self.batch_index = self.epoch + 1, 0
+        self.run.truncate_metrics(self.model.steps)
+        self.say(
+            f"resuming {self.run.root} from {ckpt_path.name}: epoch {self.epoch + 1}, "
+            f"step {self.model.steps}"
+        )
+
+    def _write_config(self, saved: dict[str, Any] | None) -> None:
+        s, dataset = self.settings, self.dataset
+        self.run.write_config(
+            {
+                **self.info,
+                "data": {
+                    "spec": self.data_spec,
+                    **(dict(s["data_options"]) if self.data_spec else {}),
+                    "name": dataset.name,
+                    "size": len(dataset),
+                    "shape": list(dataset.shape),
+                },
+                "training": {
+                    "epochs": s["epochs"],
+                    "batch_size": s["batch_size"],
+                    "seed": s["seed"],
+                    "device": self.device,
+                    "checkpoint_every": self.checkpoint_every,
+                    "keep": self.keep,
+                    "sample_every": self.sample_every,
+                    "num_samples": self.num_samples,
+                },
+            },
+            saved,
+        )
+
+    def _first_samples(self) -> None:
+        """The fixed latents, real_samples.png and samples/epoch-000.png (once per run)."""
+        run, dataset = self.run, self.dataset
+        self.fixed_z = self.model.latents(range(self.num_samples))
+        self.meta = {"model": self.model_name, "config": self.info["config"], "run": str(run.root)}
+        if not (run.root / "real_samples.png").exists():
+            real, _ = dataset[np.arange(min(self.num_samples, len(dataset)))]
+            run.write_real_samples(real, dataset.name)
+        if not (run.sample_dir / "epoch-000.png").exists():
+            run.write_samples(self.model, self.fixed_z, 0, self.meta)
+
+    # =================================================================== the loop
+    def loop(self) -> RunResult:
+        """Train until the epochs (or ``max_steps``) are done, or Ctrl-C; always checkpoint."""
+        epochs_total, model = self.settings["epochs"], self.model
+        if self.epoch >= epochs_total:
+            self.say(
+                f"{self.run.root} has already trained {epochs_total} epochs; ask for more epochs"
+            )
+        self.title = f"{self.model_name} on {self.dataset.name}"
+        self.last_saved = model.steps if self.ckpt_path is not None else -1
+        self.latest = self.ckpt_path
+        self.position = (self.epoch, self.batch_index)
+        self.record: dict[str, Any] = {}
+        self.pending: list[tuple[dict[str, Any], Mapping[str, Any]]] = []  # not yet read back
+        self.busy = 0.0  # seconds spent in train_step since the last read
+        self.interrupted = self.stopped = self.in_step = False
+        self.bar = self._progress_bar()
+        self.loggers.insert(0, JsonlLogger(self.run.metrics_path))
+        try:
+            with _Interrupt() as interrupt:
+                while self.epoch < epochs_total and not self.stopped:
+                    self.bar.set_description(f"epoch {self.epoch + 1}/{epochs_total}")
+                    if self._epoch(interrupt):
+                        self._end_epoch()
+                self._checkpoint()
+        except KeyboardInterrupt:
+            if not self._on_interrupt():
+                raise
+        finally:
+            for logger in self.loggers:
+                logger.close()
+            self.bar.close()
+            self.run.write_losses(self.title)
+        return self._result()
+
+    def _progress_bar(self) -> Any:
+        from tqdm.auto import tqdm
+
+        total = self.settings["epochs"] * self.steps_per_epoch
+        if self.max_steps is not None:
+            total = min(total, self.max_steps)
+        return tqdm(
+            total=total,
+            initial=min(self.model.steps, total),
+            unit="step",
+            disable=not self.progress,
+            dynamic_ncols=True,
+            file=sys.stderr,
+        )
+
+    def _epoch(self, interrupt: _Interrupt) -> bool:
+        """The rest of the current epoch; ``True`` if it ran to its end."""
+        for real, _ in self.loader.iter_from(self.epoch, self.batch_index):
+            self._step(real)
+            if len(self.pending) >= self.reads_every:
+                self._log()
+            if self.checkpoint_every and self.model.steps % self.checkpoint_every == 0:
+                self._checkpoint()
+            if self.max_steps is not None and self.model.steps >= self.max_steps:
+                self.stopped = True
+                return False
+            if interrupt.requested:
+                raise KeyboardInterrupt
+        return True
+
+    def _step(self, real: Tensor) -> None:
+        """One ``model.train_step``; its metrics wait (on the device) for the next ``_log``."""
+        model = self.model
+        self.in_step = True
+        t0 = time.perf_counter()
+        metrics = model.train_step(real)
+        self.busy += time.perf_counter() - t0
+        self.in_step = False
+        model.steps += 1
+        self.batch_index += 1
+        self.position = (self.epoch, self.batch_index)
+        where = {"step": model.steps, "epoch": self.epoch + 1, "batch": self.batch_index}
+        # copied (a metric may be a view of a weight the next step updates) and detached (no
+        # step's graph outlives it): on a GPU, no wait
+        metrics = {k: _snapshot(v) for k, v in metrics.items()}
+        self.pending.append(({**where, "images": len(real)}, metrics))
+        self.bar.update(1)
+
+    def _end_epoch(self) -> None:
+        self.epoch, self.batch_index = self.epoch + 1, 0
+        self.position = (self.epoch, 0)
+        self._log()
+        self._sample_epoch()
+        self._checkpoint()
+
+    def _sample_epoch(self) -> None:
+        """The epoch's sample grid (every ``sample_every`` epochs and the last), the GIF and
+        the loss plot."""
+        epoch = self.epoch
+        if epoch % self.sample_every == 0 or epoch == self.settings["epochs"]:
+            self.run.write_samples(self.model, self.fixed_z, epoch, self.meta)
+            self.run.write_gif()
+        self.run.write_losses(self.title)
+
+    def _log(self) -> None:
+        """Read the pending steps' metrics (one copy per device), check them, log them.
+
+        The steps before a NaN are logged before :class:`TrainingDiverged` is raised; a
+        callback's ``KeyboardInterrupt`` is raised once every step read has been logged."""
+        if not self.pending:
+            return
+        t0 = time.perf_counter()
+        values = read_metrics([metrics for _, metrics in self.pending])
+        # the read waits for the GPU: the steps' time includes it
+        seconds = (self.busy + time.perf_counter() - t0) / len(self.pending)
+        records, diverged = self._records(values, seconds)
+        for logger in self.loggers:
+            logger.write(records)
+        self.pending.clear()  # only now: a Ctrl-C above leaves them to the next read
+        self.busy = 0.0
+        if records:
+            self.bar.set_postfix_str(_progress_text(self.record))
+        stop = self._run_callbacks(records)
+        if diverged is not None:
+            raise diverged
+        if stop is not None:
+            raise stop
+
+    def _records(
+        self, values: list[dict[str, float]], seconds: float
+    ) -> tuple[list[dict[str, Any]], TrainingDiverged | None]:
+        """The metrics.jsonl records of the pending steps, up to the first non-finite one
+        (returned as the error to raise)."""
+        records: list[dict[str, Any]] = []
+        for (where, _), metrics in zip(self.pending, values):
+            bad = _finite(metrics)
+            if bad is not None:
+                return records, self._diverged(where, bad, metrics[bad])
+            self.record = {
+                **{k: v for k, v in where.items() if k != "images"},
+                **metrics,
+                "seconds": seconds,
+                "images_per_s": where["images"] / max(seconds, 1e-9),
+            }
+            records.append(self.record)
+        return records, None
+
+    def _diverged(self, where: Mapping[str, Any], key: str, value: float) -> TrainingDiverged:
+        good = latest_checkpoint(self.run.root)
+        ok = f"{good} (step {_step_of(good)})" if good else "none had been written yet"
+        return TrainingDiverged(
+            f"{key} became {value} at step {where['step']} (epoch {where['epoch']}, batch "
+            f"{where['batch']}); training stopped. Last good checkpoint: {ok}. Try a lower "
+            f"learning rate.",
+            where["step"],
+            good,
+        )
+
+    def _run_callbacks(self, records: list[dict[str, Any]]) -> KeyboardInterrupt | None:
+        """Each callback on each record; a stop request waits until all have run."""
+        stop = None
+        for r in records:
+            for callback in self.callbacks:
+                try:
+                    callback(r, self.model)
+                except KeyboardInterrupt as e:  # a stop request: finish the steps read first
+                    stop = e
+        return stop
+
+    def _checkpoint(self) -> Path | None:
+        """Save a checkpoint unless this step has one (after reading the metrics: a
+        diverged step must never reach a checkpoint)."""
+        self._log()
+        if self.model.steps != self.last_saved:
+            self.latest = self.run.save_checkpoint(self.model, self.info, self.position, self.keep)
+            self.last_saved = self.model.steps
+        return self.latest
+
+    def _on_interrupt(self) -> bool:
+        """Ctrl-C (or a callback's stop): save and say how to resume. A second Ctrl-C in the
+        middle of a step saves nothing (the state is half-updated): ``False``, re-raise."""
+        if self.in_step:
+            self.bar.close()
+            self.say(
+                f"interrupted during step {self.model.steps + 1}; not saving. Last checkpoint: "
+                f"{self.latest}"
+            )
+            return False
+        self.interrupted = True
+        try:
+            self._log()
+        except KeyboardInterrupt:  # a callback asking to stop too: we are stopping
+            pass
+        self._checkpoint()
+        self.bar.close()
+        epoch, batch = self.position
+        self.say(
+            f"interrupted at step {self.model.steps} (epoch {epoch + 1}, batch {batch}): saved "
+            f"{self.latest}. Continue with: minigan train {self.model_name} --out "
+            f"{self.run.root} --resume"
+        )
+        return True
+
+    def _result(self) -> RunResult:
+        return RunResult(
+            run_dir=self.run.root,
+            steps=self.model.steps,
+            epochs_done=self.epoch,
+            interrupted=self.interrupted,
+            checkpoint=self.latest,
+            seconds=time.perf_counter() - self.started,
+            last_metrics=self.record,
+        )
