@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import builtins
 import math
-import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,7 +22,7 @@ import numpy as np
 
 from minigan import backend, kernels
 from minigan.random import generator
-from minigan.tensor import Function, Tensor, install_ops, is_grad_enabled
+from minigan.tensor import Function, Tensor, is_grad_enabled
 
 Dims = int | Sequence[int] | None
 
@@ -1371,8 +1370,3 @@ def cross_entropy(
     if label_smoothing:
         target = target * (1 - label_smoothing) + label_smoothing / k
     return _reduce(-sum(target * logp, 1), reduction, "cross_entropy")
-
-
-# Tensor's methods and backward pass call the operations above through minigan.tensor.F: hand
-# this module over now that they exist (minigan.tensor does not import it: no import cycle).
-install_ops(sys.modules[__name__])

@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import weakref
 from collections.abc import Iterator, Sequence
-from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -30,18 +29,27 @@ import numpy as np
 from minigan import backend
 from minigan import random as _random
 
-# The differentiable operations live in minigan.functional, which imports this module (for
-# Tensor and Function) and, once they are defined, hands itself over with install_ops() —
-# the idea of DeZero's setup_variable(). Tensor's methods (x + y, x.sum(), ...) and the
-# backward pass call them as F.add, F.sum_to, ...; this module never imports functional, so
-# the two do not form an import cycle. `import minigan` imports functional.
-F: Any = None
+
+class _Functional:
+    """Stands for :mod:`minigan.functional` until an operator is first used.
+
+    Tensor's methods (``x + y``, ``x.sum()``, ...) and the backward pass call the operations
+    of minigan.functional as ``F.add``, ``F.sum_to``, .... functional imports this module (for
+    Tensor and Function), so this module does not import functional when it is loaded: the
+    first ``F.<op>`` imports it (it is usually loaded already) and rebinds ``F`` to it, so
+    later calls cost a plain module attribute lookup. The one deferred import back up the
+    graph, listed in tests/test_architecture.py.
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        global F
+        from minigan import functional
+
+        F = functional
+        return getattr(functional, name)
 
 
-def install_ops(ops: ModuleType) -> None:
-    """Give Tensor its operations (called by :mod:`minigan.functional` when it is imported)."""
-    global F
-    F = ops
+F: Any = _Functional()
 
 # --------------------------------------------------------------------------- grad mode
 
