@@ -199,7 +199,7 @@ def _unwrap_optional(hint: Any) -> Any:
     return hint
 
 
-def config_options(config_cls: type, prefix: str = "model__") -> list[click.Option]:
+def config_options(config_cls: type[Any], prefix: str = "model__") -> list[click.Option]:
     """Command line options for the fields of a model's ``Config`` dataclass.
 
     ``latent_dim: int = 100`` becomes ``--latent-dim INTEGER [default: 100]``; the help is the
@@ -340,7 +340,7 @@ def _fail(error: BaseException) -> click.ClickException:
     return click.ClickException(str(message))
 
 
-def _train_callback(name: str, model_cls: type, field_names: list[str]) -> Any:
+def _train_callback(name: str, model_cls: type[Any], field_names: list[str]) -> Any:
     def run(**kw: Any) -> None:
         from click.core import ParameterSource
 
@@ -413,7 +413,7 @@ def _train_callback(name: str, model_cls: type, field_names: list[str]) -> Any:
     return run
 
 
-def make_train_command(name: str, model_cls: type) -> click.Command:
+def make_train_command(name: str, model_cls: type[Any]) -> click.Command:
     """The ``minigan train NAME`` command: the common options plus the model's own, made
     from its ``Config`` dataclass."""
     defaults = {"epochs": 10, "batch_size": 64, **getattr(model_cls, "train_defaults", {})}
@@ -579,7 +579,7 @@ def sample(
 # --------------------------------------------------------------------------- process
 
 
-def _process_callback(name: str, processor_cls: type, field_names: list[str]) -> Any:
+def _process_callback(name: str, processor_cls: type[Any], field_names: list[str]) -> Any:
     def run(inputs: tuple[str, ...], out: str | None, **kw: Any) -> None:
         from pathlib import Path
 
@@ -623,7 +623,7 @@ def _process_callback(name: str, processor_cls: type, field_names: list[str]) ->
     return run
 
 
-def make_process_command(name: str, processor_cls: type) -> click.Command:
+def make_process_command(name: str, processor_cls: type[Any]) -> click.Command:
     """``minigan process NAME INPUT... [-o OUT]``: the processor's options come from its
     ``Config`` dataclass."""
     options = config_options(processor_cls.Config, prefix="proc__")

@@ -49,7 +49,7 @@ def _pair(v: int | Sequence[int], name: str) -> tuple[int, int]:
     t = tuple(int(i) for i in v)
     if len(t) != 2:
         raise ValueError(f"{name} must be an int or a pair of ints, got {v!r}")
-    return t  # type: ignore[return-value]
+    return t[0], t[1]
 
 
 def _dims(dim: Dims, ndim: int) -> tuple[int, ...]:
@@ -543,7 +543,7 @@ class Concatenate(Function):
         return _xp(xs[0]).concatenate(xs, axis=self.dim)
 
     def backward(self, gy):
-        bounds = np.cumsum([0] + [x.shape[self.dim] for x in self.inputs])
+        bounds = np.cumsum([0] + [int(x.shape[self.dim]) for x in self.inputs])
         lead = (slice(None),) * self.dim
         return tuple(getitem(gy, lead + (slice(s, e),)) for s, e in zip(bounds[:-1], bounds[1:]))
 
@@ -733,8 +733,8 @@ def astype(x: Tensor, dtype: Any) -> Tensor:
 
 
 def to_device(x: Tensor, device: str) -> Tensor:
-    device = backend.parse_device(device)
-    return x if device == x.device else ToDevice(device)(x)
+    target = backend.parse_device(device)
+    return x if target is None or target == x.device else ToDevice(target)(x)
 
 
 # --------------------------------------------------------------------------- activations
@@ -1192,13 +1192,13 @@ class MaxPool(Function):
 
     def forward(self, x):
         xp = _xp(x)
-        out = x[(..., *self.slices[0])].copy()
+        out = x[(...,) + self.slices[0]].copy()
         for sl in self.slices[1:]:
-            xp.maximum(out, x[(..., *sl)], out=out)
+            xp.maximum(out, x[(...,) + sl], out=out)
         self.in_shape = x.shape
         self.winner = xp.zeros(out.shape, xp.uint8)
         for p in range(len(self.slices) - 1, -1, -1):  # later positions first: earlier win
-            xp.copyto(self.winner, xp.uint8(p), where=x[(..., *self.slices[p])] == out)
+            xp.copyto(self.winner, xp.uint8(p), where=x[(...,) + self.slices[p]] == out)
         return out
 
     def backward(self, gy):
@@ -1215,7 +1215,7 @@ class MaxPoolGrad(Function):
         xp = _xp(gy)
         gx = xp.zeros(self.pool.in_shape, gy.dtype)
         for p, sl in enumerate(self.pool.slices):
-            gx[(..., *sl)] += xp.where(self.pool.winner == p, gy, gy.dtype.type(0))
+            gx[(...,) + sl] += xp.where(self.pool.winner == p, gy, gy.dtype.type(0))
         return gx
 
     def backward(self, ggx):
@@ -1250,6 +1250,7 @@ def upsample(
         oh, ow = _pair(size, "size")
         scales = (h / oh, w / ow)
     else:
+        assert scale_factor is not None  # exactly one of the two is given (checked above)
         f = (scale_factor, scale_factor) if isinstance(scale_factor, (int, float)) else scale_factor
         oh, ow = int(math.floor(h * f[0])), int(math.floor(w * f[1]))
         scales = (1 / f[0], 1 / f[1])

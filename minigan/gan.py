@@ -271,7 +271,7 @@ class GAN:
         return nets.get("generator_ema") or nets["generator"]
 
     # ----- training
-    def train_step(self, real: Tensor) -> dict[str, float | Tensor]:
+    def train_step(self, real: Tensor) -> Mapping[str, float | Tensor]:
         """One discriminator and one generator update on ``real`` (NCHW in [-1, 1]).
         Returns at least ``loss_d``, ``loss_g``, ``d_real``, ``d_fake``, as floats or as
         detached 0-d tensors (which a GPU step returns without waiting for the GPU)."""

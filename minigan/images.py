@@ -271,7 +271,7 @@ def text_size(text: str, scale: int = 1) -> tuple[int, int]:
 
 
 def draw_text(
-    image: np.ndarray, x: int, y: int, text: str, color: Sequence[int], scale: int = 1
+    image: np.ndarray, x: int, y: int, text: str, color: Sequence[int] | np.ndarray, scale: int = 1
 ) -> None:
     """Draw ``text`` into the (H, W, 3) ``uint8`` array ``image`` in place, its top-left
     corner at (x, y), in a 3x5 pixel font enlarged ``scale`` times (clipped at the edges).
@@ -369,14 +369,14 @@ def line_chart(
     grey, dark = (225, 225, 225), (40, 40, 40)
     for i in range(5):  # horizontal grid lines with y tick labels
         value = y0 + (y1 - y0) * i / 4
-        row = int(round(py(np.array(value))))
+        row = int(round(float(py(np.array(value)))))
         image[row, left : left + pw] = grey
         label = _format(value)
         tw, th = text_size(label, scale)
         draw_text(image, left - 6 - tw, row - th // 2, label, dark, scale)
     for i in range(5):  # x tick labels
         value = x0 + (x1 - x0) * i / 4
-        col = int(round(px(np.array(value))))
+        col = int(round(float(px(np.array(value)))))
         image[top + ph : top + ph + 4, col] = dark
         label = str(int(round(value))) if x1 - x0 >= 8 else _format(value)
         tw, _ = text_size(label, scale)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random as _pyrandom
 import sys
+from typing import Any
 
 import numpy as np
 
@@ -35,9 +36,9 @@ def generator() -> np.random.Generator:
     return _generator
 
 
-def get_state() -> dict:
+def get_state() -> dict[str, Any]:
     """The generator's state, for checkpoints (JSON-serialisable)."""
-    return _generator.bit_generator.state
+    return dict(_generator.bit_generator.state)
 
 
 def set_state(state: dict) -> None:

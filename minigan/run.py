@@ -95,7 +95,7 @@ def model_name(cls: type) -> str:
     return class_path(cls)
 
 
-def model_class(name: str, class_path: str | None = None) -> type:
+def model_class(name: str, class_path: str | None = None) -> type[Any]:
     """A model class from its registered name, or from a ``module:Class`` path."""
     from minigan.registry import PluginError, get_registry
 
@@ -296,7 +296,7 @@ class Run:
         if not records:
             return
         steps = [r["step"] for r in records]
-        series = {
+        series: dict[str, Any] = {
             key: (steps, [r[key] for r in records])
             for key in ("loss_d", "loss_g", "d_real", "d_fake")
             if key in records[0]

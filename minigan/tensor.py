@@ -19,9 +19,10 @@ tensor([ 6., 12., 18.])
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -108,7 +109,7 @@ class Tensor:
             data = data.data
         elif not (isinstance(data, np.ndarray) or backend.is_cupy_array(data)):
             data = np.asarray(data)
-        self.data = data
+        self.data: Any = data
         self.grad: Tensor | None = None
         self.creator: Function | None = None
         self.requires_grad = requires_grad
@@ -122,7 +123,7 @@ class Tensor:
     def requires_grad(self, flag: bool) -> None:
         if flag and self.data.dtype.kind not in _FLOAT_KINDS:
             raise TypeError(f"only floating-point tensors can require grad, not {self.dtype}")
-        self._requires_grad = bool(flag)
+        self._requires_grad: bool = bool(flag)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -346,7 +347,7 @@ class Tensor:
     def abs(self) -> Tensor:
         return F.abs(self)
 
-    def clip(self, min: float | None = None, max: float | None = None) -> Tensor:
+    def clip(self, min: builtins.float | None = None, max: builtins.float | None = None) -> Tensor:
         return F.clip(self, min, max)
 
     clamp = clip
@@ -441,7 +442,10 @@ class Function:
     gradient is wanted, so expensive branches can be skipped (return ``None`` for them).
     """
 
-    inputs: tuple[Tensor, ...] | None = None
+    # The inputs while the graph is kept (None before the call and once backward freed them:
+    # backward() only runs in between, so it reads them as a tuple).
+    inputs: tuple[Tensor, ...] = None  # type: ignore[assignment]
+    output: Callable[[], Any]  # a weak reference to the output, alive during backward
     needs_grad: tuple[bool, ...] = ()
 
     def __call__(self, *inputs: Any) -> Tensor:
@@ -565,7 +569,7 @@ def _run_backward(
                     gx = F.sum_to(gx, x.shape)  # the one place where broadcasting is undone
                 grads[id(x)] = grads[id(x)] + gx if id(x) in grads else gx
             if not retain_graph:
-                fn.inputs = None  # free saved tensors
+                fn.inputs = None  # type: ignore[assignment]  # free saved tensors
     return results
 
 

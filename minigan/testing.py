@@ -61,6 +61,7 @@ def _projected(fn: Callable[..., Any], projections: list[np.ndarray]) -> Callabl
         for out, v in zip(outs, projections):
             term = (out * Tensor(v.astype(out.dtype))).sum()
             total = term if total is None else total + term
+        assert total is not None  # at least one output
         return total
 
     return scalar
@@ -307,7 +308,7 @@ def _cpu_backed_cuda(kcuda: Any, cpu: Any) -> Any:
 
 
 # =========================================================================== check_model
-def _fail(model_cls: type, prop: str, detail: str) -> AssertionError:
+def _fail(model_cls: type[Any], prop: str, detail: str) -> AssertionError:
     return AssertionError(f"check_model({model_cls.__name__}): {prop}: {detail}")
 
 
@@ -319,7 +320,7 @@ def _params(model: GAN) -> dict[str, list[np.ndarray]]:
 
 
 def check_model(
-    model_cls: type,
+    model_cls: type[Any],
     image_shape: Sequence[int] = (1, 32, 32),
     config: Mapping[str, Any] | None = None,
     batch_size: int = 4,
@@ -353,15 +354,16 @@ def check_model(
     model = build(0)
     _check_networks(model_cls, model, device)
     data_rng = np.random.default_rng(0)
-    real = data_rng.uniform(-1, 1, (batch_size, *shape)).astype(np.float32)
-    real = minigan.tensor(real, device=device)
+    real = minigan.tensor(
+        data_rng.uniform(-1, 1, (batch_size, *shape)).astype(np.float32), device=device
+    )
     _check_step(model_cls, model, real)
     seeds = [0, 1, 2]
     x = _check_samples(model_cls, model, seeds, shape)
     _check_round_trip(model_cls, model, build(99), real, seeds, x)  # different initial weights
 
 
-def _check_config(model_cls: type) -> None:
+def _check_config(model_cls: type[Any]) -> None:
     Config = getattr(model_cls, "Config", None)
     if Config is None or not dataclasses.is_dataclass(Config):
         raise _fail(model_cls, "Config", "the class attribute Config must be a @dataclass")
@@ -372,7 +374,7 @@ def _check_config(model_cls: type) -> None:
             raise _fail(model_cls, "Config", f"field {f.name!r} has no metadata['help'] text")
 
 
-def _check_networks(model_cls: type, model: GAN, device: str) -> None:
+def _check_networks(model_cls: type[Any], model: GAN, device: str) -> None:
     nets = model.networks()
     for required in ("generator", "discriminator"):
         if required not in nets:
@@ -385,7 +387,7 @@ def _check_networks(model_cls: type, model: GAN, device: str) -> None:
                 )
 
 
-def _check_step(model_cls: type, model: GAN, real: Tensor) -> None:
+def _check_step(model_cls: type[Any], model: GAN, real: Tensor) -> None:
     before = _params(model)
     minigan.manual_seed(1)
     try:
@@ -419,7 +421,7 @@ def _check_step(model_cls: type, model: GAN, real: Tensor) -> None:
 
 
 def _check_samples(
-    model_cls: type, model: GAN, seeds: list[int], shape: tuple[int, ...]
+    model_cls: type[Any], model: GAN, seeds: list[int], shape: tuple[int, ...]
 ) -> np.ndarray:
     out = model.sample(model.latents(seeds))
     if not isinstance(out, Tensor):
@@ -447,7 +449,7 @@ def _check_samples(
 
 
 def _check_round_trip(
-    model_cls: type, model: GAN, clone: GAN, real: Tensor, seeds: list[int], x: np.ndarray
+    model_cls: type[Any], model: GAN, clone: GAN, real: Tensor, seeds: list[int], x: np.ndarray
 ) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "state.safetensors")
@@ -466,8 +468,8 @@ def _check_round_trip(
     for m in (model, clone):
         minigan.manual_seed(2)
         results.append((m.train_step(real), _params(m)))
-    (m1, p1), (m2, p2) = results
-    m1, m2 = read_metrics([m1, m2])
+    (s1, p1), (s2, p2) = results
+    m1, m2 = read_metrics([s1, s2])
     if m1 != m2 or any(not np.array_equal(a, b) for net in p1 for a, b in zip(p1[net], p2[net])):
         raise _fail(
             model_cls,

@@ -232,6 +232,7 @@ class Trainer:
     def _resolve_model(self) -> None:
         """``model_cls`` and ``model_name`` from a name, a class or a built model."""
         model = self.model_arg
+        self.built: GAN | None
         if isinstance(model, GAN):
             cls, self.built = type(model), model
         else:

@@ -358,8 +358,11 @@ def _forward(x: Any, scale: Any, bias: Any, shape: tuple[int, int, int], eps: fl
     invstd = cp.empty(G, dtype=x.dtype)
     splits, chunk = plan(A, G, S, sm_count(), THREADS)
     part = cp.empty(G * splits * 2, dtype=x.dtype)
-    dev = [as_device(a) for a in (x, scale, bias, part, y, mean, invstd)]
-    launch_forward(*dev, shape, splits, chunk, float(eps), current_stream(), THREADS)
+    d = as_device
+    launch_forward(
+        d(x), d(scale), d(bias), d(part), d(y), d(mean), d(invstd),
+        shape, splits, chunk, float(eps), current_stream(), THREADS,
+    )
     return y, mean, invstd
 
 
@@ -373,8 +376,11 @@ def _backward(
     gbias = cp.empty(G, dtype=x.dtype)
     splits, chunk = plan(A, G, S, sm_count(), THREADS)
     part = cp.empty(G * splits * 3, dtype=x.dtype)
-    dev = [as_device(a) for a in (gy, x, scale, mean, invstd, part, gx, gscale, gbias)]
-    launch_backward(*dev, shape, splits, chunk, current_stream(), THREADS)
+    d = as_device
+    launch_backward(
+        d(gy), d(x), d(scale), d(mean), d(invstd), d(part), d(gx), d(gscale), d(gbias),
+        shape, splits, chunk, current_stream(), THREADS,
+    )
     return gx, gscale, gbias
 
 
@@ -421,15 +427,16 @@ def batch_norm_inference(
     x = cp.ascontiguousarray(x)
     A, G, S = shape = _bn_shape(x)
     y = cp.empty(x.shape, dtype=x.dtype)
-    vecs = [
-        _vector(cp, gamma, G, 1.0, x.dtype),
-        _vector(cp, beta, G, 0.0, x.dtype),
-        _vector(cp, running_mean, G, 0.0, x.dtype),
-        _vector(cp, running_var, G, 1.0, x.dtype),
-    ]
+    scale = _vector(cp, gamma, G, 1.0, x.dtype)
+    bias = _vector(cp, beta, G, 0.0, x.dtype)
+    mean = _vector(cp, running_mean, G, 0.0, x.dtype)
+    var = _vector(cp, running_var, G, 1.0, x.dtype)
     splits, chunk = plan(A, G, S, sm_count(), THREADS)
-    dev = [as_device(a) for a in (x, *vecs, y)]
-    launch_eval(*dev, shape, splits, chunk, float(eps), current_stream(), THREADS)
+    d = as_device
+    launch_eval(
+        d(x), d(scale), d(bias), d(mean), d(var), d(y),
+        shape, splits, chunk, float(eps), current_stream(), THREADS,
+    )
     return y
 
 

@@ -724,6 +724,7 @@ class Upsample(Module):
         if mode == "nearest" and align_corners:
             raise ValueError("Upsample: align_corners only applies to mode='bilinear'")
         self.size = tuple(size) if isinstance(size, (list, tuple)) else size
+        self.scale_factor: tuple[float, ...] | float | None
         if isinstance(scale_factor, (list, tuple)):
             self.scale_factor = tuple(float(s) for s in scale_factor)
         else:

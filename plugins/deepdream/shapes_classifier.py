@@ -122,6 +122,7 @@ def train(
     x_train, y_train = images[:train_size], labels[:train_size]
     x_test, y_test = images[train_size:], labels[train_size:]
 
+    assert data.classes is not None  # the shapes dataset names its classes
     model = ShapesClassifier(num_classes=len(data.classes))
     opt = Adam(model.parameters(), lr=lr)
     steps = epochs * ((train_size + batch_size - 1) // batch_size)

@@ -175,6 +175,7 @@ class _Sealed:
     handed out as, so a pickle's BUILD opcode cannot tamper with them."""
 
     __slots__ = ("_fn",)
+    _fn: Callable[..., Any]
 
     def __init__(self, fn: Callable[..., Any]) -> None:
         object.__setattr__(self, "_fn", fn)
