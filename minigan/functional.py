@@ -9,6 +9,9 @@ Names and signatures follow ``torch`` / ``torch.nn.functional``.
 >>> x = minigan.tensor([[-1.0, 2.0]], requires_grad=True)
 >>> F.leaky_relu(x, 0.1)
 tensor([[-0.1,  2. ]], requires_grad=True)
+
+Must not import ``nn``, ``optim``, the training modules or any plugin; it reaches the
+kernels only through the dispatch functions of :mod:`minigan.kernels`.
 """
 
 from __future__ import annotations

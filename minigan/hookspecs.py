@@ -19,6 +19,9 @@ thing it provides. ``thing`` is a class or factory, or a lazy ``"package.module:
 string that is imported only when the thing is used — so listing plugins stays fast and
 importing a plugin never imports CuPy. minigan's built-in models and datasets are registered
 exactly this way (see ``[project.entry-points.minigan]`` in minigan's own pyproject.toml).
+
+Must import nothing but pluggy and the standard library: a plugin's hook module imports it
+(``from minigan import hookimpl``) and must stay free of NumPy and the kernels.
 """
 
 from __future__ import annotations

@@ -16,6 +16,9 @@ PyTorch run from the same weights and gradients follow the same trajectory.
 >>> opt.step()
 >>> w
 tensor([ 0.8, -1.6], requires_grad=True)
+
+Must not import ``nn``, ``functional``, the training modules, the kernels or any plugin:
+optimizers update raw arrays.
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@
 >>> minigan.manual_seed(0)
 >>> a == generator().random()
 True
+
+Must import nothing of minigan (tensors build on it).
 """
 
 from __future__ import annotations

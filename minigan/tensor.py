@@ -15,6 +15,9 @@ tensor([2., 4., 6.])
 >>> (gg,) = minigan.grad(g.sum(), x)
 >>> gg
 tensor([ 6., 12., 18.])
+
+Must not import :mod:`minigan.functional` at import time (functional imports this module;
+see ``F`` below), nor ``nn``, ``optim``, the kernels or any plugin.
 """
 
 from __future__ import annotations

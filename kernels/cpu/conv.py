@@ -19,6 +19,9 @@ chunks with single-threaded kernels (:mod:`.threads`).
 At stride 1 a convolution and its transposed twin are the same computation with the weight
 flipped and its channels swapped; :func:`conv2d` and :func:`conv2d_grad_input` each take the
 formulation whose GEMM writes the wider output (benchmarks/NOTES.md items 5 and 12).
+
+Part of the CPU backend (:mod:`minigan.kernels.cpu`): must not import minigan's core
+(autograd, nn) or CuPy.
 """
 
 from __future__ import annotations

@@ -35,6 +35,9 @@ The alternative strategy, ``im2col``, writes the ``cols`` matrix explicitly and 
 product to cuBLAS through ``cupy.matmul`` (``col2im``, a gather, for grad-input). Which one is
 faster depends on the shape; :data:`AUTOTUNER` measures both once per shape and caches the
 winner.
+
+Part of the CUDA backend, imported on first use: must not import minigan's core but
+:mod:`minigan.backend` (through :mod:`.launch`, for CuPy when a host function runs).
 """
 
 from __future__ import annotations

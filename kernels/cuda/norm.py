@@ -31,6 +31,9 @@ Normalisation uses ``(x - pivot) - (mean - pivot)``, never ``x - mean`` with a r
 
 The backward pass mirrors the CPU kernel: it accumulates ``sum(gy)``, ``sum(gy * d)`` and
 ``sum(d)`` with ``d = x - mean`` for the saved (rounded) mean, and removes the exact offset.
+
+Part of the CUDA backend, imported on first use: must not import minigan's core but
+:mod:`minigan.backend` (through :mod:`.launch`, for CuPy when a host function runs).
 """
 
 from __future__ import annotations

@@ -4,6 +4,9 @@ A layer owns its parameters (created float32 and initialised exactly as PyTorch 
 :func:`minigan.random.generator`), checks its input -- rank, channels or features, dtype,
 device -- and raises an error that names the layer and both shapes, then calls the
 functional op. The functional ops themselves do not validate layer-level semantics.
+
+Must not import ``optim``, the training modules, the kernels (layers call
+:mod:`minigan.functional`) or any plugin.
 """
 
 from __future__ import annotations

@@ -10,6 +10,9 @@ Everything else (``parameters()``, ``state_dict()``, ``to()``, ``train()`` ...) 
 these registries. They are dicts, so the order is always the registration order and
 ``state_dict`` keys are exactly the ones PyTorch produces for the same architecture
 (``0.weight``, ``fc.bias``, ``bn.running_mean``, ``bn.num_batches_tracked`` ...).
+
+Must not import ``functional``'s ops, ``optim``, the training modules, the kernels or any
+plugin.
 """
 
 from __future__ import annotations

@@ -27,6 +27,8 @@ format that torchvision's older ImageNet files (VGG16, GoogLeNet) use.
 ... except UnsafePickleError as e:
 ...     print(e)  # doctest: +ELLIPSIS
 refusing to load <BytesIO>: the pickle names the global '__builtin__.print', which a PyTorch...
+
+Must not import minigan's tensors or CuPy: it reads files into NumPy arrays only.
 """
 
 from __future__ import annotations
