@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from types import ModuleType
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import numpy as np
 
@@ -65,6 +65,10 @@ def register_backend(
     check_backend(name, module)
     _BACKENDS[name] = (cast(KernelBackend, module), is_array)
 
+
+if TYPE_CHECKING:  # mypy checks both backend modules against the contract's signatures
+    _cpu_backend: KernelBackend = cpu
+    _cuda_backend: KernelBackend = _cuda
 
 register_backend("cpu", cpu, lambda a: isinstance(a, np.ndarray))
 

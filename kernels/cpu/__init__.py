@@ -1,19 +1,21 @@
 """CPU kernels: NumPy + Numba implementations of the kernel contract
 (:class:`minigan.kernels.contract.KernelBackend`); this module is the CPU backend.
 
+The kernels are re-exported explicitly (``import name as name``), so type checkers see this
+module as a :class:`~minigan.kernels.contract.KernelBackend` (mypy checks it, in
+``minigan.kernels``).
+
 Must not import: anything of minigan's core (autograd, nn) or a plugin; never CuPy.
 """
 
-# The contract's kernels, re-exported: ``__all__`` is contract.KERNELS, so ruff cannot see them.
-from ..contract import KERNELS
-from .conv import conv2d, conv2d_grad_input, conv2d_grad_weight  # noqa: F401
-from .elementwise import dropout, leaky_relu, leaky_relu_backward  # noqa: F401
-from .linalg import matmul  # noqa: F401
-from .norm import (  # noqa: F401
-    adain_backward,
-    adain_forward,
-    batch_norm_backward,
-    batch_norm_forward,
-)
-
-__all__ = list(KERNELS)
+from .conv import conv2d as conv2d
+from .conv import conv2d_grad_input as conv2d_grad_input
+from .conv import conv2d_grad_weight as conv2d_grad_weight
+from .elementwise import dropout as dropout
+from .elementwise import leaky_relu as leaky_relu
+from .elementwise import leaky_relu_backward as leaky_relu_backward
+from .linalg import matmul as matmul
+from .norm import adain_backward as adain_backward
+from .norm import adain_forward as adain_forward
+from .norm import batch_norm_backward as batch_norm_backward
+from .norm import batch_norm_forward as batch_norm_forward

@@ -52,11 +52,21 @@ Numba's CUDA simulator, through the ``launch_*`` functions that take Numba devic
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from minigan.lazy import resolve
 
-from ..contract import KERNELS, Array
+from ..contract import Array
+
+if TYPE_CHECKING:  # what the lazy names below are, for type checkers and IDEs
+    from .conv import conv2d as conv2d
+    from .conv import conv2d_grad_input as conv2d_grad_input
+    from .conv import conv2d_grad_weight as conv2d_grad_weight
+    from .norm import adain_backward as adain_backward
+    from .norm import adain_forward as adain_forward
+    from .norm import batch_norm_backward as batch_norm_backward
+    from .norm import batch_norm_forward as batch_norm_forward
+    from .norm import batch_norm_inference as batch_norm_inference
 
 # The kernels written with Numba-CUDA, imported on first access (and batch_norm_inference, a
 # fused eval-mode batch norm outside the contract).
@@ -71,8 +81,6 @@ LAZY: dict[str, str] = {
     "adain_forward": f"{_NORM}:adain_forward",
     "adain_backward": f"{_NORM}:adain_backward",
 }
-
-__all__ = ["handles", "LAZY", *KERNELS, "batch_norm_inference"]
 
 
 def __getattr__(name: str) -> Any:
