@@ -27,7 +27,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from machine import describe_blas, override_warning
 
 HERE = Path(__file__).resolve().parent
@@ -207,13 +206,15 @@ def markdown(run: Run, level: int = 1, image: str | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def chart(run: Run) -> np.ndarray:
-    """The ratio of every row as a horizontal bar chart (numpy RGB image)."""
-    from minigan.images import bar_chart
+def chart(run: Run, path: Path) -> Any:
+    """The ratio of every row as a horizontal bar chart (matplotlib), written to ``path``;
+    returns what was drawn (a :class:`minigan.plots.BarChart`)."""
+    from minigan.plots import bar_chart
 
     bars = [(" ".join(r.name.split()), r.ratio) for r in run.rows]
     width = max(960, 8 * max(len(label) for label, _ in bars) + 560)
     return bar_chart(
+        path,
         bars,
         width=width,
         title=f"minigan / PyTorch time, {run.kind.upper()} {run.meta.get('date', '')}",
@@ -227,12 +228,10 @@ def chart(run: Run) -> np.ndarray:
 
 def render(path: Path) -> tuple[Path, Path]:
     """Write ``<name>.md`` and ``<name>.png`` next to the results JSON ``path``."""
-    from minigan.images import save_image
-
     path = Path(path)
     run = load(path)
     md, png = path.with_suffix(".md"), path.with_suffix(".png")
-    save_image(png, chart(run))
+    chart(run, png)
     md.write_text(markdown(run, image=png.name))
     return md, png
 

@@ -81,6 +81,16 @@ def plugins(as_json: bool) -> None:
             click.echo(f"  error: {info.error}")
 
 
+def plain(text: str) -> str:
+    """Docstring text for a terminal: reST markup dropped (````x````, ``:class:`x```` -> x).
+
+    >>> plain("The ``deepdream`` processor: :class:`DeepDream` (see `minigan datasets`)")
+    'The deepdream processor: DeepDream (see `minigan datasets`)'
+    """
+    text = re.sub(r":[a-z]+:`~?([^`]+)`", r"\1", text)
+    return re.sub(r"``([^`]+)``", r"\1", text)
+
+
 def _describe(kind: str) -> None:
     registry = get_registry()
     names = registry.names(kind)
@@ -92,7 +102,7 @@ def _describe(kind: str) -> None:
             doc = (entry.load().__doc__ or "").strip().splitlines()
         except Exception as e:  # a broken lazy target: say so, keep listing
             doc = [f"(cannot be loaded: {e})"]
-        summary = doc[0] if doc else ""
+        summary = plain(doc[0]) if doc else ""
         click.echo(f"{name:<16} {summary}  [plugin: {entry.plugin}]")
 
 
@@ -104,7 +114,9 @@ def models() -> None:
 
 @main.command()
 def datasets() -> None:
-    """List the datasets that plugins registered (``--data NAME``; a path works too)."""
+    """List the datasets that plugins registered (use one as --data NAME; a path works too).
+
+    Each line shows the first line of the dataset factory's docstring."""
     _describe("dataset")
 
 
@@ -205,7 +217,7 @@ def config_options(config_cls: type[Any], prefix: str = "model__") -> list[click
     ``latent_dim: int = 100`` becomes ``--latent-dim INTEGER [default: 100]``; the help is the
     field's ``metadata["help"]``; ``bool`` fields become ``--flag/--no-flag``, fixed-length
     tuples take several values, ``typing.Literal`` fields a choice. A ``None`` default is shown
-    as ``metadata["default_help"]`` (or "auto"). Parameter names get ``prefix``.
+    as ``metadata["default_help"]`` (or "none"). Parameter names get ``prefix``.
 
     >>> import dataclasses
     >>> @dataclasses.dataclass
@@ -235,7 +247,7 @@ def config_options(config_cls: type[Any], prefix: str = "model__") -> list[click
         extra: dict[str, Any] = {}
         help_text = f.metadata.get("help", "")
         if default is None or "default_help" in f.metadata:  # e.g. "auto: 64 at 28x28, ..."
-            help_text += f"  [default: {f.metadata.get('default_help', 'auto')}]"
+            help_text += f"  [default: {f.metadata.get('default_help', 'none')}]"
             extra["show_default"] = False
         decls = [flag, prefix + f.name]
         if hint is bool:
@@ -332,6 +344,12 @@ def _train_options(name: str, defaults: dict[str, Any]) -> list[click.Option]:
             "where a read waits for the GPU); every step is still logged",
         ),
         click.Option(["--progress/--no-progress"], default=True, help="show a progress bar"),
+        click.Option(
+            ["--tensorboard"],
+            is_flag=True,
+            help="also log metrics, sample grids and the config to OUT/tensorboard/ "
+            "(needs tensorboardX: pip install 'minigan[tensorboard]')",
+        ),
     ]
 
 
@@ -388,25 +406,25 @@ def _train_callback(name: str, model_cls: type[Any], field_names: list[str]) -> 
                 log_every=kw["log_every"],
                 progress=kw["progress"],
                 log=lambda msg: click.echo(msg, err=True),
+                tensorboard=kw["tensorboard"],
             )
-        except (RunExistsError, TrainingDiverged, FileNotFoundError, KeyError, ValueError) as e:
+        except RunExistsError as e:  # the API's message names resume=True; ours the options
+            raise click.ClickException(
+                f"{e.path} already holds a training run; use --resume to continue it, --force "
+                f"to delete it and start over, or another --out"
+            ) from e
+        except (TrainingDiverged, FileNotFoundError, KeyError, ValueError, ImportError) as e:
             raise _fail(e) from e
         except RuntimeError as e:  # e.g. --device cuda without a GPU
             raise _fail(e) from e
         if result.interrupted:
             ctx.exit(130)
         run = result.run_dir
-        last = result.last_metrics
-        summary = (
-            f" (loss_d {last['loss_d']:.3f}, loss_g {last['loss_g']:.3f}, "
-            f"D(x) {last['d_real']:.2f}, D(G(z)) {last['d_fake']:.2f})"
-            if last
-            else ""
-        )
+        extra = ", tensorboard/" if kw["tensorboard"] else ""
         click.echo(
-            f"trained {result.steps} steps, {result.epochs_done} epochs in "
-            f"{result.seconds:.0f} s{summary}\n"
-            f"run: {run}/ (samples/, progress.gif, losses.png, metrics.jsonl, checkpoints/)\n"
+            f"{result.summary()}\n"
+            f"run: {run}/ (samples/, progress.gif, losses.png, metrics.jsonl, checkpoints/"
+            f"{extra})\n"
             f"sample: minigan sample {run} --seeds 0-63 --grid {os.path.join(str(run), 'grid.png')}"
         )
 
@@ -423,7 +441,7 @@ def make_train_command(name: str, model_cls: type[Any]) -> click.Command:
     clash = [opt for o in model_options for opt in o.opts if opt in taken]
     if clash:
         raise TypeError(f"{model_cls.__name__}.Config fields clash with common options: {clash}")
-    doc = (model_cls.__doc__ or "").strip().splitlines()
+    doc = plain(model_cls.__doc__ or "").strip().splitlines()
     field_names = [f.name for f in dataclasses.fields(model_cls.Config) if f.init]
     return click.Command(
         name,
@@ -472,6 +490,31 @@ class TrainGroup(click.Group):
 def train() -> None:
     """Train a registered model: minigan train MODEL [OPTIONS] (see `minigan train MODEL
     --help` for its options; `minigan models` lists the models)."""
+
+
+def _count(n: int, noun: str) -> str:
+    """``1 image``, ``3 images``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _folder(path: str) -> str:
+    """A folder as written, with one trailing separator: ``d/`` for ``d`` and ``d/``.
+
+    >>> _folder("out"), _folder("out/"), _folder("out//")
+    ('out/', 'out/', 'out/')
+    """
+    return path.rstrip("/" + os.sep) + os.sep if path.rstrip("/" + os.sep) else path
+
+
+def _names(names: list[str]) -> str:
+    """The files written, shortened: ``a.png``, ``a.png, b.png``, ``a.png ... z.png``."""
+    return (
+        names[0]
+        if len(names) == 1
+        else ", ".join(names)
+        if len(names) == 2
+        else (f"{names[0]} ... {names[-1]}")
+    )
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -564,16 +607,15 @@ def sample(
     }
     if outdir:
         os.makedirs(outdir, exist_ok=True)
-        for seed, image in zip(seed_list, images):
-            imaging.save_image(
-                os.path.join(outdir, f"seed{seed:04d}.png"), image, {**meta, "seed": seed}
-            )
-        click.echo(f"wrote {len(seed_list)} images to {outdir}/ (seed0000.png ...)")
+        names = [f"seed{seed:04d}.png" for seed in seed_list]
+        for name, seed, image in zip(names, seed_list, images):
+            imaging.save_image(os.path.join(outdir, name), image, {**meta, "seed": seed})
+        click.echo(f"wrote {_count(len(names), 'image')} to {_folder(outdir)} ({_names(names)})")
     if grid_path or not outdir:
         grid_path = grid_path or "samples.png"
         grid = imaging.make_grid(images, nrow=nrow)
         imaging.save_image(grid_path, grid, {**meta, "seeds": seeds})
-        click.echo(f"wrote a grid of {len(seed_list)} images to {grid_path}")
+        click.echo(f"wrote a grid of {_count(len(seed_list), 'image')} to {grid_path}")
 
 
 # --------------------------------------------------------------------------- process
@@ -587,7 +629,9 @@ def _process_callback(name: str, processor_cls: type[Any], field_names: list[str
 
         from minigan import images as imaging
         from minigan.data import IMAGE_EXTENSIONS
+        from minigan.processing import ProcessorOutputError, process_image
 
+        plugin = get_registry().entry("processor", name).plugin
         config = {f: kw["proc__" + f] for f in field_names}
         try:
             processor = processor_cls(processor_cls.Config(**config))
@@ -611,7 +655,10 @@ def _process_callback(name: str, processor_cls: type[Any], field_names: list[str
                 image = imaging.read_image(source)
             except Exception as e:
                 raise click.ClickException(f"{source}: cannot read this image ({e})") from e
-            result = processor.process(imaging.as_rgb_float(image))
+            try:
+                result = process_image(processor, image, name, plugin)
+            except ProcessorOutputError as e:  # the plugin's fault: say which, and what
+                raise click.ClickException(f"{source}: {e}") from e
             target.parent.mkdir(parents=True, exist_ok=True)
             meta = {"processor": name, "source": str(source), **processor.metadata()}
             imaging.save_image(target, imaging.unit_to_uint8(result), meta)
@@ -627,7 +674,7 @@ def make_process_command(name: str, processor_cls: type[Any]) -> click.Command:
     """``minigan process NAME INPUT... [-o OUT]``: the processor's options come from its
     ``Config`` dataclass."""
     options = config_options(processor_cls.Config, prefix="proc__")
-    doc = (processor_cls.__doc__ or "").strip().splitlines()
+    doc = plain(processor_cls.__doc__ or "").strip().splitlines()
     field_names = [f.name for f in dataclasses.fields(processor_cls.Config) if f.init]
     return click.Command(
         name,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import builtins
 import math
+import operator
 from collections.abc import Sequence
 from typing import Any
 
@@ -46,6 +47,96 @@ def _as_tensor(x: Any, like: Tensor | None = None) -> Tensor:
     return Tensor(np.asarray(x) if like is None else _xp(like.data).asarray(x))
 
 
+# ----- type promotion: PyTorch's rule, used by every op with several operands
+
+DEFAULT_FLOAT = np.dtype(np.float32)  # torch.get_default_dtype()
+
+
+def _kind_rank(dtype: np.dtype) -> int:
+    return {"b": 0, "u": 1, "i": 1, "f": 2, "c": 3}[dtype.kind]
+
+
+def promote_types(a: Any, b: Any) -> np.dtype:
+    """``torch.promote_types``: NumPy's table, except that an integer or bool meeting a
+    floating type gives that floating type (int64 with float32 is float32, not float64)."""
+    a, b = np.dtype(a), np.dtype(b)
+    ra, rb = _kind_rank(a), _kind_rank(b)
+    if ra == rb or (ra >= 2 and rb >= 2):
+        return np.promote_types(a, b)
+    return a if ra > rb else b
+
+
+def _category_dtype(operands: list[Any]) -> np.dtype | None:
+    result = None
+    for d in operands:
+        result = d if result is None else promote_types(result, d)
+    return result
+
+
+def _combine(higher: np.dtype | None, lower: np.dtype | None) -> np.dtype | None:
+    """A lower-priority category changes the result only if it is of a higher kind."""
+    if higher is None or lower is None:
+        return higher if lower is None else lower
+    if _kind_rank(higher) >= 2 and _kind_rank(higher) >= _kind_rank(lower):
+        return higher
+    if higher.kind == "b" or _kind_rank(lower) > _kind_rank(higher):
+        return promote_types(higher, lower)
+    return higher
+
+
+def result_type(*operands: Any) -> np.dtype:
+    """The dtype of an op on ``operands``, by PyTorch's rule: tensors with dimensions decide;
+    0-d tensors and then Python numbers count only when of a higher kind (bool < integer <
+    floating), and a Python float counts as the default dtype float32. So int32 + 0.5,
+    int32 + float32 tensor and int64 / int64 (true division, see :func:`div`) are float32;
+    float32 + float64 is float64, for every op (matmul and conv2d included).
+
+    >>> result_type(Tensor(np.array([1, 2], np.int32)), 0.5)
+    dtype('float32')
+    >>> result_type(Tensor(np.ones(2, np.float32)), Tensor(np.array(2.0)))  # a 0-d float64
+    dtype('float32')
+    """
+    dims: list[np.dtype] = []
+    zero_dims: list[np.dtype] = []
+    numbers: list[np.dtype] = []
+    for x in operands:
+        if isinstance(x, (Tensor, np.ndarray)) or backend.is_cupy_array(x):
+            (dims if x.ndim else zero_dims).append(np.dtype(x.dtype))
+        elif isinstance(x, (bool, np.bool_)):
+            numbers.append(np.dtype(bool))
+        elif isinstance(x, (int, np.integer)):
+            numbers.append(np.dtype(np.int64))
+        elif isinstance(x, (float, np.floating)):
+            numbers.append(DEFAULT_FLOAT)
+        elif isinstance(x, (complex, np.complexfloating)):
+            numbers.append(np.dtype(np.complex64))
+        else:
+            dims.append(np.asarray(x).dtype)
+    lower = _combine(_category_dtype(zero_dims), _category_dtype(numbers))
+    result = _combine(_category_dtype(dims), lower)
+    assert result is not None, "result_type needs at least one operand"
+    return result
+
+
+def _promoted(x: Any, dtype: np.dtype, like: Tensor) -> Tensor:
+    """Operand ``x`` as a Tensor of ``dtype`` on ``like``'s device (numbers: no host copy)."""
+    if isinstance(x, Tensor):
+        return astype(x, dtype)
+    if isinstance(x, (bool, int, float, complex, np.number, np.bool_)):
+        return Tensor(_xp(like.data).full((), x, dtype=dtype))
+    return Tensor(_xp(like.data).asarray(x, dtype=dtype))
+
+
+def _floating(x: Tensor) -> Tensor:
+    """Integer and bool tensors as the default float dtype (for exp, log, sqrt, …)."""
+    return astype(x, DEFAULT_FLOAT) if x.dtype.kind in "biu" else x
+
+
+def _reciprocal(n: int) -> float:
+    """``1 / n`` for a count, inf for ``n <= 0`` (so an empty mean is 0 · inf = nan)."""
+    return 1.0 / n if n > 0 else math.inf
+
+
 def _pair(v: int | Sequence[int], name: str) -> tuple[int, int]:
     if isinstance(v, int):
         return (v, v)
@@ -55,11 +146,60 @@ def _pair(v: int | Sequence[int], name: str) -> tuple[int, int]:
     return t[0], t[1]
 
 
-def _dims(dim: Dims, ndim: int) -> tuple[int, ...]:
+class DimensionError(IndexError):
+    """An out-of-range dimension (an IndexError, as in PyTorch)."""
+
+
+class ShapeError(ValueError, RuntimeError):
+    """Shapes that do not fit an op: a ValueError, and a RuntimeError as PyTorch raises."""
+
+
+class TargetIndexError(ValueError, IndexError):
+    """A class index out of range in a loss: a ValueError, and an IndexError as in PyTorch."""
+
+
+def canonical_dim(dim: int, ndim: int, op: str = "dim") -> int:
+    """``dim`` counted from 0 for a tensor with ``ndim`` dims (negative dims count from the
+    end). Out of range raises an IndexError with PyTorch's message; as in PyTorch a 0-d
+    tensor accepts 0 and -1. Every op that takes a dim goes through this function (ops
+    that insert a dim, such as unsqueeze and stack, pass ``ndim + 1``).
+
+    >>> canonical_dim(-1, 3)
+    2
+    >>> try:
+    ...     canonical_dim(3, 3, "sum")
+    ... except IndexError as e:
+    ...     print(e)
+    sum: Dimension out of range (expected to be in range of [-3, 2], but got 3)
+    """
+    n = builtins.max(ndim, 1)
+    d = operator.index(dim)
+    if not -n <= d < n:
+        raise DimensionError(
+            f"{op}: Dimension out of range (expected to be in range of [{-n}, {n - 1}], "
+            f"but got {dim})"
+        )
+    return d % n
+
+
+def canonical_dims(dim: Dims, ndim: int, op: str = "dim") -> tuple[int, ...]:
+    """Reduction dims as sorted-free, checked, non-negative indices: None (or ``()``) means
+    every dim; a repeated dim raises a RuntimeError and a 0-d tensor has no dim to reduce
+    (it accepts 0 and -1, as in PyTorch)."""
     if dim is None:
         return tuple(range(ndim))
-    dims = (dim,) if isinstance(dim, int) else tuple(dim)
-    return tuple(d % ndim if ndim else 0 for d in dims)
+    dims = (dim,) if not isinstance(dim, Sequence) else tuple(dim)
+    if not dims:
+        return tuple(range(ndim))
+    out = tuple(canonical_dim(d, ndim, op) for d in dims)
+    if len(set(out)) != len(out):
+        twice = next(d for d in out if out.count(d) > 1)
+        raise RuntimeError(f"{op}: dim {twice} appears multiple times in the list of dims")
+    return out if ndim else ()
+
+
+def _dims(dim: Dims, ndim: int, op: str = "dim") -> tuple[int, ...]:
+    return canonical_dims(dim, ndim, op)
 
 
 def _check_same_dtype(op: str, *tensors: Tensor) -> None:
@@ -73,13 +213,15 @@ def _binary_shapes(op: str, a: Tensor, b: Tensor) -> None:
     try:
         np.broadcast_shapes(a.shape, b.shape)
     except ValueError:
-        raise ValueError(f"{op}: shapes {a.shape} and {b.shape} cannot be broadcast") from None
+        raise ShapeError(f"{op}: shapes {a.shape} and {b.shape} cannot be broadcast") from None
 
 
 # --------------------------------------------------------------------------- elementwise
 
 
 class Add(Function):
+    saved_inputs = ()
+
     def forward(self, a, b):
         return a + b
 
@@ -88,6 +230,8 @@ class Add(Function):
 
 
 class Sub(Function):
+    saved_inputs = ()
+
     def forward(self, a, b):
         return a - b
 
@@ -95,7 +239,16 @@ class Sub(Function):
         return gy, -gy
 
 
+def _saved_crosswise(fn: Function) -> tuple[int, ...]:
+    """For a product ``a * b`` (or ``a @ b``): ``b`` is needed for ``a``'s gradient, ``a`` for
+    ``b``'s — PyTorch saves (and version-checks) only those."""
+    a, b = fn.inputs
+    return tuple(i for i, other in ((0, b), (1, a)) if other.requires_grad)
+
+
 class Mul(Function):
+    saved_indices = _saved_crosswise
+
     def forward(self, a, b):
         return a * b
 
@@ -105,6 +258,9 @@ class Mul(Function):
 
 
 class Div(Function):
+    def saved_indices(self) -> tuple[int, ...]:
+        return (0, 1) if self.inputs[1].requires_grad else (1,)
+
     def forward(self, a, b):
         return a / b
 
@@ -115,6 +271,8 @@ class Div(Function):
 
 
 class Neg(Function):
+    saved_inputs = ()
+
     def forward(self, x):
         return -x
 
@@ -127,14 +285,42 @@ class PowScalar(Function):
         self.c = c
 
     def forward(self, x):
-        return x**self.c
+        if x.dtype.kind == "f" and self.c in (0.5, -0.5):  # PyTorch's sqrt / rsqrt paths:
+            root = _xp(x).sqrt(x)  # (-inf) ** 0.5 is nan and (-0) ** 0.5 is -0, as there
+            return root if self.c == 0.5 else 1 / root
+        return (x**self.c).astype(x.dtype, copy=False)  # bool ** bool: bool, not int8
 
     def backward(self, gy):
         (x,) = self.inputs
+        if self.c == 0:  # as PyTorch: 0, not 0 · x**-1 (nan at x = 0)
+            return Tensor(_xp(x.data).zeros(x.shape, dtype=gy.dtype))
         return gy * self.c * x ** (self.c - 1)
 
 
+class Pow(Function):
+    """``x ** y`` with a tensor exponent, elementwise (negative bases with integral
+    exponents included). Gradients as PyTorch's: ``y·x**(y-1)`` (0 where ``y == 0``) and
+    ``x**y·log x`` (0 where ``x == 0`` and ``y >= 0``)."""
+
+    saves_output = True
+
+    def forward(self, x, y):
+        return _xp(x).power(x, y).astype(x.dtype, copy=False)
+
+    def backward(self, gy):
+        x, y = self.inputs
+        gx = gyy = None
+        if self.needs_grad[0]:
+            gx = where(y.data == 0, 0.0, gy * y * x ** (y - 1))
+        if self.needs_grad[1]:
+            gyy = where((x.data == 0) & (y.data >= 0), 0.0, gy * self.output() * log(x))
+        return gx, gyy
+
+
 class Exp(Function):
+    saved_inputs = ()
+    saves_output = True
+
     def forward(self, x):
         return _xp(x).exp(x)
 
@@ -151,6 +337,9 @@ class Log(Function):
 
 
 class Sqrt(Function):
+    saved_inputs = ()
+    saves_output = True
+
     def forward(self, x):
         return _xp(x).sqrt(x)
 
@@ -170,6 +359,8 @@ class Abs(Function):
 class Mask(Function):
     """``x * mask`` for a constant mask (the backward of relu, clip, dropout, …)."""
 
+    saved_inputs = ()
+
     def __init__(self, mask: Any) -> None:
         self.mask = mask
 
@@ -186,6 +377,8 @@ def mask(x: Tensor, m: Any) -> Tensor:
 
 
 class Where(Function):
+    saved_inputs = ()
+
     def __init__(self, cond: Any) -> None:
         self.cond = cond
 
@@ -216,14 +409,23 @@ def mul(a: Any, b: Any) -> Tensor:
 
 
 def div(a: Any, b: Any) -> Tensor:
+    """True division: integer operands give the default float dtype, as in PyTorch."""
     a, b = _operands(a, b)
+    if a.dtype.kind in "biu":
+        a, b = _floating(a), _floating(b)
     _binary_shapes("div", a, b)
     return Div()(a, b)
 
 
 def _operands(a: Any, b: Any) -> tuple[Tensor, Tensor]:
+    """Both operands as Tensors of their common dtype (:func:`result_type`)."""
     like = a if isinstance(a, Tensor) else b if isinstance(b, Tensor) else None
-    return _as_tensor(a, like), _as_tensor(b, like)
+    if like is None:
+        return _as_tensor(a), _as_tensor(b)
+    if isinstance(a, Tensor) and isinstance(b, Tensor) and a.dtype == b.dtype:
+        return a, b  # the common case, kept fast
+    dtype = result_type(a, b)
+    return _promoted(a, dtype, like), _promoted(b, dtype, like)
 
 
 def neg(x: Tensor) -> Tensor:
@@ -231,22 +433,30 @@ def neg(x: Tensor) -> Tensor:
 
 
 def pow(x: Any, exponent: Any) -> Tensor:
-    """``x ** exponent``; a tensor exponent goes through ``exp(exponent * log(x))``."""
+    """``x ** exponent`` elementwise, with PyTorch's values and gradients at the edges
+    (``x ** 0 == 1`` for every x, negative bases with integral exponents, ``0 ** 0 == 1``).
+
+    >>> import minigan
+    >>> minigan.tensor([-2.0, -2.0, 0.0]) ** minigan.tensor([2.0, 3.0, 0.0])
+    tensor([ 4., -8.,  1.])
+    """
     if isinstance(exponent, Tensor):
-        return exp(mul(exponent, log(_as_tensor(x, exponent))))
-    return PowScalar(exponent)(x)
+        x, exponent = _operands(x, exponent)
+        _binary_shapes("pow", x, exponent)
+        return Pow()(x, exponent)
+    return PowScalar(exponent)(astype(x, result_type(x, exponent)))
 
 
 def exp(x: Tensor) -> Tensor:
-    return Exp()(x)
+    return Exp()(_floating(x))
 
 
 def log(x: Tensor) -> Tensor:
-    return Log()(x)
+    return Log()(_floating(x))
 
 
 def sqrt(x: Tensor) -> Tensor:
-    return Sqrt()(x)
+    return Sqrt()(_floating(x))
 
 
 def abs(x: Tensor) -> Tensor:
@@ -292,6 +502,8 @@ class Select(Function):
     """``a`` where ``weight == 1``, ``b`` where ``weight == 0`` and either (they are equal)
     where ``weight == 0.5``; the gradient is split as ``weight``, ``1 - weight``."""
 
+    saved_inputs = ()
+
     def __init__(self, weight: Any) -> None:
         self.weight = weight
 
@@ -316,6 +528,8 @@ def _extremum(a: Any, b: Any, better: Any, op: str) -> Tensor:
 
 
 class Sum(Function):
+    saved_inputs = ()
+
     def __init__(self, dims: tuple[int, ...], keepdim: bool) -> None:
         self.dims, self.keepdim = dims, keepdim
 
@@ -332,15 +546,17 @@ class Sum(Function):
 class Amax(Function):
     """Maximum over ``dims``; the gradient is shared evenly among tied maxima."""
 
+    pick = "max"
+
     def __init__(self, dims: tuple[int, ...], keepdim: bool) -> None:
         self.dims, self.keepdim = dims, keepdim
 
     def forward(self, x):
-        return x.max(axis=self.dims, keepdims=self.keepdim)
+        return getattr(x, self.pick)(axis=self.dims, keepdims=self.keepdim)
 
     def backward(self, gy):
         x = self.inputs[0].data
-        top = x.max(axis=self.dims, keepdims=True)
+        top = getattr(x, self.pick)(axis=self.dims, keepdims=True)
         hits = (x == top).astype(x.dtype)
         hits /= hits.sum(axis=self.dims, keepdims=True)
         if not self.keepdim:
@@ -348,22 +564,31 @@ class Amax(Function):
         return mask(broadcast_to(gy, x.shape), hits)
 
 
+class Amin(Amax):
+    """Minimum over ``dims`` (computed directly: ``-max(-x)`` wraps unsigned integers and
+    fails on booleans); the gradient is shared evenly among tied minima."""
+
+    pick = "min"
+
+
 def sum(x: Tensor, dim: Dims = None, keepdim: bool = False) -> Tensor:
-    return Sum(_dims(dim, x.ndim), keepdim)(x)
+    return Sum(canonical_dims(dim, x.ndim, "sum"), keepdim)(x)
 
 
 def mean(x: Tensor, dim: Dims = None, keepdim: bool = False) -> Tensor:
-    dims = _dims(dim, x.ndim)
+    dims = canonical_dims(dim, x.ndim, "mean")
     count = math.prod(x.shape[d] for d in dims)
-    return sum(x, dims, keepdim) * (1.0 / builtins.max(count, 1))
+    return sum(x, dims, keepdim) * _reciprocal(count)  # empty: 0 · inf = nan, as PyTorch
 
 
 def var(x: Tensor, dim: Dims = None, correction: int = 1, keepdim: bool = False) -> Tensor:
-    """Variance (two-pass: mean first, then squared deviations); ``correction=1`` is unbiased."""
-    dims = _dims(dim, x.ndim)
+    """Variance (two-pass: mean first, then squared deviations); ``correction=1`` is unbiased.
+    Divides by ``N - correction``; where that is ≤ 0 the result is inf (nan when every
+    deviation is 0, e.g. the ``std`` of one element), as in PyTorch."""
+    dims = canonical_dims(dim, x.ndim, "var")
     count = math.prod(x.shape[d] for d in dims)
     centred = x - mean(x, dims, keepdim=True)
-    return sum(centred * centred, dims, keepdim) * (1.0 / builtins.max(count - correction, 1))
+    return sum(centred * centred, dims, keepdim) * _reciprocal(count - correction)
 
 
 def std(x: Tensor, dim: Dims = None, correction: int = 1, keepdim: bool = False) -> Tensor:
@@ -372,12 +597,12 @@ def std(x: Tensor, dim: Dims = None, correction: int = 1, keepdim: bool = False)
 
 def max(x: Tensor, dim: Dims = None, keepdim: bool = False) -> Tensor:
     """Largest value over ``dim`` (values only, like ``torch.amax``)."""
-    return Amax(_dims(dim, x.ndim), keepdim)(x)
+    return Amax(canonical_dims(dim, x.ndim, "max"), keepdim)(x)
 
 
 def min(x: Tensor, dim: Dims = None, keepdim: bool = False) -> Tensor:
     """Smallest value over ``dim`` (values only, like ``torch.amin``)."""
-    return -max(-x, dim, keepdim)
+    return Amin(canonical_dims(dim, x.ndim, "min"), keepdim)(x)
 
 
 amax, amin = max, min
@@ -385,7 +610,7 @@ amax, amin = max, min
 
 def logsumexp(x: Tensor, dim: Dims = None, keepdim: bool = False) -> Tensor:
     """``log(sum(exp(x)))`` computed without overflow."""
-    dims = _dims(dim, x.ndim)
+    dims = canonical_dims(dim, x.ndim, "logsumexp")
     top = x.data.max(axis=dims, keepdims=True)
     top = Tensor(_xp(top).where(_xp(top).isinf(top), 0, top))  # ±inf maxima: no inf - inf
     out = log(sum(exp(x - top), dims, keepdim=True)) + top
@@ -394,8 +619,9 @@ def logsumexp(x: Tensor, dim: Dims = None, keepdim: bool = False) -> Tensor:
 
 def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
     # (x - max) - log(sum(exp(x - max))): no large ``max`` is added back and subtracted
-    shifted = x - Tensor(x.data.max(axis=dim, keepdims=True))
-    return shifted - log(sum(exp(shifted), dim, keepdim=True))
+    dims = canonical_dims(dim, x.ndim, "log_softmax")  # () for a 0-d tensor
+    shifted = x - Tensor(x.data.max(axis=dims, keepdims=True))
+    return shifted - log(sum(exp(shifted), dims, keepdim=True))
 
 
 def softmax(x: Tensor, dim: int = -1) -> Tensor:
@@ -406,6 +632,8 @@ def softmax(x: Tensor, dim: int = -1) -> Tensor:
 
 
 class MatMul(Function):
+    saved_indices = _saved_crosswise
+
     def forward(self, a, b):
         return kernels.matmul(a, b)
 
@@ -420,26 +648,27 @@ def matmul(a: Any, b: Any) -> Tensor:
     """Matrix product with NumPy's rules (1-D operands, broadcast batch dimensions)."""
     a, b = _operands(a, b)
     if a.ndim == 0 or b.ndim == 0:
-        raise ValueError(
+        raise ShapeError(
             f"matmul: both operands need at least 1 dimension, got {a.shape}, {b.shape}"
         )
     k_b = b.shape[0] if b.ndim == 1 else b.shape[-2]
     if a.shape[-1] != k_b:  # checked before 1-D operands are reshaped: the user's shapes
-        raise ValueError(
+        raise ShapeError(
             f"matmul: shapes {a.shape} and {b.shape} are not aligned ({a.shape[-1]} ≠ {k_b})"
         )
+    if a.ndim == 1 and b.ndim == 1:
+        return reshape(matmul(unsqueeze(a, 0), unsqueeze(b, -1)), ())
     if a.ndim == 1:
         return squeeze(matmul(unsqueeze(a, 0), b), -2)
     if b.ndim == 1:
         return squeeze(matmul(a, unsqueeze(b, -1)), -1)
-    _check_same_dtype("matmul", a, b)
     return MatMul()(a, b)
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """``x @ weight.T + bias`` with ``weight`` of shape (out_features, in_features)."""
     if x.shape[-1:] != weight.shape[1:]:
-        raise ValueError(
+        raise ShapeError(
             f"linear: input has {x.shape[-1] if x.ndim else 0} features, weight expects "
             f"{weight.shape[1]}; input shape {x.shape}, weight shape {weight.shape}"
         )
@@ -451,6 +680,9 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
 
 
 class Reshape(Function):
+    saved_inputs = ()
+    is_view = True
+
     def __init__(self, shape: tuple[int, ...]) -> None:
         self.shape = shape
 
@@ -463,6 +695,9 @@ class Reshape(Function):
 
 
 class Permute(Function):
+    saved_inputs = ()
+    is_view = True
+
     def __init__(self, dims: tuple[int, ...]) -> None:
         self.dims = dims
 
@@ -474,6 +709,9 @@ class Permute(Function):
 
 
 class BroadcastTo(Function):
+    saved_inputs = ()
+    is_view = True
+
     def __init__(self, shape: tuple[int, ...]) -> None:
         self.shape = shape
 
@@ -487,6 +725,9 @@ class BroadcastTo(Function):
 
 class SumTo(Function):
     """Sum a broadcast result back down to ``shape`` (the adjoint of broadcast_to)."""
+
+    saved_inputs = ()
+    is_view = True
 
     def __init__(self, shape: tuple[int, ...]) -> None:
         self.shape = shape
@@ -504,6 +745,9 @@ class SumTo(Function):
 
 
 class GetItem(Function):
+    saved_inputs = ()
+    is_view = True
+
     def __init__(self, index: Any) -> None:
         self.index = index
 
@@ -516,6 +760,8 @@ class GetItem(Function):
 
 class GetItemGrad(Function):
     """Scatter-add ``gy`` into zeros of the input's shape (the adjoint of indexing)."""
+
+    saved_inputs = ()
 
     def __init__(self, index: Any, shape: tuple[int, ...]) -> None:
         self.index, self.shape = index, shape
@@ -539,6 +785,8 @@ def _is_basic_index(index: Any) -> bool:
 
 
 class Concatenate(Function):
+    saved_inputs = ()
+
     def __init__(self, dim: int) -> None:
         self.dim = dim
 
@@ -552,6 +800,8 @@ class Concatenate(Function):
 
 
 class Pad(Function):
+    saved_inputs = ()
+
     def __init__(self, widths: tuple[tuple[int, int], ...], value: float) -> None:
         self.widths, self.value = widths, value
 
@@ -563,6 +813,8 @@ class Pad(Function):
 
 
 class AsType(Function):
+    saved_inputs = ()
+
     def __init__(self, dtype: Any) -> None:
         self.dtype = np.dtype(dtype)
 
@@ -575,6 +827,8 @@ class AsType(Function):
 
 
 class ToDevice(Function):
+    saved_inputs = ()
+
     def __init__(self, device: str) -> None:
         self.device = device
 
@@ -591,7 +845,7 @@ def reshape(x: Tensor, shape: int | Sequence[int]) -> Tensor:
     try:
         target = _resolve_shape(x, shape)
     except ValueError:
-        raise ValueError(
+        raise ShapeError(
             f"reshape: cannot reshape a tensor of shape {x.shape} to {shape}"
         ) from None
     return x if target == x.shape else Reshape(target)(x)
@@ -610,30 +864,40 @@ def _resolve_shape(x: Tensor, shape: tuple[int, ...]) -> tuple[int, ...]:
 
 
 def permute(x: Tensor, dims: Sequence[int]) -> Tensor:
-    dims = tuple(d % x.ndim for d in dims)
+    if len(dims) != x.ndim:
+        raise ShapeError(f"permute: {tuple(dims)} has {len(dims)} dims, the tensor {x.ndim}")
+    dims = tuple(canonical_dim(d, x.ndim, "permute") for d in dims)
     if sorted(dims) != list(range(x.ndim)):
-        raise ValueError(f"permute: {dims} is not a permutation of the {x.ndim} dims of {x.shape}")
+        raise ShapeError(f"permute: {dims} is not a permutation of the {x.ndim} dims of {x.shape}")
     return Permute(dims)(x)
 
 
 def transpose(x: Tensor, dim0: int, dim1: int) -> Tensor:
     dims = list(range(x.ndim))
+    dim0, dim1 = canonical_dim(dim0, x.ndim, "transpose"), canonical_dim(dim1, x.ndim, "transpose")
+    if x.ndim == 0:
+        return x
     dims[dim0], dims[dim1] = dims[dim1], dims[dim0]
     return Permute(tuple(dims))(x)
 
 
 def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
-    s, e = start_dim % builtins.max(x.ndim, 1), end_dim % builtins.max(x.ndim, 1)
+    s, e = canonical_dim(start_dim, x.ndim, "flatten"), canonical_dim(end_dim, x.ndim, "flatten")
+    if s > e:
+        raise RuntimeError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim}")
     return reshape(x, x.shape[:s] + (math.prod(x.shape[s : e + 1]),) + x.shape[e + 1 :])
 
 
 def unsqueeze(x: Tensor, dim: int) -> Tensor:
-    dim = dim % (x.ndim + 1)
+    dim = canonical_dim(dim, x.ndim + 1, "unsqueeze")
     return reshape(x, x.shape[:dim] + (1,) + x.shape[dim:])
 
 
 def squeeze(x: Tensor, dim: Dims = None) -> Tensor:
-    dims = {i for i, n in enumerate(x.shape) if n == 1} if dim is None else set(_dims(dim, x.ndim))
+    if dim is None:
+        dims = {i for i, n in enumerate(x.shape) if n == 1}
+    else:
+        dims = set(canonical_dims(dim, x.ndim, "squeeze"))
     return reshape(x, tuple(n for i, n in enumerate(x.shape) if not (i in dims and n == 1)))
 
 
@@ -644,7 +908,7 @@ def broadcast_to(x: Tensor, shape: Sequence[int]) -> Tensor:
     try:
         np.broadcast_shapes(x.shape, shape)
     except ValueError:
-        raise ValueError(f"broadcast_to: cannot broadcast shape {x.shape} to {shape}") from None
+        raise ShapeError(f"broadcast_to: cannot broadcast shape {x.shape} to {shape}") from None
     return BroadcastTo(shape)(x)
 
 
@@ -655,9 +919,55 @@ def sum_to(x: Tensor, shape: Sequence[int]) -> Tensor:
 
 
 def getitem(x: Tensor, index: Any) -> Tensor:
-    """``x[index]`` for basic and advanced (integer/boolean array) indices."""
+    """``x[index]`` for basic and advanced (integer/boolean array) indices, with PyTorch's
+    placement of the indexed dims: integers select first, then the index arrays follow
+    NumPy's rule (their dims stay in place when the arrays are adjacent, else go first).
+    So on shape (2, 3, 4) ``x[0, :, [0, 2]]`` has shape (3, 2), as in PyTorch (NumPy: (2, 3)).
+    """
     index = _raw_index(index, x.device)
+    first, then = _torch_index(index)
+    if then is not None:
+        x = GetItem(first)(x)
+        index = then
     return GetItem(index)(x)
+
+
+def _is_index_array(i: Any) -> bool:
+    return (isinstance(i, np.ndarray) or backend.is_cupy_array(i)) and i.ndim > 0
+
+
+def _is_index_int(i: Any) -> bool:
+    if isinstance(i, (bool, np.bool_)):
+        return False
+    if isinstance(i, (int, np.integer)):
+        return True
+    array = isinstance(i, np.ndarray) or backend.is_cupy_array(i)
+    return array and i.ndim == 0 and i.dtype.kind in "iu"
+
+
+def _torch_index(index: Any) -> tuple[Any, Any]:
+    """Split an index that mixes integers (or 0-d integer tensors) with index arrays into
+    ``(selections, rest)``: the integers (with the slices and Nones) applied first, then the
+    arrays. NumPy would broadcast the integers with the arrays, which moves the result's
+    dims. ``(index, None)`` when no split is needed (NumPy and PyTorch agree)."""
+    items = index if isinstance(index, tuple) else (index,)
+    if not builtins.any(map(_is_index_array, items)) or not builtins.any(map(_is_index_int, items)):
+        return index, None
+    first: list[Any] = []
+    then: list[Any] = []
+    for i in items:
+        if _is_index_int(i):
+            first.append(int(i))
+        elif _is_index_array(i):
+            first.extend([slice(None)] * (i.ndim if i.dtype.kind == "b" else 1))
+            then.append(i)
+        elif i is Ellipsis:
+            first.append(i)
+            then.append(i)
+        else:  # a slice or None: applied first; its dim is then taken whole
+            first.append(i)
+            then.append(slice(None))
+    return tuple(first), tuple(then)
 
 
 def _raw_index(index: Any, device: str) -> Any:
@@ -677,13 +987,18 @@ def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     """Concatenate along ``dim``."""
     tensors = list(tensors)
     if not tensors:
-        raise ValueError("cat: expected at least one tensor")
-    dim = dim % tensors[0].ndim
+        raise ShapeError("cat: expected at least one tensor")
+    for i, t in enumerate(tensors):
+        if t.ndim == 0:
+            raise RuntimeError(
+                f"cat: zero-dimensional tensor (at position {i}) cannot be concatenated"
+            )
+    dim = canonical_dim(dim, tensors[0].ndim, "cat")
     for t in tensors[1:]:
         if t.ndim != tensors[0].ndim or any(
             a != b for i, (a, b) in enumerate(zip(t.shape, tensors[0].shape)) if i != dim
         ):
-            raise ValueError(
+            raise ShapeError(
                 f"cat: shapes {tensors[0].shape} and {t.shape} differ outside dim {dim}"
             )
     return Concatenate(dim)(*tensors)
@@ -695,15 +1010,19 @@ concatenate = cat
 def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     """Stack along a new ``dim``."""
     tensors = list(tensors)
+    if not tensors:
+        raise RuntimeError("stack: expected a non-empty list of tensors")
     if builtins.any(t.shape != tensors[0].shape for t in tensors):
-        raise ValueError(f"stack: all shapes must be equal, got {[t.shape for t in tensors]}")
-    dim = dim % (tensors[0].ndim + 1)
+        raise ShapeError(f"stack: all shapes must be equal, got {[t.shape for t in tensors]}")
+    dim = canonical_dim(dim, tensors[0].ndim + 1, "stack")
     return cat([unsqueeze(t, dim) for t in tensors], dim)
 
 
 def split(x: Tensor, split_size_or_sections: int | Sequence[int], dim: int = 0) -> list[Tensor]:
     """Split into chunks of ``split_size`` (or of the listed sizes) along ``dim``."""
-    dim = dim % x.ndim
+    if x.ndim == 0:
+        raise ShapeError("split: expected a tensor with at least 1 dimension, got a 0-d tensor")
+    dim = canonical_dim(dim, x.ndim, "split")
     n = x.shape[dim]
     if isinstance(split_size_or_sections, int):
         sizes = [split_size_or_sections] * (n // split_size_or_sections)
@@ -712,7 +1031,7 @@ def split(x: Tensor, split_size_or_sections: int | Sequence[int], dim: int = 0) 
     else:
         sizes = list(split_size_or_sections)
         if builtins.sum(sizes) != n:
-            raise ValueError(f"split: sizes {sizes} do not add up to {n} (dim {dim} of {x.shape})")
+            raise ShapeError(f"split: sizes {sizes} do not add up to {n} (dim {dim} of {x.shape})")
     lead = (slice(None),) * dim
     starts = np.cumsum([0] + sizes)
     return [getitem(x, lead + (slice(s, s + k),)) for s, k in zip(starts, sizes)]
@@ -744,12 +1063,14 @@ def to_device(x: Tensor, device: str) -> Tensor:
 
 
 class ReLU(Function):
+    saved_inputs = ()  # the gradient mask is read from the output, as PyTorch saves it
+    saves_output = True
+
     def forward(self, x):
         return _xp(x).maximum(x, x.dtype.type(0))  # not x * mask: -inf * 0 would be nan
 
     def backward(self, gy):
-        d = self.inputs[0].data
-        return mask(gy, d > 0)
+        return mask(gy, self.output().data > 0)
 
 
 def relu(x: Tensor) -> Tensor:
@@ -771,6 +1092,8 @@ class LeakyReLUGrad(Function):
     """``gy`` where ``x > 0``, ``slope * gy`` elsewhere, for a constant ``x``: linear and
     diagonal in ``gy``, so it is its own adjoint (and leaky ReLU's second derivative is 0)."""
 
+    saved_inputs = ()
+
     def __init__(self, x: Any, negative_slope: float) -> None:
         self.x, self.slope = x, negative_slope
 
@@ -787,6 +1110,9 @@ def leaky_relu(x: Tensor, negative_slope: float = 0.01) -> Tensor:
 
 
 class Tanh(Function):
+    saved_inputs = ()
+    saves_output = True
+
     def forward(self, x):
         return _xp(x).tanh(x)
 
@@ -796,6 +1122,9 @@ class Tanh(Function):
 
 
 class Sigmoid(Function):
+    saved_inputs = ()
+    saves_output = True
+
     def forward(self, x):
         xp = _xp(x)
         # exp of a non-positive number only: no overflow for large |x|
@@ -816,16 +1145,16 @@ class Softplus(Function):
 
 
 def tanh(x: Tensor) -> Tensor:
-    return Tanh()(x)
+    return Tanh()(_floating(x))
 
 
 def sigmoid(x: Tensor) -> Tensor:
-    return Sigmoid()(x)
+    return Sigmoid()(_floating(x))
 
 
 def softplus(x: Tensor) -> Tensor:
     """``log(1 + exp(x))``, stable for large ``|x|``."""
-    return Softplus()(x)
+    return Softplus()(_floating(x))
 
 
 def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
@@ -845,6 +1174,8 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
 class Dropout(Function):
     """``x / (1 - p)`` where element i's draw of the stream ``seed`` is ``>= p``, else 0:
     linear in ``x``, so the backward is the same operation (same seed) on ``gy``."""
+
+    saved_inputs = ()
 
     def __init__(self, seed: int, p: float) -> None:
         self.seed, self.p = seed, p
@@ -911,22 +1242,21 @@ def _conv_bias(y: Tensor, bias: Tensor | None, op: str) -> Tensor:
     if bias is None:
         return y
     if bias.shape != (y.shape[1],):
-        raise ValueError(f"{op}: bias has shape {bias.shape}, expected ({y.shape[1]},)")
+        raise ShapeError(f"{op}: bias has shape {bias.shape}, expected ({y.shape[1]},)")
     return y + reshape(bias, (1, -1, 1, 1))
 
 
 def _check_conv_input(op: str, x: Tensor, w: Tensor, channels: int) -> None:
     if x.ndim != 4:
-        raise ValueError(f"{op}: expected a 4-D input (N, C, H, W), got shape {x.shape}")
+        raise ShapeError(f"{op}: expected a 4-D input (N, C, H, W), got shape {x.shape}")
     if w.ndim != 4:
-        raise ValueError(f"{op}: expected a 4-D weight, got shape {w.shape}")
+        raise ShapeError(f"{op}: expected a 4-D weight, got shape {w.shape}")
     if x.shape[1] != channels:
         plural = "s" if x.shape[1] != 1 else ""
-        raise ValueError(
+        raise ShapeError(
             f"{op}: input has {x.shape[1]} channel{plural}, weight expects {channels}; "
             f"input shape {x.shape}, weight shape {w.shape}"
         )
-    _check_same_dtype(op, x, w)
 
 
 def conv2d(
@@ -939,11 +1269,12 @@ def conv2d(
 ) -> Tensor:
     """2-D convolution (cross-correlation), NCHW, weight (O, C, kh, kw), zero padding."""
     _check_conv_input("conv2d", x, weight, weight.shape[1] if weight.ndim == 4 else -1)
+    x, weight = _operands(x, weight)  # float32 with float64: float64, as everywhere
     s, p, d = _pair(stride, "stride"), _pair(padding, "padding"), _pair(dilation, "dilation")
     k = weight.shape[2:]
     out = [kernels.conv_output_size(x.shape[2 + i], k[i], s[i], p[i], d[i]) for i in range(2)]
     if builtins.min(out) < 1:
-        raise ValueError(
+        raise ShapeError(
             f"conv2d: input {x.shape} is too small for kernel {weight.shape[2:]} with "
             f"padding {p} and dilation {d}"
         )
@@ -962,11 +1293,12 @@ def conv_transpose2d(
     """Transposed convolution, weight (C_in, C_out, kh, kw): the gradient of conv2d w.r.t.
     its input, as in ``torch.nn.functional.conv_transpose2d``."""
     _check_conv_input("conv_transpose2d", x, weight, weight.shape[0] if weight.ndim == 4 else -1)
+    x, weight = _operands(x, weight)
     s, p, d = _pair(stride, "stride"), _pair(padding, "padding"), _pair(dilation, "dilation")
     op = _pair(output_padding, "output_padding")
     for i in range(2):
         if op[i] >= builtins.max(s[i], d[i]):
-            raise ValueError(
+            raise ShapeError(
                 f"conv_transpose2d: output_padding {op} must be smaller than stride {s} "
                 f"or dilation {d}"
             )
@@ -975,7 +1307,7 @@ def conv_transpose2d(
         for i in range(2)
     ]
     if builtins.min(size) < 1:
-        raise ValueError(
+        raise ShapeError(
             f"conv_transpose2d: output size {tuple(size)} for input {x.shape} is empty"
         )
     out_shape = (x.shape[0], weight.shape[1], size[0], size[1])
@@ -1016,6 +1348,8 @@ def _normalize_backward(gy: Tensor, x: Tensor, scale: Tensor | None, dims, eps: 
 class BatchNorm(Function):
     """Training-mode batch norm over all axes but 1; inputs (x, gamma, beta)."""
 
+    saved_inputs = (0, 1)
+
     def __init__(self, eps: float) -> None:
         self.eps = eps
 
@@ -1038,6 +1372,8 @@ class BatchNorm(Function):
 
 class AdaIN(Function):
     """Adaptive instance norm: per-(n, c) statistics over H, W; inputs (x, scale, bias)."""
+
+    saved_inputs = (0, 1)
 
     def __init__(self, eps: float) -> None:
         self.eps = eps
@@ -1073,13 +1409,13 @@ def batch_norm(
     Otherwise the running statistics are used.
     """
     if x.ndim < 2:
-        raise ValueError(
+        raise ShapeError(
             f"batch_norm: expected an input of at least 2 dims (N, C, …), got {x.shape}"
         )
     c = x.shape[1]
     for name, t in (("weight", weight), ("bias", bias)):
         if t is not None and t.shape != (c,):
-            raise ValueError(
+            raise ShapeError(
                 f"batch_norm: {name} has shape {t.shape}, expected ({c},) for {x.shape}"
             )
     shape = (1, c) + (1,) * (x.ndim - 2)
@@ -1096,7 +1432,7 @@ def batch_norm(
         return y if bias is None else y + reshape(bias, shape)
     count = x.data.size // c
     if count < 2:
-        raise ValueError(
+        raise ShapeError(
             f"batch_norm: expected more than 1 value per channel when training, got input {x.shape}"
         )
     xp = _xp(x.data)
@@ -1124,10 +1460,10 @@ def adain(x: Tensor, scale: Tensor, bias: Tensor, eps: float = 1e-5) -> Tensor:
     True
     """
     if x.ndim != 4:
-        raise ValueError(f"adain: expected a 4-D input (N, C, H, W), got shape {x.shape}")
+        raise ShapeError(f"adain: expected a 4-D input (N, C, H, W), got shape {x.shape}")
     for name, t in (("scale", scale), ("bias", bias)):
         if t.shape != x.shape[:2]:
-            raise ValueError(
+            raise ShapeError(
                 f"adain: {name} has shape {t.shape}, expected {x.shape[:2]} for input {x.shape}"
             )
     _check_same_dtype("adain", x, scale, bias)
@@ -1140,7 +1476,7 @@ def instance_norm(
     """Instance normalisation (statistics per sample and channel over H, W); the optional
     per-channel affine ``weight``/``bias`` is AdaIN with the same style for every sample."""
     if x.ndim != 4:
-        raise ValueError(f"instance_norm: expected a 4-D input (N, C, H, W), got shape {x.shape}")
+        raise ShapeError(f"instance_norm: expected a 4-D input (N, C, H, W), got shape {x.shape}")
     n, c = x.shape[:2]
     xp = _xp(x.data)
     scale = broadcast_to(weight, (n, c)) if weight is not None else Tensor(xp.ones((n, c), x.dtype))
@@ -1156,12 +1492,12 @@ def _windows(x: Tensor, kernel_size, stride, padding, pad_value: float, op: str)
     s = _pair(stride if stride is not None else k, "stride")
     p = _pair(padding, "padding")
     if x.ndim != 4:
-        raise ValueError(f"{op}: expected a 4-D input (N, C, H, W), got shape {x.shape}")
+        raise ShapeError(f"{op}: expected a 4-D input (N, C, H, W), got shape {x.shape}")
     if p[0] > k[0] // 2 or p[1] > k[1] // 2:
         raise ValueError(f"{op}: padding {p} should be at most half the kernel size {k}")
     oh, ow = (kernels.conv_output_size(x.shape[2 + i], k[i], s[i], p[i], 1) for i in range(2))
     if oh < 1 or ow < 1:
-        raise ValueError(f"{op}: input {x.shape} is too small for kernel {k}")
+        raise ShapeError(f"{op}: input {x.shape} is too small for kernel {k}")
     xpad = pad(x, (p[1], p[1], p[0], p[0]), pad_value) if p != (0, 0) else x
     return xpad, k, s, oh, ow
 
@@ -1190,6 +1526,8 @@ class MaxPool(Function):
     the input per kernel position, no gather). Remembers which position won each window —
     the first maximum, as in PyTorch — for the backward pass."""
 
+    saved_inputs = ()
+
     def __init__(self, slices: list[tuple[slice, slice]]) -> None:
         self.slices = slices
 
@@ -1210,6 +1548,8 @@ class MaxPool(Function):
 
 class MaxPoolGrad(Function):
     """Route each window's gradient to its winning input position (adjoint of MaxPool)."""
+
+    saved_inputs = ()
 
     def __init__(self, pool: MaxPool) -> None:
         self.pool = pool
@@ -1232,7 +1572,8 @@ class MaxPoolGrad(Function):
 def max_pool2d(x: Tensor, kernel_size, stride=None, padding=0) -> Tensor:
     """Max pooling (padding with -inf); the gradient goes to the first maximum of each window,
     as in PyTorch."""
-    xpad, k, s, oh, ow = _windows(x, kernel_size, stride, padding, -np.inf, "max_pool2d")
+    low = -np.inf if x.dtype.kind == "f" else 0 if x.dtype.kind == "b" else np.iinfo(x.dtype).min
+    xpad, k, s, oh, ow = _windows(x, kernel_size, stride, padding, low, "max_pool2d")
     return MaxPool(_window_slices(k, s, oh, ow))(xpad)
 
 
@@ -1245,7 +1586,7 @@ def upsample(
 ) -> Tensor:
     """Resize NCHW images by ``nearest`` or ``bilinear`` interpolation (PyTorch's rules)."""
     if x.ndim != 4:
-        raise ValueError(f"upsample: expected a 4-D input (N, C, H, W), got shape {x.shape}")
+        raise ShapeError(f"upsample: expected a 4-D input (N, C, H, W), got shape {x.shape}")
     if (size is None) == (scale_factor is None):
         raise ValueError("upsample: give exactly one of size and scale_factor")
     h, w = x.shape[2:]
@@ -1266,6 +1607,11 @@ def upsample(
         iw = np.minimum(np.floor(np.arange(ow) * scales[1]).astype(np.int64), w - 1)
         return getitem(getitem(x, (slice(None), slice(None), ih)), (Ellipsis, iw))
     if mode == "bilinear":
+        if x.dtype.kind in "biu":  # integer images: interpolate in float32, then round
+            y = upsample(astype(x, np.float32), (oh, ow), None, mode, align_corners).data
+            info = np.iinfo(x.dtype) if x.dtype.kind != "b" else np.iinfo(np.uint8)
+            y = _xp(y).clip(_xp(y).floor(y + 0.5), info.min, info.max)
+            return Tensor(y.astype(x.dtype))
         y = _lerp_axis(x, 2, oh, scales[0], bool(align_corners))
         return _lerp_axis(y, 3, ow, scales[1], bool(align_corners))
     raise ValueError(f"upsample: unknown mode {mode!r}; expected 'nearest' or 'bilinear'")
@@ -1306,7 +1652,7 @@ def _reduce(loss: Tensor, reduction: str, op: str) -> Tensor:
 
 def _check_target(op: str, x: Tensor, target: Tensor) -> None:
     if x.shape != target.shape:
-        raise ValueError(f"{op}: input shape {x.shape} and target shape {target.shape} differ")
+        raise ShapeError(f"{op}: input shape {x.shape} and target shape {target.shape} differ")
 
 
 def binary_cross_entropy_with_logits(
@@ -1347,9 +1693,15 @@ def cross_entropy(
     logits: Tensor, target: Any, reduction: str = "mean", label_smoothing: float = 0.0
 ) -> Tensor:
     """Cross entropy from logits (N, K) or (N, K, …) and class indices (N, …) or class
-    probabilities shaped like ``logits``."""
+    probabilities shaped like ``logits``. Unbatched logits (K,) take a 0-d class index (or
+    probabilities (K,)), as in PyTorch."""
+    if logits.ndim == 1:
+        t = target if isinstance(target, Tensor) else Tensor(np.asarray(target))
+        if t.ndim in (0, 1):
+            loss = cross_entropy(unsqueeze(logits, 0), unsqueeze(t, 0), reduction, label_smoothing)
+            return squeeze(loss, 0) if reduction == "none" else loss
     if logits.ndim < 2:
-        raise ValueError(f"cross_entropy: expected logits (N, K, …), got shape {logits.shape}")
+        raise ShapeError(f"cross_entropy: expected logits (N, K, …), got shape {logits.shape}")
     logp = log_softmax(logits, dim=1)
     k = logits.shape[1]
     if not isinstance(target, Tensor):
@@ -1357,13 +1709,13 @@ def cross_entropy(
         target = Tensor(backend.to_device(raw, logits.device))
     if target.dtype.kind in "iu":
         if target.shape != logits.shape[:1] + logits.shape[2:]:
-            raise ValueError(
+            raise ShapeError(
                 f"cross_entropy: class-index target has shape {target.shape}, expected "
                 f"{logits.shape[:1] + logits.shape[2:]} for logits {logits.shape}"
             )
         t = target.data
         if t.size and bool(((t < 0) | (t >= k)).any()):  # one read of the device, not two
-            raise ValueError(
+            raise TargetIndexError(
                 f"cross_entropy: class indices must be in [0, {k}), got {t.min()}..{t.max()}"
             )
         onehot = _xp(t).moveaxis(_xp(t).eye(k, dtype=logits.dtype)[t], -1, 1)

@@ -11,12 +11,29 @@ A model is a subclass of :class:`GAN` (registered through the ``register_models`
 - ``networks()`` / ``optimizers()``: name -> module / optimizer (``"generator"`` is required;
   ``"generator_ema"``, if present, is what :meth:`GAN.sample` uses). :meth:`GAN.state_dict`
   saves them all;
-- ``train_step(real) -> dict``: one discriminator and one generator update on a batch of real
-  images (NCHW in [-1, 1]); returns metrics, at least ``loss_d``, ``loss_g``, ``d_real`` and
-  ``d_fake`` (the mean of sigmoid(D's logits) on real and generated images), each a float or
-  a 0-d tensor. Returning the (detached) tensors is what lets a GPU step run without waiting
-  for the GPU: the training loop reads them back every ``log_every`` steps, all in one copy
-  (:func:`read_metrics`).
+- ``train_step(real) -> dict``: one training step (typically a discriminator and a
+  generator update) on a batch of real images (NCHW in [-1, 1]); returns its metrics by
+  name, each a float or a 0-d tensor. Returning the (detached) tensors is what lets a GPU
+  step run without waiting for the GPU: the training loop reads them back every
+  ``log_every`` steps, all in one copy (:func:`read_metrics`).
+
+Metrics are the model's own: any names, all written to metrics.jsonl, plotted in
+losses.png and shown in the progress bar and summary. The :data:`STANDARD_METRICS` of a BCE
+GAN (:func:`step_metrics`) are optional; if a model returns ``d_real`` / ``d_fake`` they are
+probabilities (the mean of sigmoid(D's logits) on real and generated images, shown as
+``D(x)`` and ``D(G(z))``) — a critic's raw scores go under other names (``critic_real``,
+``wasserstein``, ``gp`` ...). Class attributes tune what is shown:
+
+- ``progress_metrics``: the metrics in the progress bar and the final summary, in order
+  (default ``None``: all of them, in the order ``train_step`` returns them);
+- ``plot_groups``: ``{"title": ("key", ...)}``, metrics drawn in one subplot of losses.png
+  (default: ``loss*`` keys together, ``d_real`` / ``d_fake`` together, each other metric
+  alone; see :func:`minigan.plots.metric_groups`);
+- ``batches_per_step``: how many real batches one step consumes (default 1). With ``k > 1``
+  ``train_step`` receives a list of ``k`` batches, each a fresh draw from the data (e.g.
+  WGAN-GP's 5 critic updates per generator update, each on its own batch); the data position
+  (and so an exact resume) counts every batch, an epoch is ``len(loader) // k`` steps and a
+  last incomplete group is skipped.
 
 :meth:`GAN.latents`, :meth:`GAN.sample`, :meth:`GAN.state_dict`, the update steps
 (:meth:`GAN.update`, :meth:`GAN.generator_update`, :func:`step_metrics`) and the helpers
@@ -52,23 +69,29 @@ import minigan
 from minigan import functional as F
 from minigan import nn
 from minigan.optim import Optimizer
+from minigan.plots import LABELS as METRIC_LABELS
 from minigan.tensor import Tensor
 
 __all__ = [
     "GAN",
     "GANConfig",
     "REQUIRED_METRICS",
+    "STANDARD_METRICS",
     "copy_module",
     "discriminator_loss",
     "ema_update",
     "frozen",
     "generator_loss",
     "mean_sigmoid",
+    "metrics_text",
     "read_metrics",
     "step_metrics",
 ]
 
-REQUIRED_METRICS = ("loss_d", "loss_g", "d_real", "d_fake")
+#: the metrics of a BCE GAN (:func:`step_metrics`); optional since models may log anything
+STANDARD_METRICS = ("loss_d", "loss_g", "d_real", "d_fake")
+#: nothing is required any more (the former name of :data:`STANDARD_METRICS`, kept as an alias)
+REQUIRED_METRICS = STANDARD_METRICS
 
 #: Called as ``hook(optimizer)`` after ``backward`` and before ``optimizer.step()``.
 GradientHook = Callable[[Optimizer], None]
@@ -127,6 +150,30 @@ def read_metrics(steps: Sequence[Mapping[str, Any]]) -> list[dict[str, float]]:
     return out
 
 
+def metrics_text(record: Mapping[str, float], keys: Sequence[str], sep: str = " ") -> str:
+    """``keys`` of ``record`` as text for the progress bar or a summary (missing keys
+    skipped; ``d_real`` / ``d_fake`` shown as ``D(x)`` / ``D(G(z))`` with 2 decimals).
+
+    >>> metrics_text({"loss_d": 1.3862, "d_real": 0.5, "gp": 12345.0}, ["loss_d", "d_real", "gp"])
+    'loss_d=1.386 D(x)=0.50 gp=1.23e+04'
+    >>> metrics_text({"wasserstein": -0.25, "loss_g": 3.0}, ["wasserstein", "loss_g"], ", ")
+    'wasserstein=-0.250, loss_g=3.000'
+    """
+    parts = []
+    for key in keys:
+        if key not in record:
+            continue
+        value = float(record[key])
+        if key in METRIC_LABELS:
+            text = f"{value:.2f}"
+        elif value == 0 or 1e-3 <= abs(value) < 1e4:
+            text = f"{value:.3f}"
+        else:
+            text = f"{value:.3g}"
+        parts.append(f"{METRIC_LABELS.get(key, key)}={text}")
+    return sep.join(parts)
+
+
 def copy_module(module: nn.Module) -> nn.Module:
     """A deep copy of ``module`` with gradients off: the starting point of an EMA network."""
     clone = copy.deepcopy(module)
@@ -150,9 +197,11 @@ def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
     for name, p in model.named_parameters():
         target = ema_params[name].data
         target += (1.0 - decay) * (p.data - target)
+        ema_params[name].bump_version()
     ema_buffers = dict(ema.named_buffers())
     for name, b in model.named_buffers():
         ema_buffers[name].data[...] = b.data
+        ema_buffers[name].bump_version()
 
 
 @contextmanager
@@ -210,6 +259,12 @@ class GAN:
 
     Config: ClassVar[type] = GANConfig
     train_defaults: ClassVar[dict[str, Any]] = {"epochs": 10, "batch_size": 64}
+    #: metrics in the progress bar and summary (``None``: all that ``train_step`` returns)
+    progress_metrics: ClassVar[Sequence[str] | None] = None
+    #: subplots of losses.png: title -> metrics drawn together (the rest grouped by default)
+    plot_groups: ClassVar[Mapping[str, Sequence[str]]] = {}
+    #: real batches per ``train_step``: with k > 1 ``train_step`` gets a list of k batches
+    batches_per_step: ClassVar[int] = 1
 
     def __init__(
         self, config: Any = None, image_shape: Sequence[int] = (3, 32, 32), device: str = "cpu"
@@ -271,10 +326,11 @@ class GAN:
         return nets.get("generator_ema") or nets["generator"]
 
     # ----- training
-    def train_step(self, real: Tensor) -> Mapping[str, float | Tensor]:
-        """One discriminator and one generator update on ``real`` (NCHW in [-1, 1]).
-        Returns at least ``loss_d``, ``loss_g``, ``d_real``, ``d_fake``, as floats or as
-        detached 0-d tensors (which a GPU step returns without waiting for the GPU)."""
+    def train_step(self, real: Any) -> Mapping[str, float | Tensor]:
+        """One training step on ``real`` (NCHW in [-1, 1]; a list of
+        :attr:`batches_per_step` such batches when that is more than 1). Returns the step's
+        metrics by name, as floats or as detached 0-d tensors (which a GPU step returns
+        without waiting for the GPU)."""
         raise NotImplementedError(f"{type(self).__name__} must implement train_step()")
 
     def update(self, optimizer: Optimizer, loss: Tensor) -> None:

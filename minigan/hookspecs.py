@@ -42,8 +42,9 @@ def register_models(register: Register) -> None:
     """Register trainable generators (``minigan train NAME``).
 
     ``register("dcgan", DCGAN)``: the class (or lazy string) must follow the model contract of
-    :mod:`minigan.train` (a ``Config`` dataclass, ``train_step``, ``sample``, state dicts);
-    ``minigan.testing.check_model`` verifies it.
+    :mod:`minigan.gan` (a ``Config`` dataclass, ``networks``, ``optimizers``, ``train_step``
+    returning metrics of any names; optional ``progress_metrics``, ``plot_groups``,
+    ``batches_per_step``); ``minigan.testing.check_model`` verifies it.
     """
 
 
@@ -51,8 +52,11 @@ def register_models(register: Register) -> None:
 def register_processors(register: Register) -> None:
     """Register image-to-image processors (``minigan process NAME``), e.g. DeepDream.
 
-    ``register("deepdream", DeepDream)``: a class whose instances map an image array
-    (H, W, C, float32 in [0, 1]) to a new image of the same kind.
+    ``register("deepdream", DeepDream)``: a class with a ``Config`` dataclass (its fields
+    become options), built as ``cls(cls.Config(**options))``, whose ``process(image)`` maps
+    an H×W×3 float32 RGB array in [0, 1] (grayscale files arrive as RGB) to a new float
+    H'×W'×3 image in [0, 1] — checked, with an error naming the plugin — and whose
+    ``metadata()`` goes into each output PNG. The full contract: :mod:`minigan.processing`.
     """
 
 
@@ -60,9 +64,12 @@ def register_processors(register: Register) -> None:
 def register_datasets(register: Register) -> None:
     """Register datasets (``--data NAME``).
 
-    ``register("shapes", Shapes)``: a factory called as
-    ``factory(path=None, resolution=None, channels=None, seed=0, limit=None)`` that returns a
-    :class:`minigan.data.Dataset`.
+    ``register("shapes", Shapes)``: a factory called with the keywords it accepts out of
+    ``path=None, resolution=None, channels=None, seed=0, limit=None`` that returns a
+    :class:`minigan.data.Dataset`. ``None`` means "not asked for" (``limit=None``: the
+    dataset's own size, which a generated dataset chooses). :func:`minigan.data.open_dataset`
+    applies ``resolution``, ``channels`` and ``limit`` to what the factory returns, so it
+    may ignore them. ``minigan datasets`` shows the first line of the factory's docstring.
     """
 
 

@@ -23,6 +23,7 @@ optimizers update raw arrays.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -65,6 +66,26 @@ class Optimizer:
         for group in groups:
             self.add_param_group(group)
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Wrap each subclass's ``step`` so that it bumps the version of every parameter it
+        updated (those with a gradient), whatever way it writes ``p.data``: a backward through
+        a graph built before the step then raises, as in PyTorch, instead of using new values."""
+        super().__init_subclass__(**kwargs)
+        step = cls.__dict__.get("step")
+        if step is None:
+            return
+
+        @functools.wraps(step)
+        def step_and_bump(self: Optimizer, closure: Callable[[], Any] | None = None) -> Any:
+            loss = step(self, closure)
+            for group in self.param_groups:
+                for p in group["params"]:
+                    if p.grad is not None:
+                        p.bump_version()
+            return loss
+
+        cls.step = step_and_bump  # type: ignore[method-assign]
+
     def add_param_group(self, group: dict[str, Any]) -> None:
         """Add a group of parameters (e.g. a newly unfrozen layer) with its own settings."""
         params = group["params"]
@@ -87,7 +108,7 @@ class Optimizer:
                 if set_to_none:
                     p.grad = None
                 else:
-                    p.grad.data[...] = 0
+                    p.grad.zero_()
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Update the parameters once (each optimizer defines its rule)."""

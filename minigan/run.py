@@ -7,8 +7,9 @@ A run is a directory::
     samples/            epoch-000.png, epoch-001.png ... fixed-noise grids (seeds 0..63)
     real_samples.png    a grid of training images, for comparison
     progress.gif        the epoch grids, animated
-    metrics.jsonl       one JSON object per step: losses, D(x), D(G(z)), seconds, images/s
-    losses.png          the losses and D outputs over the steps
+    metrics.jsonl       one JSON object per step: the model's metrics, seconds, images/s
+    losses.png          every metric over the steps (matplotlib; one subplot per group)
+    tensorboard/        TensorBoard events (with ``tensorboard=True`` / ``--tensorboard``)
 
 :class:`Run` opens one (new, resumed or forced over), writes its config, checkpoints, metrics
 and images, and cleans it up; :func:`checkpoints`, :func:`latest_checkpoint`,
@@ -26,7 +27,7 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,11 +57,27 @@ RUN_FILES = (
     "progress.gif",
     "metrics.jsonl",
     "losses.png",
+    "tensorboard",
 )
 
 
 class RunExistsError(FileExistsError):
-    """The output directory already holds a run (and neither resume nor force was asked)."""
+    """The output directory already holds a run (and neither resume nor force was asked).
+
+    The message speaks the Python API (``resume=True``, ``force=True``); the command line
+    words its own from :attr:`path` (``--resume``, ``--force``, ``--out``).
+
+    >>> e = RunExistsError("runs/x")
+    >>> str(e.path), "resume=True" in str(e), "--resume" in str(e)
+    ('runs/x', True, False)
+    """
+
+    def __init__(self, path: PathLike) -> None:
+        self.path = Path(path)
+        super().__init__(
+            f"{self.path} already holds a training run; pass resume=True to continue it, "
+            f"force=True to delete it and start over, or another out directory"
+        )
 
 
 def checkpoints(run_dir: PathLike) -> list[Path]:
@@ -191,11 +208,7 @@ class Run:
         run = cls(Path(out))
         if run.exists() and not resume:
             if not force:
-                raise RunExistsError(
-                    f"{run.root} already holds a training run; use resume=True (--resume) to "
-                    f"continue it, force=True (--force) to delete it and start over, or another "
-                    f"output directory (--out)"
-                )
+                raise RunExistsError(run.root)
             run.clear()
         ckpt_path = latest_checkpoint(run.root) if resume else None
         if resume and ckpt_path is None:
@@ -249,10 +262,19 @@ class Run:
         os.replace(tmp, self.metrics_path)
 
     def save_checkpoint(
-        self, model: GAN, info: Mapping[str, Any], position: tuple[int, int], keep: int
+        self,
+        model: GAN,
+        info: Mapping[str, Any],
+        position: tuple[int, int],
+        keep: int,
+        extra: Mapping[str, Any] | None = None,
     ) -> Path:
+        """checkpoints/step-NNNNNN.safetensors: ``info``, the model's state, the random
+        state, the data ``position`` (epoch, batches drawn in it) and ``extra`` (e.g. the
+        run's total training ``seconds``); only the ``keep`` latest are kept."""
         epoch, batch = position
         state = {
+            **(extra or {}),
             **info,
             "state": model.state_dict(),
             "rng": minigan.random.get_state(),
@@ -276,7 +298,11 @@ class Run:
             old.unlink()
         return path
 
-    def write_samples(self, model: GAN, z: Tensor, epoch: int, meta: Mapping[str, Any]) -> None:
+    def write_samples(
+        self, model: GAN, z: Tensor, epoch: int, meta: Mapping[str, Any]
+    ) -> np.ndarray:
+        """samples/epoch-NNN.png: the grid of ``model``'s samples for ``z`` (returned, RGB
+        ``uint8``)."""
         images = np.asarray(model.sample(z).numpy())
         grid = imaging.make_grid(images)
         imaging.save_image(
@@ -284,6 +310,7 @@ class Run:
             grid,
             {**meta, "epoch": epoch, "step": model.steps, "seeds": f"0-{len(images) - 1}"},
         )
+        return grid
 
     def write_gif(self) -> None:
         frames = [imaging.read_image(p) for p in sorted(self.sample_dir.glob("epoch-*.png"))]
@@ -291,18 +318,19 @@ class Run:
         if frames:
             imaging.save_gif(self.root / "progress.gif", [f[..., :3] for f in frames])
 
-    def write_losses(self, title: str) -> None:
+    def write_losses(
+        self, title: str, groups: Mapping[str, Sequence[str]] | None = None
+    ) -> dict[str, Any]:
+        """losses.png: every metric in metrics.jsonl over the steps, one subplot per group
+        (``groups`` as declared by the model and the trainer; the rest grouped by
+        :func:`minigan.plots.metric_groups`), drawn by matplotlib. Returns what was plotted
+        (group title -> series)."""
+        from minigan.plots import plot_metrics
+
         records = self.metrics()
         if not records:
-            return
-        steps = [r["step"] for r in records]
-        series: dict[str, Any] = {
-            key: (steps, [r[key] for r in records])
-            for key in ("loss_d", "loss_g", "d_real", "d_fake")
-            if key in records[0]
-        }
-        image = imaging.line_chart(series, title=title, xlabel="step")
-        imaging.save_image(self.root / "losses.png", image, {"title": title})
+            return {}
+        return plot_metrics(self.root / "losses.png", records, groups, title=title)
 
 
 def resumed_settings(

@@ -93,9 +93,37 @@ def enable_grad() -> contextlib.AbstractContextManager[None]:
     return set_grad_enabled(True)
 
 
-# --------------------------------------------------------------------------- Tensor
+# --------------------------------------------------------------------------- version counters
 
 _FLOAT_KINDS = "f"
+
+
+class _DataSlot:
+    """``Tensor.data``: read straight from the instance (no overhead); *assigning* it (which
+    includes ``t.data -= lr * g``, an optimizer's update) counts as an in-place change and bumps
+    the tensor's version, as every in-place operation does.
+
+    A descriptor with ``__set__`` but no ``__get__``: reads find the instance's ``__dict__``.
+    """
+
+    def __set__(self, obj: Tensor, value: Any) -> None:
+        d = obj.__dict__
+        if "data" in d:
+            obj._version_box[0] += 1
+        d["data"] = value
+
+
+def inplace_error(fn: Function, t: Tensor, saved: int, role: str) -> RuntimeError:
+    """PyTorch's error for a tensor changed in place after ``fn`` saved it for backward."""
+    kind = f", which is {role}," if role else ""
+    return RuntimeError(
+        "one of the variables needed for gradient computation has been modified by an "
+        f"inplace operation: [{t.dtype} {list(t.shape)}]{kind} is at version {t._version}; "
+        f"expected version {saved} instead (saved by {fn.name} for its backward)"
+    )
+
+
+# --------------------------------------------------------------------------- Tensor
 
 
 class Tensor:
@@ -107,12 +135,16 @@ class Tensor:
 
     __array_priority__ = 1000  # ``ndarray * Tensor`` defers to ``Tensor.__rmul__``
 
+    data: Any = _DataSlot()  # reads: the array itself (Any for type checkers)
+
     def __init__(self, data: Any, requires_grad: bool = False) -> None:
         if isinstance(data, Tensor):
             data = data.data
         elif not (isinstance(data, np.ndarray) or backend.is_cupy_array(data)):
             data = np.asarray(data)
-        self.data: Any = data
+        # the version counter: a one-element list, shared with detach()ed tensors and views
+        self._version_box = [0]
+        self.data = data
         self.grad: Tensor | None = None
         self.creator: Function | None = None
         self.requires_grad = requires_grad
@@ -147,6 +179,18 @@ class Tensor:
     @property
     def is_leaf(self) -> bool:
         return self.creator is None
+
+    @property
+    def _version(self) -> int:
+        """How many times this tensor (or a view sharing its data) was changed in place."""
+        return self._version_box[0]
+
+    def bump_version(self) -> Tensor:
+        """Record an in-place change of ``self.data``'s values (call it after writing into the
+        array, e.g. ``t.data[...] = v``): a backward that saved this tensor then raises
+        instead of using the new values. Assigning ``t.data`` bumps by itself."""
+        self._version_box[0] += 1
+        return self
 
     def size(self, dim: int | None = None) -> tuple[int, ...] | int:
         return self.shape if dim is None else self.shape[dim]
@@ -184,8 +228,10 @@ class Tensor:
         return self.numpy().tolist()
 
     def detach(self) -> Tensor:
-        """A tensor sharing this one's data, cut from the graph."""
-        return Tensor(self.data)
+        """A tensor sharing this one's data (and version counter), cut from the graph."""
+        out = Tensor(self.data)
+        out._version_box = self._version_box
+        return out
 
     def to(self, device: str | None = None, dtype: Any = None) -> Tensor:
         """This tensor on another device and/or dtype (``self`` if nothing changes).
@@ -218,7 +264,7 @@ class Tensor:
     def zero_(self) -> Tensor:
         """Fill with zeros in place (on a tensor outside the graph)."""
         self.data[...] = 0
-        return self
+        return self.bump_version()
 
     # ----- autograd
     def backward(
@@ -365,6 +411,13 @@ class Tensor:
         return F.relu(self)
 
 
+def _shares_memory(a: Any, b: Any) -> bool:
+    """Whether array ``a`` may be a view of ``b`` (on a GPU: whether it is a view at all)."""
+    if isinstance(a, np.ndarray):
+        return a is b or bool(np.may_share_memory(a, b))
+    return a is b or a.base is not None
+
+
 def _raw(x: Any) -> Any:
     return x.data if isinstance(x, Tensor) else x
 
@@ -390,15 +443,17 @@ def tensor(
     return Tensor(backend.to_device(array, device), requires_grad=requires_grad)
 
 
-def _creator(fill):
-    def make(
-        *shape: Any, dtype: Any = np.float32, device: str = "cpu", requires_grad: bool = False
-    ) -> Tensor:
-        shape = tuple(shape[0]) if len(shape) == 1 and not isinstance(shape[0], int) else shape
-        array = fill(backend.module_for(device), shape, np.dtype(dtype))
-        return Tensor(array, requires_grad=requires_grad)
-
-    return make
+def _filled(
+    fill: Callable[[Any, tuple[int, ...], np.dtype], Any],
+    size: tuple[Any, ...],
+    dtype: Any,
+    device: str,
+    requires_grad: bool,
+) -> Tensor:
+    """A new tensor of shape ``size`` (``(2, 3)`` or ``((2, 3),)``) made by ``fill``."""
+    shape = tuple(size[0]) if len(size) == 1 and not isinstance(size[0], int) else size
+    array = fill(backend.module_for(device), shape, np.dtype(dtype))
+    return Tensor(array, requires_grad=requires_grad)
 
 
 def _randn(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
@@ -411,14 +466,42 @@ def _rand(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
 
 # Random numbers come from minigan's one NumPy generator whatever the device (and are then
 # copied there), so a seed gives the same noise, weights and samples on the CPU and the GPU.
-zeros = _creator(lambda xp, shape, dtype: xp.zeros(shape, dtype))
-zeros.__doc__ = "Tensor of zeros: ``zeros(2, 3)`` or ``zeros((2, 3))``, float32 by default."
-ones = _creator(lambda xp, shape, dtype: xp.ones(shape, dtype))
-ones.__doc__ = "Tensor of ones, float32 by default."
-randn = _creator(lambda xp, shape, dtype: xp.asarray(_randn(shape, dtype)))
-randn.__doc__ = "Standard normal samples from minigan's generator (see ``manual_seed``)."
-rand = _creator(lambda xp, shape, dtype: xp.asarray(_rand(shape, dtype)))
-rand.__doc__ = "Uniform [0, 1) samples from minigan's generator (see ``manual_seed``)."
+def zeros(
+    *size: Any, dtype: Any = np.float32, device: str = "cpu", requires_grad: bool = False
+) -> Tensor:
+    """Tensor of zeros: ``zeros(2, 3)`` or ``zeros((2, 3))``, float32 by default.
+
+    >>> zeros(2, 3).shape, zeros((2,), dtype=np.int64).dtype
+    ((2, 3), dtype('int64'))
+    """
+    return _filled(lambda xp, shape, dt: xp.zeros(shape, dt), size, dtype, device, requires_grad)
+
+
+def ones(
+    *size: Any, dtype: Any = np.float32, device: str = "cpu", requires_grad: bool = False
+) -> Tensor:
+    """Tensor of ones: ``ones(2, 3)`` or ``ones((2, 3))``, float32 by default."""
+    return _filled(lambda xp, shape, dt: xp.ones(shape, dt), size, dtype, device, requires_grad)
+
+
+def randn(
+    *size: Any, dtype: Any = np.float32, device: str = "cpu", requires_grad: bool = False
+) -> Tensor:
+    """Standard normal samples from minigan's generator (see ``manual_seed``):
+    ``randn(2, 3)`` or ``randn((2, 3))``, float32 by default."""
+    return _filled(
+        lambda xp, shape, dt: xp.asarray(_randn(shape, dt)), size, dtype, device, requires_grad
+    )
+
+
+def rand(
+    *size: Any, dtype: Any = np.float32, device: str = "cpu", requires_grad: bool = False
+) -> Tensor:
+    """Uniform [0, 1) samples from minigan's generator (see ``manual_seed``):
+    ``rand(2, 3)`` or ``rand((2, 3))``, float32 by default."""
+    return _filled(
+        lambda xp, shape, dt: xp.asarray(_rand(shape, dt)), size, dtype, device, requires_grad
+    )
 
 
 def zeros_like(x: Tensor, requires_grad: bool = False) -> Tensor:
@@ -443,6 +526,13 @@ class Function:
     ``backward`` receives and returns Tensors and reads its inputs from ``self.inputs`` (and
     its output from ``self.output()``). ``self.needs_grad[i]`` tells whether input ``i``'s
     gradient is wanted, so expensive branches can be skipped (return ``None`` for them).
+
+    In-place safety (PyTorch's version counters): the versions of the inputs are recorded at
+    forward time; before ``backward`` runs, those whose *values* it reads (``saved_inputs``,
+    all by default; ``()`` for ops such as add or reshape that only need shapes) and, when
+    ``saves_output``, the output must be unchanged, or backward raises a RuntimeError.
+    ``is_view`` ops (reshape, permute, basic indexing, …) give an output that shares the
+    version counter of input 0 whenever it shares its memory.
     """
 
     # The inputs while the graph is kept (None before the call and once backward freed them:
@@ -450,6 +540,9 @@ class Function:
     inputs: tuple[Tensor, ...] = None  # type: ignore[assignment]
     output: Callable[[], Any]  # a weak reference to the output, alive during backward
     needs_grad: tuple[bool, ...] = ()
+    saved_inputs: tuple[int, ...] | None = None
+    saves_output: bool = False
+    is_view: bool = False
 
     def __call__(self, *inputs: Any) -> Tensor:
         inputs = tuple(x if isinstance(x, Tensor) else Tensor(x) for x in inputs)
@@ -459,12 +552,33 @@ class Function:
                 devices = ", ".join(f"{x.device} {x.shape}" for x in inputs)
                 raise ValueError(f"{self.name}: tensors are on different devices ({devices})")
         out = Tensor(self.forward(*(x.data for x in inputs)))
-        if _grad_enabled and any(x.requires_grad for x in inputs):
+        if self.is_view and _shares_memory(out.data, inputs[0].data):
+            out._version_box = inputs[0]._version_box
+        grad_dtype = out.data.dtype.kind in _FLOAT_KINDS  # x.to(int32) ends the graph
+        if _grad_enabled and grad_dtype and any(x.requires_grad for x in inputs):
             out.requires_grad = True
             out.creator = self
             self.inputs = inputs
             self.output = weakref.ref(out)
+            self._versions = tuple([x._version_box[0] for x in inputs])
+            self._out_version = out._version_box[0]
         return out
+
+    def saved_indices(self) -> Sequence[int]:
+        """The inputs whose values ``backward`` reads (override when it depends on which
+        inputs require grad, as for ``mul``: ``a`` is needed only for ``b``'s gradient)."""
+        return range(len(self.inputs)) if self.saved_inputs is None else self.saved_inputs
+
+    def check_versions(self) -> None:
+        """Raise PyTorch's RuntimeError if a tensor saved for backward changed in place."""
+        for i in self.saved_indices():
+            x = self.inputs[i]
+            if x._version_box[0] != self._versions[i]:
+                role = f"output 0 of {type(x.creator).__name__}" if x.creator else ""
+                raise inplace_error(self, x, self._versions[i], role)
+        out = self.output() if self.saves_output else None
+        if out is not None and out._version_box[0] != self._out_version:
+            raise inplace_error(self, out, self._out_version, f"output 0 of {type(self).__name__}")
 
     @property
     def name(self) -> str:
@@ -562,6 +676,7 @@ def _run_backward(
             if fn is None:
                 continue
             fn.needs_grad = tuple(x.requires_grad and id(x) in needed for x in fn.inputs)
+            fn.check_versions()
             gxs = fn.backward(g)
             if not isinstance(gxs, tuple):
                 gxs = (gxs,)

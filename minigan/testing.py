@@ -6,6 +6,17 @@ model contract check, and :func:`fake_cuda` to run the ``"cuda"`` device path wi
 float64; :func:`gradgradcheck` does the same for second derivatives (the gradient of a
 gradient, as R1 and gradient penalties need).
 
+A plugin's commands are tested by running the ``minigan`` click group itself —
+``minigan.cli:main``, the console script's target — with ``click.testing.CliRunner``
+inside :func:`registered_plugin`::
+
+    from click.testing import CliRunner
+    from minigan.cli import main
+
+    with registered_plugin(my_plugin):
+        result = CliRunner().invoke(main, ["train", "mygan", "--epochs", "1"])
+    assert result.exit_code == 0, result.output
+
 This module is for tests: the library itself must not import it (it may import anything
 in the core, but no plugin at import time).
 
@@ -33,7 +44,7 @@ import numpy as np
 
 import minigan
 from minigan.backend import parse_device
-from minigan.gan import GAN, REQUIRED_METRICS, read_metrics
+from minigan.gan import GAN, read_metrics
 from minigan.registry import Registry, get_registry
 from minigan.tensor import Tensor, grad
 
@@ -354,9 +365,14 @@ def check_model(
     model = build(0)
     _check_networks(model_cls, model, device)
     data_rng = np.random.default_rng(0)
-    real = minigan.tensor(
-        data_rng.uniform(-1, 1, (batch_size, *shape)).astype(np.float32), device=device
-    )
+    k = _batches_per_step(model_cls)
+    real: Any = [
+        minigan.tensor(
+            data_rng.uniform(-1, 1, (batch_size, *shape)).astype(np.float32), device=device
+        )
+        for _ in range(k)
+    ]
+    real = real[0] if k == 1 else real  # batches_per_step > 1: a list of that many batches
     _check_step(model_cls, model, real)
     seeds = [0, 1, 2]
     x = _check_samples(model_cls, model, seeds, shape)
@@ -387,7 +403,25 @@ def _check_networks(model_cls: type[Any], model: GAN, device: str) -> None:
                 )
 
 
-def _check_step(model_cls: type[Any], model: GAN, real: Tensor) -> None:
+def _batches_per_step(model_cls: type[Any]) -> int:
+    k = getattr(model_cls, "batches_per_step", 1)
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise _fail(model_cls, "batches_per_step", f"must be an int >= 1, got {k!r}")
+    return k
+
+
+def _declared_metrics(model_cls: type[Any]) -> list[str]:
+    """The metric names the class declares in ``progress_metrics`` and ``plot_groups``."""
+    declared = list(getattr(model_cls, "progress_metrics", None) or [])
+    groups = getattr(model_cls, "plot_groups", None) or {}
+    if not isinstance(groups, Mapping):
+        raise _fail(model_cls, "plot_groups", f"must map titles to metric names, got {groups!r}")
+    for members in groups.values():
+        declared += [members] if isinstance(members, str) else list(members)
+    return list(dict.fromkeys(declared))
+
+
+def _check_step(model_cls: type[Any], model: GAN, real: Any) -> None:
     before = _params(model)
     minigan.manual_seed(1)
     try:
@@ -396,9 +430,16 @@ def _check_step(model_cls: type[Any], model: GAN, real: Tensor) -> None:
         raise _fail(model_cls, "train_step", f"{type(e).__name__}: {e}") from e
     if not isinstance(metrics, dict):
         raise _fail(model_cls, "train_step", f"must return a dict, got {type(metrics).__name__}")
-    missing = [k for k in REQUIRED_METRICS if k not in metrics]
+    if not metrics:
+        raise _fail(model_cls, "train_step metrics", "no metrics returned")
+    missing = [k for k in _declared_metrics(model_cls) if k not in metrics]
     if missing:
-        raise _fail(model_cls, "train_step metrics", f"missing {missing}; got {sorted(metrics)}")
+        raise _fail(
+            model_cls,
+            "train_step metrics",
+            f"missing {missing} (declared in progress_metrics / plot_groups); got "
+            f"{sorted(metrics)}",
+        )
     for key, value in metrics.items():
         scalar = isinstance(value, Tensor) and value.numel() == 1 and value.dtype.kind == "f"
         if not (scalar or isinstance(value, (float, int))) or isinstance(value, bool):
@@ -411,9 +452,14 @@ def _check_step(model_cls: type[Any], model: GAN, real: Tensor) -> None:
     for key, value in values.items():
         if not math.isfinite(value):
             raise _fail(model_cls, "train_step metrics", f"{key} is {value} on random data")
-    for key in ("d_real", "d_fake"):
-        if not 0.0 <= values[key] <= 1.0:
-            raise _fail(model_cls, "train_step metrics", f"{key}={values[key]} is not in [0, 1]")
+    for key in ("d_real", "d_fake"):  # optional; when returned, probabilities
+        if key in values and not 0.0 <= values[key] <= 1.0:
+            raise _fail(
+                model_cls,
+                "train_step metrics",
+                f"{key}={values[key]} is not in [0, 1] (d_real / d_fake are D's mean "
+                f"probabilities; return a critic's scores under other names)",
+            )
     after = _params(model)
     for net in ("generator", "discriminator"):
         if not any(np.any(a != b) for a, b in zip(before[net], after[net])):
@@ -449,7 +495,7 @@ def _check_samples(
 
 
 def _check_round_trip(
-    model_cls: type[Any], model: GAN, clone: GAN, real: Tensor, seeds: list[int], x: np.ndarray
+    model_cls: type[Any], model: GAN, clone: GAN, real: Any, seeds: list[int], x: np.ndarray
 ) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "state.safetensors")

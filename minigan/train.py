@@ -32,6 +32,7 @@ from typing import Any
 from minigan.gan import (
     GAN,
     REQUIRED_METRICS,
+    STANDARD_METRICS,
     GANConfig,
     copy_module,
     discriminator_loss,
@@ -39,6 +40,7 @@ from minigan.gan import (
     frozen,
     generator_loss,
     mean_sigmoid,
+    metrics_text,
     read_metrics,
     step_metrics,
 )
@@ -61,6 +63,7 @@ __all__ = [
     "Run",
     "RunExistsError",
     "RunResult",
+    "STANDARD_METRICS",
     "Trainer",
     "TrainingDiverged",
     "check_model",
@@ -74,6 +77,7 @@ __all__ = [
     "load_checkpoint",
     "load_model",
     "mean_sigmoid",
+    "metrics_text",
     "read_metrics",
     "step_metrics",
     "train",
@@ -102,6 +106,7 @@ def train(
     callbacks: Sequence[Callable[[dict[str, Any], GAN], None]] = (),
     progress: bool = True,
     log: Callable[[str], None] | None = None,
+    tensorboard: bool = False,
 ) -> RunResult:
     """Train a GAN and write its run directory ``out`` (layout in :mod:`minigan.run`).
 
@@ -134,11 +139,19 @@ def train(
             else every ``log_every`` steps, so ``model`` may be a few steps further on.
             Raising ``KeyboardInterrupt`` acts as Ctrl-C (the run stops, with a checkpoint,
             at the step it has reached).
-        progress: show a tqdm progress bar (on stderr).
+        progress: show a tqdm progress bar (on stderr): the model's ``progress_metrics``
+            (default: every metric its ``train_step`` returns) and the speed.
         log: where messages go (default: stderr).
+        tensorboard: also log every metric, the sample grids and the config (as
+            hyper-parameters) to ``out/tensorboard`` (needs tensorboardX: the
+            ``minigan[tensorboard]`` extra; see :mod:`minigan.tensorboard`).
+
+    Returns:
+        a :class:`RunResult`; ``result.summary()`` says what was done in one line.
 
     Raises:
         RunExistsError: ``out`` holds a run and neither ``resume`` nor ``force`` was given.
+        ImportError: ``tensorboard=True`` without tensorboardX installed.
         TrainingDiverged: a loss became NaN or infinite.
     """
     options = dict(locals())  # exactly the parameters above

@@ -12,11 +12,12 @@ follow one run top to bottom and a subclass can replace one phase:
     and ``_make_loader``) -> ``_build_model`` -> ``_resume`` (checkpoint: weights, random
     state, position) -> ``_write_config`` -> ``_first_samples``.
 ``loop()``
-    For each epoch ``_epoch()``: for each batch ``_step(real)`` (one ``model.train_step``;
-    its metrics are kept on the device), then every ``log_every`` steps ``_log()`` (one
-    read-back of the pending metrics, the NaN check, ``loggers`` and ``callbacks``), and
-    every ``checkpoint_every`` steps ``_checkpoint()``. At an epoch's end ``_end_epoch()``:
-    ``_log()``, ``_sample_epoch()`` (sample grid, GIF, loss plot) and ``_checkpoint()``.
+    For each epoch ``_epoch()``: for each batch (or group of ``model.batches_per_step``
+    batches) ``_step(real)`` (one ``model.train_step``; its metrics are kept on the device),
+    then every ``log_every`` steps ``_log()`` (one read-back of the pending metrics, the NaN
+    check, ``loggers`` and ``callbacks``), and every ``checkpoint_every`` steps
+    ``_checkpoint()``. At an epoch's end ``_end_epoch()``: ``_log()``, ``_sample_epoch()``
+    (sample grid, GIF, loss plot) and ``_checkpoint()``.
     Ctrl-C goes to ``_on_interrupt()``; ``_result()`` builds the :class:`RunResult`.
 
 Extension points:
@@ -24,8 +25,11 @@ Extension points:
 - ``callbacks``: ``callback(record, model)`` per step, when its metrics are read (raise
   ``KeyboardInterrupt`` to stop the run with a checkpoint);
 - ``loggers``: objects with ``write(records)`` and ``close()`` (:class:`MetricsLogger`
-  protocol); every read-back's records go to each (metrics.jsonl is the first; add e.g. a
-  TensorBoard writer);
+  protocol); every read-back's records go to each (metrics.jsonl is the first;
+  ``tensorboard=True`` adds :class:`minigan.tensorboard.TensorBoardLogger`). A logger with a
+  ``write_images(tag, grid, step)`` method also gets each sample grid (RGB ``uint8``);
+- ``plot_groups``: title -> metrics drawn together in losses.png (starts as the model's
+  ``plot_groups``; add a group, e.g. quality metrics, before ``fit``);
 - ``model.gradient_hooks``: run between backward and step by :meth:`minigan.gan.GAN.update`
   (a data-parallel gradient all-reduce);
 - ``_make_loader`` (sharded data), ``_write_config`` / ``_sample_epoch`` / ``_checkpoint``
@@ -51,7 +55,7 @@ from typing import IO, Any, Protocol
 import numpy as np
 
 import minigan
-from minigan.gan import GAN, read_metrics
+from minigan.gan import GAN, metrics_text, read_metrics
 from minigan.run import (
     PathLike,
     Run,
@@ -90,6 +94,39 @@ class RunResult:
     checkpoint: Path | None  # the latest checkpoint
     seconds: float  # wall time of this call
     last_metrics: dict[str, float]
+    shown_metrics: list[str] = dataclasses.field(default_factory=list)  # for a summary
+    steps_this_call: int = 0  # train steps done by this call (all of them unless resumed)
+    seconds_total: float = 0.0  # wall time of the whole run, earlier calls included
+
+    def summary(self) -> str:
+        """One line: what was trained, in how long, and the last metrics.
+
+        >>> r = RunResult(Path("r"), 128, 2, False, None, 5.2, {"loss_g": 1.0},
+        ...               ["loss_g"], 6, 95.0)
+        >>> r.summary()
+        'trained 6 steps in 5 s (run total: 128 steps, 2 epochs, 95 s) (loss_g=1.000)'
+        >>> RunResult(Path("r"), 1, 1, False, None, 2.0, {}, [], 1, 2.0).summary()
+        'trained 1 step, 1 epoch in 2 s'
+        """
+        metrics = metrics_text(self.last_metrics, self.shown_metrics, ", ")
+        done = f"{_count(self.steps, 'step')}, {_count(self.epochs_done, 'epoch')}"
+        if self.steps_this_call == self.steps:
+            text = f"trained {done} in {self.seconds:.0f} s"
+        else:  # resumed: this call's part, and the whole run's
+            text = (
+                f"trained {_count(self.steps_this_call, 'step')} in {self.seconds:.0f} s "
+                f"(run total: {done}, {self.seconds_total:.0f} s)"
+            )
+        return text + (f" ({metrics})" if metrics else "")
+
+
+def _count(n: int, noun: str) -> str:
+    """``1 epoch``, ``2 epochs``.
+
+    >>> _count(1, "epoch"), _count(0, "step")
+    ('1 epoch', '0 steps')
+    """
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 class MetricsLogger(Protocol):
@@ -137,6 +174,10 @@ class _Interrupt:
             signal.signal(signal.SIGINT, self._previous)
 
 
+def _json_read(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
 def _finite(metrics: Mapping[str, float]) -> str | None:
     """The name of the first non-finite metric, or ``None``."""
     for key, value in metrics.items():
@@ -152,11 +193,14 @@ def _snapshot(value: Any) -> Any:
     return value
 
 
-def _progress_text(record: Mapping[str, float]) -> str:
-    return (
-        f"loss_d={record['loss_d']:.3f} loss_g={record['loss_g']:.3f} D(x)={record['d_real']:.2f}"
-        f" D(G(z))={record['d_fake']:.2f} {record['images_per_s']:.0f} img/s"
-    )
+def _progress_text(record: Mapping[str, float], keys: Sequence[str]) -> str:
+    """The progress bar's text: the ``keys`` of ``record`` and the speed.
+
+    >>> _progress_text({"wasserstein": 0.5, "gp": 0.25, "images_per_s": 99.6}, ["wasserstein"])
+    'wasserstein=0.500 100 img/s'
+    """
+    speed = f"{record['images_per_s']:.0f} img/s" if "images_per_s" in record else ""
+    return " ".join(t for t in (metrics_text(record, keys), speed) if t)
 
 
 class Trainer:
@@ -185,7 +229,12 @@ class Trainer:
         callbacks: Sequence[Callback] = (),
         progress: bool = True,
         log: Callable[[str], None] | None = None,
+        tensorboard: bool = False,
     ) -> None:
+        if tensorboard:  # before anything is written: a missing extra fails at once
+            from minigan.tensorboard import require_tensorboardx
+
+            require_tensorboardx()
         if keep < 1:
             raise ValueError(f"keep must be at least 1, got {keep}")
         if log_every is not None and log_every < 1:
@@ -199,6 +248,8 @@ class Trainer:
         self.reads_every = log_every or (1 if device == "cpu" else 20)
         self.callbacks: list[Callback] = list(callbacks)
         self.loggers: list[MetricsLogger] = []
+        self.plot_groups: dict[str, Sequence[str]] = {}
+        self.tensorboard = tensorboard
         self.progress = progress
         self.say = log or self._tqdm_write
 
@@ -224,6 +275,7 @@ class Trainer:
         self._open_data()
         self._build_model()
         self.epoch, self.batch_index = 0, 0
+        self.seconds_before = 0.0  # the run's training time before this call
         if self.ckpt_path is not None:
             self._resume(self.ckpt_path)
         self._write_config(saved)
@@ -243,6 +295,10 @@ class Trainer:
                 f"model must be a registered name, a GAN subclass or a GAN, got {model!r}"
             )
         self.model_cls: type[GAN] = cls
+        k = getattr(cls, "batches_per_step", 1)
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"{cls.__name__}.batches_per_step must be an int >= 1, got {k!r}")
+        self.batches_per_step = k
         self.model_name = model if isinstance(model, str) else model_name(cls)
 
     def _settings(self, saved: dict[str, Any] | None) -> dict[str, Any]:
@@ -276,7 +332,14 @@ class Trainer:
             dataset = open_dataset(self.data_spec, **self.settings["data_options"])
         self.dataset = dataset
         self.loader = self._make_loader(dataset)
-        self.steps_per_epoch = len(self.loader)
+        k = self.batches_per_step
+        self.steps_per_epoch = len(self.loader) // k
+        if self.steps_per_epoch == 0:
+            raise ValueError(
+                f"{self.model_cls.__name__} takes {k} batches per step, but an epoch of "
+                f"{len(dataset)} images in batches of {self.settings['batch_size']} has only "
+                f"{len(self.loader)}: use more images or a smaller batch size"
+            )
 
     def _make_loader(self, dataset: Any) -> Any:
         """The shuffled batches of an epoch (override to shard the data across processes)."""
@@ -317,8 +380,9 @@ class Trainer:
             )
         self.model.load_state_dict(ckpt["state"])
         minigan.random.set_state(ckpt["rng"])
+        self.seconds_before = float(ckpt.get("seconds", 0.0))
         self.epoch, self.batch_index = int(ckpt["epoch"]), int(ckpt["batch"])
-        if self.batch_index >= self.steps_per_epoch:
+        if self.batch_index >= self.steps_per_epoch * self.batches_per_step:
             self.epoch, self.batch_index = self.epoch + 1, 0
         self.run.truncate_metrics(self.model.steps)
         self.say(
@@ -362,6 +426,7 @@ class Trainer:
             run.write_real_samples(real, dataset.name)
         if not (run.sample_dir / "epoch-000.png").exists():
             run.write_samples(self.model, self.fixed_z, 0, self.meta)
+        self.first_step = self.model.steps  # where this call starts
 
     # =================================================================== the loop
     def loop(self) -> RunResult:
@@ -369,7 +434,8 @@ class Trainer:
         epochs_total, model = self.settings["epochs"], self.model
         if self.epoch >= epochs_total:
             self.say(
-                f"{self.run.root} has already trained {epochs_total} epochs; ask for more epochs"
+                f"{self.run.root} has already trained {_count(epochs_total, 'epoch')}; ask for "
+                "more epochs"
             )
         self.title = f"{self.model_name} on {self.dataset.name}"
         self.last_saved = model.steps if self.ckpt_path is not None else -1
@@ -379,8 +445,12 @@ class Trainer:
         self.pending: list[tuple[dict[str, Any], Mapping[str, Any]]] = []  # not yet read back
         self.busy = 0.0  # seconds spent in train_step since the last read
         self.interrupted = self.stopped = self.in_step = False
+        self.metric_keys: dict[str, None] = {}  # the model's metric names, in order seen
+        self.plot_groups = {**dict(model.plot_groups), **self.plot_groups}
         self.bar = self._progress_bar()
         self.loggers.insert(0, JsonlLogger(self.run.metrics_path))
+        if self.tensorboard:
+            self.loggers.append(self._tensorboard_logger())
         try:
             with _Interrupt() as interrupt:
                 while self.epoch < epochs_total and not self.stopped:
@@ -395,8 +465,31 @@ class Trainer:
             for logger in self.loggers:
                 logger.close()
             self.bar.close()
-            self.run.write_losses(self.title)
+            self.run.write_losses(self.title, self.plot_groups)
         return self._result()
+
+    def _tensorboard_logger(self) -> MetricsLogger:
+        """A :class:`minigan.tensorboard.TensorBoardLogger` on RUN/tensorboard, with the run's
+        config as hyper-parameters and the real images (a resumed run drops the events
+        written after its checkpoint)."""
+        from minigan.tensorboard import TensorBoardLogger
+
+        resumed = self.ckpt_path is not None
+        logger = TensorBoardLogger(
+            self.run.root / "tensorboard",
+            hparams=_json_read(self.run.config_path),
+            purge_step=self.model.steps + 1 if resumed else None,
+        )
+        if not resumed:
+            from minigan import images as imaging
+
+            for tag, path in (
+                ("real", self.run.root / "real_samples.png"),
+                ("samples", self.run.sample_dir / "epoch-000.png"),
+            ):
+                if path.exists():
+                    logger.write_images(tag, imaging.read_image(path), 0)
+        return logger
 
     def _progress_bar(self) -> Any:
         from tqdm.auto import tqdm
@@ -414,9 +507,18 @@ class Trainer:
         )
 
     def _epoch(self, interrupt: _Interrupt) -> bool:
-        """The rest of the current epoch; ``True`` if it ran to its end."""
+        """The rest of the current epoch; ``True`` if it ran to its end. Each step takes
+        ``batches_per_step`` batches (a last incomplete group is not drawn)."""
+        k, group = self.batches_per_step, []
+        usable = self.steps_per_epoch * k
+        if self.batch_index >= usable:
+            return True
         for real, _ in self.loader.iter_from(self.epoch, self.batch_index):
-            self._step(real)
+            group.append(real)
+            if len(group) < k:
+                continue
+            self._step(group[0] if k == 1 else group)
+            group = []
             if len(self.pending) >= self.reads_every:
                 self._log()
             if self.checkpoint_every and self.model.steps % self.checkpoint_every == 0:
@@ -426,24 +528,28 @@ class Trainer:
                 return False
             if interrupt.requested:
                 raise KeyboardInterrupt
+            if self.batch_index >= usable:
+                break
         return True
 
-    def _step(self, real: Tensor) -> None:
-        """One ``model.train_step``; its metrics wait (on the device) for the next ``_log``."""
+    def _step(self, real: Tensor | list[Tensor]) -> None:
+        """One ``model.train_step`` on a batch (or a list of ``batches_per_step``); its
+        metrics wait (on the device) for the next ``_log``."""
         model = self.model
+        batches = real if isinstance(real, list) else [real]
         self.in_step = True
         t0 = time.perf_counter()
         metrics = model.train_step(real)
         self.busy += time.perf_counter() - t0
         self.in_step = False
         model.steps += 1
-        self.batch_index += 1
+        self.batch_index += len(batches)  # the data position counts every batch drawn
         self.position = (self.epoch, self.batch_index)
         where = {"step": model.steps, "epoch": self.epoch + 1, "batch": self.batch_index}
         # copied (a metric may be a view of a weight the next step updates) and detached (no
         # step's graph outlives it): on a GPU, no wait
         metrics = {k: _snapshot(v) for k, v in metrics.items()}
-        self.pending.append(({**where, "images": len(real)}, metrics))
+        self.pending.append(({**where, "images": sum(len(b) for b in batches)}, metrics))
         self.bar.update(1)
 
     def _end_epoch(self) -> None:
@@ -458,9 +564,12 @@ class Trainer:
         the loss plot."""
         epoch = self.epoch
         if epoch % self.sample_every == 0 or epoch == self.settings["epochs"]:
-            self.run.write_samples(self.model, self.fixed_z, epoch, self.meta)
+            grid = self.run.write_samples(self.model, self.fixed_z, epoch, self.meta)
             self.run.write_gif()
-        self.run.write_losses(self.title)
+            for logger in self.loggers:
+                if hasattr(logger, "write_images"):
+                    logger.write_images("samples", grid, self.model.steps)
+        self.run.write_losses(self.title, self.plot_groups)
 
     def _log(self) -> None:
         """Read the pending steps' metrics (one copy per device), check them, log them.
@@ -479,7 +588,7 @@ class Trainer:
         self.pending.clear()  # only now: a Ctrl-C above leaves them to the next read
         self.busy = 0.0
         if records:
-            self.bar.set_postfix_str(_progress_text(self.record))
+            self.bar.set_postfix_str(_progress_text(self.record, self.shown_metrics()))
         stop = self._run_callbacks(records)
         if diverged is not None:
             raise diverged
@@ -496,6 +605,7 @@ class Trainer:
             bad = _finite(metrics)
             if bad is not None:
                 return records, self._diverged(where, bad, metrics[bad])
+            self.metric_keys.update(dict.fromkeys(metrics))
             self.record = {
                 **{k: v for k, v in where.items() if k != "images"},
                 **metrics,
@@ -504,6 +614,12 @@ class Trainer:
             }
             records.append(self.record)
         return records, None
+
+    def shown_metrics(self) -> list[str]:
+        """The metrics in the progress bar and summary: the model's ``progress_metrics``, or
+        every metric its steps returned."""
+        declared = self.model.progress_metrics
+        return list(declared) if declared is not None else list(self.metric_keys)
 
     def _diverged(self, where: Mapping[str, Any], key: str, value: float) -> TrainingDiverged:
         good = latest_checkpoint(self.run.root)
@@ -532,7 +648,9 @@ class Trainer:
         diverged step must never reach a checkpoint)."""
         self._log()
         if self.model.steps != self.last_saved:
-            self.latest = self.run.save_checkpoint(self.model, self.info, self.position, self.keep)
+            self.latest = self.run.save_checkpoint(
+                self.model, self.info, self.position, self.keep, {"seconds": self._seconds()}
+            )
             self.last_saved = self.model.steps
         return self.latest
 
@@ -561,6 +679,10 @@ class Trainer:
         )
         return True
 
+    def _seconds(self) -> float:
+        """The run's training time so far, earlier calls included."""
+        return self.seconds_before + time.perf_counter() - self.started
+
     def _result(self) -> RunResult:
         return RunResult(
             run_dir=self.run.root,
@@ -570,4 +692,7 @@ class Trainer:
             checkpoint=self.latest,
             seconds=time.perf_counter() - self.started,
             last_metrics=self.record,
+            shown_metrics=self.shown_metrics(),
+            steps_this_call=self.model.steps - self.first_step,
+            seconds_total=self._seconds(),
         )

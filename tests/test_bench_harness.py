@@ -1,5 +1,6 @@
 """The benchmark harness: reports from results JSON (benchmarks/report.py), the bar chart they
-draw (minigan.images.bar_chart), and one real run of a tiny benchmark through pytest."""
+draw (minigan.plots.bar_chart, matplotlib), and one real run of a tiny benchmark through
+pytest."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from matplotlib.colors import to_rgba
 
-from minigan.images import PALETTE, bar_chart, read_image
+from minigan.images import read_image
+from minigan.plots import BarChart, bar_chart
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,20 +38,28 @@ report = _load_report()
 Row = report.Row
 
 
-def is_bar(image: np.ndarray) -> np.ndarray:
-    return (image == PALETTE[0]).all(-1) | (image == PALETTE[1]).all(-1)
+def bars_drawn(chart: BarChart) -> list[tuple[float, tuple]]:
+    """(length, colour) of every bar in the chart's matplotlib axes, top to bottom."""
+    (ax,) = chart.figure.axes
+    bars = sorted(ax.patches, key=lambda p: p.get_y())
+    return [(p.get_width(), tuple(p.get_facecolor())) for p in bars]
 
 
-def bar_lengths(image: np.ndarray) -> list[int]:
-    """Length in pixels of each bar, top to bottom: the extent of bar colour in its middle row."""
-    bar = is_bar(image)
-    rows = np.flatnonzero(bar.any(1))
-    bands = np.split(rows, np.flatnonzero(np.diff(rows) > 1) + 1) if rows.size else []
-    lengths = []
-    for band in bands:
-        cols = np.flatnonzero(bar[band[len(band) // 2]])
-        lengths.append(int(cols.max() - cols.min() + 1))
-    return lengths
+def texts_drawn(chart: BarChart) -> list[str]:
+    (ax,) = chart.figure.axes
+    return [t.get_text().strip() for t in ax.texts]
+
+
+def draw(tmp_path: Path, bars, **options) -> BarChart:
+    """bar_chart into a PNG; checks that the PNG has the size the chart reports."""
+    path = tmp_path / "chart.png"
+    chart = bar_chart(path, bars, **options)
+    height, width = read_image(path).shape[:2]
+    assert (width, height) == chart.size
+    return chart
+
+
+BLUE, ORANGE = to_rgba("C0"), to_rgba("C1")
 
 
 # ------------------------------------------------------------------------------- reports
@@ -105,14 +116,17 @@ def test_report_markdown_rows_ratios_and_ceilings(saved):
     assert rows[4]["ceiling_fraction"] is None and rows[4]["test"] == "benchmarks/x.py::test_step"
 
 
-def test_report_png_has_a_bar_per_row_proportional_to_its_ratio(saved):
-    image = read_image(saved.with_suffix(".png"))
+def test_report_png_has_a_bar_per_row_of_its_ratio(saved, tmp_path):
+    png = saved.with_suffix(".png")
     n = len(CALIBRATION_ROWS + ROWS)
-    assert image.shape == (40 + 20 * n + 48, 960, 3)  # title, 20 px a bar, axis and its label
-    ratios = np.array([r.ratio for r in CALIBRATION_ROWS + ROWS])
-    lengths = np.array(bar_lengths(image))
-    assert lengths.shape == (n,)
-    np.testing.assert_allclose(lengths, ratios * lengths[0] / ratios[0], atol=1.5)
+    run = report.load(saved)
+    chart = report.chart(run, tmp_path / "again.png")
+    assert read_image(png).shape[:2] == (chart.size[1], chart.size[0]) == (140 + 30 * n, 960)
+    ratios = [r.ratio for r in CALIBRATION_ROWS + ROWS]  # 2.0, 0.5, 1.25, 0.5, 2.63
+    drawn = bars_drawn(chart)
+    np.testing.assert_allclose([length for length, _ in drawn], ratios)
+    assert [colour for _, colour in drawn] == [ORANGE if r > 1 else BLUE for r in ratios]
+    assert chart.labels[2] == "conv2d forward N8" and chart.xmax == 3.0  # ticks of 0.5
 
 
 def test_report_reads_older_cpu_files_and_gpu_files(tmp_path):
@@ -147,7 +161,7 @@ def test_report_reads_older_cpu_files_and_gpu_files(tmp_path):
     md = (tmp_path / "gpu-new.md").read_text()
     assert "10000.0 GFLOP/s" in md  # the ceiling: torch's SGEMM
     assert "| conv2d forward | 0.500 | 0.250 | 2.00 | 5000.0 GFLOP/s | 50% |" in md
-    assert read_image(tmp_path / "gpu-new.png").shape[:2] == (40 + 2 * 20 + 48, 960)
+    assert read_image(tmp_path / "gpu-new.png").shape[:2] == (140 + 2 * 30, 960)
 
 
 def test_readme_section_replaced_between_markers_or_appended(saved, tmp_path):
@@ -212,37 +226,43 @@ def test_cpu_model_and_flags_from_cpuinfo():
     assert machine.cpu_flags(arm) == ["asimd", "sve"]
 
 
-def test_bar_chart_one_bar():
-    image = bar_chart([("only", 0.8)])
-    assert image.shape == (16 + 20 + 30, 960, 3)
-    assert len(bar_lengths(image)) == 1
+def test_bar_chart_one_bar(tmp_path):
+    chart = draw(tmp_path, [("only", 0.8)], title="one")
+    assert chart.size == (960, 170)  # 1.4 inch + 0.3 a bar, at 100 dpi
+    assert bars_drawn(chart) == [(pytest.approx(0.8), BLUE)]
+    assert chart.xmax == 1.25  # the reference 1.0, rounded up to a tick of 0.25
+    assert chart.figure.axes[0].get_title() == "one"
 
 
-def test_bar_chart_zero_is_an_empty_bar_and_nan_draws_none():
-    image = bar_chart([("zero", 0.0), ("one", 1.0), ("nan", float("nan")), ("two", 2.0)])
-    lengths = bar_lengths(image)
-    assert len(lengths) == 2 and lengths[1] == pytest.approx(2 * lengths[0], abs=1)
+def test_bar_chart_zero_is_an_empty_bar_and_nan_draws_none(tmp_path):
+    chart = draw(tmp_path, [("zero", 0.0), ("one", 1.0), ("nan", float("nan")), ("two", 2.0)])
+    assert [length for length, _ in bars_drawn(chart)] == [0.0, 1.0, 0.0, 2.0]
+    assert texts_drawn(chart) == ["0", "1", "n/a", "2"]
+    assert [c for _, c in bars_drawn(chart)] == [BLUE, BLUE, BLUE, ORANGE]  # above 1: orange
 
 
-def test_bar_chart_huge_value_keeps_the_scale_linear():
-    image = bar_chart([("huge", 1e6), ("one", 1.0), ("half", 5e5)])
-    huge, half = bar_lengths(image)  # the 1.0 bar is under a pixel long
-    assert huge == pytest.approx(2 * half, abs=1)
+def test_bar_chart_huge_value_keeps_the_scale_linear(tmp_path):
+    chart = draw(tmp_path, [("huge", 1e6), ("one", 1.0), ("half", 5e5)])
+    assert [length for length, _ in bars_drawn(chart)] == [1e6, 1.0, 5e5]
+    (ax,) = chart.figure.axes
+    assert ax.get_xscale() == "linear" and ax.get_xlim()[0] == 0 and chart.xmax >= 1e6
 
 
-def test_bar_chart_cuts_bars_beyond_xmax_and_infinite_ones():
-    image = bar_chart([("ok", 2.0), ("cut", 12.0), ("inf", float("inf"))], xmax=4)
-    ok, cut, inf = bar_lengths(image)
-    assert cut == inf == pytest.approx(2 * ok, abs=1)  # to the edge, the notch inside
-    cols = np.flatnonzero(is_bar(image[16 + 20 + 10]))  # the middle row of the cut bar
-    assert (np.diff(cols) > 2).sum() == 1  # one white notch (the reference line is 1 px)
+def test_bar_chart_cuts_bars_beyond_xmax_and_infinite_ones(tmp_path):
+    chart = draw(tmp_path, [("ok", 2.0), ("cut", 12.0), ("inf", float("inf"))], xmax=4)
+    assert [length for length, _ in bars_drawn(chart)] == [2.0, 4.0, 4.0]  # to the edge
+    assert chart.cut == [False, True, True]
+    assert texts_drawn(chart) == ["2", "12", "inf"]  # the true values are written
+    (ax,) = chart.figure.axes
+    notches = [line for line in ax.lines if line.get_color() == "white"]
+    assert len(notches) == 2  # one white notch per cut bar
 
 
-def test_bar_chart_rejects_nothing_and_negative_values():
+def test_bar_chart_rejects_nothing_and_negative_values(tmp_path):
     with pytest.raises(ValueError, match="no bars"):
-        bar_chart([])
+        bar_chart(tmp_path / "x.png", [])
     with pytest.raises(ValueError, match="negative"):
-        bar_chart([("a", 1.0), ("b", -0.5)])
+        bar_chart(tmp_path / "x.png", [("a", 1.0), ("b", -0.5)])
 
 
 # ------------------------------------------------------------------------------- harness

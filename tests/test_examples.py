@@ -56,7 +56,12 @@ def test_installed_example_trains_and_samples_through_the_cli(installed, tmp_pat
     listing = json.loads(minigan_cli(installed, "plugins", "--json", cwd=tmp_path).stdout)
     mlp = next(p for p in listing if p["name"] == "mlpgan")
     assert mlp["distribution"] == "minigan-mlpgan" and mlp["error"] is None
-    assert mlp["provides"] == {"model": ["mlpgan"], "command": ["mlpgan-info"]}
+    assert mlp["provides"] == {
+        "model": ["mlpgan", "wgan-gp"],
+        "processor": ["posterize"],
+        "dataset": ["checkers"],
+        "command": ["mlpgan-info"],
+    }
 
     help_text = minigan_cli(installed, "train", "mlpgan", "--help", cwd=tmp_path).stdout
     assert "--hidden" in help_text and "256" in help_text  # the plugin's Config as options
@@ -106,6 +111,33 @@ def test_installed_example_trains_and_samples_through_the_cli(installed, tmp_pat
 
 
 @pytest.mark.slow
+def test_installed_example_dataset_processor_and_wgan(installed, tmp_path):
+    """The example's checkers dataset, posterize processor and WGAN-GP (5 critic batches per
+    step, its own metrics) through the command line."""
+    listing = minigan_cli(installed, "datasets", cwd=tmp_path).stdout
+    assert "checkers" in listing and "Random two-colour checkerboards" in listing
+
+    done = minigan_cli(
+        installed, "train", "wgan-gp", "--data", "checkers", "--resolution", "8",
+        "--channels", "1", "--limit", "320", "--batch-size", "32", "--epochs", "1",
+        "--hidden", "16", "--out", "wgan", "--no-progress", cwd=tmp_path,
+    ).stdout  # fmt: skip
+    # 10 batches of 32, 5 per step: 2 steps; the summary shows the declared metrics
+    assert "trained 2 steps, 1 epoch in" in done and "wasserstein=" in done
+    assert "D(x)" not in done and "gp=" in done
+    lines = (tmp_path / "wgan/metrics.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert [r["batch"] for r in records] == [5, 10]  # the data position counts every batch
+    assert {"loss_d", "loss_g", "wasserstein", "gp"} <= set(records[0])
+
+    import imageio.v3 as iio
+
+    iio.imwrite(tmp_path / "in.png", np.full((4, 4, 3), 200, np.uint8))
+    minigan_cli(installed, "process", "posterize", "in.png", "-o", "out.png", cwd=tmp_path)
+    assert (iio.imread(tmp_path / "out.png") == 170).all()  # round(200 / 255 * 3) / 3 = 2/3
+
+
+@pytest.mark.slow
 def test_example_plugin_passes_its_own_tests(installed, tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(EXAMPLE / "tests")],
@@ -115,4 +147,4 @@ def test_example_plugin_passes_its_own_tests(installed, tmp_path):
         text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "4 passed" in result.stdout
+    assert "7 passed" in result.stdout

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import signal
 from pathlib import Path
@@ -170,6 +169,10 @@ def test_check_model_accepts_a_correct_model():
 
 
 class NoMetrics(ToyGAN):
+    """Declares a metric for the progress bar that its step does not return."""
+
+    progress_metrics = ("loss_d", "loss_g", "d_real", "d_fake")
+
     def train_step(self, real):
         metrics = super().train_step(real)
         del metrics["d_fake"]
@@ -275,10 +278,8 @@ def test_run_directory_has_everything(tmp_path):
     for r in records:
         assert {"loss_d", "loss_g", "d_real", "d_fake", "seconds", "images_per_s"} <= set(r)
         assert 0 <= r["d_real"] <= 1 and r["images_per_s"] > 0
-    chart = imaging.read_image(run / "losses.png")
-    assert chart.ndim == 3 and chart.shape[2] == 3
-    for color in imaging.PALETTE[:4]:  # one polyline (and legend swatch) per series
-        assert (chart == color).all(-1).sum() > 50
+    chart = imaging.read_image(run / "losses.png")  # drawn by matplotlib: 2 subplots
+    assert chart.ndim == 3 and chart.shape[:2] == (round(100 * (1.2 + 2.4 * 2)), 800)
 
 
 def test_metrics_read_back_every_n_steps_still_log_every_step(tmp_path):
@@ -494,14 +495,3 @@ def test_make_grid_layout_and_gray_to_rgb():
     assert grid[1, 1].tolist() == [0, 0, 0] and grid[1, 4].tolist() == [255, 255, 255]
     assert grid[4, 1].tolist() == [128, 128, 128] and grid[0, 0].tolist() == [7, 7, 7]
     assert grid[4, 4].tolist() == [7, 7, 7]  # the empty fourth cell
-
-
-def test_line_chart_draws_each_series_in_its_colour():
-    xs = np.arange(1000)
-    image = imaging.line_chart(
-        {"a": (xs, np.sin(xs / 50)), "b": (xs, np.cos(xs / 50)), "c": (xs, np.full(1000, math.nan))}
-    )
-    assert image.shape == (360, 640, 3)
-    counts = [(image == c).all(-1).sum() for c in imaging.PALETTE[:3]]
-    assert counts[0] > 500 and counts[1] > 500  # polylines
-    assert 0 < counts[2] < 200  # only the legend swatch: no finite points

@@ -97,7 +97,7 @@ def _fill(tensor: Tensor, values: np.ndarray) -> Tensor:
     """Copy host ``values`` into ``tensor.data`` in place (cast to its dtype, on its device)."""
     values = values.astype(tensor.dtype, copy=False)
     tensor.data[...] = to_device(values, tensor.device)
-    return tensor
+    return tensor.bump_version()
 
 
 def uniform_(tensor: Tensor, a: float = 0.0, b: float = 1.0) -> Tensor:
@@ -113,7 +113,7 @@ def normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0) -> Tensor:
 def constant_(tensor: Tensor, val: float) -> Tensor:
     """Fill with ``val``."""
     tensor.data[...] = val
-    return tensor
+    return tensor.bump_version()
 
 
 def zeros_(tensor: Tensor) -> Tensor:

@@ -388,6 +388,8 @@ class _NormBase(Module):
             self.running_mean.data[...] = 0
             self.running_var.data[...] = 1
             self.num_batches_tracked.data[...] = 0
+            for buffer in (self.running_mean, self.running_var, self.num_batches_tracked):
+                buffer.bump_version()
 
     def _name(self) -> str:
         return f"{type(self).__name__}({self.num_features})"
@@ -444,6 +446,9 @@ class _BatchNorm(_NormBase):
         # F.batch_norm updates the running arrays in place when training.
         running_mean = self.running_mean.data if self.track_running_stats else None
         running_var = self.running_var.data if self.track_running_stats else None
+        if self.training and self.track_running_stats:  # updated in place below
+            self.running_mean.bump_version()
+            self.running_var.bump_version()
         return F.batch_norm(
             x,
             running_mean,
@@ -687,7 +692,7 @@ class Unflatten(Module):
         self.unflattened_size = tuple(unflattened_size)
 
     def forward(self, x: Tensor) -> Tensor:
-        dim = self.dim % x.ndim if x.ndim else 0
+        dim = F.canonical_dim(self.dim, x.ndim, f"Unflatten(dim={self.dim})") if x.ndim else 0
         sizes = self.unflattened_size
         known = math.prod(s for s in sizes if s != -1)
         size = x.shape[dim] if x.ndim else 1

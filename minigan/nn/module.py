@@ -355,6 +355,7 @@ class Module:
         for target, value in to_copy:
             # In place: the target keeps its dtype and device (assignment casts).
             target.data[...] = to_device(value, target.device)
+            target.bump_version()
         return _IncompatibleKeys(missing, unexpected)
 
     # ------------------------------------------------------------------ modes, grads, devices
@@ -382,7 +383,7 @@ class Module:
             if set_to_none:
                 param.grad = None
             else:
-                param.grad.data[...] = 0
+                param.grad.zero_()
 
     def to(self, device: str | None = None, dtype: Any = None) -> Module:
         """Move parameters and buffers to ``device`` and/or cast floating ones to ``dtype``.

@@ -53,7 +53,11 @@ class DreamConfig:
         default=0, metadata={"help": "Laplacian pyramid levels to normalise the gradient (0: off)"}
     )
     guide: str | None = field(
-        default=None, metadata={"help": "guide image: dream towards its features"}
+        default=None,
+        metadata={
+            "help": "guide image: dream towards its features instead of the input's own",
+            "default_help": "none: amplify what the network sees in the input",
+        },
     )
     seed: int = field(default=0, metadata={"help": "random seed (jitter and tile rolls)"})
     device: Literal["cpu", "cuda"] = field(

@@ -1,8 +1,14 @@
 """minigan-mlpgan: an example third-party minigan plugin.
 
 minigan loads this module through the ``minigan`` entry point declared in pyproject.toml and
-calls the hooks marked ``@hookimpl``. The model is registered lazily (a "module:attribute"
-string), so ``minigan plugins`` lists it without importing the model code.
+calls the hooks marked ``@hookimpl``. Everything is registered lazily ("module:attribute"
+strings), so ``minigan plugins`` lists it without importing NumPy or the model code:
+
+- models ``mlpgan`` (a BCE GAN) and ``wgan-gp`` (a critic with a gradient penalty, 5 critic
+  batches per step);
+- the dataset ``checkers`` (``--data checkers``);
+- the processor ``posterize`` (``minigan process posterize IMAGE``);
+- the command ``minigan mlpgan-info``.
 """
 
 import click
@@ -13,6 +19,17 @@ from minigan import hookimpl
 @hookimpl
 def register_models(register):
     register("mlpgan", "minigan_mlpgan.model:MLPGAN")
+    register("wgan-gp", "minigan_mlpgan.wgan:WGANGP")
+
+
+@hookimpl
+def register_datasets(register):
+    register("checkers", "minigan_mlpgan.data:checkers")
+
+
+@hookimpl
+def register_processors(register):
+    register("posterize", "minigan_mlpgan.process:Posterize")
 
 
 @hookimpl
