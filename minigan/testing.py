@@ -311,11 +311,12 @@ def _cpu_backed_cuda(kcuda: Any, cpu: Any) -> Any:
 
         return run
 
-    numba_cuda = ("conv2d", "conv2d_grad_input", "conv2d_grad_weight", "batch_norm_forward",
-                  "batch_norm_backward", "adain_forward", "adain_backward")  # fmt: skip
-    functions = {name: getattr(kcuda, name) for name in kcuda.__all__}
-    functions.update({name: on_cpu(name) for name in numba_cuda})
-    return SimpleNamespace(**functions)
+    from minigan.kernels.contract import KERNELS
+
+    # The Numba-CUDA kernels are the backend's lazy ones (kcuda.LAZY): those run on the CPU.
+    return SimpleNamespace(
+        **{name: on_cpu(name) if name in kcuda.LAZY else getattr(kcuda, name) for name in KERNELS}
+    )
 
 
 # =========================================================================== check_model
