@@ -43,6 +43,18 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and IDEs
         zeros,
         zeros_like,
     )
+    from minigan.tensor_ops import (
+        arange,
+        einsum,
+        empty,
+        empty_like,
+        equal,
+        eye,
+        full,
+        full_like,
+        linspace,
+        randint,
+    )
 
 __version__ = "0.1.0"
 
@@ -72,6 +84,21 @@ _LAZY = {
             "zeros_like",
         )
     },
+    **{
+        name: "minigan.tensor_ops"
+        for name in (
+            "arange",
+            "einsum",
+            "empty",
+            "empty_like",
+            "equal",
+            "eye",
+            "full",
+            "full_like",
+            "linspace",
+            "randint",
+        )
+    },
 }
 
 #: public submodules, importable as attributes (``import minigan; minigan.train.train(...)``)
@@ -85,6 +112,7 @@ _SUBMODULES = (
     "images",
     "kernels",
     "nn",
+    "nn_ops",
     "optim",
     "plugins",
     "random",
@@ -92,6 +120,7 @@ _SUBMODULES = (
     "run",
     "serialization",
     "tensor",
+    "tensor_ops",
     "testing",
     "train",
     "trainer",
@@ -100,12 +129,21 @@ _SUBMODULES = (
 __all__ = [
     "Tensor",
     "__version__",
+    "arange",
+    "einsum",
+    "empty",
+    "empty_like",
     "enable_grad",
+    "equal",
+    "eye",
+    "full",
+    "full_like",
     "functional",
     "get_num_threads",
     "grad",
     "hookimpl",
     "is_grad_enabled",
+    "linspace",
     "load",
     "manual_seed",
     "nn",
@@ -114,6 +152,7 @@ __all__ = [
     "ones_like",
     "optim",
     "rand",
+    "randint",
     "randn",
     "randn_like",
     "save",

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import math
+import sys
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -33,7 +34,7 @@ import numpy as np
 from minigan.backend import device_of, get_array_module, is_cupy_array, to_device
 from minigan.tensor import Tensor
 
-__all__ = ["Optimizer", "SGD", "Adam"]
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "lr_scheduler"]
 
 ParamsArg = Iterable[Tensor] | Iterable[dict[str, Any]]
 
@@ -303,7 +304,8 @@ class Adam(Optimizer):
         v_max = max(v_max, v)                     (amsgrad: use v_max below)
         p = p - (lr / (1 - beta1**t)) * m / (sqrt(v) / sqrt(1 - beta2**t) + eps)
 
-    ``t`` (``state["step"]``) is counted per parameter.
+    ``t`` (``state["step"]``) is counted per parameter. :class:`AdamW` is this step with the
+    weight decay applied to the parameters instead of the gradient.
 
     >>> import minigan
     >>> w = minigan.tensor([1.0, -1.0], requires_grad=True)
@@ -313,6 +315,8 @@ class Adam(Optimizer):
     >>> [round(v, 6) for v in w.tolist()]   # the first Adam step moves each coordinate by lr
     [0.9, -0.9]
     """
+
+    _decoupled_weight_decay = False
 
     def __init__(
         self,
@@ -367,7 +371,10 @@ class Adam(Optimizer):
                 exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
 
                 if weight_decay != 0:
-                    g = g + weight_decay * p.data
+                    if self._decoupled_weight_decay:  # AdamW
+                        p.data *= 1 - lr * weight_decay
+                    else:
+                        g = g + weight_decay * p.data
                 _lerp_(exp_avg, g, 1 - beta1)
                 exp_avg_sq *= beta2
                 exp_avg_sq += (1 - beta2) * g * g
@@ -393,3 +400,122 @@ def _lerp_(start: Any, end: Any, weight: float) -> None:
         start += weight * (end - start)
     else:
         start[...] = end - (end - start) * (1 - weight)
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter), exactly ``torch.optim.AdamW``:
+    the parameters are first shrunk, ``p = p * (1 - lr * weight_decay)``, then take an Adam
+    step without L2 term. The default ``weight_decay`` is 0.01.
+
+    >>> import minigan
+    >>> w = minigan.tensor([1.0], requires_grad=True)
+    >>> opt = AdamW([w], lr=0.1, weight_decay=0.5)
+    >>> (w * w).sum().backward()
+    >>> opt.step()
+    >>> round(w.item(), 6)   # 1 * (1 - 0.1 * 0.5) - 0.1
+    0.85
+    """
+
+    def __init__(
+        self,
+        params: ParamsArg,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+        amsgrad: bool = False,
+        maximize: bool = False,
+    ) -> None:
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize)
+
+    _decoupled_weight_decay = True
+
+
+class RMSprop(Optimizer):
+    """RMSprop with PyTorch's update rule, momentum, ``centered`` variant and L2
+    ``weight_decay`` -- exactly ``torch.optim.RMSprop``::
+
+        g = grad + weight_decay * p
+        v = alpha * v + (1 - alpha) * g * g
+        avg = sqrt(v - m * m) + eps   with   m = m + (1 - alpha) * (g - m)   (centered)
+        avg = sqrt(v) + eps                                                  (otherwise)
+        buf = momentum * buf + g / avg;  p = p - lr * buf                    (momentum > 0)
+        p = p - lr * g / avg                                                 (otherwise)
+
+    >>> import minigan
+    >>> w = minigan.tensor([1.0], requires_grad=True)
+    >>> opt = RMSprop([w], lr=0.01, alpha=0.99)
+    >>> (w * w).sum().backward()
+    >>> opt.step()
+    >>> round(w.item(), 4)   # 1 - 0.01 * 2 / sqrt(0.01 * 4)
+    0.9
+    """
+
+    def __init__(
+        self,
+        params: ParamsArg,
+        lr: float = 1e-2,
+        alpha: float = 0.99,
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        momentum: float = 0.0,
+        centered: bool = False,
+        maximize: bool = False,
+    ) -> None:
+        checks = {"learning rate": lr, "epsilon value": eps, "momentum value": momentum,
+                  "weight_decay value": weight_decay, "alpha value": alpha}  # fmt: skip
+        for name, value in checks.items():
+            if value < 0.0:
+                raise ValueError(f"invalid {name}: {value}")
+        defaults = dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
+                        momentum=momentum, centered=centered, maximize=maximize)  # fmt: skip
+        super().__init__(params, defaults)
+
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """One update of every parameter that has a gradient; returns ``closure()`` if given."""
+        loss = closure() if closure is not None else None
+        for group in self.param_groups:
+            lr, alpha, eps = _float(group["lr"]), _float(group["alpha"]), _float(group["eps"])
+            weight_decay, momentum = _float(group["weight_decay"]), _float(group["momentum"])
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                xp = get_array_module(p.data)
+                g = -p.grad.data if group["maximize"] else p.grad.data
+                state = self.state_of(p)
+                if not state:
+                    state["step"] = 0
+                    state["square_avg"] = xp.zeros_like(p.data)
+                    if momentum > 0:
+                        state["momentum_buffer"] = xp.zeros_like(p.data)
+                    if group["centered"]:
+                        state["grad_avg"] = xp.zeros_like(p.data)
+                state["step"] += 1
+                if weight_decay != 0:
+                    g = g + weight_decay * p.data
+                square_avg = state["square_avg"]
+                square_avg *= alpha
+                square_avg += (1 - alpha) * g * g
+                if group["centered"]:
+                    grad_avg = state["grad_avg"]
+                    _lerp_(grad_avg, g, 1 - alpha)
+                    avg = xp.sqrt(square_avg - grad_avg * grad_avg)
+                else:
+                    avg = xp.sqrt(square_avg)
+                avg += eps
+                if momentum > 0:
+                    buf = state["momentum_buffer"]
+                    buf *= momentum
+                    buf += g / avg
+                    p.data -= lr * buf
+                else:
+                    p.data += -lr * (g / avg)
+        return loss
+
+
+# ``minigan.optim.lr_scheduler``, PyTorch's import path, for the module minigan/lr_scheduler.py
+# (optim stays a single module; the alias makes ``import minigan.optim.lr_scheduler`` and
+# ``from minigan.optim.lr_scheduler import StepLR`` work)
+from minigan import lr_scheduler  # noqa: E402
+
+sys.modules[__name__ + ".lr_scheduler"] = lr_scheduler

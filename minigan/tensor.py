@@ -321,20 +321,64 @@ class Tensor:
     def __getitem__(self, index: Any) -> Tensor:
         return F.getitem(self, index)
 
-    # comparisons give plain boolean tensors (no graph); == stays identity, as hashing needs
+    def __floordiv__(self, other: Any) -> Tensor:
+        return F.floor_divide(self, other)
+
+    def __rfloordiv__(self, other: Any) -> Tensor:
+        return F.floor_divide(other, self)
+
+    def __mod__(self, other: Any) -> Tensor:
+        return F.remainder(self, other)
+
+    def __rmod__(self, other: Any) -> Tensor:
+        return F.remainder(other, self)
+
+    # Comparisons are elementwise and give bool tensors outside the graph, as in PyTorch.
+    # Hashing stays by identity (``__hash__`` below), so Tensors and Parameters still key
+    # dicts and fill sets (optimizer state); ``x in some_list`` compares elementwise, so
+    # code that looks a tensor up in a list compares ids instead.
+    def __eq__(self, other: Any) -> Tensor:  # type: ignore[override]
+        return F.eq(self, other) if _comparable(other) else NotImplemented
+
+    def __ne__(self, other: Any) -> Tensor:  # type: ignore[override]
+        return F.ne(self, other) if _comparable(other) else NotImplemented
+
     def __lt__(self, other: Any) -> Tensor:
-        return Tensor(self.data < _raw(other))
+        return F.lt(self, other)
 
     def __le__(self, other: Any) -> Tensor:
-        return Tensor(self.data <= _raw(other))
+        return F.le(self, other)
 
     def __gt__(self, other: Any) -> Tensor:
-        return Tensor(self.data > _raw(other))
+        return F.gt(self, other)
 
     def __ge__(self, other: Any) -> Tensor:
-        return Tensor(self.data >= _raw(other))
+        return F.ge(self, other)
 
     __hash__ = object.__hash__
+
+    def __bool__(self) -> bool:
+        """The truth of a one-element tensor (a read of the device); ambiguous otherwise."""
+        if self.data.size != 1:
+            raise RuntimeError(
+                f"Boolean value of a Tensor with {self.data.size} values (shape {self.shape}) "
+                "is ambiguous; use .any() or .all()"
+            )
+        return bool(self.item())
+
+    def __invert__(self) -> Tensor:
+        if self.dtype != np.bool_:
+            raise TypeError(f"~ (logical not) needs a bool tensor, got dtype {self.dtype}")
+        return F.logical_not(self)
+
+    def __and__(self, other: Any) -> Tensor:
+        return F.logical_and(self, other)
+
+    def __or__(self, other: Any) -> Tensor:
+        return F.logical_or(self, other)
+
+    def __xor__(self, other: Any) -> Tensor:
+        return F.logical_xor(self, other)
 
     # ----- methods (the same names as PyTorch)
     def sum(self, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> Tensor:
@@ -409,6 +453,193 @@ class Tensor:
 
     def relu(self) -> Tensor:
         return F.relu(self)
+
+    # ----- more methods (issue 17), PyTorch's names and arguments; reductions also take
+    # NumPy's ``axis=`` for ``dim=``, as PyTorch does
+    def matmul(self, other: Any) -> Tensor:
+        return F.matmul(self, other)
+
+    def softmax(self, dim: int = -1) -> Tensor:
+        return F.softmax(self, dim)
+
+    def log_softmax(self, dim: int = -1) -> Tensor:
+        return F.log_softmax(self, dim)
+
+    def unflatten(self, dim: int, sizes: Sequence[int]) -> Tensor:
+        return F.unflatten(self, dim, sizes)
+
+    def flip(self, *dims: Any) -> Tensor:
+        return F.flip(self, dims[0] if len(dims) == 1 else dims)
+
+    def roll(self, shifts: Any, dims: Any = None) -> Tensor:
+        return F.roll(self, shifts, dims)
+
+    def repeat(self, *sizes: Any) -> Tensor:
+        return F.repeat(self, *sizes)
+
+    def repeat_interleave(self, repeats: Any, dim: int | None = None) -> Tensor:
+        return F.repeat_interleave(self, repeats, dim)
+
+    def chunk(self, chunks: int, dim: int = 0) -> list[Tensor]:
+        return F.chunk(self, chunks, dim)
+
+    def split(self, split_size: Any, dim: int = 0) -> list[Tensor]:
+        return F.split(self, split_size, dim)
+
+    def tril(self, diagonal: int = 0) -> Tensor:
+        return F.tril(self, diagonal)
+
+    def triu(self, diagonal: int = 0) -> Tensor:
+        return F.triu(self, diagonal)
+
+    def masked_fill(self, mask: Any, value: Any) -> Tensor:
+        return F.masked_fill(self, mask, value)
+
+    def gather(self, dim: int, index: Tensor) -> Tensor:
+        return F.gather(self, dim, index)
+
+    def scatter(self, dim: int, index: Tensor, src: Any = None, *, value: Any = None) -> Tensor:
+        return F.scatter(self, dim, index, src, value=value)
+
+    def scatter_add(self, dim: int, index: Tensor, src: Tensor) -> Tensor:
+        return F.scatter_add(self, dim, index, src)
+
+    def index_select(self, dim: int, index: Tensor) -> Tensor:
+        return F.index_select(self, dim, index)
+
+    def argmax(self, dim: int | None = None, keepdim: bool = False, *, axis: Any = None) -> Tensor:
+        return F.argmax(self, dim, keepdim, axis=axis)
+
+    def argmin(self, dim: int | None = None, keepdim: bool = False, *, axis: Any = None) -> Tensor:
+        return F.argmin(self, dim, keepdim, axis=axis)
+
+    def prod(self, dim: int | None = None, keepdim: bool = False, *, dtype: Any = None,
+             axis: Any = None) -> Tensor:  # fmt: skip
+        return F.prod(self, dim, keepdim, dtype=dtype, axis=axis)
+
+    def any(self, dim: Any = None, keepdim: bool = False, *, axis: Any = None) -> Tensor:
+        return F.any(self, dim, keepdim, axis=axis)
+
+    def all(self, dim: Any = None, keepdim: bool = False, *, axis: Any = None) -> Tensor:
+        return F.all(self, dim, keepdim, axis=axis)
+
+    def sort(self, dim: int = -1, descending: bool = False, stable: bool = False) -> Any:
+        return F.sort(self, dim, descending, stable)
+
+    def argsort(self, dim: int = -1, descending: bool = False, stable: bool = False) -> Tensor:
+        return F.argsort(self, dim, descending, stable)
+
+    def topk(self, k: int, dim: int = -1, largest: bool = True, sorted: bool = True) -> Any:
+        return F.topk(self, k, dim, largest, sorted)
+
+    def cumsum(self, dim: int | None = None, *, dtype: Any = None, axis: Any = None) -> Tensor:
+        return F.cumsum(self, dim, dtype=dtype, axis=axis)
+
+    def sin(self) -> Tensor:
+        return F.sin(self)
+
+    def cos(self) -> Tensor:
+        return F.cos(self)
+
+    def erf(self) -> Tensor:
+        return F.erf(self)
+
+    def sign(self) -> Tensor:
+        return F.sign(self)
+
+    def floor(self) -> Tensor:
+        return F.floor(self)
+
+    def ceil(self) -> Tensor:
+        return F.ceil(self)
+
+    def round(self, decimals: int = 0) -> Tensor:
+        return F.round(self, decimals)
+
+    def rsqrt(self) -> Tensor:
+        return F.rsqrt(self)
+
+    def log2(self) -> Tensor:
+        return F.log2(self)
+
+    def log10(self) -> Tensor:
+        return F.log10(self)
+
+    def exp2(self) -> Tensor:
+        return F.exp2(self)
+
+    def lerp(self, end: Tensor, weight: Any) -> Tensor:
+        return F.lerp(self, end, weight)
+
+    def isnan(self) -> Tensor:
+        return F.isnan(self)
+
+    def isinf(self) -> Tensor:
+        return F.isinf(self)
+
+    def isfinite(self) -> Tensor:
+        return F.isfinite(self)
+
+    def eq(self, other: Any) -> Tensor:
+        return F.eq(self, other)
+
+    def ne(self, other: Any) -> Tensor:
+        return F.ne(self, other)
+
+    def lt(self, other: Any) -> Tensor:
+        return F.lt(self, other)
+
+    def le(self, other: Any) -> Tensor:
+        return F.le(self, other)
+
+    def gt(self, other: Any) -> Tensor:
+        return F.gt(self, other)
+
+    def ge(self, other: Any) -> Tensor:
+        return F.ge(self, other)
+
+    def equal(self, other: Tensor) -> bool:
+        return F.equal(self, other)
+
+    def logical_and(self, other: Any) -> Tensor:
+        return F.logical_and(self, other)
+
+    def logical_or(self, other: Any) -> Tensor:
+        return F.logical_or(self, other)
+
+    def logical_not(self) -> Tensor:
+        return F.logical_not(self)
+
+    def floor_divide(self, other: Any) -> Tensor:
+        return F.floor_divide(self, other)
+
+    def remainder(self, other: Any) -> Tensor:
+        return F.remainder(self, other)
+
+
+def _comparable(other: Any) -> bool:
+    """What ``==`` compares elementwise: tensors, arrays and numbers (not None, strings...)."""
+    return isinstance(other, (Tensor, int, float, bool, np.ndarray, np.generic)) or (
+        backend.is_cupy_array(other)
+    )
+
+
+def _axis_alias(method: Any) -> Any:
+    """Let a reduction method take ``axis=`` for ``dim=``, as PyTorch's do."""
+
+    def reduction(self: Tensor, *args: Any, axis: Any = None, **kwargs: Any) -> Any:
+        if axis is not None:
+            if args or "dim" in kwargs:
+                raise TypeError(f"{method.__name__}(): give dim or axis, not both")
+            kwargs["dim"] = axis
+        return method(self, *args, **kwargs)
+
+    reduction.__name__, reduction.__doc__ = method.__name__, method.__doc__
+    return reduction
+
+
+for _name in ("sum", "mean", "var", "std", "max", "min"):
+    setattr(Tensor, _name, _axis_alias(getattr(Tensor, _name)))
 
 
 def _shares_memory(a: Any, b: Any) -> bool:

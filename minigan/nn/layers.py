@@ -41,6 +41,19 @@ __all__ = [
     "Upsample",
     "AvgPool2d",
     "MaxPool2d",
+    "GELU",
+    "SiLU",
+    "Mish",
+    "ELU",
+    "SELU",
+    "CELU",
+    "Hardtanh",
+    "ReLU6",
+    "Hardswish",
+    "Hardsigmoid",
+    "Softsign",
+    "LogSigmoid",
+    "Embedding",
 ]
 
 _IntPair = int | tuple[int, int]
@@ -810,3 +823,265 @@ class MaxPool2d(_Pool2d):
             f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
             "dilation=1, ceil_mode=False"
         )
+
+
+# --------------------------------------------------------------------------- more activations
+
+
+class _Activation(Module):
+    """An elementwise activation: ``forward`` applies the subclass's ``_fn`` (the
+    functional op with the layer's arguments)."""
+
+    _args: tuple[str, ...] = ()
+
+    def forward(self, x: Tensor) -> Tensor:
+        _check_tensor(type(self).__name__, x)
+        return self._fn(x)
+
+    def extra_repr(self) -> str:
+        shown = [f"{name}={getattr(self, name)!r}" for name in self._args]
+        if getattr(self, "inplace", False):
+            shown.append("inplace=True")
+        return ", ".join(shown)
+
+
+class GELU(_Activation):
+    """``x * Phi(x)``; ``approximate="tanh"`` for the tanh approximation.
+
+    >>> import minigan
+    >>> GELU()(minigan.tensor([0.0, 10.0])).tolist()
+    [0.0, 10.0]
+    """
+
+    _args = ("approximate",)
+
+    def __init__(self, approximate: str = "none") -> None:
+        super().__init__()
+        if approximate not in ("none", "tanh"):
+            raise ValueError(f"GELU: approximate must be 'none' or 'tanh', got {approximate!r}")
+        self.approximate = approximate
+
+    def _fn(self, x: Tensor) -> Tensor:
+        return F.gelu(x, self.approximate)
+
+
+class SiLU(_Activation):
+    """``x * sigmoid(x)`` (swish)."""
+
+    def __init__(self, inplace: bool = False) -> None:
+        super().__init__()
+        self.inplace = inplace
+
+    def _fn(self, x: Tensor) -> Tensor:
+        return F.silu(x)
+
+
+class Mish(_Activation):
+    """``x * tanh(softplus(x))``."""
+
+    def __init__(self, inplace: bool = False) -> None:
+        super().__init__()
+        self.inplace = inplace
+
+    def _fn(self, x: Tensor) -> Tensor:
+        return F.mish(x)
+
+
+class ELU(_Activation):
+    """``x`` for ``x > 0``, ``alpha * (exp(x) - 1)`` otherwise."""
+
+    _args = ("alpha",)
+
+    def __init__(self, alpha: float = 1.0, inplace: bool = False) -> None:
+        super().__init__()
+        self.alpha, self.inplace = alpha, inplace
+
+    def _fn(self, x: Tensor) -> Tensor:
+        return F.elu(x, self.alpha)
+
+
+class SELU(_Activation):
+    """Self-normalising ELU (fixed ``alpha`` and ``scale``)."""
+
+    def __init__(self, inplace: bool = False) -> None:
+        super().__init__()
+        self.inplace = inplace
+
+    def _fn(self, x: Tensor) -> Tensor:
+        return F.selu(x)
+
+
+class CELU(_Activation):
+    """``max(0, x) + min(0, alpha * (exp(x / alpha) - 1))``."""
+
+    _args = ("alpha",)
+
+    def __init__(self, alpha: float = 1.0, inplace: bool = False) -> None:
+        super().__init__()
+        self.alpha, self.inplace = alpha, inplace
+
+    def _fn(self, x: Tensor) -> Tensor:
+        return F.celu(x, self.alpha)
+
+
+class Hardtanh(_Activation):
+    """``x`` clipped to ``[min_val, max_val]``.
+
+    >>> import minigan
+    >>> Hardtanh()(minigan.tensor([-3.0, 0.5, 3.0])).tolist()
+    [-1.0, 0.5, 1.0]
+    """
+
+    _args = ("min_val", "max_val")
+
+    def __init__(self, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False) -> None:
+        super().__init__()
+        if min_val > max_val:
+            raise ValueError(f"Hardtanh: min_val {min_val} must not exceed max_val {max_val}")
+        self.min_val, self.max_val, self.inplace = min_val, max_val, inplace
+
+    def _fn(self, x: Tensor) -> Tensor:
+        return F.hardtanh(x, self.min_val, self.max_val)
+
+
+class ReLU6(Hardtanh):
+    """``min(max(x, 0), 6)``."""
+
+    _args = ()
+
+    def __init__(self, inplace: bool = False) -> None:
+        super().__init__(0.0, 6.0, inplace)
+
+
+class Hardswish(_Activation):
+    """``x * relu6(x + 3) / 6``."""
+
+    def __init__(self, inplace: bool = False) -> None:
+        super().__init__()
+        self.inplace = inplace
+
+    def _fn(self, x: Tensor) -> Tensor:
+        return F.hardswish(x)
+
+
+class Hardsigmoid(_Activation):
+    """``relu6(x + 3) / 6``."""
+
+    def __init__(self, inplace: bool = False) -> None:
+        super().__init__()
+        self.inplace = inplace
+
+    def _fn(self, x: Tensor) -> Tensor:
+        return F.hardsigmoid(x)
+
+
+class Softsign(_Activation):
+    """``x / (1 + |x|)``."""
+
+    def _fn(self, x: Tensor) -> Tensor:
+        return F.softsign(x)
+
+
+class LogSigmoid(_Activation):
+    """``log(sigmoid(x))``."""
+
+    def _fn(self, x: Tensor) -> Tensor:
+        return F.logsigmoid(x)
+
+
+# --------------------------------------------------------------------------- embedding
+
+
+class Embedding(Module):
+    """A lookup table of ``num_embeddings`` vectors of size ``embedding_dim``: integer
+    indices of any shape ``(*)`` give ``(*, embedding_dim)``. The weight starts as N(0, 1),
+    with ``padding_idx``'s row zero (and it gets no gradient), as in PyTorch.
+
+    >>> import minigan
+    >>> table = Embedding(10, 3, padding_idx=0)
+    >>> table(minigan.tensor([[0, 4], [9, 0]])).shape
+    (2, 2, 3)
+    >>> table.weight[0].tolist()
+    [0.0, 0.0, 0.0]
+    """
+
+    def __init__(
+        self,
+        num_embeddings: int,
+        embedding_dim: int,
+        padding_idx: int | None = None,
+        max_norm: float | None = None,
+        norm_type: float = 2.0,
+        scale_grad_by_freq: bool = False,
+        sparse: bool = False,
+        _weight: Any = None,
+    ) -> None:
+        super().__init__()
+        if padding_idx is not None:
+            if not -num_embeddings <= padding_idx < num_embeddings:
+                raise ValueError(
+                    f"Embedding: padding_idx {padding_idx} must be within num_embeddings "
+                    f"({num_embeddings})"
+                )
+            padding_idx %= num_embeddings
+        if sparse:
+            raise ValueError("Embedding: sparse gradients are not supported; use sparse=False")
+        self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
+        self.padding_idx, self.max_norm, self.norm_type = padding_idx, max_norm, norm_type
+        self.scale_grad_by_freq, self.sparse = scale_grad_by_freq, sparse
+        if _weight is None:
+            self.weight = Parameter(np.empty((num_embeddings, embedding_dim), dtype=np.float32))
+            self.reset_parameters()
+        else:
+            weight = _weight.data if isinstance(_weight, Tensor) else np.asarray(_weight)
+            if weight.shape != (num_embeddings, embedding_dim):
+                raise ValueError(
+                    f"Embedding: _weight has shape {weight.shape}, expected "
+                    f"{(num_embeddings, embedding_dim)}"
+                )
+            self.weight = Parameter(weight)
+
+    def reset_parameters(self) -> None:
+        init.normal_(self.weight)
+        if self.padding_idx is not None:
+            self.weight.data[self.padding_idx] = 0
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        embeddings: Any,
+        freeze: bool = True,
+        padding_idx: int | None = None,
+        max_norm: float | None = None,
+        norm_type: float = 2.0,
+        scale_grad_by_freq: bool = False,
+        sparse: bool = False,
+    ) -> Embedding:
+        """An Embedding holding a copy of ``embeddings`` (2-D), frozen unless ``freeze=False``."""
+        weight = embeddings.data if isinstance(embeddings, Tensor) else np.asarray(embeddings)
+        if weight.ndim != 2:
+            raise ValueError(f"Embedding.from_pretrained: expected a 2-D table, got {weight.shape}")
+        table = cls(*weight.shape, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse,
+                    _weight=weight.copy())  # fmt: skip
+        table.weight.requires_grad = not freeze
+        return table
+
+    def forward(self, input: Tensor) -> Tensor:
+        name = f"Embedding({self.num_embeddings}, {self.embedding_dim})"
+        if isinstance(input, Tensor) and input.device != self.weight.device:
+            raise RuntimeError(
+                f"{name}: input is on device '{input.device}', but the table is on "
+                f"'{self.weight.device}'; move one of them with .to(device=...)"
+            )
+        return F.embedding(input, self.weight, self.padding_idx, self.max_norm, self.norm_type,
+                           self.scale_grad_by_freq)  # fmt: skip
+
+    def extra_repr(self) -> str:
+        s = f"{self.num_embeddings}, {self.embedding_dim}"
+        if self.padding_idx is not None:
+            s += f", padding_idx={self.padding_idx}"
+        if self.max_norm is not None:
+            s += f", max_norm={self.max_norm}"
+        if self.scale_grad_by_freq:
+            s += ", scale_grad_by_freq=True"
+        return s
