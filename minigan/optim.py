@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from minigan import lr_scheduler  # imports nothing of optim at import time (no cycle)
 from minigan.backend import device_of, get_array_module, is_cupy_array, to_device
 from minigan.tensor import Tensor
 
@@ -516,6 +517,4 @@ class RMSprop(Optimizer):
 # ``minigan.optim.lr_scheduler``, PyTorch's import path, for the module minigan/lr_scheduler.py
 # (optim stays a single module; the alias makes ``import minigan.optim.lr_scheduler`` and
 # ``from minigan.optim.lr_scheduler import StepLR`` work)
-from minigan import lr_scheduler  # noqa: E402
-
 sys.modules[__name__ + ".lr_scheduler"] = lr_scheduler

@@ -34,26 +34,30 @@ from minigan import backend
 from minigan import random as _random
 
 
-class _Functional:
-    """Stands for :mod:`minigan.functional` until an operator is first used.
+class DeferredFunctional:
+    """Stands for :mod:`minigan.functional` as the name ``F`` of a module that functional
+    imports (this one, and the op modules it re-exports: minigan.tensor_ops, minigan.nn_ops)
+    until an operation is first used: ``F: Any = DeferredFunctional(globals())``.
 
     Tensor's methods (``x + y``, ``x.sum()``, ...) and the backward pass call the operations
-    of minigan.functional as ``F.add``, ``F.sum_to``, .... functional imports this module (for
-    Tensor and Function), so this module does not import functional when it is loaded: the
-    first ``F.<op>`` imports it (it is usually loaded already) and rebinds ``F`` to it, so
-    later calls cost a plain module attribute lookup. The one deferred import back up the
-    graph, listed in tests/test_architecture.py.
+    of minigan.functional as ``F.add``, ``F.sum_to``, .... functional imports these modules,
+    so they do not import functional when they are loaded: the first ``F.<op>`` imports it
+    (usually loaded already) and rebinds that module's ``F`` to it, so later calls cost a
+    plain module attribute lookup. The one deferred import back up the graph, listed in
+    tests/test_architecture.py.
     """
 
+    def __init__(self, namespace: dict[str, Any]) -> None:
+        self._namespace = namespace
+
     def __getattr__(self, name: str) -> Any:
-        global F
         from minigan import functional
 
-        F = functional
+        self._namespace["F"] = functional
         return getattr(functional, name)
 
 
-F: Any = _Functional()
+F: Any = DeferredFunctional(globals())
 
 # --------------------------------------------------------------------------- grad mode
 

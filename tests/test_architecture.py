@@ -43,7 +43,12 @@ DEFERRED = {
     ("minigan.tensor", "minigan.functional"): (
         "Tensor's operators (x + y, x.sum()) are the operations of functional, which imports "
         "tensor for Tensor and Function; tensor imports functional on the first operator call "
-        "(minigan.tensor._Functional), so `from minigan.tensor import Tensor` alone still works"
+        "(minigan.tensor.DeferredFunctional, also used by tensor_ops and nn_ops, whose ops "
+        "functional re-exports), so `from minigan.tensor import Tensor` alone still works"
+    ),
+    ("minigan.lr_scheduler", "minigan.optim"): (
+        "optim imports lr_scheduler to offer it as minigan.optim.lr_scheduler (PyTorch's path); "
+        "LRScheduler checks its optimizer with isinstance(optimizer, Optimizer) when built"
     ),
 }
 

@@ -932,7 +932,7 @@ class Hardtanh(_Activation):
     [-1.0, 0.5, 1.0]
     """
 
-    _args = ("min_val", "max_val")
+    _args: tuple[str, ...] = ("min_val", "max_val")
 
     def __init__(self, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False) -> None:
         super().__init__()
@@ -1061,7 +1061,8 @@ class Embedding(Module):
         weight = embeddings.data if isinstance(embeddings, Tensor) else np.asarray(embeddings)
         if weight.ndim != 2:
             raise ValueError(f"Embedding.from_pretrained: expected a 2-D table, got {weight.shape}")
-        table = cls(*weight.shape, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse,
+        rows, dim = weight.shape
+        table = cls(rows, dim, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse,
                     _weight=weight.copy())  # fmt: skip
         table.weight.requires_grad = not freeze
         return table
