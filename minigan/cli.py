@@ -16,6 +16,7 @@ import inspect
 import json
 import os
 import re
+import sys
 import time
 import types
 import typing
@@ -350,12 +351,44 @@ def _train_options(name: str, defaults: dict[str, Any]) -> list[click.Option]:
             help="also log metrics, sample grids and the config to OUT/tensorboard/ "
             "(needs tensorboardX: pip install 'minigan[tensorboard]')",
         ),
+        click.Option(
+            ["--distributed/--no-distributed"],
+            default=None,
+            help="data-parallel over the processes of an MPI job (mpirun -n N minigan train "
+            "...; --batch-size is per process) [default: when launched with N > 1]",
+        ),
+        click.Option(
+            ["--sync-bn"],
+            is_flag=True,
+            help="when distributed, batch-norm statistics over the global batch (SyncBatchNorm)",
+        ),
     ]
 
 
 def _fail(error: BaseException) -> click.ClickException:
     message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
     return click.ClickException(str(message))
+
+
+def _is_rank_zero() -> bool:
+    """Whether this process speaks: rank 0 of an MPI job, or a lone process."""
+    if "mpi4py" not in sys.modules:
+        return True
+    from minigan.distributed import current_world
+
+    return current_world().rank == 0
+
+
+def _abort_job(where: str, error: BaseException) -> None:
+    """In a data-parallel job, an error on one rank ends every rank (the others may be
+    waiting for it): print it with the rank and abort. A lone process returns."""
+    if "mpi4py" not in sys.modules:
+        return
+    from minigan.distributed import current_world, describe_error
+
+    world = current_world()
+    if world.distributed:
+        world.abort(describe_error(error, f"{where} (rank {world.rank} of {world.size})"))
 
 
 def _train_callback(name: str, model_cls: type[Any], field_names: list[str]) -> Any:
@@ -407,18 +440,25 @@ def _train_callback(name: str, model_cls: type[Any], field_names: list[str]) -> 
                 progress=kw["progress"],
                 log=lambda msg: click.echo(msg, err=True),
                 tensorboard=kw["tensorboard"],
+                distributed=kw["distributed"],
+                sync_bn=kw["sync_bn"],
             )
         except RunExistsError as e:  # the API's message names resume=True; ours the options
-            raise click.ClickException(
+            message = (
                 f"{e.path} already holds a training run; use --resume to continue it, --force "
                 f"to delete it and start over, or another --out"
-            ) from e
-        except (TrainingDiverged, FileNotFoundError, KeyError, ValueError, ImportError) as e:
+            )
+            _abort_job(f"minigan train {name}", FileExistsError(message))
+            raise click.ClickException(message) from e
+        except TrainingDiverged as e:  # every rank stops at the same step, each exits
             raise _fail(e) from e
-        except RuntimeError as e:  # e.g. --device cuda without a GPU
+        except (FileNotFoundError, KeyError, ValueError, ImportError, RuntimeError) as e:
+            _abort_job(f"minigan train {name}", e)  # e.g. --device cuda without a GPU
             raise _fail(e) from e
         if result.interrupted:
             ctx.exit(130)
+        if not _is_rank_zero():
+            return
         run = result.run_dir
         extra = ", tensorboard/" if kw["tensorboard"] else ""
         click.echo(
@@ -633,10 +673,11 @@ def _process_callback(name: str, processor_cls: type[Any], field_names: list[str
 
         plugin = get_registry().entry("processor", name).plugin
         config = {f: kw["proc__" + f] for f in field_names}
-        try:
-            processor = processor_cls(processor_cls.Config(**config))
-        except (TypeError, ValueError, FileNotFoundError, KeyError, RuntimeError) as e:
-            raise _fail(e) from e
+        address, workers = kw.pop("dask"), kw.pop("workers")
+        if address and workers is not None:
+            raise click.UsageError("--dask and --workers exclude each other")
+        if workers is not None and workers < 1:
+            raise click.BadParameter("must be at least 1", param_hint="--workers")
         jobs: list[tuple[Path, Path]] = []
         for item in map(Path, inputs):
             if item.is_dir():
@@ -650,6 +691,13 @@ def _process_callback(name: str, processor_cls: type[Any], field_names: list[str
             else:
                 target = Path(out) if out else item.parent
                 jobs.append((item, target / f"{item.stem}-{name}.png"))
+        if address or workers:
+            _process_on_dask(name, config, processor_cls, jobs, address, workers)
+            return
+        try:
+            processor = processor_cls(processor_cls.Config(**config))
+        except (TypeError, ValueError, FileNotFoundError, KeyError, RuntimeError) as e:
+            raise _fail(e) from e
         for source, target in tqdm(jobs, desc=name, unit="image", disable=len(jobs) < 2):
             try:
                 image = imaging.read_image(source)
@@ -670,6 +718,45 @@ def _process_callback(name: str, processor_cls: type[Any], field_names: list[str
     return run
 
 
+def _process_on_dask(
+    name: str,
+    config: dict[str, Any],
+    processor_cls: type[Any],
+    jobs: list[Any],
+    address: str | None,
+    workers: int | None,
+) -> None:
+    """``minigan process ... --dask ADDRESS | --workers N``: one Dask task per file, the
+    processor built once per worker; existing outputs skipped; failures listed at the end
+    (exit status 1)."""
+    import functools
+
+    from minigan.cluster import map_files, process_image_file, processor_factory, summary
+
+    try:
+        processor_cls.Config(**config)  # bad options fail here, not on every worker
+        results = map_files(
+            functools.partial(process_image_file, name=name),
+            processor_factory(name, config),
+            jobs,
+            address=address,
+            workers=workers,
+            desc=name,
+        )
+    except (TypeError, ValueError, ConnectionError) as e:
+        raise _fail(e) from e
+    except ImportError as e:
+        raise click.ClickException(
+            f"--dask/--workers need Dask ({e}): pip install 'minigan[distributed]'"
+        ) from None
+    first, *failures = summary(name, results)
+    click.echo(first)
+    for line in failures:
+        click.echo(line, err=True)
+    if failures:
+        raise SystemExit(1)
+
+
 def make_process_command(name: str, processor_cls: type[Any]) -> click.Command:
     """``minigan process NAME INPUT... [-o OUT]``: the processor's options come from its
     ``Config`` dataclass."""
@@ -685,6 +772,17 @@ def make_process_command(name: str, processor_cls: type[Any]) -> click.Command:
                 type=click.Path(),
                 help="output file (one input) or folder [default: NAME-<processor>.png beside "
                 "each input; a folder gets a sibling folder FOLDER-<processor>/]",
+            ),
+            click.Option(
+                ["--dask"],
+                metavar="ADDRESS",
+                help="send one task per file to the Dask scheduler at ADDRESS "
+                "(tcp://host:8786); workers write the outputs (shared storage)",
+            ),
+            click.Option(
+                ["--workers"],
+                type=int,
+                help="process the files on a local Dask cluster of N processes",
             ),
             *options,
         ],

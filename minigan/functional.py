@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from minigan import backend, kernels
-from minigan.random import generator
+from minigan.random import generator, stream_offset
 from minigan.tensor import Function, Tensor, is_grad_enabled
 
 Dims = int | Sequence[int] | None
@@ -122,6 +122,9 @@ def _promoted(x: Any, dtype: np.dtype, like: Tensor) -> Tensor:
     """Operand ``x`` as a Tensor of ``dtype`` on ``like``'s device (numbers: no host copy)."""
     if isinstance(x, Tensor):
         return astype(x, dtype)
+    if isinstance(x, (int, np.integer)) and not isinstance(x, bool) and dtype.kind in "iu":
+        # a Python int wraps into a narrower integer dtype, as in PyTorch (uint8 - 1: 255s)
+        x = np.asarray(x).astype(dtype)
     if isinstance(x, (bool, int, float, complex, np.number, np.bool_)):
         return Tensor(_xp(like.data).full((), x, dtype=dtype))
     return Tensor(_xp(like.data).asarray(x, dtype=dtype))
@@ -410,9 +413,18 @@ def mul(a: Any, b: Any) -> Tensor:
 
 def div(a: Any, b: Any) -> Tensor:
     """True division: integer operands give the default float dtype, as in PyTorch."""
-    a, b = _operands(a, b)
-    if a.dtype.kind in "biu":
-        a, b = _floating(a), _floating(b)
+    if isinstance(a, Tensor) and isinstance(b, Tensor) and a.dtype == b.dtype == DEFAULT_FLOAT:
+        _binary_shapes("div", a, b)
+        return Div()(a, b)  # the common case, kept fast
+    like = a if isinstance(a, Tensor) else b if isinstance(b, Tensor) else None
+    dtype = result_type(a, b)
+    if dtype.kind in "biu":  # straight to float: uint8 / 300 divides by 300, not by 44
+        dtype = DEFAULT_FLOAT
+    if like is None:
+        a, b = _operands(a, b)
+        a, b = astype(a, dtype), astype(b, dtype)
+    else:
+        a, b = _promoted(a, dtype, like), _promoted(b, dtype, like)
     _binary_shapes("div", a, b)
     return Div()(a, b)
 
@@ -591,8 +603,18 @@ def var(x: Tensor, dim: Dims = None, correction: int = 1, keepdim: bool = False)
     return sum(centred * centred, dims, keepdim) * _reciprocal(count - correction)
 
 
+class StdRoot(Sqrt):
+    """The square root that ends ``std``: as PyTorch's std backward, the gradient is 0 where
+    the std is 0 (a constant input), not ``0 / 0 = nan``."""
+
+    def backward(self, gy):
+        y = self.output()
+        with np.errstate(divide="ignore"):
+            return where(y.data == 0, 0.0, gy / (2 * y))
+
+
 def std(x: Tensor, dim: Dims = None, correction: int = 1, keepdim: bool = False) -> Tensor:
-    return sqrt(var(x, dim, correction, keepdim))
+    return StdRoot()(var(x, dim, correction, keepdim))
 
 
 def max(x: Tensor, dim: Dims = None, keepdim: bool = False) -> Tensor:
@@ -978,6 +1000,8 @@ def _raw_index(index: Any, device: str) -> Any:
         index = index.data
     elif isinstance(index, list):
         index = np.asarray(index)
+        if index.size == 0:  # [] selects nothing (NumPy would read it as a float array)
+            index = index.astype(np.int64)
     if isinstance(index, np.ndarray) or backend.is_cupy_array(index):
         return backend.to_device(index, device)
     return index  # ints, slices, None, Ellipsis and NumPy integer scalars stay basic indices
@@ -1168,7 +1192,7 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     # One draw from minigan's generator seeds a counter-based stream that the kernel
     # evaluates per element (reproducible under manual_seed, nothing stored for backward).
     seed = int(generator().integers(0, 2**63, dtype=np.int64))
-    return Dropout(seed, p)(x)
+    return Dropout(stream_offset(seed, x.shape), p)(x)
 
 
 class Dropout(Function):

@@ -107,13 +107,21 @@ class _DataSlot:
     includes ``t.data -= lr * g``, an optimizer's update) counts as an in-place change and bumps
     the tensor's version, as every in-place operation does.
 
+    Writing into the array (``t.data -= x`` hands back the same array) bumps the counter
+    shared with views and ``detach()``ed tensors; assigning a *new* array bumps only this
+    tensor's (it moves to a counter of its own), since views and detached tensors keep the
+    old array and its unchanged values, as PyTorch's do after ``t.data = …``.
+
     A descriptor with ``__set__`` but no ``__get__``: reads find the instance's ``__dict__``.
     """
 
     def __set__(self, obj: Tensor, value: Any) -> None:
         d = obj.__dict__
         if "data" in d:
-            obj._version_box[0] += 1
+            if value is d["data"]:
+                obj._version_box[0] += 1
+            else:
+                obj._version_box = [obj._version_box[0] + 1]
         d["data"] = value
 
 
@@ -281,6 +289,27 @@ class Tensor:
         if not self.requires_grad:
             raise RuntimeError("backward(): tensor does not require grad and has no creator")
         backward([self], [gradient], retain_graph=retain_graph, create_graph=create_graph)
+
+    def register_post_accumulate_grad_hook(self, hook: Any) -> _HookHandle:
+        """Call ``hook(self)`` each time a ``backward()`` has finished accumulating this leaf's
+        gradient into ``.grad`` (PyTorch's name and semantics), while the rest of the backward
+        is still to run: what data-parallel training uses to start a gradient all-reduce early.
+        Returns a handle whose ``remove()`` unregisters the hook.
+
+        >>> w = tensor([1.0, 2.0], requires_grad=True)
+        >>> seen = []
+        >>> handle = w.register_post_accumulate_grad_hook(lambda t: seen.append(t.grad.tolist()))
+        >>> (w * w).sum().backward()
+        >>> handle.remove(); (w * w).sum().backward()
+        >>> seen
+        [[2.0, 4.0]]
+        """
+        if self.creator is not None:
+            raise RuntimeError("post-accumulate-grad hooks can only be registered on leaf tensors")
+        hooks = self.__dict__.setdefault("_post_accumulate_grad_hooks", {})
+        handle = _HookHandle(hooks)
+        hooks[handle.id] = hook
+        return handle
 
     # ----- operators (implemented in minigan.functional)
     def __add__(self, other: Any) -> Tensor:
@@ -829,6 +858,19 @@ class Function:
 # --------------------------------------------------------------------------- backward engine
 
 
+class _HookHandle:
+    """Unregisters one hook (``handle.remove()``)."""
+
+    _next = 0
+
+    def __init__(self, hooks: dict[int, Any]) -> None:
+        _HookHandle._next += 1
+        self.id, self._hooks = _HookHandle._next, hooks
+
+    def remove(self) -> None:
+        self._hooks.pop(self.id, None)
+
+
 def _graph(roots: Sequence[Tensor]) -> list[Tensor]:
     """Tensors reachable from ``roots`` through their creators, in topological order
     (every tensor before the tensors it was computed from). Iterative: deep graphs are fine."""
@@ -862,11 +904,14 @@ def _run_backward(
     targets: Sequence[Tensor] | None,
     retain_graph: bool,
     create_graph: bool,
+    on_leaf: Any = None,
 ) -> dict[int, tuple[Tensor, Tensor]]:
     """Propagate gradients from ``outputs`` back through the graph.
 
     Returns ``(tensor, total gradient)`` for every target (all leaves when ``targets`` is
     None), keyed by ``id``. Only the part of the graph that leads to a target is evaluated.
+    ``on_leaf(leaf, gradient)``, if given, is called as soon as a leaf's gradient is complete
+    (instead of returning it).
     """
     order = _graph(outputs)
     target_ids = None if targets is None else {id(t) for t in targets}
@@ -907,7 +952,10 @@ def _run_backward(
             g = grads.pop(id(t))
             fn = t.creator
             if (fn is None) if target_ids is None else (id(t) in target_ids):
-                results[id(t)] = (t, g)
+                if on_leaf is not None:
+                    on_leaf(t, g)
+                else:
+                    results[id(t)] = (t, g)
             if fn is None:
                 continue
             fn.needs_grad = tuple(x.requires_grad and id(x) in needed for x in fn.inputs)
@@ -935,11 +983,31 @@ def backward(
     """Accumulate gradients of ``tensors`` into ``.grad`` of every leaf (``Tensor.backward``)."""
     grad_tensors = grad_tensors or [None] * len(tensors)
     retain = create_graph if retain_graph is None else retain_graph
-    results = _run_backward(tensors, grad_tensors, None, retain, create_graph)
-    for leaf, g in results.values():
+    # a leaf's new .grad owns its array, as in PyTorch: ``a + b`` hands both leaves the same
+    # gradient array, which may also be the caller's ``gradient``; writing into one .grad
+    # (``a.grad.data *= 0.5``) must change neither the other nor the caller's tensor
+    taken = {_root_id(_raw(g)) for g in grad_tensors if g is not None}
+
+    def accumulate(leaf: Tensor, g: Tensor) -> None:  # as soon as the leaf's gradient is whole
         if not create_graph:
             g = g.detach()
+            if leaf.grad is None:
+                root = _root_id(g.data)
+                if root in taken:
+                    g = Tensor(g.data.copy())
+                taken.add(root)
         leaf.grad = g if leaf.grad is None else leaf.grad + g
+        for hook in list(leaf.__dict__.get("_post_accumulate_grad_hooks", {}).values()):
+            hook(leaf)
+
+    _run_backward(tensors, grad_tensors, None, retain, create_graph, on_leaf=accumulate)
+
+
+def _root_id(array: Any) -> int:
+    """``id`` of the array that owns ``array``'s memory (itself, or the base of a view)."""
+    while getattr(array, "base", None) is not None:
+        array = array.base
+    return id(array)
 
 
 def grad(

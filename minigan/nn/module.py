@@ -397,9 +397,12 @@ class Module:
             if dtype.kind not in "fc":
                 raise TypeError(f"Module.to only accepts floating point dtypes, got {dtype}")
         for tensor in [*self.parameters(), *self.buffers()]:
-            tensor.data = _converted(tensor.data, device, dtype)
-            if tensor.grad is not None:
-                tensor.grad.data = _converted(tensor.grad.data, device, dtype)
+            for t in (tensor, tensor.grad):
+                if t is None:
+                    continue
+                array = _converted(t.data, device, dtype)
+                if array is not t.data:  # unchanged: no new version (a graph stays usable)
+                    t.data = array
         return self
 
     def cpu(self) -> Module:

@@ -49,11 +49,13 @@ def register_commands(cli: Any) -> None:
 
 
 def dream_command(
-    input: str | None,
+    inputs: tuple[str, ...],
     output: str | None,
     list_layers: bool,
     zoom_frames: int,
     zoom: float,
+    dask: str | None,
+    workers: int | None,
     **options: Any,
 ) -> None:
     """DeepDream an image: amplify what a network's layers see in it.
@@ -61,7 +63,9 @@ def dream_command(
     Runs offline with the shipped shapes classifier; --model vgg16 / googlenet use
     torchvision's ImageNet weights (see `minigan weights download`). With --zoom-frames N,
     the dream is fed back through a zoom N times: frames go to OUT_frames/ and OUT.gif.
-    The output PNG records every parameter in its metadata.
+    The output PNG records every parameter in its metadata. Several inputs or folders
+    (-o: the output folder) are dreamed one by one, or in parallel on a local Dask cluster
+    (--workers N) or an existing one (--dask ADDRESS); existing outputs are skipped.
     """
     import click
 
@@ -71,9 +75,14 @@ def dream_command(
     if list_layers:
         click.echo(networks.describe_layers(options["model"]))
         return
-    if input is None:
+    if not inputs:
         raise click.UsageError("missing INPUT image (or use --list-layers)")
-    source = Path(input)
+    if len(inputs) > 1 or Path(inputs[0]).is_dir() or dask or workers is not None:
+        if zoom_frames > 0:
+            raise click.UsageError("--zoom-frames takes a single INPUT image")
+        _dream_many(inputs, output, dask, workers, options)
+        return
+    source = Path(inputs[0])
     out = Path(output) if output else source.with_name(source.stem + "_dream.png")
     processor = _processor(options)
     image = read_image(source)
@@ -84,6 +93,55 @@ def dream_command(
         result = processor.process(image)
     save_image(out, unit_to_uint8(result), meta)
     click.echo(f"wrote {out}")
+
+
+def _dream_many(
+    inputs: tuple[str, ...],
+    output: str | None,
+    address: str | None,
+    workers: int | None,
+    options: dict[str, Any],
+) -> None:
+    """Several images (files, folders searched recursively): INPUT_dream.png beside each
+    file or in -o OUT; here, or one Dask task per file; failures listed, exit status 1."""
+    import functools
+
+    import click
+
+    from minigan.cluster import map_files, process_image_file, processor_factory, summary
+    from minigan.data import IMAGE_EXTENSIONS
+
+    if workers is not None and workers < 1:
+        raise click.BadParameter("must be at least 1", param_hint="--workers")
+    if address and workers is not None:
+        raise click.UsageError("--dask and --workers exclude each other")
+    jobs = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            files = sorted(p for p in item.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+            target = Path(output) if output else item.with_name(item.name + "_dream")
+            jobs += [(p, target / p.relative_to(item).with_suffix(".png")) for p in files]
+        else:
+            target = Path(output) if output else item.parent
+            jobs.append((item, target / f"{item.stem}_dream.png"))
+    _processor(options)  # bad options: one clear error here, not one per file
+    try:
+        results = map_files(
+            functools.partial(process_image_file, name="deepdream"),
+            processor_factory("deepdream", options),
+            jobs,
+            address=address,
+            workers=0 if not (address or workers) else workers,
+            desc="dream",
+        )
+    except (ConnectionError, ImportError) as e:
+        raise click.ClickException(str(e)) from None
+    first, *failures = summary("dream", results)
+    click.echo(first)
+    for line in failures:
+        click.echo(line, err=True)
+    if failures:
+        raise SystemExit(1)
 
 
 def _processor(options: dict[str, Any]) -> Any:
@@ -130,11 +188,20 @@ def _dream_params(click: Any) -> list[Any]:
     from minigan.plugins.deepdream.config import DreamConfig
 
     return [
-        click.Argument(["input"], required=False, type=click.Path(dir_okay=False)),
+        click.Argument(["inputs"], nargs=-1, type=click.Path(exists=True)),
         click.Option(
             ["-o", "--output"],
-            type=click.Path(dir_okay=False),
-            help="output PNG [default: INPUT_dream.png]",
+            type=click.Path(),
+            help="output PNG [default: INPUT_dream.png]; with several inputs or a folder, the "
+            "output folder [default: beside each input; FOLDER_dream/ for a folder]",
+        ),
+        click.Option(
+            ["--dask"],
+            metavar="ADDRESS",
+            help="several inputs: one task per image on the Dask scheduler at ADDRESS",
+        ),
+        click.Option(
+            ["--workers"], type=int, help="several inputs: a local Dask cluster of N processes"
         ),
         click.Option(["--list-layers"], is_flag=True, help="list the layers of --model and exit"),
         click.Option(
