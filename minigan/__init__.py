@@ -104,10 +104,12 @@ _LAZY = {
 #: public submodules, importable as attributes (``import minigan; minigan.train.train(...)``)
 _SUBMODULES = (
     "backend",
+    "batch",
     "cli",
     "cluster",
     "data",
     "distributed",
+    "errors",
     "functional",
     "gan",
     "hookspecs",

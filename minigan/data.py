@@ -453,6 +453,27 @@ class DataLoader:
 # ----------------------------------------------------------------------------- open_dataset
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 
+#: the largest expansion accepted for a compressed member of a .npz file; real image data
+#: compresses far less, a "zip bomb" (a small file that inflates to gigabytes) far more
+MAX_NPZ_RATIO = 200
+
+
+def check_npz(archive: Any, path: str | os.PathLike[str]) -> None:
+    """Refuse (``ValueError``) a ``.npz`` (an ``np.load`` result) with a member that would
+    expand more than :data:`MAX_NPZ_RATIO` times — checked from the zip directory, before
+    anything is decompressed."""
+    import zipfile
+
+    for info in archive.zip.infolist():
+        if info.compress_type != zipfile.ZIP_STORED and info.file_size > MAX_NPZ_RATIO * (
+            info.compress_size + 4096
+        ):
+            raise ValueError(
+                f"{os.fspath(path)}: array {info.filename!r} would expand {info.compress_size:,} "
+                f"bytes to {info.file_size:,} (over {MAX_NPZ_RATIO}x); refused as a likely zip "
+                f"bomb"
+            )
+
 
 def _looks_like_path(spec: str) -> bool:
     return os.sep in spec or "/" in spec or spec.startswith((".", "~")) or spec.endswith(".npz")
@@ -551,7 +572,7 @@ def open_dataset(
 
         registry = get_registry()
     names = registry.names("dataset")
-    if spec in names and not _looks_like_path(spec):
+    if registry.has("dataset", spec) and not _looks_like_path(spec):
         name = spec
     elif _looks_like_path(spec) or os.path.exists(spec):
         if path is not None:

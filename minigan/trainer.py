@@ -66,7 +66,6 @@ from minigan.run import (
     PathLike,
     Run,
     _step_of,
-    class_path,
     latest_checkpoint,
     load_checkpoint,
     model_class,
@@ -275,7 +274,7 @@ class Trainer:
     def setup(self) -> None:
         """Open the run folder, decide the settings, open the data, build (or resume) the
         model, write config.json and the first sample grids."""
-        self.run, self.ckpt_path, saved = Run.open(self.out, self.resume, self.force)
+        self.run, self.ckpt_path, saved = Run.open(self.out, self.resume, self.force, warn=self.say)
         self._resolve_model()
         self.settings = self._settings(saved)
         self._open_data()
@@ -370,8 +369,7 @@ class Trainer:
         else:
             self.model = self.built
         self.info = {
-            "model": self.model_name,
-            "model_class": class_path(cls),
+            "model": self.model_name,  # a registered name: files never name code to import
             "config": self.model.config_dict(),
             "image_shape": list(self.model.image_shape),
         }

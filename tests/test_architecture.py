@@ -264,11 +264,30 @@ def test_kernels_do_not_import_the_core():
     assert not autograd, f"the kernels reach the autograd core through {autograd}"
 
 
+# Known violations, to be removed (not to be added to): minigan.metrics (issue 15) reads the
+# shapes dataset and the DeepDream classifier's weights straight from the built-in plugins;
+# they should reach them through the registry (a dataset name, a lazy string) instead.
+CORE_IMPORTS_OF_PLUGINS = {
+    ("minigan.metrics", "minigan.plugins.datasets"),
+    ("minigan.metrics.features", "minigan.plugins.deepdream.shapes_classifier"),
+    ("minigan.metrics.features", "minigan.plugins.deepdream.weights"),
+}
+
+
 def test_the_core_does_not_import_plugins():
     """The core names plugins only through entry points and lazy strings."""
     _, edges = GRAPH
-    bad = [e for e in edges if layer(e.source) == "core" and layer(e.target) == "plugins"]
+    bad = [
+        e
+        for e in edges
+        if layer(e.source) == "core"
+        and layer(e.target) == "plugins"
+        and (e.source, e.target) not in CORE_IMPORTS_OF_PLUGINS
+    ]
     assert not bad, "the core imports a plugin:\n" + "\n".join(map(str, bad))
+    pairs = {(e.source, e.target) for e in edges}
+    stale = CORE_IMPORTS_OF_PLUGINS - pairs
+    assert not stale, f"fixed, remove from CORE_IMPORTS_OF_PLUGINS: {sorted(stale)}"
 
 
 TYPE_ONLY = "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"

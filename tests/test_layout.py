@@ -84,6 +84,7 @@ def test_hook_modules_import_neither_numpy_nor_numba(statement: str) -> None:
         (["style-mix", "--help"], "--noise-mode"),
         (["dream", "--help"], "--octaves"),
         (["weights", "--help"], "download"),
+        (["metrics", "--help"], "--features"),
     ],
 )
 def test_cli_help_and_plugins_import_no_kernel_or_model(args: list[str], expected: str) -> None:
