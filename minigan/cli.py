@@ -22,6 +22,7 @@ import time
 import traceback
 import types
 import typing
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -596,10 +597,22 @@ def _train_callback(name: str, model_cls: type[Any], field_names: list[str]) -> 
             f"{result.summary()}\n"
             f"run: {run}/ (samples/, progress.gif, losses.png, metrics.jsonl, checkpoints/"
             f"{extra})\n"
+            f"{_latest_samples_line(Path(run))}"
             f"sample: minigan sample {run} --seeds 0-63 --grid {os.path.join(str(run), 'grid.png')}"
         )
 
     return run
+
+
+def _latest_samples_line(run: Path) -> str:
+    """``latest samples: RUN/samples/epoch-016.png (real: RUN/real_samples.png)`` and a newline,
+    or nothing when the run has no sample grid yet."""
+    grids = sorted((run / "samples").glob("*.png"), key=lambda p: (p.stat().st_mtime, p.name))
+    if not grids:
+        return ""
+    real = run / "real_samples.png"
+    beside = f" (real images: {real})" if real.exists() else ""
+    return f"latest samples: {grids[-1]}{beside}\n"
 
 
 def make_train_command(name: str, model_cls: type[Any]) -> click.Command:
