@@ -115,6 +115,7 @@ _SUBMODULES = (
     "hookspecs",
     "images",
     "kernels",
+    "lazy",
     "nn",
     "nn_ops",
     "optim",

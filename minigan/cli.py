@@ -22,6 +22,7 @@ import time
 import traceback
 import types
 import typing
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -290,7 +291,7 @@ def _is_rate(name: str) -> bool:
     return name == "lr" or name.endswith("_lr") or name.startswith("lr_")
 
 
-def _number_type(hint: type, f: dataclasses.Field) -> click.ParamType:
+def _number_type(hint: type, f: dataclasses.Field) -> click.ParamType | type[int]:
     """The click type of an int or float ``Config`` field: floats must be finite, learning
     rates > 0, and ``metadata["min"]``/``["max"]`` bound either."""
     low, high = f.metadata.get("min"), f.metadata.get("max")
@@ -299,7 +300,7 @@ def _number_type(hint: type, f: dataclasses.Field) -> click.ParamType:
     return FiniteFloat(min=low, max=high, positive=_is_rate(f.name))
 
 
-def config_options(config_cls: type, prefix: str = "model__") -> list[click.Option]:
+def config_options(config_cls: type[Any], prefix: str = "model__") -> list[click.Option]:
     """Command line options for the fields of a model's ``Config`` dataclass.
 
     ``latent_dim: int = 100`` becomes ``--latent-dim INTEGER [default: 100]``; the help is the
@@ -522,7 +523,7 @@ def _quality_callbacks(kw: dict[str, Any]) -> list[Any]:
     ]
 
 
-def _train_callback(name: str, model_cls: type, field_names: list[str]) -> Any:
+def _train_callback(name: str, model_cls: type[Any], field_names: list[str]) -> Any:
     def run(**kw: Any) -> None:
         from click.core import ParameterSource
 
@@ -596,13 +597,25 @@ def _train_callback(name: str, model_cls: type, field_names: list[str]) -> Any:
             f"{result.summary()}\n"
             f"run: {run}/ (samples/, progress.gif, losses.png, metrics.jsonl, checkpoints/"
             f"{extra})\n"
+            f"{_latest_samples_line(Path(run))}"
             f"sample: minigan sample {run} --seeds 0-63 --grid {os.path.join(str(run), 'grid.png')}"
         )
 
     return run
 
 
-def make_train_command(name: str, model_cls: type) -> click.Command:
+def _latest_samples_line(run: Path) -> str:
+    """``latest samples: RUN/samples/epoch-016.png (real: RUN/real_samples.png)`` and a newline,
+    or nothing when the run has no sample grid yet."""
+    grids = sorted((run / "samples").glob("*.png"), key=lambda p: (p.stat().st_mtime, p.name))
+    if not grids:
+        return ""
+    real = run / "real_samples.png"
+    beside = f" (real images: {real})" if real.exists() else ""
+    return f"latest samples: {grids[-1]}{beside}\n"
+
+
+def make_train_command(name: str, model_cls: type[Any]) -> click.Command:
     """The ``minigan train NAME`` command: the common options plus the model's own, made
     from its ``Config`` dataclass."""
     defaults = {"epochs": 10, "batch_size": 64, **getattr(model_cls, "train_defaults", {})}
@@ -820,7 +833,7 @@ def report_batch(report: Any, name: str) -> None:
         )
 
 
-def _process_callback(name: str, processor_cls: type, field_names: list[str]) -> Any:
+def _process_callback(name: str, processor_cls: type[Any], field_names: list[str]) -> Any:
     def run(
         inputs: tuple[str, ...], out: str | None, overwrite: bool, progress: bool, **kw: Any
     ) -> None:
@@ -907,7 +920,7 @@ def batch_options(progress: bool = True) -> list[click.Option]:
 def _process_on_dask(
     name: str,
     config: dict[str, Any],
-    processor_cls: type,
+    processor_cls: type[Any],
     jobs: list[Any],
     address: str | None,
     workers: int | None,
@@ -943,7 +956,7 @@ def _process_on_dask(
         raise SystemExit(1)
 
 
-def make_process_command(name: str, processor_cls: type) -> click.Command:
+def make_process_command(name: str, processor_cls: type[Any]) -> click.Command:
     """``minigan process NAME INPUT... [-o OUT]``: the processor's options come from its
     ``Config`` dataclass."""
     options = [

@@ -623,8 +623,9 @@ class _SyncBatchNorm:
             if bn.momentum is None:
                 momentum = 1.0 / float(bn.num_batches_tracked.item())
         stats = (bn.running_mean.data, bn.running_var.data) if bn.track_running_stats else None
+        running_mean, running_var = stats or (None, None)
         return sync_batch_norm(
-            x, *(stats or (None, None)), bn.weight, bn.bias, momentum, bn.eps, world
+            x, running_mean, running_var, bn.weight, bn.bias, momentum, bn.eps, world
         )
 
 
@@ -797,7 +798,7 @@ def describe_error(error: BaseException, where: str) -> str:
 
 
 # =========================================================================== the trainer
-def _rank_run_class(writer: bool, extra_training: dict[str, Any]) -> type:
+def _rank_run_class(writer: bool, extra_training: dict[str, Any]) -> type[Any]:
     """A :class:`minigan.run.Run` for one rank: rank 0's writes (config.json gets the world
     size), the others' write nothing at all."""
     from minigan.run import Run

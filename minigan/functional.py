@@ -9,6 +9,9 @@ Names and signatures follow ``torch`` / ``torch.nn.functional``.
 >>> x = minigan.tensor([[-1.0, 2.0]], requires_grad=True)
 >>> F.leaky_relu(x, 0.1)
 tensor([[-0.1,  2. ]], requires_grad=True)
+
+Must not import ``nn``, ``optim``, the training modules or any plugin; it reaches the
+kernels only through the dispatch functions of :mod:`minigan.kernels`.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import builtins
 import math
 import operator
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 
@@ -143,7 +146,7 @@ def _pair(v: int | Sequence[int], name: str) -> tuple[int, int]:
     t = tuple(int(i) for i in v)
     if len(t) != 2:
         raise ValueError(f"{name} must be an int or a pair of ints, got {v!r}")
-    return t  # type: ignore[return-value]
+    return t[0], t[1]
 
 
 class DimensionError(IndexError):
@@ -813,7 +816,7 @@ class Concatenate(Function):
         return _xp(xs[0]).concatenate(xs, axis=self.dim)
 
     def backward(self, gy):
-        bounds = np.cumsum([0] + [x.shape[self.dim] for x in self.inputs])
+        bounds = np.cumsum([0] + [int(x.shape[self.dim]) for x in self.inputs])
         lead = (slice(None),) * self.dim
         return tuple(getitem(gy, lead + (slice(s, e),)) for s, e in zip(bounds[:-1], bounds[1:]))
 
@@ -1173,8 +1176,8 @@ def astype(x: Tensor, dtype: Any) -> Tensor:
 
 
 def to_device(x: Tensor, device: str) -> Tensor:
-    device = backend.parse_device(device)
-    return x if device == x.device else ToDevice(device)(x)
+    target = backend.parse_device(device)
+    return x if target is None or target == x.device else ToDevice(target)(x)
 
 
 # --------------------------------------------------------------------------- activations
@@ -1308,10 +1311,6 @@ class Dropout(Function):
 # --------------------------------------------------------------------------- convolution
 
 
-def _conv_out(size: int, k: int, s: int, p: int, d: int) -> int:
-    return (size + 2 * p - d * (k - 1) - 1) // s + 1
-
-
 class Conv2d(Function):
     """y = conv2d(x, w); its gradients are the two adjoint convolutions below."""
 
@@ -1431,7 +1430,8 @@ def conv2d(
             x = pad(x, extra) if builtins.max(extra) else x
     else:
         p = _pair(padding, "padding")
-    out = [_conv_out(x.shape[2 + i], weight.shape[2 + i], s[i], p[i], d[i]) for i in range(2)]
+    k = weight.shape[2:]
+    out = [kernels.conv_output_size(x.shape[2 + i], k[i], s[i], p[i], d[i]) for i in range(2)]
     if builtins.min(out) < 1:
         raise ShapeError(
             f"conv2d: input {x.shape} is too small for kernel {weight.shape[2:]} with "
@@ -1670,6 +1670,7 @@ def avg_pool2d(
     for sl in _dilated_slices(k, s, d, oh, ow):
         part = getitem(xpad, (Ellipsis, *sl))
         total = part if total is None else total + part
+    assert total is not None  # the kernel has at least one position
     if divisor_override:
         return total * (1.0 / divisor_override)
     counts = [
@@ -1701,13 +1702,13 @@ class MaxPool(Function):
 
     def forward(self, x):
         xp = _xp(x)
-        out = x[(..., *self.slices[0])].copy()
+        out = x[(...,) + self.slices[0]].copy()
         for sl in self.slices[1:]:
-            xp.maximum(out, x[(..., *sl)], out=out)
+            xp.maximum(out, x[(...,) + sl], out=out)
         self.in_shape = x.shape
         self.winner = xp.zeros(out.shape, xp.uint8)
         for p in range(len(self.slices) - 1, -1, -1):  # later positions first: earlier win
-            xp.copyto(self.winner, xp.uint8(p), where=x[(..., *self.slices[p])] == out)
+            xp.copyto(self.winner, xp.uint8(p), where=x[(...,) + self.slices[p]] == out)
         return out
 
     def backward(self, gy):
@@ -1726,7 +1727,7 @@ class MaxPoolGrad(Function):
         xp = _xp(gy)
         gx = xp.zeros(self.pool.in_shape, gy.dtype)
         for p, sl in enumerate(self.pool.slices):
-            gx[(..., *sl)] += xp.where(self.pool.winner == p, gy, gy.dtype.type(0))
+            gx[(...,) + sl] += xp.where(self.pool.winner == p, gy, gy.dtype.type(0))
         return gx
 
     def backward(self, ggx):
@@ -1735,6 +1736,43 @@ class MaxPoolGrad(Function):
             part = mask(getitem(ggx, (Ellipsis, *sl)), self.pool.winner == p)
             total = part if total is None else total + part
         return total
+
+
+@overload
+def max_pool2d(
+    x: Tensor,
+    kernel_size,
+    stride=...,
+    padding=...,
+    dilation=...,
+    ceil_mode: bool = ...,
+    return_indices: Literal[False] = ...,
+) -> Tensor: ...
+
+
+@overload
+def max_pool2d(
+    x: Tensor,
+    kernel_size,
+    stride=...,
+    padding=...,
+    dilation=...,
+    ceil_mode: bool = ...,
+    *,
+    return_indices: Literal[True],
+) -> tuple[Tensor, Tensor]: ...
+
+
+@overload
+def max_pool2d(
+    x: Tensor,
+    kernel_size,
+    stride=...,
+    padding=...,
+    dilation=...,
+    ceil_mode: bool = ...,
+    return_indices: bool = ...,
+) -> Tensor | tuple[Tensor, Tensor]: ...
 
 
 def max_pool2d(
@@ -1804,6 +1842,7 @@ def upsample(
         oh, ow = _pair(size, "size")
         scales = (h / oh, w / ow)
     else:
+        assert scale_factor is not None  # exactly one of the two is given (checked above)
         f = (scale_factor, scale_factor) if isinstance(scale_factor, (int, float)) else scale_factor
         oh, ow = int(math.floor(h * f[0])), int(math.floor(w * f[1]))
         scales = (h / oh, w / ow) if recompute_scale_factor else (1 / f[0], 1 / f[1])

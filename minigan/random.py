@@ -6,6 +6,8 @@
 >>> minigan.manual_seed(0)
 >>> a == generator().random()
 True
+
+Must import nothing of minigan (tensors build on it).
 """
 
 from __future__ import annotations
@@ -118,9 +120,9 @@ def stream_offset(seed: int, shape: tuple[int, ...]) -> int:
     return (int(seed) + rank * size * SPLITMIX_GAMMA) % 2**64
 
 
-def get_state() -> dict:
+def get_state() -> dict[str, Any]:
     """The generator's state, for checkpoints (JSON-serialisable)."""
-    return _generator.bit_generator.state
+    return dict(_generator.bit_generator.state)
 
 
 def set_state(state: dict) -> None:

@@ -45,7 +45,7 @@ from typing import Any
 
 import pluggy
 
-from minigan import hookspecs
+from minigan import hookspecs, lazy
 
 GROUP = "minigan"
 KINDS = {
@@ -73,12 +73,9 @@ class Entry:
         """The registered object, importing it first if it was registered lazily."""
         if not isinstance(self.target, str):
             return self.target
-        module_name, _, attr = self.target.partition(":")
         try:
             with _stdout_to_stderr():  # a plugin printing on import must not corrupt output
-                obj = importlib.import_module(module_name)
-            for part in filter(None, attr.split(".")):
-                obj = getattr(obj, part)
+                obj = lazy.resolve(self.target)
         except Exception as e:
             raise PluginError(
                 f"{self.kind} {self.name!r} from plugin {self.plugin!r} could not be loaded "
@@ -408,7 +405,13 @@ class Registry:
             info = self.plugins.get(entry.plugin) or PluginInfo(entry.plugin)
             try:
                 module = entry.load()
-                register_backend(entry.name, module, module.handles)
+                handles = getattr(module, "handles", None)
+                if not callable(handles):
+                    raise PluginError(
+                        "a kernel backend must define handles(array) -> bool, which picks the "
+                        "arrays it runs on"
+                    )
+                register_backend(entry.name, module, handles)
             except Exception as e:
                 del self.entries["kernel"][entry.name]
                 self._fail(info, f"kernel backend {entry.name!r}: {type(e).__name__}: {e}", e)

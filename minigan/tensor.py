@@ -15,10 +15,14 @@ tensor([2., 4., 6.])
 >>> (gg,) = minigan.grad(g.sum(), x)
 >>> gg
 tensor([ 6., 12., 18.])
+
+Must not import :mod:`minigan.functional` at import time (functional imports this module;
+see ``F`` below), nor ``nn``, ``optim``, the kernels or any plugin.
 """
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import weakref
 from collections.abc import Callable, Iterator, Sequence
@@ -28,6 +32,32 @@ import numpy as np
 
 from minigan import backend
 from minigan import random as _random
+
+
+class DeferredFunctional:
+    """Stands for :mod:`minigan.functional` as the name ``F`` of a module that functional
+    imports (this one, and the op modules it re-exports: minigan.tensor_ops, minigan.nn_ops)
+    until an operation is first used: ``F: Any = DeferredFunctional(globals())``.
+
+    Tensor's methods (``x + y``, ``x.sum()``, ...) and the backward pass call the operations
+    of minigan.functional as ``F.add``, ``F.sum_to``, .... functional imports these modules,
+    so they do not import functional when they are loaded: the first ``F.<op>`` imports it
+    (usually loaded already) and rebinds that module's ``F`` to it, so later calls cost a
+    plain module attribute lookup. The one deferred import back up the graph, listed in
+    tests/test_architecture.py.
+    """
+
+    def __init__(self, namespace: dict[str, Any]) -> None:
+        self._namespace = namespace
+
+    def __getattr__(self, name: str) -> Any:
+        from minigan import functional
+
+        self._namespace["F"] = functional
+        return getattr(functional, name)
+
+
+F: Any = DeferredFunctional(globals())
 
 # --------------------------------------------------------------------------- grad mode
 
@@ -117,7 +147,7 @@ class Tensor:
 
     __array_priority__ = 1000  # ``ndarray * Tensor`` defers to ``Tensor.__rmul__``
 
-    data = _DataSlot()
+    data: Any = _DataSlot()  # reads: the array itself (Any for type checkers)
 
     def __init__(self, data: Any, requires_grad: bool = False) -> None:
         if isinstance(data, Tensor):
@@ -140,7 +170,7 @@ class Tensor:
     def requires_grad(self, flag: bool) -> None:
         if flag and self.data.dtype.kind not in _FLOAT_KINDS:
             raise TypeError(f"only floating-point tensors can require grad, not {self.dtype}")
-        self._requires_grad = bool(flag)
+        self._requires_grad: bool = bool(flag)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -220,8 +250,6 @@ class Tensor:
 
         Differentiable: gradients flow back to the original tensor.
         """
-        from minigan import functional as F
-
         out = self
         if dtype is not None and np.dtype(dtype) != self.dtype:
             out = F.astype(out, dtype)
@@ -445,7 +473,7 @@ class Tensor:
     def abs(self) -> Tensor:
         return F.abs(self)
 
-    def clip(self, min: float | None = None, max: float | None = None) -> Tensor:
+    def clip(self, min: builtins.float | None = None, max: builtins.float | None = None) -> Tensor:
         return F.clip(self, min, max)
 
     clamp = clip
@@ -771,7 +799,10 @@ class Function:
     version counter of input 0 whenever it shares its memory.
     """
 
-    inputs: tuple[Tensor, ...] | None = None
+    # The inputs while the graph is kept (None before the call and once backward freed them:
+    # backward() only runs in between, so it reads them as a tuple).
+    inputs: tuple[Tensor, ...] = None  # type: ignore[assignment]
+    output: Callable[[], Any]  # a weak reference to the output, alive during backward
     needs_grad: tuple[bool, ...] = ()
     saved_inputs: tuple[int, ...] | None = None
     saves_output: bool = False
@@ -882,8 +913,6 @@ def _run_backward(
     ``on_leaf(leaf, gradient)``, if given, is called as soon as a leaf's gradient is complete
     (instead of returning it).
     """
-    from minigan import functional as F
-
     order = _graph(outputs)
     target_ids = None if targets is None else {id(t) for t in targets}
 
@@ -941,7 +970,7 @@ def _run_backward(
                     gx = F.sum_to(gx, x.shape)  # the one place where broadcasting is undone
                 grads[id(x)] = grads[id(x)] + gx if id(x) in grads else gx
             if not retain_graph:
-                fn.inputs = None  # free saved tensors
+                fn.inputs = None  # type: ignore[assignment]  # free saved tensors
     return results
 
 
@@ -1027,5 +1056,3 @@ def grad(
         answer.append(g)
     return tuple(answer)
 
-
-from minigan import functional as F  # noqa: E402  (functional needs Tensor and Function)

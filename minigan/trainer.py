@@ -290,6 +290,7 @@ class Trainer:
     def _resolve_model(self) -> None:
         """``model_cls`` and ``model_name`` from a name, a class or a built model."""
         model = self.model_arg
+        self.built: Trainable | None
         if isinstance(model, Trainable):
             cls, self.built = type(model), model
         else:

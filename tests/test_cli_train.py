@@ -259,3 +259,14 @@ def test_limit_zero_means_all_of_the_data(tmp_path):
     assert result.exit_code == 0, result.output
     data = json.loads((out / "config.json").read_text())["data"]
     assert data["limit"] is None and data["size"] == 20000
+
+
+def test_train_ends_with_the_latest_sample_grid_and_the_real_images(tiny_run, tmp_path):
+    out = tmp_path / "run"  # tiny_run trained 2 epochs there; one more epoch, resumed
+    result = invoke("train", "dcgan", "--resume", "--epochs", "3", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    line = next(x for x in result.output.splitlines() if x.startswith("latest samples: "))
+    assert line == (
+        f"latest samples: {out / 'samples' / 'epoch-003.png'} "
+        f"(real images: {out / 'real_samples.png'})"
+    )

@@ -26,12 +26,16 @@ Depthwise convolutions (one input channel per group) skip all this: :mod:`.depth
 At stride 1 a convolution and its transposed twin are the same computation with the weight
 flipped and its channels swapped; :func:`conv2d` and :func:`conv2d_grad_input` each take the
 formulation whose GEMM writes the wider output (benchmarks/NOTES.md items 5 and 12).
+
+Part of the CPU backend (:mod:`minigan.kernels.cpu`): must not import minigan's core
+(autograd, nn) or CuPy.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from ..contract import conv_output_size
 from . import depthwise
 from .pack import (
     from_group_major,
@@ -51,11 +55,6 @@ Pair = tuple[int, int]
 CHUNK_BYTES = 16 * 2**20
 # Inputs up to this size are transposed to channels-last in the calling thread.
 SMALL_BYTES = 2**20
-
-
-def out_size(size: int, k: int, s: int, p: int, d: int) -> int:
-    """Output length of a convolution along one axis."""
-    return (size + 2 * p - d * (k - 1) - 1) // s + 1
 
 
 def _geometry(w_shape, stride: Pair, padding: Pair, dilation: Pair, oh: int, ow: int) -> tuple:
@@ -115,9 +114,9 @@ def conv2d(
     with ``groups`` the sum runs over the input channels of output channel o's group."""
     O, C = w.shape[0], w.shape[1]
     if groups > 1 and C == 1 and groups == x.shape[1]:  # depthwise: direct loops, no GEMM
-        hw = tuple(
-            out_size(x.shape[2 + i], w.shape[2 + i], stride[i], padding[i], dilation[i])
-            for i in (0, 1)
+        hw = (
+            conv_output_size(x.shape[2], w.shape[2], stride[0], padding[0], dilation[0]),
+            conv_output_size(x.shape[3], w.shape[3], stride[1], padding[1], dilation[1]),
         )
         return depthwise.conv2d(x, w, stride, padding, dilation, hw)
     if stride == (1, 1) and O // groups < C:
@@ -130,8 +129,8 @@ def conv2d(
             y_shape = (
                 N,
                 O,
-                out_size(H, w.shape[2], 1, padding[0], dilation[0]),
-                out_size(W, w.shape[3], 1, padding[1], dilation[1]),
+                conv_output_size(H, w.shape[2], 1, padding[0], dilation[0]),
+                conv_output_size(W, w.shape[3], 1, padding[1], dilation[1]),
             )
             flipped = _flipped(w, x.dtype, groups)
             return _grad_input_gemm(x, flipped, y_shape, (1, 1), full, dilation, groups)
@@ -144,8 +143,8 @@ def _conv2d_gemm(x, w, stride: Pair, padding: Pair, dilation: Pair, groups: int 
     N, C, H, W = x.shape
     O, _, kh, kw = w.shape
     G = groups
-    oh = out_size(H, kh, stride[0], padding[0], dilation[0])
-    ow = out_size(W, kw, stride[1], padding[1], dilation[1])
+    oh = conv_output_size(H, kh, stride[0], padding[0], dilation[0])
+    ow = conv_output_size(W, kw, stride[1], padding[1], dilation[1])
     K, L = C * kh * kw, oh * ow
     wk = _weight_matrix(w, x.dtype, G)
     geo = _geometry(w.shape, stride, padding, dilation, oh, ow)
@@ -158,11 +157,11 @@ def _conv2d_gemm(x, w, stride: Pair, padding: Pair, dilation: Pair, groups: int 
         out_buf = np.empty(size * O, dtype=x.dtype)
         for q in chunks:
             if G > 1:  # group-major rows (G, pixels, K/G): one batched GEMM for all groups
-                rows = rows_buf[: len(q) * K].reshape(G, len(q), K // G)
-                im2row_grouped(xt, q.start, q.stop, G, *geo, rows)
-                out = out_buf[: len(q) * O].reshape(G, len(q), O // G)
-                np.matmul(rows, wk.transpose(0, 2, 1), out=out)
-                from_group_major(out, q.start, q.stop, y.reshape(N, O, L))
+                grows = rows_buf[: len(q) * K].reshape(G, len(q), K // G)
+                im2row_grouped(xt, q.start, q.stop, G, *geo, grows)
+                gout = out_buf[: len(q) * O].reshape(G, len(q), O // G)
+                np.matmul(grows, wk.transpose(0, 2, 1), out=gout)
+                from_group_major(gout, q.start, q.stop, y.reshape(N, O, L))
                 continue
             rows = rows_buf[: len(q) * K].reshape(len(q), K)
             im2row(xt, q.start, q.stop, *geo, rows)
@@ -210,9 +209,9 @@ def conv2d_grad_weight(
             gyc = gy_buf[: O * len(q)].reshape(O, len(q))
             to_channel_major(gy.reshape(N, O, L), q.start, q.stop, gyc)
             if G > 1:
-                rows = rows_buf[: len(q) * K].reshape(G, len(q), Kg)
-                im2row_grouped(xt, q.start, q.stop, G, *geo, rows)
-                np.matmul(gyc.reshape(G, O // G, len(q)), rows, out=part)
+                grows = rows_buf[: len(q) * K].reshape(G, len(q), Kg)
+                im2row_grouped(xt, q.start, q.stop, G, *geo, grows)
+                np.matmul(gyc.reshape(G, O // G, len(q)), grows, out=part)
             else:
                 rows = rows_buf[: len(q) * K].reshape(len(q), K)
                 im2row(xt, q.start, q.stop, *geo, rows)

@@ -657,6 +657,8 @@ def npz(
         raise ValueError(f"{path}: array {key!r} must be (N, H, W) or 4-d, got {images.shape}")
     images = np.ascontiguousarray(images)
 
+    lo: float
+    hi: float
     if np.issubdtype(images.dtype, np.integer):
         lo, hi = int(images.min()), int(images.max())
         if lo < 0 or hi > 255:

@@ -120,6 +120,7 @@ def laplacian_normalize(grad: np.ndarray, levels: int = 4, eps: float = 1e-8) ->
     for band in reversed(bands):
         band = band / (np.sqrt(np.mean(band * band)) + eps)
         merged = band if merged is None else resize(merged, band.shape[2:]) + band
+    assert merged is not None  # at least one band
     return merged.astype(np.float32, copy=False)
 
 
@@ -282,6 +283,7 @@ class DeepDream:
                 term = F.sum(a * a) * (fraction / a.numel())
             term = term * float(weight)
             total = term if total is None else total + term
+        assert total is not None  # at least one layer
         return total
 
     def gradient(
@@ -298,6 +300,7 @@ class DeepDream:
                 x = minigan.tensor(part, device=self.config.device, requires_grad=True)
                 objective = self.objective(x, part[0, 0].size / (h * w), guide)
                 (g,) = minigan.grad(objective, x)
+                assert g is not None  # x was used: grad() raised otherwise
                 grad[:, :, top:bottom, left:right] = g.numpy()
                 value += float(objective.item())
         return grad, value

@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -155,7 +156,7 @@ def _vgg16_layers() -> dict[str, str]:
 class BasicConv2d(nn.Module):
     """torchvision's GoogLeNet unit: conv without bias, BatchNorm (eps 0.001), ReLU."""
 
-    def __init__(self, in_channels: int, out_channels: int, **kwargs: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, **kwargs: Any) -> None:
         super().__init__()
         self.conv = nn.Conv2d(in_channels, out_channels, bias=False, **kwargs)
         self.bn = nn.BatchNorm2d(out_channels, eps=0.001)

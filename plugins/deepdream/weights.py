@@ -27,6 +27,8 @@ format that torchvision's older ImageNet files (VGG16, GoogLeNet) use.
 ... except UnsafePickleError as e:
 ...     print(e)  # doctest: +ELLIPSIS
 refusing to load <BytesIO>: the pickle names the global '__builtin__.print', which a PyTorch...
+
+Must not import minigan's tensors or CuPy: it reads files into NumPy arrays only.
 """
 
 from __future__ import annotations
@@ -186,6 +188,7 @@ class _Sealed:
     handed out as, so a pickle's BUILD opcode cannot tamper with them."""
 
     __slots__ = ("_fn",)
+    _fn: Callable[..., Any]
 
     def __init__(self, fn: Callable[..., Any]) -> None:
         object.__setattr__(self, "_fn", fn)
