@@ -3,17 +3,20 @@
 ::
 
     python benchmarks/op_cost.py            # minigan; add --torch for PyTorch's figures
+    python benchmarks/op_cost.py --src /tmp/old-checkout   # that checkout's minigan (A/B)
 
 Runs each case (the rows of benchmarks/test_overhead.py) under ``valgrind --tool=callgrind``
 twice, with ``--reps`` and with ``--reps + --extra`` repetitions after one warm-up
 repetition, and prints the difference of the two instruction counts divided by ``--extra``:
 the instructions of one repetition, free of start-up and of any load on the machine (a count,
-not a time). Needs valgrind on PATH; slow (callgrind runs Python ~50x slower).
+not a time). Needs valgrind on PATH; slow (callgrind runs Python ~50x slower). Hash
+randomisation is fixed (``PYTHONHASHSEED=0``) so that both runs start up alike.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import subprocess
@@ -66,8 +69,26 @@ def loop(lib: str, case: str, repeat: int) -> Callable[[], None]:
     return (chain_loop if grad else add_loop)(*leaves(lib, grad), repeat)
 
 
+def import_minigan_from(src: str) -> None:
+    """Import the ``minigan`` package of the checkout ``src`` instead of the installed one."""
+    import importlib.util
+    from pathlib import Path
+
+    package = Path(src).resolve() / "minigan"
+    spec = importlib.util.spec_from_file_location(
+        "minigan", package / "__init__.py", submodule_search_locations=[str(package)]
+    )
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"op_cost.py: --src {src}: no minigan package there")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["minigan"] = module
+    spec.loader.exec_module(module)
+
+
 def run_case(lib: str, case: str, reps: int) -> None:
     """One warm-up repetition of ``case``, then ``reps`` more (what callgrind counts)."""
+    if os.environ.get("OP_COST_SRC"):
+        import_minigan_from(os.environ["OP_COST_SRC"])
     once = loop(lib, case, 1)
     once()
     for _ in range(reps):
@@ -78,7 +99,8 @@ def instructions(lib: str, case: str, reps: int) -> int:
     """Instructions callgrind counts for a whole process running ``reps`` repetitions."""
     command = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
     command += [sys.executable, __file__, "--run", lib, case, str(reps)]
-    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    env = {**os.environ, "PYTHONHASHSEED": "0"}  # the same start-up in both runs
+    done = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
     found = re.search(r"Collected\s*:\s*(\d+)", done.stderr)
     if not found:
         raise RuntimeError(f"no instruction count in callgrind's output:\n{done.stderr[-1000:]}")
@@ -97,12 +119,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--torch", action="store_true", help="count PyTorch's instead")
     parser.add_argument("--reps", type=int, default=20)
-    parser.add_argument("--extra", type=int, default=200)
+    parser.add_argument("--extra", type=int, default=300)
+    parser.add_argument(
+        "--src", help="count the minigan of this checkout (e.g. another commit's) for an A/B"
+    )
     parser.add_argument("cases", nargs="*", default=list(CASES), choices=CASES)
     options = parser.parse_args(args)
     if shutil.which("valgrind") is None:
         raise SystemExit("op_cost.py: valgrind not found on PATH")
     lib = "torch" if options.torch else "minigan"
+    if options.src:
+        os.environ["OP_COST_SRC"] = options.src
     for case in options.cases:
         count = per_op(lib, case, options.reps, options.extra)
         print(f"{lib} {case}: {count:,.0f} instructions per repetition")
