@@ -10,7 +10,8 @@ twice, with ``--reps`` and with ``--reps + --extra`` repetitions after one warm-
 repetition, and prints the difference of the two instruction counts divided by ``--extra``:
 the instructions of one repetition, free of start-up and of any load on the machine (a count,
 not a time). Needs valgrind on PATH; slow (callgrind runs Python ~50x slower). Hash
-randomisation is fixed (``PYTHONHASHSEED=0``) so that both runs start up alike.
+randomisation is fixed (``PYTHONHASHSEED=0``) so that both runs start up alike, and the
+BLAS/OpenMP pools get one thread (spinning workers add instructions that vary run to run).
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 CASES = ("add", "chain")
+SINGLE_THREAD = {
+    k: "1"
+    for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+}
 
 
 def leaves(lib: str, requires_grad: bool) -> tuple[Any, Any]:
@@ -99,7 +104,9 @@ def instructions(lib: str, case: str, reps: int) -> int:
     """Instructions callgrind counts for a whole process running ``reps`` repetitions."""
     command = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
     command += [sys.executable, __file__, "--run", lib, case, str(reps)]
-    env = {**os.environ, "PYTHONHASHSEED": "0"}  # the same start-up in both runs
+    # the same start-up in both runs, and no BLAS/OpenMP worker threads: their spin-waits
+    # would add a varying number of instructions (the tiny ops here never use them)
+    env = {**os.environ, "PYTHONHASHSEED": "0", **SINGLE_THREAD}
     done = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
     found = re.search(r"Collected\s*:\s*(\d+)", done.stderr)
     if not found:
