@@ -14,30 +14,88 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
+import math
 import os
 import re
+import sys
 import time
+import traceback
 import types
 import typing
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
 import minigan
+from minigan.errors import debug_enabled, describe
 from minigan.registry import get_registry
 
 if TYPE_CHECKING:
     import numpy as np
 
 
+class FiniteFloat(click.ParamType):
+    """A float that is finite (no ``nan``/``inf``), optionally within ``[min, max]`` and, with
+    ``positive``, above 0.
+
+    >>> FiniteFloat(positive=True).convert("2e-4", None, None)
+    0.0002
+    """
+
+    name = "float"
+
+    def __init__(
+        self, min: float | None = None, max: float | None = None, positive: bool = False
+    ) -> None:
+        self.min, self.max, self.positive = min, max, positive
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, float):
+            number = value
+        else:
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        if self.positive and number <= 0:
+            self.fail(f"{value!r} must be greater than 0", param, ctx)
+        if self.min is not None and number < self.min:
+            self.fail(f"{value!r} must be at least {self.min:g}", param, ctx)
+        if self.max is not None and number > self.max:
+            self.fail(f"{value!r} must be at most {self.max:g}", param, ctx)
+        return number
+
+
 class PluginGroup(click.Group):
-    """A click group that lets plugins add their commands before it lists or finds one."""
+    """A click group that lets plugins add their commands before it lists or finds one, and
+    reports any error of a command as one ``Error:`` line (see :mod:`minigan.errors`)."""
 
     _plugins_loaded = False
+
+    def invoke(self, ctx: click.Context) -> Any:
+        debug = bool(ctx.params.get("debug")) or debug_enabled()
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.Abort, KeyboardInterrupt):
+            raise
+        except click.ClickException as e:
+            if debug and e.__cause__ is not None:
+                traceback.print_exception(e.__cause__, file=sys.stderr)
+            raise
+        except Exception as e:
+            if debug:
+                raise
+            raise click.ClickException(describe(e)) from e
 
     def _load_plugins(self) -> None:
         if not self._plugins_loaded:
             self._plugins_loaded = True
+            builtin = self.__dict__.setdefault("_builtin_commands", set(self.commands))
+            for name in set(self.commands) - builtin:  # a reload (tests): plugins add them again
+                del self.commands[name]
             get_registry().add_commands(self)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -54,14 +112,20 @@ class PluginGroup(click.Group):
     context_settings={"help_option_names": ["-h", "--help"], "show_default": True},
 )
 @click.version_option(minigan.__version__, prog_name="minigan")
-def main() -> None:
+@click.option(
+    "--debug",
+    is_flag=True,
+    help="show the full traceback of an error (also: MINIGAN_DEBUG=1)",
+)
+def main(debug: bool) -> None:
     """minigan: a from-scratch deep-learning toolkit for image generation."""
 
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def plugins(as_json: bool) -> None:
-    """List plugins: version, hooks, what each provides, and what failed to load."""
+    """List plugins: version, import time, hooks, what each provides, name collisions, and
+    what failed to load."""
     registry = get_registry()
     main._load_plugins()  # so that commands count as provided
     infos = registry.info()
@@ -72,13 +136,22 @@ def plugins(as_json: bool) -> None:
         version = f" {info.version}" if info.version else ""
         dist = f" ({info.distribution}{version})" if info.distribution else ""
         status = "disabled" if info.disabled else "FAILED" if info.error else "ok"
-        click.echo(f"{info.name}{dist}: {status}")
+        took = f", imported in {info.import_seconds:.2f} s" if info.import_seconds else ""
+        click.echo(f"{info.name}{dist}: {status}{took}")
         if info.hooks:
             click.echo(f"  hooks: {', '.join(info.hooks)}")
         for kind, names in info.provides.items():
             click.echo(f"  {kind}s: {', '.join(names)}")
+        for collision in info.collisions:
+            click.echo(f"  not used (name taken): {collision}")
         if info.error:
             click.echo(f"  error: {info.error}")
+    collisions = registry.collisions()
+    if collisions:
+        click.echo(
+            f"{len(collisions)} name collision(s): the first plugin keeps a name; choose "
+            "another plugin's explicitly as PLUGIN:NAME"
+        )
 
 
 def plain(text: str) -> str:
@@ -150,9 +223,11 @@ def bars_dataset(n: int, size: int, rng: np.random.Generator) -> tuple[np.ndarra
 
 
 @main.command()
-@click.option("--epochs", default=3, help="passes over the training set")
-@click.option("--batch-size", default=64)
-@click.option("--lr", default=2e-3, help="Adam learning rate")
+@click.option(
+    "--epochs", type=click.IntRange(min=1), default=3, help="passes over the training set"
+)
+@click.option("--batch-size", type=click.IntRange(min=1), default=64)
+@click.option("--lr", type=FiniteFloat(positive=True), default=2e-3, help="Adam learning rate")
 @click.option("--seed", default=0)
 def demo(epochs: int, batch_size: int, lr: float, seed: int) -> None:
     """Train a small CNN on generated bar/square images and report its test accuracy."""
@@ -211,7 +286,21 @@ def _unwrap_optional(hint: Any) -> Any:
     return hint
 
 
-def config_options(config_cls: type, prefix: str = "model__") -> list[click.Option]:
+def _is_rate(name: str) -> bool:
+    """Learning rates (``lr``, ``g_lr``, ``lr_mul`` ...) must be > 0."""
+    return name == "lr" or name.endswith("_lr") or name.startswith("lr_")
+
+
+def _number_type(hint: type, f: dataclasses.Field) -> click.ParamType | type[int]:
+    """The click type of an int or float ``Config`` field: floats must be finite, learning
+    rates > 0, and ``metadata["min"]``/``["max"]`` bound either."""
+    low, high = f.metadata.get("min"), f.metadata.get("max")
+    if hint is int:
+        return click.IntRange(min=low, max=high) if low is not None or high is not None else int
+    return FiniteFloat(min=low, max=high, positive=_is_rate(f.name))
+
+
+def config_options(config_cls: type[Any], prefix: str = "model__") -> list[click.Option]:
     """Command line options for the fields of a model's ``Config`` dataclass.
 
     ``latent_dim: int = 100`` becomes ``--latent-dim INTEGER [default: 100]``; the help is the
@@ -263,7 +352,7 @@ def config_options(config_cls: type, prefix: str = "model__") -> list[click.Opti
         elif typing.get_origin(hint) is typing.Literal:
             extra["type"] = click.Choice([str(a) for a in typing.get_args(hint)])
         elif hint in (int, float, str):
-            extra["type"] = hint
+            extra["type"] = _number_type(hint, f) if hint is not str else str
         else:
             raise TypeError(
                 f"{config_cls.__qualname__}.{f.name}: the command line supports int, float, str, "
@@ -289,7 +378,9 @@ def _train_options(name: str, defaults: dict[str, Any]) -> list[click.Option]:
             help="where a named dataset's files are (e.g. the MNIST files)",
         ),
         click.Option(
-            ["--resolution"], type=int, help="image size in pixels [default: the dataset's own]"
+            ["--resolution"],
+            type=click.IntRange(min=8),
+            help="image size in pixels [default: the dataset's own]",
         ),
         click.Option(
             ["--channels"],
@@ -298,16 +389,22 @@ def _train_options(name: str, defaults: dict[str, Any]) -> list[click.Option]:
         ),
         click.Option(
             ["--limit"],
-            type=int,
+            type=click.IntRange(min=0),
             default=limit or 0,
             help="use at most this many training images (0 = all)",
         ),
         click.Option(
-            ["--epochs"], type=int, default=defaults["epochs"], help="passes over the data"
+            ["--epochs"],
+            type=click.IntRange(min=1),
+            default=defaults["epochs"],
+            help="passes over the data",
         ),
-        click.Option(["--batch-size"], type=int, default=defaults["batch_size"]),
+        click.Option(["--batch-size"], type=click.IntRange(min=1), default=defaults["batch_size"]),
         click.Option(
-            ["--seed"], type=int, default=0, help="seed of the weights, noise and data order"
+            ["--seed"],
+            type=click.IntRange(min=0),
+            default=0,
+            help="seed of the weights, noise and data order",
         ),
         click.Option(
             ["--out"],
@@ -324,17 +421,22 @@ def _train_options(name: str, defaults: dict[str, Any]) -> list[click.Option]:
         click.Option(["--device"], type=click.Choice(["cpu", "cuda"]), default="cpu"),
         click.Option(
             ["--checkpoint-every"],
-            type=int,
+            type=click.IntRange(min=0),
             default=0,
             help="also save a checkpoint every N steps (0: only at the end of each epoch)",
         ),
-        click.Option(["--keep"], type=int, default=3, help="how many checkpoints to keep"),
         click.Option(
-            ["--sample-every"], type=int, default=1, help="write a sample grid every N epochs"
+            ["--keep"], type=click.IntRange(min=1), default=3, help="how many checkpoints to keep"
+        ),
+        click.Option(
+            ["--sample-every"],
+            type=click.IntRange(min=1),
+            default=1,
+            help="write a sample grid every N epochs",
         ),
         click.Option(
             ["--max-steps"],
-            type=int,
+            type=click.IntRange(min=1),
             help="stop (with a checkpoint) after this many steps in total; --resume continues",
         ),
         click.Option(
@@ -344,21 +446,84 @@ def _train_options(name: str, defaults: dict[str, Any]) -> list[click.Option]:
             "where a read waits for the GPU); every step is still logged",
         ),
         click.Option(["--progress/--no-progress"], default=True, help="show a progress bar"),
+        max_pixels_option(),
         click.Option(
             ["--tensorboard"],
             is_flag=True,
             help="also log metrics, sample grids and the config to OUT/tensorboard/ "
             "(needs tensorboardX: pip install 'minigan[tensorboard]')",
         ),
+        click.Option(
+            ["--distributed/--no-distributed"],
+            default=None,
+            help="data-parallel over the processes of an MPI job (mpirun -n N minigan train "
+            "...; --batch-size is per process) [default: when launched with N > 1]",
+        ),
+        click.Option(
+            ["--sync-bn"],
+            is_flag=True,
+            help="when distributed, batch-norm statistics over the global batch (SyncBatchNorm)",
+        ),
+        click.Option(
+            ["--metric-every"],
+            type=click.IntRange(min=1),
+            help="measure sample quality every N steps (`minigan metrics` with the shapes "
+            "classifier): RUN/quality.jsonl, and subplots in losses.png",
+        ),
+        click.Option(
+            ["--metric-num"],
+            type=click.IntRange(min=10),
+            default=1024,
+            help="samples (and real images) per --metric-every measurement",
+        ),
     ]
 
 
 def _fail(error: BaseException) -> click.ClickException:
-    message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
-    return click.ClickException(str(message))
+    """A user-facing error the command caught: one line (naming the plugin whose code raised
+    it, if one did)."""
+    return click.ClickException(describe(error, expected=True))
 
 
-def _train_callback(name: str, model_cls: type, field_names: list[str]) -> Any:
+def _is_rank_zero() -> bool:
+    """Whether this process speaks: rank 0 of an MPI job, or a lone process."""
+    if "mpi4py" not in sys.modules:
+        return True
+    from minigan.distributed import current_world
+
+    return current_world().rank == 0
+
+
+def _abort_job(where: str, error: BaseException) -> None:
+    """In a data-parallel job, an error on one rank ends every rank (the others may be
+    waiting for it): print it with the rank and abort. A lone process returns."""
+    if "mpi4py" not in sys.modules:
+        return
+    from minigan.distributed import current_world, describe_error
+
+    world = current_world()
+    if world.distributed:
+        world.abort(describe_error(error, f"{where} (rank {world.rank} of {world.size})"))
+
+
+def _quality_callbacks(kw: dict[str, Any]) -> list[Any]:
+    """``--metric-every N``: a :class:`minigan.metrics.training.QualityCallback`."""
+    if not kw.get("metric_every") or not _is_rank_zero():  # one process measures
+        return []
+    from minigan.metrics.training import QualityCallback
+
+    return [
+        QualityCallback(
+            kw["out"],
+            kw["metric_every"],
+            num=kw["metric_num"],
+            device=kw["device"],
+            log=lambda msg: click.echo(msg, err=True),
+        )  # fmt: skip
+    ]
+
+
+def _train_callback(name: str, model_cls: type[Any], field_names: list[str]) -> Any:
     def run(**kw: Any) -> None:
         from click.core import ParameterSource
 
@@ -381,11 +546,10 @@ def _train_callback(name: str, model_cls: type, field_names: list[str]) -> Any:
             "path": pick("data_path"),
             "resolution": pick("resolution"),
             "channels": None if pick("channels") is None else int(kw["channels"]),
-            "limit": (limit or None) if limit is not None else None,
         }
-        if not resume and data_options["limit"] is None:
-            data_options.pop("limit")  # "0 = all"
-        data_options = {k: v for k, v in data_options.items() if v is not None or k == "limit"}
+        data_options = {k: v for k, v in data_options.items() if v is not None}
+        if limit is not None:  # typed, or a new run's default; 0 = all (None to open_dataset)
+            data_options["limit"] = limit or None
         try:
             result = train(
                 name,
@@ -404,34 +568,54 @@ def _train_callback(name: str, model_cls: type, field_names: list[str]) -> Any:
                 sample_every=kw["sample_every"],
                 max_steps=kw["max_steps"],
                 log_every=kw["log_every"],
+                callbacks=_quality_callbacks(kw),
                 progress=kw["progress"],
                 log=lambda msg: click.echo(msg, err=True),
                 tensorboard=kw["tensorboard"],
+                distributed=kw["distributed"],
+                sync_bn=kw["sync_bn"],
             )
         except RunExistsError as e:  # the API's message names resume=True; ours the options
-            raise click.ClickException(
+            message = (
                 f"{e.path} already holds a training run; use --resume to continue it, --force "
                 f"to delete it and start over, or another --out"
-            ) from e
-        except (TrainingDiverged, FileNotFoundError, KeyError, ValueError, ImportError) as e:
+            )
+            _abort_job(f"minigan train {name}", FileExistsError(message))
+            raise click.ClickException(message) from e
+        except TrainingDiverged as e:  # every rank stops at the same step, each exits
             raise _fail(e) from e
-        except RuntimeError as e:  # e.g. --device cuda without a GPU
+        except (FileNotFoundError, KeyError, ValueError, ImportError, RuntimeError) as e:
+            _abort_job(f"minigan train {name}", e)  # e.g. --device cuda without a GPU
             raise _fail(e) from e
         if result.interrupted:
             ctx.exit(130)
+        if not _is_rank_zero():
+            return
         run = result.run_dir
         extra = ", tensorboard/" if kw["tensorboard"] else ""
         click.echo(
             f"{result.summary()}\n"
             f"run: {run}/ (samples/, progress.gif, losses.png, metrics.jsonl, checkpoints/"
             f"{extra})\n"
+            f"{_latest_samples_line(Path(run))}"
             f"sample: minigan sample {run} --seeds 0-63 --grid {os.path.join(str(run), 'grid.png')}"
         )
 
     return run
 
 
-def make_train_command(name: str, model_cls: type) -> click.Command:
+def _latest_samples_line(run: Path) -> str:
+    """``latest samples: RUN/samples/epoch-016.png (real: RUN/real_samples.png)`` and a newline,
+    or nothing when the run has no sample grid yet."""
+    grids = sorted((run / "samples").glob("*.png"), key=lambda p: (p.stat().st_mtime, p.name))
+    if not grids:
+        return ""
+    real = run / "real_samples.png"
+    beside = f" (real images: {real})" if real.exists() else ""
+    return f"latest samples: {grids[-1]}{beside}\n"
+
+
+def make_train_command(name: str, model_cls: type[Any]) -> click.Command:
     """The ``minigan train NAME`` command: the common options plus the model's own, made
     from its ``Config`` dataclass."""
     defaults = {"epochs": 10, "batch_size": 64, **getattr(model_cls, "train_defaults", {})}
@@ -454,9 +638,16 @@ def make_train_command(name: str, model_cls: type) -> click.Command:
     )
 
 
-def _broken_command(name: str, error: BaseException) -> click.Command:
+def _broken_command(name: str, error: BaseException, kind: str = "model") -> click.Command:
+    try:
+        owner = f" (from {get_registry().plugin_of(kind, name).label()})"
+    except KeyError:
+        owner = ""
+
     def fail() -> None:
-        raise click.ClickException(f"{name!r} cannot be used: {error}")
+        raise click.ClickException(
+            f"{kind} {name!r}{owner} cannot be used: {type(error).__name__}: {error}"
+        )
 
     return click.Command(name, callback=fail, help=f"(cannot be loaded: {error})")
 
@@ -469,7 +660,7 @@ class TrainGroup(click.Group):
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         registry = get_registry()
-        if name not in registry.names("model"):
+        if not registry.has("model", name):
             return None
         try:
             return make_train_command(name, registry.get("model", name))
@@ -480,7 +671,7 @@ class TrainGroup(click.Group):
         self, ctx: click.Context, args: list[str]
     ) -> tuple[str | None, click.Command | None, list[str]]:
         name = args[0] if args else ""
-        if name and not name.startswith("-") and name not in get_registry().names("model"):
+        if name and not name.startswith("-") and not get_registry().has("model", name):
             available = ", ".join(get_registry().names("model")) or "none"
             ctx.fail(f"unknown model {name!r}; available: {available} (see `minigan models`)")
         return super().resolve_command(ctx, args)
@@ -550,12 +741,16 @@ def parse_seeds(text: str) -> list[int]:
 @click.option(
     "--outdir", type=click.Path(file_okay=False), help="write one PNG per seed: DIR/seed0000.png"
 )
-@click.option("--nrow", type=int, help="images per grid row [default: a square grid]")
-@click.option("--batch-size", default=64, help="images generated at a time")
+@click.option(
+    "--nrow", type=click.IntRange(min=1), help="images per grid row [default: a square grid]"
+)
+@click.option(
+    "--batch-size", type=click.IntRange(min=1), default=64, help="images generated at a time"
+)
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu")
 @click.option(
     "--truncation",
-    type=float,
+    type=FiniteFloat(),
     help="truncation psi toward the average latent (models that support it, e.g. stylegan-lite)",
 )
 @click.option(
@@ -586,7 +781,9 @@ def sample(
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--seeds") from e
     try:
-        model, ckpt = load_model(source, device=device)
+        model, ckpt = load_model(
+            source, device=device, warn=lambda m: click.echo(f"warning: {m}", err=True)
+        )
     except (FileNotFoundError, ValueError, KeyError, RuntimeError) as e:
         raise _fail(e) from e
     options = {"truncation": truncation, "noise_mode": noise_mode}
@@ -621,59 +818,152 @@ def sample(
 # --------------------------------------------------------------------------- process
 
 
-def _process_callback(name: str, processor_cls: type, field_names: list[str]) -> Any:
-    def run(inputs: tuple[str, ...], out: str | None, **kw: Any) -> None:
-        from pathlib import Path
+def report_batch(report: Any, name: str) -> None:
+    """Print a :class:`minigan.batch.BatchReport`: the summary, every failure on stderr; exit
+    non-zero (one ``Error:`` line) if any input failed."""
+    click.echo(report.summary(name))
+    for job, reason in report.failed:
+        reason = reason.removeprefix(f"{job.source}: ")
+        click.echo(f"  failed: {job.source}: {reason}", err=True)
+    if report.failed:
+        total = len(report.done) + len(report.skipped) + len(report.failed)
+        raise click.ClickException(
+            f"{len(report.failed)} of {total} inputs failed (listed above); outputs that exist "
+            f"are skipped on a re-run unless --overwrite"
+        )
 
-        from tqdm import tqdm
 
+def _process_callback(name: str, processor_cls: type[Any], field_names: list[str]) -> Any:
+    def run(
+        inputs: tuple[str, ...], out: str | None, overwrite: bool, progress: bool, **kw: Any
+    ) -> None:
         from minigan import images as imaging
+        from minigan.batch import plan_jobs, run_jobs
         from minigan.data import IMAGE_EXTENSIONS
         from minigan.processing import ProcessorOutputError, process_image
 
         plugin = get_registry().entry("processor", name).plugin
-        config = {f: kw["proc__" + f] for f in field_names}
+        config = {f: kw["proc__" + f] for f in field_names if f != "progress"}
+        if "progress" in field_names:
+            config["progress"] = progress
+        address, workers = kw.pop("dask"), kw.pop("workers")
+        if address and workers is not None:
+            raise click.UsageError("--dask and --workers exclude each other")
+        if workers is not None and workers < 1:
+            raise click.BadParameter("must be at least 1", param_hint="--workers")
+        try:
+            jobs = plan_jobs(inputs, out, name, IMAGE_EXTENSIONS)
+        except ValueError as e:
+            raise _fail(e) from e
+        if address or workers:
+            pairs = [(job.source, job.target) for job in jobs]
+            _process_on_dask(name, config, processor_cls, pairs, address, workers)
+            return
         try:
             processor = processor_cls(processor_cls.Config(**config))
         except (TypeError, ValueError, FileNotFoundError, KeyError, RuntimeError) as e:
             raise _fail(e) from e
-        jobs: list[tuple[Path, Path]] = []
-        for item in map(Path, inputs):
-            if item.is_dir():
-                files = sorted(p for p in item.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
-                if not files:
-                    raise click.ClickException(f"{item}: no images found in this folder")
-                target = Path(out) if out else item.with_name(item.name + f"-{name}")
-                jobs += [(p, target / p.relative_to(item).with_suffix(".png")) for p in files]
-            elif len(inputs) == 1 and out and Path(out).suffix:
-                jobs.append((item, Path(out)))
-            else:
-                target = Path(out) if out else item.parent
-                jobs.append((item, target / f"{item.stem}-{name}.png"))
-        for source, target in tqdm(jobs, desc=name, unit="image", disable=len(jobs) < 2):
-            try:
-                image = imaging.read_image(source)
-            except Exception as e:
-                raise click.ClickException(f"{source}: cannot read this image ({e})") from e
+
+        def work(source: Any, target: Any) -> None:
+            image = imaging.read_image(source)
             try:
                 result = process_image(processor, image, name, plugin)
             except ProcessorOutputError as e:  # the plugin's fault: say which, and what
-                raise click.ClickException(f"{source}: {e}") from e
-            target.parent.mkdir(parents=True, exist_ok=True)
+                raise ProcessorOutputError(f"{source}: {e}") from e
             meta = {"processor": name, "source": str(source), **processor.metadata()}
             imaging.save_image(target, imaging.unit_to_uint8(result), meta)
-            if len(jobs) == 1:
-                click.echo(f"wrote {target}")
-        if len(jobs) > 1:
-            click.echo(f"wrote {len(jobs)} images")
+
+        if len(jobs) == 1 and not os.path.isdir(inputs[0]):  # one file: always (re)written
+            work(jobs[0].source, jobs[0].target)
+            click.echo(f"wrote {jobs[0].target}")
+            return
+        report = run_jobs(jobs, work, overwrite=overwrite, progress=progress, desc=name)
+        report_batch(report, name)
 
     return run
 
 
-def make_process_command(name: str, processor_cls: type) -> click.Command:
+def max_pixels_option() -> click.Option:
+    """``--max-pixels N``: the largest image (width x height x frames) read before decoding."""
+
+    def apply(ctx: click.Context, param: click.Parameter, value: int | None) -> None:
+        from minigan import images
+
+        images.set_max_pixels(value)
+
+    return click.Option(
+        ["--max-pixels"],
+        type=click.IntRange(min=1),
+        expose_value=False,
+        callback=apply,
+        help="refuse images with more pixels than this, checked before decoding "
+        "[default: $MINIGAN_MAX_PIXELS or 50000000]",
+    )
+
+
+def batch_options(progress: bool = True) -> list[click.Option]:
+    """``--overwrite`` (and ``--progress/--no-progress``) for commands that process many files."""
+    options = [
+        click.Option(
+            ["--overwrite"],
+            is_flag=True,
+            help="with many inputs, redo outputs that already exist (default: skip them, so a "
+            "re-run resumes)",
+        )
+    ]
+    if progress:
+        options.append(
+            click.Option(["--progress/--no-progress"], default=True, help="show progress bars")
+        )
+    return options
+
+def _process_on_dask(
+    name: str,
+    config: dict[str, Any],
+    processor_cls: type[Any],
+    jobs: list[Any],
+    address: str | None,
+    workers: int | None,
+) -> None:
+    """``minigan process ... --dask ADDRESS | --workers N``: one Dask task per file, the
+    processor built once per worker; existing outputs skipped; failures listed at the end
+    (exit status 1)."""
+    import functools
+
+    from minigan.cluster import map_files, process_image_file, processor_factory, summary
+
+    try:
+        processor_cls.Config(**config)  # bad options fail here, not on every worker
+        results = map_files(
+            functools.partial(process_image_file, name=name),
+            processor_factory(name, config),
+            jobs,
+            address=address,
+            workers=workers,
+            desc=name,
+        )
+    except (TypeError, ValueError, ConnectionError) as e:
+        raise _fail(e) from e
+    except ImportError as e:
+        raise click.ClickException(
+            f"--dask/--workers need Dask ({e}): pip install 'minigan[distributed]'"
+        ) from None
+    first, *failures = summary(name, results)
+    click.echo(first)
+    for line in failures:
+        click.echo(line, err=True)
+    if failures:
+        raise SystemExit(1)
+
+
+def make_process_command(name: str, processor_cls: type[Any]) -> click.Command:
     """``minigan process NAME INPUT... [-o OUT]``: the processor's options come from its
     ``Config`` dataclass."""
-    options = config_options(processor_cls.Config, prefix="proc__")
+    options = [
+        o
+        for o in config_options(processor_cls.Config, prefix="proc__")
+        if o.name != "proc__progress"
+    ]
     doc = plain(processor_cls.__doc__ or "").strip().splitlines()
     field_names = [f.name for f in dataclasses.fields(processor_cls.Config) if f.init]
     return click.Command(
@@ -686,11 +976,26 @@ def make_process_command(name: str, processor_cls: type) -> click.Command:
                 help="output file (one input) or folder [default: NAME-<processor>.png beside "
                 "each input; a folder gets a sibling folder FOLDER-<processor>/]",
             ),
+            *batch_options(),
+            max_pixels_option(),
+            click.Option(
+                ["--dask"],
+                metavar="ADDRESS",
+                help="send one task per file to the Dask scheduler at ADDRESS "
+                "(tcp://host:8786); workers write the outputs (shared storage)",
+            ),
+            click.Option(
+                ["--workers"],
+                type=int,
+                help="process the files on a local Dask cluster of N processes",
+            ),
             *options,
         ],
         callback=_process_callback(name, processor_cls, field_names),
         help=f"{doc[0] if doc else 'Run ' + name + '.'}\n\nProcesses image files or folders "
-        "of images (recursively); each output PNG records the parameters in its metadata.",
+        "of images (recursively); each output PNG records the parameters in its metadata. "
+        "With many inputs a bad file is reported and the rest go on; outputs that exist are "
+        "skipped unless --overwrite.",
         short_help=doc[0] if doc else None,
     )
 
@@ -703,13 +1008,13 @@ class ProcessGroup(click.Group):
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         registry = get_registry()
-        if name not in registry.names("processor"):
+        if not registry.has("processor", name):
             available = ", ".join(registry.names("processor")) or "none"
             ctx.fail(f"unknown processor {name!r}; available: {available}")
         try:
             return make_process_command(name, registry.get("processor", name))
         except Exception as e:  # a broken plugin: say so when used, keep the rest working
-            return _broken_command(name, e)
+            return _broken_command(name, e, "processor")
 
 
 @main.group(cls=ProcessGroup)

@@ -321,6 +321,12 @@ class DataLoader:
         seed: the seed of the epoch orders.
         drop_last: skip the last batch when it would be smaller than ``batch_size``.
         device: where the batch tensors go (``"cpu"``, ``"cuda"``).
+        rank, world_size: data-parallel sharding. Each step consumes one *global* batch of
+            ``batch_size * world_size`` consecutive indices of the epoch's order (the same
+            order on every process); process ``rank`` gets its ``rank``-th slice of
+            ``batch_size``. So ``world_size`` processes see, together and step by step, the
+            batches one process with ``batch_size * world_size`` sees, and the epochs'
+            shards are disjoint.
 
     >>> ds = Dataset(np.zeros((10, 1, 2, 2), np.float32), np.arange(10))
     >>> loader = DataLoader(ds, batch_size=3, seed=1)
@@ -330,6 +336,11 @@ class DataLoader:
     [[5, 9, 6]]
     >>> loader.order(0)[6:9].tolist()
     [5, 9, 6]
+    >>> shard = DataLoader(ds, batch_size=2, seed=1, rank=1, world_size=2)   # global batch 4
+    >>> len(shard), [labels.tolist() for _, labels in shard.iter_from(0)]
+    (2, [[7, 0], [5, 9]])
+    >>> loader.order(0)[:8].tolist()
+    [8, 4, 7, 0, 1, 2, 5, 9]
     """
 
     def __init__(
@@ -340,6 +351,8 @@ class DataLoader:
         seed: int = 0,
         drop_last: bool = True,
         device: str = "cpu",
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         if not isinstance(dataset, Dataset):
             raise TypeError(
@@ -347,9 +360,14 @@ class DataLoader:
             )
         if int(batch_size) != batch_size or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-        if drop_last and batch_size > len(dataset):
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}")
+        if drop_last and batch_size * world_size > len(dataset):
+            what = f"batch_size {batch_size}" + (
+                f" x {world_size} processes" if world_size > 1 else ""
+            )
             raise ValueError(
-                f"batch_size {batch_size} is larger than dataset {dataset.name!r} "
+                f"{what} is larger than dataset {dataset.name!r} "
                 f"({len(dataset)} images): with drop_last=True no batch would be produced; "
                 f"use a smaller batch size, more data, or drop_last=False"
             )
@@ -359,12 +377,22 @@ class DataLoader:
         self.seed = int(seed)
         self.drop_last = drop_last
         self.device = device
+        self.rank, self.world_size = int(rank), int(world_size)
         self.epoch = 0
         self._start = 0  # first batch of the next pass (set by set_epoch for a resume)
 
+    @property
+    def global_batch_size(self) -> int:
+        """Images per step over all processes: ``batch_size * world_size``."""
+        return self.batch_size * self.world_size
+
     def __len__(self) -> int:
-        """Batches per epoch."""
-        n, b = len(self.dataset), self.batch_size
+        """Batches (steps) per epoch."""
+        return self.steps_from(0)
+
+    def steps_from(self, offset: int) -> int:
+        """Steps in an epoch whose first ``offset`` samples were already consumed."""
+        n, b = len(self.dataset) - int(offset), self.global_batch_size
         return n // b if self.drop_last else -(-n // b)
 
     def set_epoch(self, epoch: int, batch_index: int = 0) -> None:
@@ -385,13 +413,18 @@ class DataLoader:
         yield from self.iter_from(epoch, start)
         self.epoch = epoch + 1
 
-    def iter_from(self, epoch: int, batch_index: int = 0) -> Iterator[Batch]:
+    def iter_from(self, epoch: int, batch_index: int = 0, offset: int = 0) -> Iterator[Batch]:
         """The batches of epoch ``epoch`` from batch ``batch_index`` on (0-based); exactly
-        the batches an uninterrupted pass would yield from there."""
-        self._check(epoch, batch_index)
-        order = self.order(epoch)
-        for b in range(batch_index, len(self)):
-            yield self._batch(order[b * self.batch_size : (b + 1) * self.batch_size])
+        the batches an uninterrupted pass would yield from there. ``offset`` skips that many
+        samples of the epoch's order first (a run resumed with another global batch size:
+        its position is a sample index, not always a whole number of the new batches)."""
+        if not 0 <= offset <= len(self.dataset):
+            raise ValueError(f"offset must be in [0, {len(self.dataset)}], got {offset}")
+        self._check(epoch, batch_index, self.steps_from(offset))
+        order = self.order(epoch)[int(offset) :]
+        g, b, r = self.global_batch_size, self.batch_size, self.rank
+        for k in range(batch_index, self.steps_from(offset)):
+            yield self._batch(order[k * g + r * b : min(k * g + (r + 1) * b, len(order))])
 
     def _batch(self, index: np.ndarray) -> Batch:
         images, labels = self.dataset[index]
@@ -402,21 +435,44 @@ class DataLoader:
             y = None if y is None else y.to(self.device)
         return x, y
 
-    def _check(self, epoch: int, batch_index: int) -> None:
+    def _check(self, epoch: int, batch_index: int, steps: int | None = None) -> None:
+        steps = len(self) if steps is None else steps
         if epoch < 0:
             raise ValueError(f"epoch must be >= 0, got {epoch}")
-        if not 0 <= batch_index <= len(self):
-            raise ValueError(f"batch_index must be in [0, {len(self)}], got {batch_index}")
+        if not 0 <= batch_index <= steps:
+            raise ValueError(f"batch_index must be in [0, {steps}], got {batch_index}")
 
     def __repr__(self) -> str:
         return (
             f"DataLoader({self.dataset!r}, batch_size={self.batch_size}, shuffle={self.shuffle}, "
-            f"seed={self.seed}, drop_last={self.drop_last})"
+            f"seed={self.seed}, drop_last={self.drop_last}"
+            + (f", rank={self.rank}, world_size={self.world_size})" if self.world_size > 1 else ")")
         )
 
 
 # ----------------------------------------------------------------------------- open_dataset
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+
+#: the largest expansion accepted for a compressed member of a .npz file; real image data
+#: compresses far less, a "zip bomb" (a small file that inflates to gigabytes) far more
+MAX_NPZ_RATIO = 200
+
+
+def check_npz(archive: Any, path: str | os.PathLike[str]) -> None:
+    """Refuse (``ValueError``) a ``.npz`` (an ``np.load`` result) with a member that would
+    expand more than :data:`MAX_NPZ_RATIO` times — checked from the zip directory, before
+    anything is decompressed."""
+    import zipfile
+
+    for info in archive.zip.infolist():
+        if info.compress_type != zipfile.ZIP_STORED and info.file_size > MAX_NPZ_RATIO * (
+            info.compress_size + 4096
+        ):
+            raise ValueError(
+                f"{os.fspath(path)}: array {info.filename!r} would expand {info.compress_size:,} "
+                f"bytes to {info.file_size:,} (over {MAX_NPZ_RATIO}x); refused as a likely zip "
+                f"bomb"
+            )
 
 
 def _looks_like_path(spec: str) -> bool:
@@ -516,7 +572,7 @@ def open_dataset(
 
         registry = get_registry()
     names = registry.names("dataset")
-    if spec in names and not _looks_like_path(spec):
+    if registry.has("dataset", spec) and not _looks_like_path(spec):
         name = spec
     elif _looks_like_path(spec) or os.path.exists(spec):
         if path is not None:

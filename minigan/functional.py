@@ -9,6 +9,9 @@ Names and signatures follow ``torch`` / ``torch.nn.functional``.
 >>> x = minigan.tensor([[-1.0, 2.0]], requires_grad=True)
 >>> F.leaky_relu(x, 0.1)
 tensor([[-0.1,  2. ]], requires_grad=True)
+
+Must not import ``nn``, ``optim``, the training modules or any plugin; it reaches the
+kernels only through the dispatch functions of :mod:`minigan.kernels`.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from minigan import backend, kernels
-from minigan.random import generator
+from minigan.random import generator, stream_offset
 from minigan.tensor import Function, Tensor, is_grad_enabled
 
 Dims = int | Sequence[int] | None
@@ -119,6 +122,9 @@ def _promoted(x: Any, dtype: np.dtype, like: Tensor) -> Tensor:
     """Operand ``x`` as a Tensor of ``dtype`` on ``like``'s device (numbers: no host copy)."""
     if isinstance(x, Tensor):
         return astype(x, dtype)
+    if isinstance(x, (int, np.integer)) and not isinstance(x, bool) and dtype.kind in "iu":
+        # a Python int wraps into a narrower integer dtype, as in PyTorch (uint8 - 1: 255s)
+        x = np.asarray(x).astype(dtype)
     if isinstance(x, (bool, int, float, complex, np.number, np.bool_)):
         return Tensor(_xp(like.data).full((), x, dtype=dtype))
     return Tensor(_xp(like.data).asarray(x, dtype=dtype))
@@ -140,7 +146,7 @@ def _pair(v: int | Sequence[int], name: str) -> tuple[int, int]:
     t = tuple(int(i) for i in v)
     if len(t) != 2:
         raise ValueError(f"{name} must be an int or a pair of ints, got {v!r}")
-    return t  # type: ignore[return-value]
+    return t[0], t[1]
 
 
 class DimensionError(IndexError):
@@ -409,9 +415,18 @@ def mul(a: Any, b: Any) -> Tensor:
 
 def div(a: Any, b: Any) -> Tensor:
     """True division: integer operands give the default float dtype, as in PyTorch."""
-    a, b = _operands(a, b)
-    if a.dtype.kind in "biu":
-        a, b = _floating(a), _floating(b)
+    if isinstance(a, Tensor) and isinstance(b, Tensor) and a.dtype == b.dtype == DEFAULT_FLOAT:
+        _binary_shapes("div", a, b)
+        return Div()(a, b)  # the common case, kept fast
+    like = a if isinstance(a, Tensor) else b if isinstance(b, Tensor) else None
+    dtype = result_type(a, b)
+    if dtype.kind in "biu":  # straight to float: uint8 / 300 divides by 300, not by 44
+        dtype = DEFAULT_FLOAT
+    if like is None:
+        a, b = _operands(a, b)
+        a, b = astype(a, dtype), astype(b, dtype)
+    else:
+        a, b = _promoted(a, dtype, like), _promoted(b, dtype, like)
     _binary_shapes("div", a, b)
     return Div()(a, b)
 
@@ -590,8 +605,18 @@ def var(x: Tensor, dim: Dims = None, correction: int = 1, keepdim: bool = False)
     return sum(centred * centred, dims, keepdim) * _reciprocal(count - correction)
 
 
+class StdRoot(Sqrt):
+    """The square root that ends ``std``: as PyTorch's std backward, the gradient is 0 where
+    the std is 0 (a constant input), not ``0 / 0 = nan``."""
+
+    def backward(self, gy):
+        y = self.output()
+        with np.errstate(divide="ignore"):
+            return where(y.data == 0, 0.0, gy / (2 * y))
+
+
 def std(x: Tensor, dim: Dims = None, correction: int = 1, keepdim: bool = False) -> Tensor:
-    return sqrt(var(x, dim, correction, keepdim))
+    return StdRoot()(var(x, dim, correction, keepdim))
 
 
 def max(x: Tensor, dim: Dims = None, keepdim: bool = False) -> Tensor:
@@ -793,7 +818,7 @@ class Concatenate(Function):
         return _xp(xs[0]).concatenate(xs, axis=self.dim)
 
     def backward(self, gy):
-        bounds = np.cumsum([0] + [x.shape[self.dim] for x in self.inputs])
+        bounds = np.cumsum([0] + [int(x.shape[self.dim]) for x in self.inputs])
         lead = (slice(None),) * self.dim
         return tuple(getitem(gy, lead + (slice(s, e),)) for s, e in zip(bounds[:-1], bounds[1:]))
 
@@ -977,6 +1002,8 @@ def _raw_index(index: Any, device: str) -> Any:
         index = index.data
     elif isinstance(index, list):
         index = np.asarray(index)
+        if index.size == 0:  # [] selects nothing (NumPy would read it as a float array)
+            index = index.astype(np.int64)
     if isinstance(index, np.ndarray) or backend.is_cupy_array(index):
         return backend.to_device(index, device)
     return index  # ints, slices, None, Ellipsis and NumPy integer scalars stay basic indices
@@ -1054,8 +1081,8 @@ def astype(x: Tensor, dtype: Any) -> Tensor:
 
 
 def to_device(x: Tensor, device: str) -> Tensor:
-    device = backend.parse_device(device)
-    return x if device == x.device else ToDevice(device)(x)
+    target = backend.parse_device(device)
+    return x if target is None or target == x.device else ToDevice(target)(x)
 
 
 # --------------------------------------------------------------------------- activations
@@ -1167,7 +1194,7 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     # One draw from minigan's generator seeds a counter-based stream that the kernel
     # evaluates per element (reproducible under manual_seed, nothing stored for backward).
     seed = int(generator().integers(0, 2**63, dtype=np.int64))
-    return Dropout(seed, p)(x)
+    return Dropout(stream_offset(seed, x.shape), p)(x)
 
 
 class Dropout(Function):
@@ -1187,10 +1214,6 @@ class Dropout(Function):
 
 
 # --------------------------------------------------------------------------- convolution
-
-
-def _conv_out(size: int, k: int, s: int, p: int, d: int) -> int:
-    return (size + 2 * p - d * (k - 1) - 1) // s + 1
 
 
 class Conv2d(Function):
@@ -1274,7 +1297,8 @@ def conv2d(
     _check_conv_input("conv2d", x, weight, weight.shape[1] if weight.ndim == 4 else -1)
     x, weight = _operands(x, weight)  # float32 with float64: float64, as everywhere
     s, p, d = _pair(stride, "stride"), _pair(padding, "padding"), _pair(dilation, "dilation")
-    out = [_conv_out(x.shape[2 + i], weight.shape[2 + i], s[i], p[i], d[i]) for i in range(2)]
+    k = weight.shape[2:]
+    out = [kernels.conv_output_size(x.shape[2 + i], k[i], s[i], p[i], d[i]) for i in range(2)]
     if builtins.min(out) < 1:
         raise ShapeError(
             f"conv2d: input {x.shape} is too small for kernel {weight.shape[2:]} with "
@@ -1497,7 +1521,7 @@ def _windows(x: Tensor, kernel_size, stride, padding, pad_value: float, op: str)
         raise ShapeError(f"{op}: expected a 4-D input (N, C, H, W), got shape {x.shape}")
     if p[0] > k[0] // 2 or p[1] > k[1] // 2:
         raise ValueError(f"{op}: padding {p} should be at most half the kernel size {k}")
-    oh, ow = (_conv_out(x.shape[2 + i], k[i], s[i], p[i], 1) for i in range(2))
+    oh, ow = (kernels.conv_output_size(x.shape[2 + i], k[i], s[i], p[i], 1) for i in range(2))
     if oh < 1 or ow < 1:
         raise ShapeError(f"{op}: input {x.shape} is too small for kernel {k}")
     xpad = pad(x, (p[1], p[1], p[0], p[0]), pad_value) if p != (0, 0) else x
@@ -1535,13 +1559,13 @@ class MaxPool(Function):
 
     def forward(self, x):
         xp = _xp(x)
-        out = x[(..., *self.slices[0])].copy()
+        out = x[(...,) + self.slices[0]].copy()
         for sl in self.slices[1:]:
-            xp.maximum(out, x[(..., *sl)], out=out)
+            xp.maximum(out, x[(...,) + sl], out=out)
         self.in_shape = x.shape
         self.winner = xp.zeros(out.shape, xp.uint8)
         for p in range(len(self.slices) - 1, -1, -1):  # later positions first: earlier win
-            xp.copyto(self.winner, xp.uint8(p), where=x[(..., *self.slices[p])] == out)
+            xp.copyto(self.winner, xp.uint8(p), where=x[(...,) + self.slices[p]] == out)
         return out
 
     def backward(self, gy):
@@ -1560,7 +1584,7 @@ class MaxPoolGrad(Function):
         xp = _xp(gy)
         gx = xp.zeros(self.pool.in_shape, gy.dtype)
         for p, sl in enumerate(self.pool.slices):
-            gx[(..., *sl)] += xp.where(self.pool.winner == p, gy, gy.dtype.type(0))
+            gx[(...,) + sl] += xp.where(self.pool.winner == p, gy, gy.dtype.type(0))
         return gx
 
     def backward(self, ggx):
@@ -1596,6 +1620,7 @@ def upsample(
         oh, ow = _pair(size, "size")
         scales = (h / oh, w / ow)
     else:
+        assert scale_factor is not None  # exactly one of the two is given (checked above)
         f = (scale_factor, scale_factor) if isinstance(scale_factor, (int, float)) else scale_factor
         oh, ow = int(math.floor(h * f[0])), int(math.floor(w * f[1]))
         scales = (1 / f[0], 1 / f[1])

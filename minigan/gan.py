@@ -326,7 +326,7 @@ class GAN:
         return nets.get("generator_ema") or nets["generator"]
 
     # ----- training
-    def train_step(self, real: Tensor) -> dict[str, float | Tensor]:
+    def train_step(self, real: Any) -> Mapping[str, float | Tensor]:
         """One training step on ``real`` (NCHW in [-1, 1]; a list of
         :attr:`batches_per_step` such batches when that is more than 1). Returns the step's
         metrics by name, as floats or as detached 0-d tensors (which a GPU step returns

@@ -19,6 +19,9 @@ thing it provides. ``thing`` is a class or factory, or a lazy ``"package.module:
 string that is imported only when the thing is used — so listing plugins stays fast and
 importing a plugin never imports CuPy. minigan's built-in models and datasets are registered
 exactly this way (see ``[project.entry-points.minigan]`` in minigan's own pyproject.toml).
+
+Must import nothing but pluggy and the standard library: a plugin's hook module imports it
+(``from minigan import hookimpl``) and must stay free of NumPy and the kernels.
 """
 
 from __future__ import annotations
@@ -72,11 +75,13 @@ def register_datasets(register: Register) -> None:
 
 @hookspec
 def register_kernels(register: Register) -> None:
-    """Register a kernel backend implementing the kernel contract of ``minigan.kernels``.
+    """Register a kernel backend implementing the kernel contract.
 
-    ``register("cuda", "mypkg.cuda_kernels")``: a module (or lazy string naming one) with
-    the functions ``conv2d``, ``conv2d_grad_input``, ``conv2d_grad_weight``,
-    ``batch_norm_forward``, ``batch_norm_backward``, ``adain_forward``, ``adain_backward``.
+    ``register("mygpu", "mypkg.kernels:")``: a module (or lazy ``"module:"`` string naming
+    one) that defines every kernel of :class:`minigan.kernels.contract.KernelBackend`
+    (``minigan.kernels.contract.KERNELS`` lists their names) and ``handles(array) -> bool``,
+    true for the arrays it runs on. The backend is checked against the contract when it is
+    installed; one lacking a kernel is skipped with a message naming what is missing.
     """
 
 

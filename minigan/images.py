@@ -34,6 +34,10 @@ __all__ = [
     "make_grid",
     "save_image",
     "read_image",
+    "image_size",
+    "max_pixels",
+    "set_max_pixels",
+    "ImageError",
     "read_metadata",
     "save_gif",
 ]
@@ -163,11 +167,110 @@ def save_image(
     _atomic(path, lambda tmp: iio.imwrite(tmp, image, extension=".png", pnginfo=info))
 
 
+# --------------------------------------------------------------------------- reading, bounded
+#: the most pixels (width x height x frames) an image may have before it is decoded
+DEFAULT_MAX_PIXELS = 50_000_000
+MAX_PIXELS_ENV = "MINIGAN_MAX_PIXELS"
+_max_pixels: int | None = None  # set by --max-pixels
+
+
+class ImageError(ValueError):
+    """An image file that cannot be used: unreadable, corrupt, or over the pixel limit."""
+
+
+def set_max_pixels(limit: int | None) -> None:
+    """Set the pixel limit of :func:`read_image` (``None``: back to the environment/default)."""
+    global _max_pixels
+    if limit is not None and limit < 1:
+        raise ValueError(f"the pixel limit must be at least 1, got {limit}")
+    _max_pixels = limit
+
+
+def max_pixels() -> int:
+    """The pixel limit now in force: ``--max-pixels``, else ``$MINIGAN_MAX_PIXELS``, else
+    :data:`DEFAULT_MAX_PIXELS` (50 megapixels).
+
+    >>> max_pixels() == DEFAULT_MAX_PIXELS or MAX_PIXELS_ENV in os.environ
+    True
+    """
+    if _max_pixels is not None:
+        return _max_pixels
+    text = os.environ.get(MAX_PIXELS_ENV, "").strip().replace("_", "")
+    if not text:
+        return DEFAULT_MAX_PIXELS
+    try:
+        value = int(float(text))
+    except ValueError:
+        raise ValueError(f"{MAX_PIXELS_ENV}={text!r} is not a number of pixels") from None
+    if value < 1:
+        raise ValueError(f"{MAX_PIXELS_ENV}={text!r}: the pixel limit must be at least 1")
+    return value
+
+
+def image_size(path: PathLike) -> tuple[int, int, int]:
+    """``(width, height, frames)`` of an image file, read from its header only (nothing is
+    decoded). Raises :class:`ImageError` for a file that is not a readable image."""
+    import warnings
+
+    from PIL import Image
+
+    path = os.fspath(path)
+    with open(path, "rb"):  # FileNotFoundError / PermissionError with the path, as usual
+        pass
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # PIL's DecompressionBombWarning: we check below
+            with Image.open(path) as im:
+                width, height = im.size
+                frames = int(getattr(im, "n_frames", 1) or 1)
+    except Image.DecompressionBombError as e:
+        raise ImageError(f"{path}: {e}") from None
+    except Exception as e:  # UnidentifiedImageError, SyntaxError from a broken header, ...
+        raise ImageError(
+            f"{path}: not a readable image ({type(e).__name__}: {e}); is it empty, truncated or "
+            f"another kind of file?"
+        ) from None
+    return width, height, frames
+
+
+def check_pixels(path: PathLike, width: int, height: int, frames: int = 1) -> None:
+    """Raise :class:`ImageError` if an image of this size is over :func:`max_pixels`."""
+    limit, pixels = max_pixels(), width * height * max(frames, 1)
+    if pixels > limit:
+        of = f" x {frames} frames" if frames > 1 else ""
+        raise ImageError(
+            f"{os.fspath(path)}: {width}x{height}{of} pixels ({pixels / 1e6:.1f} MP) is over the "
+            f"limit of {limit / 1e6:.1f} MP; if you trust this file, raise the limit with "
+            f"--max-pixels N or {MAX_PIXELS_ENV}=N"
+        )
+
+
 def read_image(path: PathLike) -> np.ndarray:
-    """An image file as a ``uint8`` array (H, W, C) or (H, W)."""
+    """An image file as a ``uint8`` array (H, W, C) or (H, W).
+
+    The size is read from the file's header first and checked against :func:`max_pixels`
+    before anything is decoded (a small file can decode to gigabytes). A file that is not an
+    image, or is truncated or corrupt, raises :class:`ImageError` naming it.
+    """
+    import warnings
+
     import imageio.v3 as iio
 
-    return np.asarray(iio.imread(os.fspath(path)))
+    path = os.fspath(path)
+    width, height, frames = image_size(path)
+    check_pixels(path, width, height, frames)
+    try:
+        with warnings.catch_warnings():  # imageio's plugins warn while probing a bad file
+            warnings.simplefilter("ignore")
+            return np.asarray(iio.imread(path))
+    except MemoryError:
+        raise
+    except Exception as e:  # truncated data, a corrupt JPEG, ...
+        first = str(e).splitlines()[0] if str(e) else ""
+        raise ImageError(
+            f"{path}: cannot decode this image ({type(e).__name__}: {first}); it may be "
+            f"truncated or corrupt"
+        ) from None
 
 
 def read_metadata(path: PathLike) -> dict[str, str]:

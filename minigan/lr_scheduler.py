@@ -30,9 +30,10 @@ import math
 import types
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from minigan.optim import Optimizer
+if TYPE_CHECKING:
+    from minigan.optim import Optimizer
 
 __all__ = [
     "LRScheduler",
@@ -49,6 +50,9 @@ class LRScheduler:
     one, ``_get_closed_form_lr`` (used by ``step(epoch)``)."""
 
     def __init__(self, optimizer: Optimizer, last_epoch: int = -1) -> None:
+        # deferred: minigan.optim imports this module (as minigan.optim.lr_scheduler)
+        from minigan.optim import Optimizer
+
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"{type(optimizer).__name__} is not an Optimizer")
         self.optimizer = optimizer

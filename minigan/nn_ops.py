@@ -29,9 +29,11 @@ from typing import Any
 import numpy as np
 
 from minigan import backend
-from minigan import functional as F
-from minigan.tensor import Function, Tensor, no_grad
+from minigan.tensor import DeferredFunctional, Function, Tensor, no_grad
 from minigan.tensor_ops import _erf_array, erf, gather
+
+# minigan.functional (which re-exports this module's ops), imported on first use
+F: Any = DeferredFunctional(globals())
 
 __all__ = [
     "gelu", "silu", "elu", "selu", "celu", "mish", "hardtanh", "relu6", "hardswish",

@@ -16,6 +16,9 @@ PyTorch run from the same weights and gradients follow the same trajectory.
 >>> opt.step()
 >>> w
 tensor([ 0.8, -1.6], requires_grad=True)
+
+Must not import ``nn``, ``functional``, the training modules, the kernels or any plugin:
+optimizers update raw arrays.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from minigan import lr_scheduler  # imports nothing of optim at import time (no cycle)
 from minigan.backend import device_of, get_array_module, is_cupy_array, to_device
 from minigan.tensor import Tensor
 
@@ -56,7 +60,7 @@ class Optimizer:
         self.param_groups: list[dict[str, Any]] = []
         if isinstance(params, Tensor):
             raise TypeError("params must be an iterable of Tensors or dicts, got a single Tensor")
-        groups = list(params)
+        groups: list[Any] = list(params)
         if not groups:
             raise ValueError("optimizer got an empty parameter list")
         if not isinstance(groups[0], dict):
@@ -513,6 +517,4 @@ class RMSprop(Optimizer):
 # ``minigan.optim.lr_scheduler``, PyTorch's import path, for the module minigan/lr_scheduler.py
 # (optim stays a single module; the alias makes ``import minigan.optim.lr_scheduler`` and
 # ``from minigan.optim.lr_scheduler import StepLR`` work)
-from minigan import lr_scheduler  # noqa: E402
-
 sys.modules[__name__ + ".lr_scheduler"] = lr_scheduler

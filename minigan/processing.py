@@ -11,9 +11,10 @@ A processor is a class registered through the ``register_processors`` hook with
 - ``process(image) -> image``: ``image`` is H×W×3 ``float32`` in [0, 1], RGB, channels
   last. Every file arrives this way: 8- and 16-bit files are scaled to [0, 1], grayscale is
   repeated to three channels, an alpha channel is dropped. The result is a float H'×W'×3
-  array in [0, 1] (the size may change); it is checked by :func:`check_output`, which
+  array in [0, 1] (the size may change; a gray H'×W' or H'×W'×1 or an RGBA H'×W'×4 result
+  is written as such); it is checked by :func:`check_output`, which
   names the processor and its plugin when the result is ``None``, not an array, not
-  floating point, not H×W×3 (a CHW array is recognised and named), contains NaN or
+  floating point, not channels-last (a CHW array is recognised and named), contains NaN or
   infinity, or lies outside [0, 1] (a result in [0, 255] is recognised and named).
   Values within half a grey level of [0, 1] are clipped;
 - ``metadata() -> dict``: what goes into each output PNG's text chunks (the parameters).
@@ -67,22 +68,30 @@ def _as_array(result: Any, who: str) -> np.ndarray:
     return result
 
 
+#: channel counts of a channels-last result: gray, RGB, RGBA (written as such to the PNG)
+CHANNELS = (1, 3, 4)
+
+
 def _check_layout(result: np.ndarray, who: str) -> None:
     shape = result.shape
-    if result.ndim == 3 and shape[2] == 3:
+    if result.size == 0:
+        raise ProcessorOutputError(f"{who}: returned an empty array of shape {shape}")
+    if result.ndim == 2 or (result.ndim == 3 and shape[2] in CHANNELS):
         return
-    if result.ndim == 3 and shape[0] in (1, 3) and shape[2] not in (1, 3):
+    if result.ndim == 3 and shape[0] in (1, 3) and shape[2] not in CHANNELS:
         raise ProcessorOutputError(
             f"{who}: returned an array of shape {shape}, which looks channels-first (C×H×W); "
             f"return H×W×3 (channels last, e.g. array.transpose(1, 2, 0))"
         )
     raise ProcessorOutputError(
-        f"{who}: returned an array of shape {shape}; expected H×W×3 (RGB, channels last)"
+        f"{who}: returned an array of shape {shape}; expected H×W×3 (RGB, channels last; "
+        f"H×W or H×W×1 for gray, H×W×4 for RGBA)"
     )
 
 
 def check_output(result: Any, name: str, plugin: str | None = None) -> np.ndarray:
-    """``result`` of processor ``name`` (from ``plugin``) as H×W×3 ``float32`` in [0, 1], or a
+    """``result`` of processor ``name`` (from ``plugin``) as ``float32`` in [0, 1], in its
+    own channels-last layout (H×W×3; or gray H×W / H×W×1, or RGBA H×W×4), or a
     :class:`ProcessorOutputError` naming both and saying what is wrong.
 
     >>> check_output(np.full((1, 1, 3), 1.001, np.float32), "x").tolist()

@@ -27,7 +27,8 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,10 +46,14 @@ __all__ = [
     "latest_checkpoint",
     "load_checkpoint",
     "load_model",
+    "model_class",
+    "newest_readable_checkpoint",
 ]
 
 PathLike = str | os.PathLike[str]
 CHECKPOINT_RE = re.compile(r"^step-(\d+)\.safetensors$")
+#: what minigan's atomic writes leave behind when killed mid-write
+STALE_RE = re.compile(r"^\..+\.tmp(\.[a-z]+)?$")
 RUN_FILES = (
     "config.json",
     "checkpoints",
@@ -100,7 +105,8 @@ def class_path(cls: type) -> str:
 
 
 def model_name(cls: type) -> str:
-    """The registered name of a model class (or its import path if it is not registered)."""
+    """The registered name of a model class (for a class no plugin registers: its import
+    path, a label only — nothing ever imports what a file says)."""
     from minigan.registry import get_registry
 
     registry = get_registry()
@@ -112,23 +118,23 @@ def model_name(cls: type) -> str:
     return class_path(cls)
 
 
-def model_class(name: str, class_path: str | None = None) -> type:
-    """A model class from its registered name, or from a ``module:Class`` path."""
-    from minigan.registry import PluginError, get_registry
+def model_class(name: str) -> type:
+    """The model class registered as ``name`` (or ``plugin:name``) by an installed plugin.
+
+    Only the plugin registry is asked: a name read from a checkpoint or config.json never
+    becomes an import, so a file cannot choose what code runs."""
+    from minigan.registry import get_registry
 
     registry = get_registry()
-    if name in registry.names("model"):
-        return registry.get("model", name)
-    target = class_path or name
-    if ":" in target:
-        from minigan.registry import Entry
-
-        try:
-            return Entry("model", name, target, "?").load()
-        except PluginError as e:
-            raise KeyError(str(e)) from None
-    available = ", ".join(registry.names("model")) or "none"
-    raise KeyError(f"unknown model {name!r}; available: {available}")
+    if not isinstance(name, str) or not registry.has("model", name):
+        available = ", ".join(registry.names("model")) or "none"
+        plugins = ", ".join(i.name for i in registry.info() if not i.error) or "none"
+        raise KeyError(
+            f"model {name!r} is not provided by any installed plugin (models: {available}; "
+            f"plugins: {plugins}); install the plugin that registers it, or load the file "
+            f"in Python with load_model(path, cls=TheModelClass)"
+        )
+    return registry.get("model", name)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -157,19 +163,60 @@ def load_checkpoint(path: PathLike) -> dict[str, Any]:
     return ckpt
 
 
-def load_model(source: PathLike, device: str = "cpu") -> tuple[GAN, dict[str, Any]]:
-    """The model saved in a checkpoint file, or in the latest checkpoint of a run directory.
-    Returns ``(model, checkpoint)``; the model is ready to :meth:`GAN.sample`."""
+def newest_readable_checkpoint(
+    run_dir: PathLike, warn: Callable[[str], None] | None = None
+) -> Path | None:
+    """The newest checkpoint of a run that can be read (``None`` if the run has none).
+
+    A newer one that is truncated or corrupt (say, a kill during a write on a file system
+    without atomic renames, or a bad copy) is passed over with a warning naming it; when no
+    checkpoint is readable, ``ValueError`` lists them all."""
+    found = checkpoints(run_dir)
+    problems = []
+    for path in reversed(found):
+        try:
+            load_checkpoint(path)
+        except ValueError as e:
+            problems.append(str(e))
+            continue
+        for problem in problems:
+            (warn or _warn)(f"skipping an unreadable checkpoint: {problem}; using {path.name}")
+        return path
+    if problems:
+        raise ValueError(f"no readable checkpoint in {run_dir}: " + "; ".join(problems))
+    return None
+
+
+def _warn(message: str) -> None:
+    warnings.warn(message, stacklevel=3)
+
+
+def load_model(
+    source: PathLike,
+    device: str = "cpu",
+    cls: type[GAN] | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> tuple[GAN, dict[str, Any]]:
+    """The model saved in a checkpoint file, or in the newest readable checkpoint of a run
+    directory. Returns ``(model, checkpoint)``; the model is ready to :meth:`GAN.sample`.
+
+    The checkpoint's ``model`` name is looked up among the installed plugins' models
+    (:func:`model_class`); ``cls`` skips the lookup for code that has the class itself.
+    ``warn`` receives the warning about a newer, unreadable checkpoint (default: a Python
+    warning)."""
     path = Path(source)
     if path.is_dir():
-        found = latest_checkpoint(path)
+        found = newest_readable_checkpoint(path, warn)
         if found is None:
             raise FileNotFoundError(f"{path}: no checkpoints/step-*.safetensors in this directory")
         path = found
     elif not path.exists():
         raise FileNotFoundError(f"{path}: no such run directory or checkpoint file")
     ckpt = load_checkpoint(path)
-    cls = model_class(ckpt["model"], ckpt.get("model_class"))
+    if cls is None:
+        cls = model_class(ckpt["model"])
+    elif not (isinstance(cls, type) and issubclass(cls, GAN)):
+        raise TypeError(f"cls must be a GAN subclass, got {cls!r}")
     model = cls(cls.make_config(ckpt["config"]), tuple(ckpt["image_shape"]), device)
     model.load_state_dict(ckpt["state"])
     ckpt["path"] = path
@@ -198,19 +245,25 @@ class Run:
 
     @classmethod
     def open(
-        cls, out: PathLike, resume: bool = False, force: bool = False
+        cls,
+        out: PathLike,
+        resume: bool = False,
+        force: bool = False,
+        warn: Callable[[str], None] | None = None,
     ) -> tuple[Run, Path | None, dict[str, Any] | None]:
         """The run at ``out``, the checkpoint to resume from and the saved config.json.
 
         An existing run is an error unless ``resume`` (continue from its latest checkpoint)
         or ``force`` (delete its files and start over); ``resume`` with nothing to resume is
-        an error too."""
+        an error too. Stale temporary files of interrupted writes are removed; ``resume`` uses
+        the newest *readable* checkpoint, telling ``warn`` about newer broken ones."""
         run = cls(Path(out))
         if run.exists() and not resume:
             if not force:
                 raise RunExistsError(run.root)
             run.clear()
-        ckpt_path = latest_checkpoint(run.root) if resume else None
+        run.remove_stale_files()
+        ckpt_path = newest_readable_checkpoint(run.root, warn) if resume else None
         if resume and ckpt_path is None:
             raise FileNotFoundError(
                 f"nothing to resume in {run.root}: no checkpoints/step-*.safetensors "
@@ -238,6 +291,20 @@ class Run:
 
     def exists(self) -> bool:
         return self.config_path.exists() or bool(checkpoints(self.root))
+
+    def remove_stale_files(self) -> list[Path]:
+        """Delete the temporary files (``.NAME.tmp``, ``.NAME.<id>.tmp[.png]``) that a write
+        killed half-way left in the run (they are never used again); returns them."""
+        stale = [
+            p
+            for folder in (self.root, self.checkpoint_dir, self.sample_dir)
+            if folder.is_dir()
+            for p in folder.iterdir()
+            if STALE_RE.match(p.name) and p.is_file()
+        ]
+        for path in stale:
+            path.unlink(missing_ok=True)
+        return stale
 
     def clear(self) -> None:
         """Delete the run's own files (nothing else in the directory)."""
@@ -330,6 +397,12 @@ class Run:
         records = self.metrics()
         if not records:
             return {}
+        if (self.root / "quality.jsonl").is_file():  # --metric-every: quality subplots too
+            from minigan.metrics.training import quality_records
+
+            extra, extra_groups = quality_records(self.root, up_to=records[-1]["step"])
+            records = [*records, *extra]
+            groups = {**(groups or {}), **extra_groups}
         return plot_metrics(self.root / "losses.png", records, groups, title=title)
 
 

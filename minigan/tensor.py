@@ -15,10 +15,14 @@ tensor([2., 4., 6.])
 >>> (gg,) = minigan.grad(g.sum(), x)
 >>> gg
 tensor([ 6., 12., 18.])
+
+Must not import :mod:`minigan.functional` at import time (functional imports this module;
+see ``F`` below), nor ``nn``, ``optim``, the kernels or any plugin.
 """
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import weakref
 from collections.abc import Callable, Iterator, Sequence
@@ -28,6 +32,32 @@ import numpy as np
 
 from minigan import backend
 from minigan import random as _random
+
+
+class DeferredFunctional:
+    """Stands for :mod:`minigan.functional` as the name ``F`` of a module that functional
+    imports (this one, and the op modules it re-exports: minigan.tensor_ops, minigan.nn_ops)
+    until an operation is first used: ``F: Any = DeferredFunctional(globals())``.
+
+    Tensor's methods (``x + y``, ``x.sum()``, ...) and the backward pass call the operations
+    of minigan.functional as ``F.add``, ``F.sum_to``, .... functional imports these modules,
+    so they do not import functional when they are loaded: the first ``F.<op>`` imports it
+    (usually loaded already) and rebinds that module's ``F`` to it, so later calls cost a
+    plain module attribute lookup. The one deferred import back up the graph, listed in
+    tests/test_architecture.py.
+    """
+
+    def __init__(self, namespace: dict[str, Any]) -> None:
+        self._namespace = namespace
+
+    def __getattr__(self, name: str) -> Any:
+        from minigan import functional
+
+        self._namespace["F"] = functional
+        return getattr(functional, name)
+
+
+F: Any = DeferredFunctional(globals())
 
 # --------------------------------------------------------------------------- grad mode
 
@@ -77,13 +107,21 @@ class _DataSlot:
     includes ``t.data -= lr * g``, an optimizer's update) counts as an in-place change and bumps
     the tensor's version, as every in-place operation does.
 
+    Writing into the array (``t.data -= x`` hands back the same array) bumps the counter
+    shared with views and ``detach()``ed tensors; assigning a *new* array bumps only this
+    tensor's (it moves to a counter of its own), since views and detached tensors keep the
+    old array and its unchanged values, as PyTorch's do after ``t.data = …``.
+
     A descriptor with ``__set__`` but no ``__get__``: reads find the instance's ``__dict__``.
     """
 
     def __set__(self, obj: Tensor, value: Any) -> None:
         d = obj.__dict__
         if "data" in d:
-            obj._version_box[0] += 1
+            if value is d["data"]:
+                obj._version_box[0] += 1
+            else:
+                obj._version_box = [obj._version_box[0] + 1]
         d["data"] = value
 
 
@@ -109,7 +147,7 @@ class Tensor:
 
     __array_priority__ = 1000  # ``ndarray * Tensor`` defers to ``Tensor.__rmul__``
 
-    data = _DataSlot()
+    data: Any = _DataSlot()  # reads: the array itself (Any for type checkers)
 
     def __init__(self, data: Any, requires_grad: bool = False) -> None:
         if isinstance(data, Tensor):
@@ -135,7 +173,7 @@ class Tensor:
     def requires_grad(self, flag: bool) -> None:
         if flag and self.data.dtype.kind not in _FLOAT_KINDS:
             raise TypeError(f"only floating-point tensors can require grad, not {self.dtype}")
-        self._requires_grad = bool(flag)
+        self._requires_grad: bool = bool(flag)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -215,8 +253,6 @@ class Tensor:
 
         Differentiable: gradients flow back to the original tensor.
         """
-        from minigan import functional as F
-
         out = self
         if dtype is not None and np.dtype(dtype) != self.dtype:
             out = F.astype(out, dtype)
@@ -256,6 +292,27 @@ class Tensor:
         if not self.requires_grad:
             raise RuntimeError("backward(): tensor does not require grad and has no creator")
         backward([self], [gradient], retain_graph=retain_graph, create_graph=create_graph)
+
+    def register_post_accumulate_grad_hook(self, hook: Any) -> _HookHandle:
+        """Call ``hook(self)`` each time a ``backward()`` has finished accumulating this leaf's
+        gradient into ``.grad`` (PyTorch's name and semantics), while the rest of the backward
+        is still to run: what data-parallel training uses to start a gradient all-reduce early.
+        Returns a handle whose ``remove()`` unregisters the hook.
+
+        >>> w = tensor([1.0, 2.0], requires_grad=True)
+        >>> seen = []
+        >>> handle = w.register_post_accumulate_grad_hook(lambda t: seen.append(t.grad.tolist()))
+        >>> (w * w).sum().backward()
+        >>> handle.remove(); (w * w).sum().backward()
+        >>> seen
+        [[2.0, 4.0]]
+        """
+        if self.creator is not None:
+            raise RuntimeError("post-accumulate-grad hooks can only be registered on leaf tensors")
+        hooks = self.__dict__.setdefault("_post_accumulate_grad_hooks", {})
+        handle = _HookHandle(hooks)
+        hooks[handle.id] = hook
+        return handle
 
     # ----- operators (implemented in minigan.functional)
     def __add__(self, other: Any) -> Tensor:
@@ -419,7 +476,7 @@ class Tensor:
     def abs(self) -> Tensor:
         return F.abs(self)
 
-    def clip(self, min: float | None = None, max: float | None = None) -> Tensor:
+    def clip(self, min: builtins.float | None = None, max: builtins.float | None = None) -> Tensor:
         return F.clip(self, min, max)
 
     clamp = clip
@@ -745,7 +802,10 @@ class Function:
     version counter of input 0 whenever it shares its memory.
     """
 
-    inputs: tuple[Tensor, ...] | None = None
+    # The inputs while the graph is kept (None before the call and once backward freed them:
+    # backward() only runs in between, so it reads them as a tuple).
+    inputs: tuple[Tensor, ...] = None  # type: ignore[assignment]
+    output: Callable[[], Any]  # a weak reference to the output, alive during backward
     needs_grad: tuple[bool, ...] = ()
     saved_inputs: tuple[int, ...] | None = None
     saves_output: bool = False
@@ -801,6 +861,19 @@ class Function:
 # --------------------------------------------------------------------------- backward engine
 
 
+class _HookHandle:
+    """Unregisters one hook (``handle.remove()``)."""
+
+    _next = 0
+
+    def __init__(self, hooks: dict[int, Any]) -> None:
+        _HookHandle._next += 1
+        self.id, self._hooks = _HookHandle._next, hooks
+
+    def remove(self) -> None:
+        self._hooks.pop(self.id, None)
+
+
 def _graph(roots: Sequence[Tensor]) -> list[Tensor]:
     """Tensors reachable from ``roots`` through their creators, in topological order
     (every tensor before the tensors it was computed from). Iterative: deep graphs are fine."""
@@ -834,14 +907,15 @@ def _run_backward(
     targets: Sequence[Tensor] | None,
     retain_graph: bool,
     create_graph: bool,
+    on_leaf: Any = None,
 ) -> dict[int, tuple[Tensor, Tensor]]:
     """Propagate gradients from ``outputs`` back through the graph.
 
     Returns ``(tensor, total gradient)`` for every target (all leaves when ``targets`` is
     None), keyed by ``id``. Only the part of the graph that leads to a target is evaluated.
+    ``on_leaf(leaf, gradient)``, if given, is called as soon as a leaf's gradient is complete
+    (instead of returning it).
     """
-    from minigan import functional as F
-
     order = _graph(outputs)
     target_ids = None if targets is None else {id(t) for t in targets}
 
@@ -881,7 +955,10 @@ def _run_backward(
             g = grads.pop(id(t))
             fn = t.creator
             if (fn is None) if target_ids is None else (id(t) in target_ids):
-                results[id(t)] = (t, g)
+                if on_leaf is not None:
+                    on_leaf(t, g)
+                else:
+                    results[id(t)] = (t, g)
             if fn is None:
                 continue
             fn.needs_grad = tuple(x.requires_grad and id(x) in needed for x in fn.inputs)
@@ -896,7 +973,7 @@ def _run_backward(
                     gx = F.sum_to(gx, x.shape)  # the one place where broadcasting is undone
                 grads[id(x)] = grads[id(x)] + gx if id(x) in grads else gx
             if not retain_graph:
-                fn.inputs = None  # free saved tensors
+                fn.inputs = None  # type: ignore[assignment]  # free saved tensors
     return results
 
 
@@ -909,11 +986,31 @@ def backward(
     """Accumulate gradients of ``tensors`` into ``.grad`` of every leaf (``Tensor.backward``)."""
     grad_tensors = grad_tensors or [None] * len(tensors)
     retain = create_graph if retain_graph is None else retain_graph
-    results = _run_backward(tensors, grad_tensors, None, retain, create_graph)
-    for leaf, g in results.values():
+    # a leaf's new .grad owns its array, as in PyTorch: ``a + b`` hands both leaves the same
+    # gradient array, which may also be the caller's ``gradient``; writing into one .grad
+    # (``a.grad.data *= 0.5``) must change neither the other nor the caller's tensor
+    taken = {_root_id(_raw(g)) for g in grad_tensors if g is not None}
+
+    def accumulate(leaf: Tensor, g: Tensor) -> None:  # as soon as the leaf's gradient is whole
         if not create_graph:
             g = g.detach()
+            if leaf.grad is None:
+                root = _root_id(g.data)
+                if root in taken:
+                    g = Tensor(g.data.copy())
+                taken.add(root)
         leaf.grad = g if leaf.grad is None else leaf.grad + g
+        for hook in list(leaf.__dict__.get("_post_accumulate_grad_hooks", {}).values()):
+            hook(leaf)
+
+    _run_backward(tensors, grad_tensors, None, retain, create_graph, on_leaf=accumulate)
+
+
+def _root_id(array: Any) -> int:
+    """``id`` of the array that owns ``array``'s memory (itself, or the base of a view)."""
+    while getattr(array, "base", None) is not None:
+        array = array.base
+    return id(array)
 
 
 def grad(
@@ -962,5 +1059,3 @@ def grad(
         answer.append(g)
     return tuple(answer)
 
-
-from minigan import functional as F  # noqa: E402  (functional needs Tensor and Function)

@@ -30,9 +30,11 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from minigan import backend, kernels
-from minigan import functional as F
 from minigan import random as _random
-from minigan.tensor import Function, Tensor, is_grad_enabled
+from minigan.tensor import DeferredFunctional, Function, Tensor, is_grad_enabled
+
+# minigan.functional (which re-exports this module's ops), imported on first use
+F: Any = DeferredFunctional(globals())
 
 __all__ = [
     "arange", "linspace", "eye", "full", "full_like", "empty", "empty_like", "randint",
@@ -127,7 +129,8 @@ def arange(
     dt = np.dtype(dtype) if dtype is not None else _scalar_dtype(start, end, step)
     n = builtins.max(0, math.ceil((end - start) / step))
     exact = builtins.all(isinstance(v, (int, np.integer)) for v in (start, end, step))
-    values = start + np.arange(n, dtype=np.int64 if exact else np.float64) * step
+    steps: Any = np.arange(n, dtype=np.int64 if exact else np.float64)
+    values = start + steps * step
     return _make(values.astype(dt), device, requires_grad)
 
 

@@ -79,7 +79,14 @@ class TensorBoardLogger:
         purge_step: int | None = None,
     ) -> None:
         tbx = require_tensorboardx()
-        self.writer = tbx.SummaryWriter(logdir=os.fspath(logdir), purge_step=purge_step)
+        # tensorboardX names the event file by the second it is opened (and truncates an
+        # existing one): the first step in the name keeps a resumed call, even in the same
+        # second, from overwriting the earlier call's file (and sorts the two in order)
+        self.writer = tbx.SummaryWriter(
+            logdir=os.fspath(logdir),
+            purge_step=purge_step,
+            filename_suffix=f".step{purge_step or 0:09d}",
+        )
         self.hparams = dict(hparams) if hparams else None
 
     def write(self, records: Sequence[Mapping[str, Any]]) -> None:

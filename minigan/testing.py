@@ -72,6 +72,7 @@ def _projected(fn: Callable[..., Any], projections: list[np.ndarray]) -> Callabl
         for out, v in zip(outs, projections):
             term = (out * Tensor(v.astype(out.dtype))).sum()
             total = term if total is None else total + term
+        assert total is not None  # at least one output
         return total
 
     return scalar
@@ -310,15 +311,16 @@ def _cpu_backed_cuda(kcuda: Any, cpu: Any) -> Any:
 
         return run
 
-    numba_cuda = ("conv2d", "conv2d_grad_input", "conv2d_grad_weight", "batch_norm_forward",
-                  "batch_norm_backward", "adain_forward", "adain_backward")  # fmt: skip
-    functions = {name: getattr(kcuda, name) for name in kcuda.__all__}
-    functions.update({name: on_cpu(name) for name in numba_cuda})
-    return SimpleNamespace(**functions)
+    from minigan.kernels.contract import KERNELS
+
+    # The Numba-CUDA kernels are the backend's lazy ones (kcuda.LAZY): those run on the CPU.
+    return SimpleNamespace(
+        **{name: on_cpu(name) if name in kcuda.LAZY else getattr(kcuda, name) for name in KERNELS}
+    )
 
 
 # =========================================================================== check_model
-def _fail(model_cls: type, prop: str, detail: str) -> AssertionError:
+def _fail(model_cls: type[Any], prop: str, detail: str) -> AssertionError:
     return AssertionError(f"check_model({model_cls.__name__}): {prop}: {detail}")
 
 
@@ -330,7 +332,7 @@ def _params(model: GAN) -> dict[str, list[np.ndarray]]:
 
 
 def check_model(
-    model_cls: type,
+    model_cls: type[Any],
     image_shape: Sequence[int] = (1, 32, 32),
     config: Mapping[str, Any] | None = None,
     batch_size: int = 4,
@@ -378,7 +380,7 @@ def check_model(
     _check_round_trip(model_cls, model, build(99), real, seeds, x)  # different initial weights
 
 
-def _check_config(model_cls: type) -> None:
+def _check_config(model_cls: type[Any]) -> None:
     Config = getattr(model_cls, "Config", None)
     if Config is None or not dataclasses.is_dataclass(Config):
         raise _fail(model_cls, "Config", "the class attribute Config must be a @dataclass")
@@ -389,7 +391,7 @@ def _check_config(model_cls: type) -> None:
             raise _fail(model_cls, "Config", f"field {f.name!r} has no metadata['help'] text")
 
 
-def _check_networks(model_cls: type, model: GAN, device: str) -> None:
+def _check_networks(model_cls: type[Any], model: GAN, device: str) -> None:
     nets = model.networks()
     for required in ("generator", "discriminator"):
         if required not in nets:
@@ -402,14 +404,14 @@ def _check_networks(model_cls: type, model: GAN, device: str) -> None:
                 )
 
 
-def _batches_per_step(model_cls: type) -> int:
+def _batches_per_step(model_cls: type[Any]) -> int:
     k = getattr(model_cls, "batches_per_step", 1)
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise _fail(model_cls, "batches_per_step", f"must be an int >= 1, got {k!r}")
     return k
 
 
-def _declared_metrics(model_cls: type) -> list[str]:
+def _declared_metrics(model_cls: type[Any]) -> list[str]:
     """The metric names the class declares in ``progress_metrics`` and ``plot_groups``."""
     declared = list(getattr(model_cls, "progress_metrics", None) or [])
     groups = getattr(model_cls, "plot_groups", None) or {}
@@ -420,7 +422,7 @@ def _declared_metrics(model_cls: type) -> list[str]:
     return list(dict.fromkeys(declared))
 
 
-def _check_step(model_cls: type, model: GAN, real: Any) -> None:
+def _check_step(model_cls: type[Any], model: GAN, real: Any) -> None:
     before = _params(model)
     minigan.manual_seed(1)
     try:
@@ -466,7 +468,7 @@ def _check_step(model_cls: type, model: GAN, real: Any) -> None:
 
 
 def _check_samples(
-    model_cls: type, model: GAN, seeds: list[int], shape: tuple[int, ...]
+    model_cls: type[Any], model: GAN, seeds: list[int], shape: tuple[int, ...]
 ) -> np.ndarray:
     out = model.sample(model.latents(seeds))
     if not isinstance(out, Tensor):
@@ -494,7 +496,7 @@ def _check_samples(
 
 
 def _check_round_trip(
-    model_cls: type, model: GAN, clone: GAN, real: Any, seeds: list[int], x: np.ndarray
+    model_cls: type[Any], model: GAN, clone: GAN, real: Any, seeds: list[int], x: np.ndarray
 ) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "state.safetensors")
@@ -513,8 +515,8 @@ def _check_round_trip(
     for m in (model, clone):
         minigan.manual_seed(2)
         results.append((m.train_step(real), _params(m)))
-    (m1, p1), (m2, p2) = results
-    m1, m2 = read_metrics([m1, m2])
+    (s1, p1), (s2, p2) = results
+    m1, m2 = read_metrics([s1, s2])
     if m1 != m2 or any(not np.array_equal(a, b) for net in p1 for a, b in zip(p1[net], p2[net])):
         raise _fail(
             model_cls,

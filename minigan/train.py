@@ -107,6 +107,8 @@ def train(
     progress: bool = True,
     log: Callable[[str], None] | None = None,
     tensorboard: bool = False,
+    distributed: bool | None = None,
+    sync_bn: bool = False,
 ) -> RunResult:
     """Train a GAN and write its run directory ``out`` (layout in :mod:`minigan.run`).
 
@@ -145,6 +147,13 @@ def train(
         tensorboard: also log every metric, the sample grids and the config (as
             hyper-parameters) to ``out/tensorboard`` (needs tensorboardX: the
             ``minigan[tensorboard]`` extra; see :mod:`minigan.tensorboard`).
+        distributed: data-parallel over the processes of an MPI job (``mpirun -n N``):
+            ``None`` when launched with more than one process, ``True`` insists, ``False``
+            opts out. ``batch_size`` is then per process and a step takes ``N * batch_size``
+            images; only rank 0 writes files and messages; callbacks run on every rank with
+            the metrics averaged over the ranks. See :mod:`minigan.distributed`.
+        sync_bn: when distributed, batch-norm statistics over the global batch
+            (SyncBatchNorm); otherwise each process normalises with its own batch's.
 
     Returns:
         a :class:`RunResult`; ``result.summary()`` says what was done in one line.
@@ -155,4 +164,11 @@ def train(
         TrainingDiverged: a loss became NaN or infinite.
     """
     options = dict(locals())  # exactly the parameters above
+    distributed, sync_bn = options.pop("distributed"), options.pop("sync_bn")
+    if distributed is not False:
+        from minigan.distributed import data_parallel_trainer, init_world
+
+        world = init_world(distributed, device)
+        if world.distributed:
+            return data_parallel_trainer(world, sync_bn, **options).fit()
     return Trainer(options.pop("model"), options.pop("data"), **options).fit()

@@ -33,7 +33,13 @@ Extension points:
 - ``model.gradient_hooks``: run between backward and step by :meth:`minigan.gan.GAN.update`
   (a data-parallel gradient all-reduce);
 - ``_make_loader`` (sharded data), ``_write_config`` / ``_sample_epoch`` / ``_checkpoint``
-  (only one process writing), ``_log`` (extra metrics): override in a subclass.
+  (only one process writing), ``_log`` (extra metrics), ``_reduce_metrics`` (metrics over
+  processes), ``_stop_requested`` (processes agreeing on Ctrl-C): override in a subclass
+  (:class:`minigan.distributed.DataParallelTrainer` does, for ``mpirun -n N``).
+
+The position in the data is an epoch and a sample index in its order (``sample`` in the
+checkpoint), so a run resumed with another global batch size (another number of processes)
+continues exactly where it stopped.
 
 This module must not import the CLI or any plugin; it imports tqdm and the data module only
 when a run starts.
@@ -60,7 +66,6 @@ from minigan.run import (
     PathLike,
     Run,
     _step_of,
-    class_path,
     latest_checkpoint,
     load_checkpoint,
     model_class,
@@ -269,12 +274,13 @@ class Trainer:
     def setup(self) -> None:
         """Open the run folder, decide the settings, open the data, build (or resume) the
         model, write config.json and the first sample grids."""
-        self.run, self.ckpt_path, saved = Run.open(self.out, self.resume, self.force)
+        self.run, self.ckpt_path, saved = Run.open(self.out, self.resume, self.force, warn=self.say)
         self._resolve_model()
         self.settings = self._settings(saved)
         self._open_data()
         self._build_model()
         self.epoch, self.batch_index = 0, 0
+        self.offset = 0  # samples of this epoch consumed before batch 0 (a resumed run)
         self.seconds_before = 0.0  # the run's training time before this call
         if self.ckpt_path is not None:
             self._resume(self.ckpt_path)
@@ -284,6 +290,7 @@ class Trainer:
     def _resolve_model(self) -> None:
         """``model_cls`` and ``model_name`` from a name, a class or a built model."""
         model = self.model_arg
+        self.built: GAN | None
         if isinstance(model, GAN):
             cls, self.built = type(model), model
         else:
@@ -362,8 +369,7 @@ class Trainer:
         else:
             self.model = self.built
         self.info = {
-            "model": self.model_name,
-            "model_class": class_path(cls),
+            "model": self.model_name,  # a registered name: files never name code to import
             "config": self.model.config_dict(),
             "image_shape": list(self.model.image_shape),
         }
@@ -380,9 +386,13 @@ class Trainer:
         self.model.load_state_dict(ckpt["state"])
         minigan.random.set_state(ckpt["rng"])
         self.seconds_before = float(ckpt.get("seconds", 0.0))
-        self.epoch, self.batch_index = int(ckpt["epoch"]), int(ckpt["batch"])
-        if self.batch_index >= self.steps_per_epoch * self.batches_per_step:
-            self.epoch, self.batch_index = self.epoch + 1, 0
+        self.epoch = int(ckpt["epoch"])
+        batch = int(getattr(self.loader, "global_batch_size", self.loader.batch_size))
+        saved_batch = int(ckpt.get("global_batch_size", batch))  # older runs: one process
+        sample = int(ckpt.get("sample", int(ckpt["batch"]) * saved_batch))
+        self.batch_index, self.offset = divmod(sample, batch)
+        if self.batch_index >= self._usable_batches():
+            self.epoch, self.batch_index, self.offset = self.epoch + 1, 0, 0
         self.run.truncate_metrics(self.model.steps)
         self.say(
             f"resuming {self.run.root} from {ckpt_path.name}: epoch {self.epoch + 1}, "
@@ -404,6 +414,7 @@ class Trainer:
                 "training": {
                     "epochs": s["epochs"],
                     "batch_size": s["batch_size"],
+                    "world_size": int(getattr(self.loader, "world_size", 1)),
                     "seed": s["seed"],
                     "device": self.device,
                     "checkpoint_every": self.checkpoint_every,
@@ -509,10 +520,11 @@ class Trainer:
         """The rest of the current epoch; ``True`` if it ran to its end. Each step takes
         ``batches_per_step`` batches (a last incomplete group is not drawn)."""
         k, group = self.batches_per_step, []
-        usable = self.steps_per_epoch * k
+        usable = self._usable_batches()
         if self.batch_index >= usable:
             return True
-        for real, _ in self.loader.iter_from(self.epoch, self.batch_index):
+        start = (self.epoch, self.batch_index) + ((self.offset,) if self.offset else ())
+        for real, _ in self.loader.iter_from(*start):
             group.append(real)
             if len(group) < k:
                 continue
@@ -525,11 +537,23 @@ class Trainer:
             if self.max_steps is not None and self.model.steps >= self.max_steps:
                 self.stopped = True
                 return False
-            if interrupt.requested:
+            if self._stop_requested(interrupt):
                 raise KeyboardInterrupt
             if self.batch_index >= usable:
                 break
         return True
+
+    def _usable_batches(self) -> int:
+        """The loader batches of this epoch that complete a step (``batches_per_step`` each),
+        counted from the epoch's first sample not consumed before a resume (``offset``)."""
+        k = self.batches_per_step
+        if not self.offset:
+            return self.steps_per_epoch * k
+        return self.loader.steps_from(self.offset) // k * k
+
+    def _stop_requested(self, interrupt: _Interrupt) -> bool:
+        """Whether to stop after this step (Ctrl-C)."""
+        return interrupt.requested
 
     def _step(self, real: Tensor | list[Tensor]) -> None:
         """One ``model.train_step`` on a batch (or a list of ``batches_per_step``); its
@@ -552,7 +576,7 @@ class Trainer:
         self.bar.update(1)
 
     def _end_epoch(self) -> None:
-        self.epoch, self.batch_index = self.epoch + 1, 0
+        self.epoch, self.batch_index, self.offset = self.epoch + 1, 0, 0
         self.position = (self.epoch, 0)
         self._log()
         self._sample_epoch()
@@ -578,7 +602,7 @@ class Trainer:
         if not self.pending:
             return
         t0 = time.perf_counter()
-        values = read_metrics([metrics for _, metrics in self.pending])
+        values = self._reduce_metrics(read_metrics([metrics for _, metrics in self.pending]))
         # the read waits for the GPU: the steps' time includes it
         seconds = (self.busy + time.perf_counter() - t0) / len(self.pending)
         records, diverged = self._records(values, seconds)
@@ -593,6 +617,10 @@ class Trainer:
             raise diverged
         if stop is not None:
             raise stop
+
+    def _reduce_metrics(self, values: list[dict[str, float]]) -> list[dict[str, float]]:
+        """The metrics as logged (a data-parallel run averages them over the processes)."""
+        return values
 
     def _records(
         self, values: list[dict[str, float]], seconds: float
@@ -648,10 +676,24 @@ class Trainer:
         self._log()
         if self.model.steps != self.last_saved:
             self.latest = self.run.save_checkpoint(
-                self.model, self.info, self.position, self.keep, {"seconds": self._seconds()}
+                self.model,
+                {**self.info, **self._position_info()},
+                self.position,
+                self.keep,
+                {"seconds": self._seconds()},
             )
             self.last_saved = self.model.steps
         return self.latest
+
+    def _position_info(self) -> dict[str, int]:
+        """What a checkpoint records of the position besides (epoch, batch): the sample index
+        reached in the epoch, the global batch size and the number of processes."""
+        batch = int(getattr(self.loader, "global_batch_size", self.loader.batch_size))
+        return {
+            "sample": self.offset + self.batch_index * batch,
+            "global_batch_size": batch,
+            "world_size": int(getattr(self.loader, "world_size", 1)),
+        }
 
     def _on_interrupt(self) -> bool:
         """Ctrl-C (or a callback's stop): save and say how to resume. A second Ctrl-C in the

@@ -190,7 +190,7 @@ def test_a_plugin_model_gets_its_options_for_free(tmp_path):
     try:
         help_text = invoke("train", "toy", "--help").output
         assert "--hidden INTEGER" in help_text and "hidden units" in help_text
-        assert "[default: 2]" in help_text  # ToyGAN.train_defaults["epochs"]
+        assert "[default: 2; x>=1]" in help_text  # ToyGAN.train_defaults["epochs"]
         models = invoke("models").output
         assert "toy" in models
     finally:
@@ -249,3 +249,24 @@ def test_sample_refuses_options_the_model_does_not_support(tmp_path):
     result = runner.invoke(main, ["sample", str(out), "--seeds", "0", "--truncation", "0.5"])
     assert result.exit_code != 0
     assert "model 'dcgan' does not support --truncation" in result.output
+
+
+def test_limit_zero_means_all_of_the_data(tmp_path):
+    """--limit 0 uses every image, not the model's default limit (shapes has 20,000)."""
+    out = tmp_path / "run"
+    args = [*TINY[:-2], "--limit", "0", "--max-steps", "1", "--out", str(out), "--no-progress"]
+    result = invoke("train", "dcgan", *args)
+    assert result.exit_code == 0, result.output
+    data = json.loads((out / "config.json").read_text())["data"]
+    assert data["limit"] is None and data["size"] == 20000
+
+
+def test_train_ends_with_the_latest_sample_grid_and_the_real_images(tiny_run, tmp_path):
+    out = tmp_path / "run"  # tiny_run trained 2 epochs there; one more epoch, resumed
+    result = invoke("train", "dcgan", "--resume", "--epochs", "3", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    line = next(x for x in result.output.splitlines() if x.startswith("latest samples: "))
+    assert line == (
+        f"latest samples: {out / 'samples' / 'epoch-003.png'} "
+        f"(real images: {out / 'real_samples.png'})"
+    )

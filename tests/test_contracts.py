@@ -265,6 +265,23 @@ def test_tensorboard_logs_every_metric_the_samples_and_the_config(tmp_path):
     assert hp["config/gp_weight"] == 10.0 and hp["data/name"] == "indexed"
 
 
+def test_tensorboard_resume_in_the_same_second_keeps_the_earlier_events(tmp_path, monkeypatch):
+    """tensorboardX names an event file by the second it was opened: a resumed call opening
+    its file in the same second must not overwrite the earlier call's events."""
+    import types
+
+    import tensorboardX.event_file_writer as efw
+
+    from minigan.tensorboard import read_events
+
+    monkeypatch.setattr(efw, "time", types.SimpleNamespace(time=lambda: 1796000000.25))
+    run_wgan(tmp_path, "tb", epochs=2, max_steps=7, tensorboard=True)
+    rest, _ = run_wgan(tmp_path, "tb", resume=True, tensorboard=True)
+    events = read_events(rest.run_dir / "tensorboard")
+    assert [s for s, _ in events["scalars"]["gp"]] == list(range(1, 11))
+    assert [s for s, _ in events["images"]["samples"]] == [0, 5, 10]
+
+
 def test_missing_tensorboardx_is_one_clear_line(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorboardX", None)
     with pytest.raises(ImportError, match=r"pip install 'minigan\[tensorboard\]'"):
@@ -296,7 +313,8 @@ def ok_image() -> np.ndarray:
         (ok_image() * 255, ["0-255", "divide by 255"]),
         (np.where(np.arange(60).reshape(4, 5, 3) == 7, np.nan, 0.5), ["NaN", "1 of 60"]),
         (ok_image().transpose(2, 0, 1), ["(3, 4, 5)", "channels-first"]),
-        (ok_image()[..., 0], ["(4, 5)", "H×W×3"]),
+        (ok_image()[None], ["(1, 4, 5, 3)", "H×W×3"]),
+        (ok_image()[:0], ["empty", "(0, 5, 3)"]),
         ((ok_image() * 255).astype(np.uint8), ["dtype uint8", "float"]),
         ([[0.5]], ["list", "NumPy array"]),
         (ok_image() - 0.7, ["[-0.2", "expected [0, 1]"]),
@@ -360,6 +378,53 @@ def test_cli_rejects_bad_processor_output_naming_plugin_and_file(tmp_path):
     assert "gray.png" in line and "'times255' (plugin 'bad-plugin')" in line and "0-255" in line
     assert good.exit_code == 0, good.output
     assert iio.imread(dst).shape == (3, 3, 3)
+
+
+class GrayProcessor:
+    """Returns a gray (or RGBA) result: the luminance, as the old contract's H×W×C allowed."""
+
+    @dataclasses.dataclass
+    class Config:
+        layout: str = dataclasses.field(default="hw", metadata={"help": "hw, hw1 or rgba"})
+
+    def __init__(self, config):
+        self.config = config
+
+    def process(self, image):
+        gray = image.mean(axis=2, dtype=np.float64)  # float64: legitimate too
+        if self.config.layout == "hw1":
+            return gray[..., None]
+        if self.config.layout == "rgba":
+            return np.concatenate([image, np.full(gray.shape + (1,), 0.5, np.float32)], 2)
+        return gray
+
+    def metadata(self):
+        return {}
+
+
+@pytest.mark.parametrize("layout, shape", [("hw", (3, 4)), ("hw1", (3, 4)), ("rgba", (3, 4, 4))])
+def test_cli_writes_gray_and_rgba_processor_results_as_such(tmp_path, layout, shape):
+    import imageio.v3 as iio
+
+    rgb = np.zeros((3, 4, 3), np.uint8)
+    rgb[..., 0] = 255  # red: luminance by mean = 85
+    iio.imwrite(tmp_path / "red.png", rgb)
+
+    class Plugin:
+        @hookimpl
+        def register_processors(self, register):
+            register("gray", GrayProcessor)
+
+    with registered_plugin(Plugin(), "gray-plugin"):
+        src, dst = str(tmp_path / "red.png"), str(tmp_path / "out.png")
+        done = CliRunner().invoke(main, ["process", "gray", src, "-o", dst, "--layout", layout])
+    assert done.exit_code == 0, done.output
+    out = iio.imread(dst)
+    assert out.shape == shape
+    if layout == "rgba":
+        assert out[..., :3].tolist() == rgb.tolist() and (out[..., 3] == 128).all()
+    else:
+        assert (out == 85).all()
 
 
 # =========================================================================== datasets
@@ -443,7 +508,6 @@ def test_help_texts_have_no_rest_markup_and_explain_defaults():
 
 
 def test_sample_outdir_names_the_files_written(tmp_path):
-    result, _ = run_wgan(tmp_path, "run", epochs=1)
     outdir = str(tmp_path / "d") + "/"
 
     class Plugin:
@@ -452,7 +516,9 @@ def test_sample_outdir_names_the_files_written(tmp_path):
             register("tiny-wgan", TinyWGAN)
 
     with registered_plugin(Plugin(), "tiny-wgan-plugin"):
-        # the run was made from the class; its checkpoint finds it by its import path
+        # made from the class while it is registered: the checkpoint names it "tiny-wgan",
+        # which is how `minigan sample` finds it (files never name code to import)
+        result, _ = run_wgan(tmp_path, "run", epochs=1)
         done = CliRunner().invoke(
             main, ["sample", str(result.run_dir), "--seeds", "3-5", "--outdir", outdir]
         )

@@ -319,7 +319,10 @@ def test_register_backend_routes_by_array_type(monkeypatch):
     class FakeArray:
         pass
 
-    fake = types.SimpleNamespace(batch_norm_forward=lambda x, g, b, eps: "fake result")
+    kernels = {name: getattr(K.cpu, name) for name in K.KERNELS}  # a complete backend...
+    fake = types.SimpleNamespace(  # ...with one kernel of its own
+        **{**kernels, "batch_norm_forward": lambda x, g, b, eps: "fake result"}
+    )
     K.register_backend("fake", fake, lambda a: isinstance(a, FakeArray))
     assert K.batch_norm_forward(FakeArray(), None, None, 1e-5) == "fake result"
     y, _, _ = K.batch_norm_forward(np.ones((2, 2)), None, None, 1e-5)

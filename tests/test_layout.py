@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -83,6 +84,7 @@ def test_hook_modules_import_neither_numpy_nor_numba(statement: str) -> None:
         (["style-mix", "--help"], "--noise-mode"),
         (["dream", "--help"], "--octaves"),
         (["weights", "--help"], "download"),
+        (["metrics", "--help"], "--features"),
     ],
 )
 def test_cli_help_and_plugins_import_no_kernel_or_model(args: list[str], expected: str) -> None:
@@ -123,6 +125,33 @@ def test_package_names_are_lazy_but_all_there() -> None:
         """
     )
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+def test_every_public_submodule_is_an_attribute_after_a_plain_import() -> None:
+    """``import minigan; minigan.X`` for every public module file (the README writes
+    ``minigan.tensorboard.read_events(...)`` and ``minigan.processing.check_output``)."""
+    package = Path(minigan.__file__).parent
+    elsewhere = {"lr_scheduler"}  # public as minigan.optim.lr_scheduler (PyTorch's path)
+    modules = sorted(
+        p.stem
+        for p in package.glob("*.py")
+        if not p.stem.startswith("_") and p.stem not in elsewhere
+    )
+    modules += ["kernels", "nn", "plugins"]
+    result = run_python(
+        f"""
+        import minigan
+        missing = []
+        for name in {modules!r}:
+            try:
+                getattr(minigan, name)
+            except AttributeError:
+                missing.append(name)
+        print(missing)
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
 
 
 def test_built_in_plugins_register_lazy_strings_in_separate_modules() -> None:

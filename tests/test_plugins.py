@@ -103,7 +103,7 @@ def test_strict_mode_reraises(monkeypatch):
         Registry(load_entry_points=False).add_plugin(UnknownHookPlugin(), "typo")
 
 
-def test_duplicate_name_is_refused(capsys):
+def test_duplicate_name_stays_with_its_first_owner(capsys):
     reg = Registry(load_entry_points=False)
     reg.add_plugin(GoodPlugin(), "first")
 
@@ -111,10 +111,20 @@ def test_duplicate_name_is_refused(capsys):
         @hookimpl
         def register_models(self, register):
             register("toy", list)
+            register("other", tuple)
 
-    assert not reg.add_plugin(Again(), "second")
-    assert "already registered by plugin 'first'" in capsys.readouterr().err
+    assert reg.add_plugin(Again(), "second")  # skipped for "toy" only
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "plugin 'second' (no distribution) also registers model 'toy'" in err
+    assert "plugin 'first' (no distribution) already provides" in err
     assert reg.get("model", "toy") is dict
+    assert reg.get("model", "other") is tuple
+    assert reg.get("model", "second:toy") is list  # chosen explicitly
+    assert reg.get("model", "first:toy") is dict
+    assert reg.plugins["second"].collisions == [
+        "model 'toy' (kept by plugin 'first' (no distribution); use 'second:toy')"
+    ]
 
 
 def test_lazy_target_failure_names_plugin_and_target():

@@ -148,6 +148,52 @@ def test_assigning_data_counts_as_an_inplace_change(how):
         y.backward()
 
 
+def test_module_to_its_own_device_and_dtype_keeps_the_graph_usable():
+    """``model.to("cpu")`` / ``model.to(dtype=float32)`` on a CPU float32 model change nothing:
+    as in PyTorch, a backward through an earlier forward still works."""
+    layer = nn.Linear(3, 2)
+    x = minigan.ones(4, 3, requires_grad=True)
+    loss = layer(x).sum()
+    layer.to("cpu").to(dtype=np.float32)
+    loss.backward()
+    np.testing.assert_allclose(x.grad.numpy(), np.tile(layer.weight.data.sum(0), (4, 1)), 1e-6)
+
+
+def test_assigning_a_new_array_leaves_detached_tensors_valid():
+    """``w.data = new`` gives w new values but a ``detach()``ed alias keeps the old array and
+    its values, so a graph that saved the alias stays valid (PyTorch: gradient [1, 2, 3])."""
+    results = []
+    for lib in (minigan, torch):
+        w = lib.tensor([1.0, 2.0, 3.0], requires_grad=True)
+        x = lib.tensor([1.0, 1.0, 1.0], requires_grad=True)
+        y = (x * w.detach()).sum()
+        w.data = lib.zeros(3) if lib is torch else np.zeros(3, np.float32)
+        y.backward()
+        results.append(x.grad.numpy())
+    np.testing.assert_array_equal(results[0], results[1])
+    np.testing.assert_array_equal(results[0], [1.0, 2.0, 3.0])
+
+
+@pytest.mark.parametrize("graph", ["a + b", "a itself"])
+def test_each_grad_owns_its_array(graph):
+    """Writing into one ``.grad`` changes neither another leaf's ``.grad`` nor the tensor
+    passed as ``gradient`` (they shared one array: ``a + b`` hands both the same one)."""
+    results = []
+    for lib in (minigan, torch):
+        a = lib.tensor([1.0, 2.0, 3.0], requires_grad=True)
+        b = lib.tensor([1.0, 2.0, 3.0], requires_grad=True)
+        g = lib.tensor([1.0, 1.0, 1.0])
+        (a + b if graph == "a + b" else a).backward(g)
+        if lib is minigan:
+            a.grad.data *= 0.5
+        else:
+            with torch.no_grad():
+                a.grad.mul_(0.5)
+        other = [] if b.grad is None else b.grad.tolist()
+        results.append((a.grad.tolist(), other, g.tolist()))
+    assert results[0] == results[1]
+
+
 def test_load_state_dict_between_forward_and_backward_raises():
     """The weight (seen through its transpose, a view) is saved for the input's gradient."""
     layer = nn.Linear(3, 2)
@@ -435,6 +481,20 @@ def test_issue_indexing_examples():
     )
 
 
+@pytest.mark.parametrize(
+    "index", [[], (slice(None), []), (0, []), (Ellipsis, [])], ids=["[]", ":,[]", "0,[]", "...,[]"]
+)
+def test_an_empty_list_index_selects_nothing(index):
+    """``x[[]]`` is an empty selection in PyTorch (NumPy reads ``[]`` as a float array)."""
+    a = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+    x, tx = minigan.tensor(a, requires_grad=True), torch.tensor(a, requires_grad=True)
+    y, ty = x[index], tx[index]
+    assert_same(y, ty)
+    (y.sum() + x.sum()).backward()
+    (ty.sum() + tx.sum()).backward()
+    assert_same(x.grad, tx.grad)
+
+
 # --------------------------------------------------------------------------- 5. pow
 
 EDGE = [0.0, -0.0, 1.0, -1.0, -2.0, -1.5, 2.5, np.inf, -np.inf, 0.5, 3.0]
@@ -547,6 +607,24 @@ def test_issue_var_std_mean_examples():
     assert np.isnan(outcome(lambda: minigan.zeros(2, 0).mean(1)).numpy()).all()
 
 
+@pytest.mark.filterwarnings(r"ignore:std\(\)")  # PyTorch's, for N = 1
+@given(
+    shape=st.sampled_from([(1,), (5,), (3, 4), (4, 1)]),
+    dim=st.sampled_from([None, 0, -1]),
+    correction=st.sampled_from([0, 1]),
+)
+def test_std_of_a_constant_has_gradient_zero(shape, dim, correction):
+    """PyTorch's std backward is 0 where the std is 0 (it was 0 / 0 = nan): a constant
+    channel must not poison a model's gradients."""
+    a = np.full(shape, 1.5)
+    x, tx = minigan.tensor(a, requires_grad=True), torch.tensor(a, requires_grad=True)
+    y, ty = x.std(dim, correction=correction), tx.std(dim, correction=correction)
+    assert_same(y, ty)
+    y.sum().backward()
+    ty.sum().backward()
+    assert_same(x.grad, tx.grad)
+
+
 # --------------------------------------------------------------------------- 8. promotion
 
 DTYPES = [np.bool_, np.uint8, np.int8, np.int32, np.int64, np.float32, np.float64]
@@ -592,6 +670,26 @@ def test_result_dtype_follows_pytorch_promotion(op, left, right):
         return  # PyTorch refuses (e.g. bool - bool): not compared
     ours = outcome(lambda: run(minigan))
     assert_same(ours, theirs)
+
+
+@given(
+    op=st.sampled_from(["add", "sub", "mul", "div", "rdiv"]),
+    dtype=st.sampled_from([np.uint8, np.int8, np.int16, np.int32]),
+    number=st.sampled_from([-1, -129, 255, 256, 300, 1000, 2**40]),
+    values=hnp.arrays(np.int64, 3, elements=st.integers(1, 127)),
+)
+def test_python_int_out_of_an_integer_dtypes_range(op, dtype, number, values):
+    """uint8 / 300 is a float32 division by 300 and uint8 + -1 wraps, as in PyTorch (both
+    raised OverflowError: the number was first cast to the tensor's dtype)."""
+    calls = {
+        "add": lambda t: t + number,
+        "sub": lambda t: t - number,
+        "mul": lambda t: t * number,
+        "div": lambda t: t / number,
+        "rdiv": lambda t: number / t,
+    }
+    a = values.astype(dtype)
+    assert_same(calls[op](minigan.tensor(a)), calls[op](torch.tensor(a)), rtol=1e-6)
 
 
 @pytest.mark.parametrize("dtype", [np.bool_, np.uint8, np.int32, np.int64])

@@ -19,12 +19,16 @@ chunks with single-threaded kernels (:mod:`.threads`).
 At stride 1 a convolution and its transposed twin are the same computation with the weight
 flipped and its channels swapped; :func:`conv2d` and :func:`conv2d_grad_input` each take the
 formulation whose GEMM writes the wider output (benchmarks/NOTES.md items 5 and 12).
+
+Part of the CPU backend (:mod:`minigan.kernels.cpu`): must not import minigan's core
+(autograd, nn) or CuPy.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from ..contract import conv_output_size
 from .pack import from_pixel_major, im2row, row2im, to_channel_major, to_channels_last
 from .threads import by_worker, parallel_map, split
 
@@ -34,11 +38,6 @@ Pair = tuple[int, int]
 CHUNK_BYTES = 16 * 2**20
 # Inputs up to this size are transposed to channels-last in the calling thread.
 SMALL_BYTES = 2**20
-
-
-def out_size(size: int, k: int, s: int, p: int, d: int) -> int:
-    """Output length of a convolution along one axis."""
-    return (size + 2 * p - d * (k - 1) - 1) // s + 1
 
 
 def _geometry(w_shape, stride: Pair, padding: Pair, dilation: Pair, oh: int, ow: int) -> tuple:
@@ -97,8 +96,8 @@ def conv2d(x: np.ndarray, w: np.ndarray, stride: Pair, padding: Pair, dilation: 
             y_shape = (
                 N,
                 O,
-                out_size(H, w.shape[2], 1, padding[0], dilation[0]),
-                out_size(W, w.shape[3], 1, padding[1], dilation[1]),
+                conv_output_size(H, w.shape[2], 1, padding[0], dilation[0]),
+                conv_output_size(W, w.shape[3], 1, padding[1], dilation[1]),
             )
             return _grad_input_gemm(x, _flipped(w, x.dtype), y_shape, (1, 1), full, dilation)
     return _conv2d_gemm(x, w, stride, padding, dilation)
@@ -109,8 +108,8 @@ def _conv2d_gemm(x, w, stride: Pair, padding: Pair, dilation: Pair) -> np.ndarra
     x = np.ascontiguousarray(x)
     N, C, H, W = x.shape
     O, _, kh, kw = w.shape
-    oh = out_size(H, kh, stride[0], padding[0], dilation[0])
-    ow = out_size(W, kw, stride[1], padding[1], dilation[1])
+    oh = conv_output_size(H, kh, stride[0], padding[0], dilation[0])
+    ow = conv_output_size(W, kw, stride[1], padding[1], dilation[1])
     K, L = C * kh * kw, oh * ow
     wk = _weight_matrix(w, x.dtype)
     geo = _geometry(w.shape, stride, padding, dilation, oh, ow)

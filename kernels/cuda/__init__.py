@@ -1,10 +1,17 @@
-"""CUDA kernels: the kernel contract of :mod:`minigan.kernels` for CuPy arrays, in Numba-CUDA.
+"""CUDA kernels: the kernel contract (:class:`minigan.kernels.contract.KernelBackend`) for CuPy
+arrays, in Numba-CUDA; this module is the CUDA backend.
 
-Importing this package imports neither CuPy nor ``numba.cuda``: the seven contract functions
-import :mod:`.conv` / :mod:`.norm` (and with them ``numba.cuda``, from the ``numba-cuda``
-package) on their first call, and CuPy only through :func:`minigan.backend.cupy`, which
-raises a RuntimeError naming ``pip install 'minigan[cuda]'`` when CuPy or a GPU is missing.
-:func:`handles` recognises CuPy arrays by their type's module, without importing CuPy.
+Importing this package imports neither CuPy nor ``numba.cuda``: the convolution and norm
+kernels are lazy ``"module:attribute"`` strings (:data:`LAZY`, resolved by
+:func:`minigan.lazy.resolve`, as the plugin registry resolves its own) that import :mod:`.conv`
+/ :mod:`.norm` (and with them ``numba.cuda``, from the ``numba-cuda`` package) on first
+access, after which they are plain module attributes. CuPy comes only through
+:func:`minigan.backend.cupy`, which raises a RuntimeError naming ``pip install 'minigan[cuda]'``
+when CuPy or a GPU is missing. :func:`handles` recognises CuPy arrays by their type's module,
+without importing CuPy.
+
+Must not import: anything of minigan's core but :mod:`minigan.lazy` and
+:mod:`minigan.backend` (no autograd, no nn), nor a plugin; CuPy and ``numba.cuda`` only lazily.
 
 Kernels
 -------
@@ -45,104 +52,52 @@ Numba's CUDA simulator, through the ``launch_*`` functions that take Numba devic
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = [
-    "handles",
-    "conv2d",
-    "conv2d_grad_input",
-    "conv2d_grad_weight",
-    "batch_norm_forward",
-    "batch_norm_backward",
-    "batch_norm_inference",
-    "adain_forward",
-    "adain_backward",
-    "leaky_relu",
-    "leaky_relu_backward",
-    "dropout",
-    "matmul",
-]
+from minigan.lazy import resolve
 
-Array = Any
-Pair = tuple[int, int]
+from ..contract import Array
+
+if TYPE_CHECKING:  # what the lazy names below are, for type checkers and IDEs
+    from .conv import conv2d as conv2d
+    from .conv import conv2d_grad_input as conv2d_grad_input
+    from .conv import conv2d_grad_weight as conv2d_grad_weight
+    from .norm import adain_backward as adain_backward
+    from .norm import adain_forward as adain_forward
+    from .norm import batch_norm_backward as batch_norm_backward
+    from .norm import batch_norm_forward as batch_norm_forward
+    from .norm import batch_norm_inference as batch_norm_inference
+
+# The kernels written with Numba-CUDA, imported on first access (and batch_norm_inference, a
+# fused eval-mode batch norm outside the contract).
+_CONV, _NORM = "minigan.kernels.cuda.conv", "minigan.kernels.cuda.norm"
+LAZY: dict[str, str] = {
+    "conv2d": f"{_CONV}:conv2d",
+    "conv2d_grad_input": f"{_CONV}:conv2d_grad_input",
+    "conv2d_grad_weight": f"{_CONV}:conv2d_grad_weight",
+    "batch_norm_forward": f"{_NORM}:batch_norm_forward",
+    "batch_norm_backward": f"{_NORM}:batch_norm_backward",
+    "batch_norm_inference": f"{_NORM}:batch_norm_inference",
+    "adain_forward": f"{_NORM}:adain_forward",
+    "adain_backward": f"{_NORM}:adain_backward",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Resolve a lazy kernel on first access and keep it as a module attribute."""
+    if name not in LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = globals()[name] = resolve(LAZY[name])
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *LAZY})
 
 
 def handles(array: Any) -> bool:
     """True for a CuPy array (checked without importing CuPy)."""
     return type(array).__module__.startswith("cupy")
-
-
-def conv2d(x: Array, w: Array, stride: Pair, padding: Pair, dilation: Pair) -> Array:
-    """2-D cross-correlation without bias, like ``torch.nn.functional.conv2d``."""
-    from . import conv
-
-    return conv.conv2d(x, w, stride, padding, dilation)
-
-
-def conv2d_grad_input(
-    gy: Array, w: Array, x_shape: tuple[int, ...], stride: Pair, padding: Pair, dilation: Pair
-) -> Array:
-    """Gradient of :func:`conv2d` w.r.t. ``x`` (the transposed convolution of ``gy``)."""
-    from . import conv
-
-    return conv.conv2d_grad_input(gy, w, tuple(x_shape), stride, padding, dilation)
-
-
-def conv2d_grad_weight(
-    x: Array, gy: Array, w_shape: tuple[int, ...], stride: Pair, padding: Pair, dilation: Pair
-) -> Array:
-    """Gradient of :func:`conv2d` w.r.t. ``w``."""
-    from . import conv
-
-    return conv.conv2d_grad_weight(x, gy, tuple(w_shape), stride, padding, dilation)
-
-
-def batch_norm_forward(
-    x: Array, gamma: Array | None, beta: Array | None, eps: float
-) -> tuple[Array, Array, Array]:
-    """Training-mode batch norm: returns ``y, mean, invstd``."""
-    from . import norm
-
-    return norm.batch_norm_forward(x, gamma, beta, eps)
-
-
-def batch_norm_backward(
-    gy: Array, x: Array, gamma: Array | None, mean: Array, invstd: Array
-) -> tuple[Array, Array, Array]:
-    """Gradients of :func:`batch_norm_forward`: ``gx, ggamma, gbeta``."""
-    from . import norm
-
-    return norm.batch_norm_backward(gy, x, gamma, mean, invstd)
-
-
-def batch_norm_inference(
-    x: Array,
-    gamma: Array | None,
-    beta: Array | None,
-    running_mean: Array,
-    running_var: Array,
-    eps: float,
-) -> Array:
-    """Eval-mode batch norm with the running statistics, in one launch (not in the contract)."""
-    from . import norm
-
-    return norm.batch_norm_inference(x, gamma, beta, running_mean, running_var, eps)
-
-
-def adain_forward(x: Array, scale: Array, bias: Array, eps: float) -> tuple[Array, Array, Array]:
-    """Adaptive instance norm: returns ``y, mean, invstd`` (statistics shaped (N, C))."""
-    from . import norm
-
-    return norm.adain_forward(x, scale, bias, eps)
-
-
-def adain_backward(
-    gy: Array, x: Array, scale: Array, mean: Array, invstd: Array
-) -> tuple[Array, Array, Array]:
-    """Gradients of :func:`adain_forward`: ``gx, gscale, gbias``."""
-    from . import norm
-
-    return norm.adain_backward(gy, x, scale, mean, invstd)
 
 
 # Elementwise kernels: plain CuPy expressions (two memory-bound launches each). Not yet run

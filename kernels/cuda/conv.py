@@ -35,16 +35,22 @@ The alternative strategy, ``im2col``, writes the ``cols`` matrix explicitly and 
 product to cuBLAS through ``cupy.matmul`` (``col2im``, a gather, for grad-input). Which one is
 faster depends on the shape; :data:`AUTOTUNER` measures both once per shape and caches the
 winner.
+
+Part of the CUDA backend, imported on first use: must not import minigan's core but
+:mod:`minigan.backend` (through :mod:`.launch`, for CuPy when a host function runs).
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
 from numba import cuda, types
 
+from ..contract import conv_output_size
 from .launch import (
     Autotuner,
     as_device,
@@ -64,11 +70,6 @@ int64 = types.int64
 # --------------------------------------------------------------------------------------------
 # Shapes and launch configuration
 # --------------------------------------------------------------------------------------------
-
-
-def out_size(size: int, k: int, s: int, p: int, d: int) -> int:
-    """Output length of a convolution along one axis."""
-    return (size + 2 * p - d * (k - 1) - 1) // s + 1
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,7 @@ class ConvGeometry:
         sh, sw = int(stride[0]), int(stride[1])
         ph, pw = int(padding[0]), int(padding[1])
         dh, dw = int(dilation[0]), int(dilation[1])
-        OH, OW = out_size(H, kh, sh, ph, dh), out_size(W, kw, sw, pw, dw)
+        OH, OW = conv_output_size(H, kh, sh, ph, dh), conv_output_size(W, kw, sw, pw, dw)
         if OH < 1 or OW < 1:
             raise ValueError(f"conv2d: empty output for input {x_shape} and weight {w_shape}")
         return cls(N, C, H, W, O, OH, OW, kh, kw, sh, sw, ph, pw, dh, dw)
@@ -152,6 +153,20 @@ class Tiles:
     def threads(self) -> int:
         return self.tx * self.ty
 
+    @property
+    def sweeps_a(self) -> int:
+        """Sweeps of all threads that load the ``BK x BM`` left tile."""
+        return cdiv(self.bm * self.bk, self.threads)
+
+    @property
+    def rows_b(self) -> int:
+        """Rows of the ``BK x BN`` right tile loaded per sweep of all threads."""
+        return self.threads // self.bn
+
+    @property
+    def sweeps_b(self) -> int:
+        return self.bk // self.rows_b
+
 
 # The implicit-GEMM tile shapes the autotuner tries: a 64x64 tile (16 accumulators per thread)
 # and a 128x128 one (64 accumulators: more reuse per shared-memory load, fewer blocks).
@@ -180,14 +195,67 @@ def _signature(dt: Any, n_arrays: int, n_ints: int) -> Any:
     return types.void(*([array] * n_arrays), *([int64] * n_ints))
 
 
+# Device functions shared by the kernels. inline="always" inlines them into the kernel's Numba
+# IR before typing: the compiled code is the same as if written out, the tile sizes bound by a
+# factory stay compile-time constants, and compiling to PTX needs no GPU.
+
+
+@cuda.jit(device=True, inline="always")
+def unravel3(i, rows, cols):
+    """``(a, r, c)`` with ``i = (a*rows + r)*cols + c``: a flat pixel index as (sample, row,
+    column), or a flat weight index as (channel, ky, kx)."""
+    plane = rows * cols
+    a = i // plane
+    r = (i - a * plane) // cols
+    return a, r, i - a * plane - r * cols
+
+
+@cuda.jit(device=True, inline="always")
+def phase_taps(r, pad, dil, stride, step, k):
+    """The taps along one axis that reach the input pixels of stride phase ``r``, as
+    ``(first, count)``: taps ``first, first + step, ...`` where ``first * dil = r + pad``
+    (mod ``stride``), so that ``(r + pad - tap * dil) // stride`` is exact; ``(-1, 0)`` when
+    the congruence has no solution."""
+    first = -1
+    for v in range(min(step, k)):
+        if first < 0 and (r + pad - v * dil) % stride == 0:
+            first = v
+    return first, 0 if first < 0 else (k - first + step - 1) // step
+
+
+def make_tile_ops(t: Tiles, dt: Any) -> tuple[Any, Any]:
+    """The register-tile arithmetic of the three GEMM kernels, as inlined device functions:
+    ``clear(acc)`` zeroes a thread's ``RM x RN`` accumulators; ``multiply(a_s, b_s, acc, a_r,
+    b_r, tx, ty)`` adds the product of the shared tiles ``a_s (BK, BM+1)`` and ``b_s (BK, BN)``,
+    thread ``(tx, ty)`` owning rows ``ty + i*TY`` and columns ``tx + j*TX``."""
+    TX, TY, RM, RN, BK = t.tx, t.ty, t.rm, t.rn, t.bk
+
+    @cuda.jit(device=True, inline="always")
+    def clear(acc):
+        for i in range(RM):
+            for j in range(RN):
+                acc[i, j] = dt(0)
+
+    @cuda.jit(device=True, inline="always")
+    def multiply(a_s, b_s, acc, a_r, b_r, tx, ty):
+        for kk in range(BK):
+            for i in range(RM):
+                a_r[i] = a_s[kk, ty + i * TY]
+            for j in range(RN):
+                b_r[j] = b_s[kk, tx + j * TX]
+            for i in range(RM):
+                for j in range(RN):
+                    acc[i, j] += a_r[i] * b_r[j]
+
+    return clear, multiply
+
+
 def make_forward(t: Tiles, dt: Any):
     """``y[n, o, oy, ox] = sum_{c, ky, kx} w[o, c, ky, kx] * x[n, c, iy, ix]``, implicit GEMM."""
-    TX, TY, RM, RN, BK = t.tx, t.ty, t.rm, t.rn, t.bk
-    BM, BN, NT = t.bm, t.bn, t.threads
-    BM1 = BM + 1  # padding: the transposed stores into a_s hit distinct banks
-    SWEEPS_A = cdiv(BM * BK, NT)
-    ROWS_B = NT // BN  # rows of the B tile loaded per sweep of all threads
-    SWEEPS_B = BK // ROWS_B
+    TX, TY, RM, RN, BK, NT = t.tx, t.ty, t.rm, t.rn, t.bk, t.threads
+    BM, BN, BM1 = t.bm, t.bn, t.bm + 1  # BM1 pads a_s: its transposed stores hit distinct banks
+    SWEEPS_A, ROWS_B, SWEEPS_B = t.sweeps_a, t.rows_b, t.sweeps_b
+    clear, multiply = make_tile_ops(t, dt)
 
     def conv2d_forward(x, w, y, N, C, H, W, O, OH, OW, kh, kw, sh, sw, ph, pw, dh, dw):
         a_s = cuda.shared.array((BK, BM1), dt)  # w[o0:o0+BM, k0:k0+BK], transposed
@@ -202,30 +270,21 @@ def make_forward(t: Tiles, dt: Any):
         tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
         tid = ty * TX + tx
         p0, o0 = cuda.blockIdx.x * BN, cuda.blockIdx.y * BM
-        khw = kh * kw
-        K, L, HW = C * khw, OH * OW, H * W
+        K, L, HW = C * kh * kw, OH * OW, H * W
         zero = dt(0)
 
         # This thread always loads column `col` of the B tile: decompose it once.
         col = tid % BN
         p = p0 + col
         p_ok = p < N * L
-        n = p // L
-        oy = (p - n * L) // OW
-        ox = p - n * L - oy * OW
+        n, oy, ox = unravel3(p, OH, OW)
         x_n = n * C * HW
         iy0, ix0 = oy * sh - ph, ox * sw - pw
 
-        for i in range(RM):
-            for j in range(RN):
-                acc[i, j] = zero
-
+        clear(acc)
         for k0 in range(0, K, BK):
             if tid < BK:
-                k = k0 + tid
-                c = k // khw
-                ky = (k - c * khw) // kw
-                kx = k - c * khw - ky * kw
+                c, ky, kx = unravel3(k0 + tid, kh, kw)
                 k_chan[tid], k_dy[tid], k_dx[tid] = c * HW, ky * dh, kx * dw
             for s in range(SWEEPS_A):
                 e = tid + s * NT
@@ -243,14 +302,7 @@ def make_forward(t: Tiles, dt: Any):
                         v = x[x_n + k_chan[kk] + iy * W + ix]
                 b_s[kk, col] = v
             cuda.syncthreads()  # tiles ready
-            for kk in range(BK):
-                for i in range(RM):
-                    a_r[i] = a_s[kk, ty + i * TY]
-                for j in range(RN):
-                    b_r[j] = b_s[kk, tx + j * TX]
-                for i in range(RM):
-                    for j in range(RN):
-                        acc[i, j] += a_r[i] * b_r[j]
+            multiply(a_s, b_s, acc, a_r, b_r, tx, ty)
             cuda.syncthreads()  # tiles consumed; the next iteration may overwrite them
 
         for j in range(RN):
@@ -268,21 +320,16 @@ def make_forward(t: Tiles, dt: Any):
 
 def make_grad_input(t: Tiles, dt: Any):
     """``gx[n, c, iy, ix] = sum over (o, ky, kx) reaching (iy, ix) of w[o, c, ky, kx] * gy[...]``.
-
     Grid axis z enumerates the stride phases ``(ry, rx)``; the block's GEMM runs over the input
     pixels ``(n, ry + sh*i, rx + sw*j)`` of its phase and the taps ``ky = ky0 + th*m`` (and
-    likewise kx) that reach them, where ``th = sh / gcd(sh, dh)``.
-    """
-    TX, TY, RM, RN, BK = t.tx, t.ty, t.rm, t.rn, t.bk
-    BM, BN, NT = t.bm, t.bn, t.threads
-    BM1 = BM + 1
-    SWEEPS_A = cdiv(BM * BK, NT)
-    ROWS_B = NT // BN
-    SWEEPS_B = BK // ROWS_B
+    likewise kx) that reach them, where ``th = sh / gcd(sh, dh)``."""
+    TX, TY, RM, RN, BK, NT = t.tx, t.ty, t.rm, t.rn, t.bk, t.threads
+    BM, BN, BM1 = t.bm, t.bn, t.bm + 1
+    SWEEPS_A, ROWS_B, SWEEPS_B = t.sweeps_a, t.rows_b, t.sweeps_b
+    clear, multiply = make_tile_ops(t, dt)
 
-    def conv2d_grad_input(
-        gy, w, gx, N, C, H, W, O, OH, OW, kh, kw, sh, sw, ph, pw, dh, dw, th, tw
-    ):
+    def conv2d_grad_input(gy, w, gx, N, C, H, W, O, OH, OW, kh, kw, sh, sw, ph, pw, dh, dw,
+                          th, tw):
         a_s = cuda.shared.array((BK, BM1), dt)  # w[o, c0:c0+BM, ky, kx] for k'=(o, ky, kx)
         b_s = cuda.shared.array((BK, BN), dt)  # gy gathered at the pixels the taps reach
         k_w = cuda.shared.array(BK, int64)  # offset of (o, 0, ky, kx) in w
@@ -296,56 +343,30 @@ def make_grad_input(t: Tiles, dt: Any):
         tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
         tid = ty * TX + tx
         q0, c0 = cuda.blockIdx.x * BN, cuda.blockIdx.y * BM
-        ry = cuda.blockIdx.z // sw
+        ry = cuda.blockIdx.z // sw  # z = ry*sw + rx
         rx = cuda.blockIdx.z - ry * sw
         zero = dt(0)
 
         # The phase's pixels: rows ry, ry+sh, ... (HP of them) and columns rx, rx+sw, ...
-        HP = (H - ry + sh - 1) // sh
-        WP = (W - rx + sw - 1) // sw
+        HP, WP = (H - ry + sh - 1) // sh, (W - rx + sw - 1) // sw
         Q = N * HP * WP
         if q0 >= Q:
             return  # the whole block is past this phase's pixels (phases differ in size)
-
-        # The taps reaching the phase: the first ky with ky*dh = ry + ph (mod sh), then every
-        # th-th one; none when the congruence has no solution.
-        ky0, kx0 = -1, -1
-        for v in range(min(th, kh)):
-            if ky0 < 0 and (ry + ph - v * dh) % sh == 0:
-                ky0 = v
-        for v in range(min(tw, kw)):
-            if kx0 < 0 and (rx + pw - v * dw) % sw == 0:
-                kx0 = v
-        ny = 0 if ky0 < 0 else (kh - ky0 + th - 1) // th
-        nx = 0 if kx0 < 0 else (kw - kx0 + tw - 1) // tw
-        nyx = ny * nx
-        KP = O * nyx
-        khw, L = kh * kw, OH * OW
-
-        col = tid % BN
-        q = q0 + col
-        q_ok = q < Q
-        n = q // (HP * WP)
-        i_y = (q - n * HP * WP) // WP
-        i_x = q - n * HP * WP - i_y * WP
+        ky0, ny = phase_taps(ry, ph, dh, sh, th, kh)  # the taps reaching the phase
+        kx0, nx = phase_taps(rx, pw, dw, sw, tw, kw)
+        KP, khw, L = O * ny * nx, kh * kw, OH * OW
+        col = tid % BN  # this thread loads column col of the B tile: pixel q0 + col
+        q_ok = q0 + col < Q
+        n, i_y, i_x = unravel3(q0 + col, HP, WP)
         g_n = n * O * L
 
-        for i in range(RM):
-            for j in range(RN):
-                acc[i, j] = zero
-
+        clear(acc)
         for k0 in range(0, KP, BK):
-            if tid < BK:
-                k = k0 + tid
-                if k < KP:
-                    o = k // nyx
-                    my = (k - o * nyx) // nx
-                    ky = ky0 + my * th
-                    kx = kx0 + (k - o * nyx - my * nx) * tw
-                    k_w[tid] = o * C * khw + ky * kw + kx
-                    k_g[tid] = o * L
-                    k_dy[tid] = (ry + ph - ky * dh) // sh  # exact: ky was chosen so
-                    k_dx[tid] = (rx + pw - kx * dw) // sw
+            if tid < BK and k0 + tid < KP:
+                o, my, mx = unravel3(k0 + tid, ny, nx)
+                ky, kx = ky0 + my * th, kx0 + mx * tw
+                k_w[tid], k_g[tid] = o * C * khw + ky * kw + kx, o * L
+                k_dy[tid], k_dx[tid] = (ry + ph - ky * dh) // sh, (rx + pw - kx * dw) // sw
             cuda.syncthreads()  # index tables ready
             for s in range(SWEEPS_A):
                 e = tid + s * NT
@@ -362,22 +383,13 @@ def make_grad_input(t: Tiles, dt: Any):
                         v = gy[g_n + k_g[kk] + oy * OW + ox]
                 b_s[kk, col] = v
             cuda.syncthreads()
-            for kk in range(BK):
-                for i in range(RM):
-                    a_r[i] = a_s[kk, ty + i * TY]
-                for j in range(RN):
-                    b_r[j] = b_s[kk, tx + j * TX]
-                for i in range(RM):
-                    for j in range(RN):
-                        acc[i, j] += a_r[i] * b_r[j]
+            multiply(a_s, b_s, acc, a_r, b_r, tx, ty)
             cuda.syncthreads()
 
         for j in range(RN):
             q = q0 + tx + j * TX
             if q < Q:
-                n = q // (HP * WP)
-                i_y = (q - n * HP * WP) // WP
-                i_x = q - n * HP * WP - i_y * WP
+                n, i_y, i_x = unravel3(q, HP, WP)
                 pix = (ry + sh * i_y) * W + rx + sw * i_x
                 for i in range(RM):
                     c = c0 + ty + i * TY
@@ -389,12 +401,10 @@ def make_grad_input(t: Tiles, dt: Any):
 
 def make_grad_weight(t: Tiles, dt: Any):
     """``part[z, o, k] = sum over pixels p of chunk z of gy[o, p] * cols[k, p]``."""
-    TX, TY, RM, RN, BK = t.tx, t.ty, t.rm, t.rn, t.bk
-    BM, BN, NT = t.bm, t.bn, t.threads
-    BM1 = BM + 1
-    SWEEPS_A = cdiv(BM * BK, NT)
-    ROWS_B = NT // BN
-    SWEEPS_B = BK // ROWS_B
+    TX, TY, RM, RN, BK, NT = t.tx, t.ty, t.rm, t.rn, t.bk, t.threads
+    BM, BN, BM1 = t.bm, t.bn, t.bm + 1
+    SWEEPS_A, ROWS_B, SWEEPS_B = t.sweeps_a, t.rows_b, t.sweeps_b
+    clear, multiply = make_tile_ops(t, dt)
 
     def conv2d_grad_weight(
         x, gy, part, N, C, H, W, O, OH, OW, kh, kw, sh, sw, ph, pw, dh, dw, chunk
@@ -413,8 +423,7 @@ def make_grad_weight(t: Tiles, dt: Any):
         tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
         tid = ty * TX + tx
         k0, o0 = cuda.blockIdx.x * BN, cuda.blockIdx.y * BM
-        khw = kh * kw
-        K, L, HW = C * khw, OH * OW, H * W
+        K, L, HW = C * kh * kw, OH * OW, H * W
         begin = cuda.blockIdx.z * chunk
         end = min(N * L, begin + chunk)
         zero = dt(0)
@@ -423,21 +432,14 @@ def make_grad_weight(t: Tiles, dt: Any):
         col = tid % BN
         k = k0 + col
         k_ok = k < K
-        c = k // khw
-        ky = (k - c * khw) // kw
-        kx = k - c * khw - ky * kw
+        c, ky, kx = unravel3(k, kh, kw)
         k_chan, k_dy, k_dx = c * HW, ky * dh, kx * dw
 
-        for i in range(RM):
-            for j in range(RN):
-                acc[i, j] = zero
-
+        clear(acc)
         for pt in range(begin, end, BK):
             if tid < BK:
                 p = pt + tid
-                n = p // L
-                oy = (p - n * L) // OW
-                ox = p - n * L - oy * OW
+                n, oy, ox = unravel3(p, OH, OW)
                 p_g[tid], p_x[tid] = n * O * L + p - n * L, n * C * HW
                 p_iy[tid], p_ix[tid] = oy * sh - ph, ox * sw - pw
                 p_ok[tid] = 1 if p < end else 0
@@ -457,14 +459,7 @@ def make_grad_weight(t: Tiles, dt: Any):
                         v = x[p_x[pp] + k_chan + iy * W + ix]
                 b_s[pp, col] = v
             cuda.syncthreads()
-            for pp in range(BK):
-                for i in range(RM):
-                    a_r[i] = a_s[pp, ty + i * TY]
-                for j in range(RN):
-                    b_r[j] = b_s[pp, tx + j * TX]
-                for i in range(RM):
-                    for j in range(RN):
-                        acc[i, j] += a_r[i] * b_r[j]
+            multiply(a_s, b_s, acc, a_r, b_r, tx, ty)
             cuda.syncthreads()
 
         base = cuda.blockIdx.z * O * K
@@ -654,8 +649,16 @@ def _channel_major(cp: Any, a: Any, g: ConvGeometry, channels: int) -> Any:
     )
 
 
-def _tuned(op: str, g: ConvGeometry, dtype: Any, candidates: dict[str, Any]) -> None:
-    """Run the fastest of ``candidates`` (each writes the same output) for this shape."""
+def _autotuned(
+    op: str, g: ConvGeometry, dtype: Any, igemm: Callable[[Tiles], None], im2col: Callable[[], None]
+) -> None:
+    """Run the fastest strategy for this shape: ``igemm(tiles)`` for each tile shape of
+    :data:`TILE_CHOICES`, or ``im2col()``. Each writes the same output; :data:`AUTOTUNER`
+    times them on first use of ``(op, shapes, dtype)`` and caches the winner."""
+    candidates: dict[str, Callable[[], object]] = {
+        name: functools.partial(igemm, tiles) for name, tiles in TILE_CHOICES.items()
+    }
+    candidates["im2col"] = im2col
     best = AUTOTUNER.pick((op, g, np.dtype(dtype).str), candidates)
     candidates[best]()
 
@@ -669,8 +672,8 @@ def conv2d(x: Any, w: Any, stride: Pair, padding: Pair, dilation: Pair) -> Any:
     y = cp.empty((g.N, g.O, g.OH, g.OW), dtype=x.dtype)
     stream = current_stream()
 
-    def igemm(tiles: Tiles):
-        return lambda: launch_forward(as_device(x), as_device(w), as_device(y), g, stream, tiles)
+    def igemm(tiles: Tiles) -> None:
+        launch_forward(as_device(x), as_device(w), as_device(y), g, stream, tiles)
 
     def im2col() -> None:
         cols = cp.empty((g.K, g.P), dtype=x.dtype)
@@ -678,8 +681,7 @@ def conv2d(x: Any, w: Any, stride: Pair, padding: Pair, dilation: Pair) -> Any:
         ycm = cp.matmul(w.reshape(g.O, g.K), cols)  # (O, N*L) through cuBLAS
         y[...] = ycm.reshape(g.O, g.N, g.OH, g.OW).transpose(1, 0, 2, 3)
 
-    candidates = {name: igemm(t) for name, t in TILE_CHOICES.items()}
-    _tuned("forward", g, x.dtype, {**candidates, "im2col": im2col})
+    _autotuned("forward", g, x.dtype, igemm, im2col)
     return y
 
 
@@ -696,17 +698,14 @@ def conv2d_grad_input(
     gx = cp.empty((g.N, g.C, g.H, g.W), dtype=gy.dtype)
     stream = current_stream()
 
-    def igemm(tiles: Tiles):
-        return lambda: launch_grad_input(
-            as_device(gy), as_device(w), as_device(gx), g, stream, tiles
-        )
+    def igemm(tiles: Tiles) -> None:
+        launch_grad_input(as_device(gy), as_device(w), as_device(gx), g, stream, tiles)
 
     def im2col() -> None:
         gcols = cp.matmul(w.reshape(g.O, g.K).T, _channel_major(cp, gy, g, g.O))  # (K, P)
         launch_col2im(as_device(gcols), as_device(gx), g, stream)
 
-    candidates = {name: igemm(t) for name, t in TILE_CHOICES.items()}
-    _tuned("grad_input", g, gy.dtype, {**candidates, "im2col": im2col})
+    _autotuned("grad_input", g, gy.dtype, igemm, im2col)
     return gx
 
 
@@ -721,22 +720,18 @@ def conv2d_grad_weight(
     gw = cp.empty(tuple(w_shape), dtype=x.dtype)
     stream = current_stream()
 
-    def igemm(tiles: Tiles):
-        def run() -> None:
-            splits, chunk = grad_weight_splits(g, tiles, sm_count())
-            part = cp.empty(splits * g.O * g.K, dtype=x.dtype) if splits > 1 else None
-            launch_grad_weight(
-                as_device(x), as_device(gy), as_device(gw),
-                None if part is None else as_device(part), g, splits, chunk, stream, tiles,
-            )
-
-        return run
+    def igemm(tiles: Tiles) -> None:
+        splits, chunk = grad_weight_splits(g, tiles, sm_count())
+        part = cp.empty(splits * g.O * g.K, dtype=x.dtype) if splits > 1 else None
+        launch_grad_weight(
+            as_device(x), as_device(gy), as_device(gw),
+            None if part is None else as_device(part), g, splits, chunk, stream, tiles,
+        )
 
     def im2col() -> None:
         cols = cp.empty((g.K, g.P), dtype=x.dtype)
         launch_im2col(as_device(x), as_device(cols), g, stream)
         cp.matmul(_channel_major(cp, gy, g, g.O), cols.T, out=gw.reshape(g.O, g.K))
 
-    candidates = {name: igemm(t) for name, t in TILE_CHOICES.items()}
-    _tuned("grad_weight", g, x.dtype, {**candidates, "im2col": im2col})
+    _autotuned("grad_weight", g, x.dtype, igemm, im2col)
     return gw

@@ -31,6 +31,9 @@ Normalisation uses ``(x - pivot) - (mean - pivot)``, never ``x - mean`` with a r
 
 The backward pass mirrors the CPU kernel: it accumulates ``sum(gy)``, ``sum(gy * d)`` and
 ``sum(d)`` with ``d = x - mean`` for the saved (rounded) mean, and removes the exact offset.
+
+Part of the CUDA backend, imported on first use: must not import minigan's core but
+:mod:`minigan.backend` (through :mod:`.launch`, for CuPy when a host function runs).
 """
 
 from __future__ import annotations
@@ -66,6 +69,42 @@ MIN_ITEMS_PER_THREAD = 16
 # --------------------------------------------------------------------------------------------
 
 
+# The walk every kernel takes through its chunk: block (g, sp)'s thread t visits the items
+# f = sp*chunk + t, + NT, + 2*NT, ... < end of group g, i.e. x3[a, g, s] with f = a*S + s,
+# stepping (a, s) by (NT // S, NT % S) with a carry instead of dividing by S per item:
+#
+#     f, end, a, s, da, ds = walk_start(sp, chunk, t, A, S, NT)
+#     while f < end:
+#         i = (a * G + g) * S + s          # flat index of x3[a, g, s]
+#         ...
+#         f, a, s = walk_next(f, a, s, NT, da, ds, S)
+#
+# Both are inlined into the kernel's Numba IR before typing (inline="always"): the compiled
+# code is the loop written out, and compiling to PTX needs no GPU.
+
+
+@cuda.jit(device=True, inline="always")
+def walk_start(sp, chunk, t, A, S, nt):
+    """``(f, end, a, s, da, ds)``: the thread's first item, the chunk's end, the item as
+    ``(a, s)`` and the step of ``nt`` items as ``(da, ds)``."""
+    f = sp * chunk + t
+    end = min(A * S, sp * chunk + chunk)
+    a = f // S
+    da = nt // S
+    return f, end, a, f - a * S, da, nt - da * S
+
+
+@cuda.jit(device=True, inline="always")
+def walk_next(f, a, s, nt, da, ds, S):
+    """The item ``nt`` further on: ``(f + nt, a, s)`` with ``s < S``."""
+    a += da
+    s += ds
+    if s >= S:
+        s -= S
+        a += 1
+    return f + nt, a, s
+
+
 def _signature(dt: Any, n_arrays: int, n_ints: int, n_floats: int = 0) -> Any:
     array = types.Array(dt, 1, "C")
     return types.void(*([array] * n_arrays), *([int64] * n_ints), *([dt] * n_floats))
@@ -83,22 +122,12 @@ def make_stats(nt: int, dt: Any):
         pivot = x[g * S]
         acc1, acc2 = dt(0), dt(0)
         # Walk items f = a*S + s of the chunk with stride NT, updating (a, s) without division.
-        f = sp * chunk + t
-        end = min(A * S, sp * chunk + chunk)
-        a = f // S
-        s = f - a * S
-        da = NT // S
-        ds = NT - da * S
+        f, end, a, s, da, ds = walk_start(sp, chunk, t, A, S, NT)
         while f < end:
             d = x[(a * G + g) * S + s] - pivot
             acc1 += d
             acc2 += d * d
-            f += NT
-            a += da
-            s += ds
-            if s >= S:
-                s -= S
-                a += 1
+            f, a, s = walk_next(f, a, s, NT, da, ds, S)
         s1[t], s2[t] = acc1, acc2
         cuda.syncthreads()
         half = NT // 2
@@ -135,21 +164,11 @@ def make_apply(nt: int, dt: Any):
         if sp == 0 and t == 0:
             mean[g] = pivot + shift
             invstd[g] = inv
-        f = sp * chunk + t
-        end = min(A * S, sp * chunk + chunk)
-        a = f // S
-        s = f - a * S
-        da = NT // S
-        ds = NT - da * S
+        f, end, a, s, da, ds = walk_start(sp, chunk, t, A, S, NT)
         while f < end:
             i = (a * G + g) * S + s
             y[i] = ((x[i] - pivot) - shift) * k + b
-            f += NT
-            a += da
-            s += ds
-            if s >= S:
-                s -= S
-                a += 1
+            f, a, s = walk_next(f, a, s, NT, da, ds, S)
 
     return norm_apply
 
@@ -166,12 +185,7 @@ def make_grad_sums(nt: int, dt: Any):
         g, sp, t = cuda.blockIdx.x, cuda.blockIdx.y, cuda.threadIdx.x
         m0 = mean[g]
         sg, sgd, sd = dt(0), dt(0), dt(0)
-        f = sp * chunk + t
-        end = min(A * S, sp * chunk + chunk)
-        a = f // S
-        s = f - a * S
-        da = NT // S
-        ds = NT - da * S
+        f, end, a, s, da, ds = walk_start(sp, chunk, t, A, S, NT)
         while f < end:
             i = (a * G + g) * S + s
             d = x[i] - m0
@@ -179,12 +193,7 @@ def make_grad_sums(nt: int, dt: Any):
             sg += gv
             sgd += gv * d
             sd += d
-            f += NT
-            a += da
-            s += ds
-            if s >= S:
-                s -= S
-                a += 1
+            f, a, s = walk_next(f, a, s, NT, da, ds, S)
         s1[t], s2[t], s3[t] = sg, sgd, sd
         cuda.syncthreads()
         half = NT // 2
@@ -226,21 +235,11 @@ def make_grad_apply(nt: int, dt: Any):
         k = scale[g] * inv
         mg = sg / count
         mgx = sgd * inv * inv / count  # mean(gy * xhat) * invstd
-        f = sp * chunk + t
-        end = min(A * S, sp * chunk + chunk)
-        a = f // S
-        s = f - a * S
-        da = NT // S
-        ds = NT - da * S
+        f, end, a, s, da, ds = walk_start(sp, chunk, t, A, S, NT)
         while f < end:
             i = (a * G + g) * S + s
             gx[i] = k * (gy[i] - mg - ((x[i] - m0) - shift) * mgx)
-            f += NT
-            a += da
-            s += ds
-            if s >= S:
-                s -= S
-                a += 1
+            f, a, s = walk_next(f, a, s, NT, da, ds, S)
 
     return norm_grad_apply
 
@@ -254,21 +253,11 @@ def make_eval(nt: int, dt: Any):
         mu = mean[g]
         k = scale[g] / math.sqrt(var[g] + eps)
         b = bias[g]
-        f = sp * chunk + t
-        end = min(A * S, sp * chunk + chunk)
-        a = f // S
-        s = f - a * S
-        da = NT // S
-        ds = NT - da * S
+        f, end, a, s, da, ds = walk_start(sp, chunk, t, A, S, NT)
         while f < end:
             i = (a * G + g) * S + s
             y[i] = (x[i] - mu) * k + b
-            f += NT
-            a += da
-            s += ds
-            if s >= S:
-                s -= S
-                a += 1
+            f, a, s = walk_next(f, a, s, NT, da, ds, S)
 
     return norm_eval
 
@@ -372,8 +361,11 @@ def _forward(x: Any, scale: Any, bias: Any, shape: tuple[int, int, int], eps: fl
     invstd = cp.empty(G, dtype=x.dtype)
     splits, chunk = plan(A, G, S, sm_count(), THREADS)
     part = cp.empty(G * splits * 2, dtype=x.dtype)
-    dev = [as_device(a) for a in (x, scale, bias, part, y, mean, invstd)]
-    launch_forward(*dev, shape, splits, chunk, float(eps), current_stream(), THREADS)
+    d = as_device
+    launch_forward(
+        d(x), d(scale), d(bias), d(part), d(y), d(mean), d(invstd),
+        shape, splits, chunk, float(eps), current_stream(), THREADS,
+    )
     return y, mean, invstd
 
 
@@ -387,8 +379,11 @@ def _backward(
     gbias = cp.empty(G, dtype=x.dtype)
     splits, chunk = plan(A, G, S, sm_count(), THREADS)
     part = cp.empty(G * splits * 3, dtype=x.dtype)
-    dev = [as_device(a) for a in (gy, x, scale, mean, invstd, part, gx, gscale, gbias)]
-    launch_backward(*dev, shape, splits, chunk, current_stream(), THREADS)
+    d = as_device
+    launch_backward(
+        d(gy), d(x), d(scale), d(mean), d(invstd), d(part), d(gx), d(gscale), d(gbias),
+        shape, splits, chunk, current_stream(), THREADS,
+    )
     return gx, gscale, gbias
 
 
@@ -435,15 +430,16 @@ def batch_norm_inference(
     x = cp.ascontiguousarray(x)
     A, G, S = shape = _bn_shape(x)
     y = cp.empty(x.shape, dtype=x.dtype)
-    vecs = [
-        _vector(cp, gamma, G, 1.0, x.dtype),
-        _vector(cp, beta, G, 0.0, x.dtype),
-        _vector(cp, running_mean, G, 0.0, x.dtype),
-        _vector(cp, running_var, G, 1.0, x.dtype),
-    ]
+    scale = _vector(cp, gamma, G, 1.0, x.dtype)
+    bias = _vector(cp, beta, G, 0.0, x.dtype)
+    mean = _vector(cp, running_mean, G, 0.0, x.dtype)
+    var = _vector(cp, running_var, G, 1.0, x.dtype)
     splits, chunk = plan(A, G, S, sm_count(), THREADS)
-    dev = [as_device(a) for a in (x, *vecs, y)]
-    launch_eval(*dev, shape, splits, chunk, float(eps), current_stream(), THREADS)
+    d = as_device
+    launch_eval(
+        d(x), d(scale), d(bias), d(mean), d(var), d(y),
+        shape, splits, chunk, float(eps), current_stream(), THREADS,
+    )
     return y
 
 

@@ -4,6 +4,9 @@ A layer owns its parameters (created float32 and initialised exactly as PyTorch 
 :func:`minigan.random.generator`), checks its input -- rank, channels or features, dtype,
 device -- and raises an error that names the layer and both shapes, then calls the
 functional op. The functional ops themselves do not validate layer-level semantics.
+
+Must not import ``optim``, the training modules, the kernels (layers call
+:mod:`minigan.functional`) or any plugin.
 """
 
 from __future__ import annotations
@@ -742,6 +745,7 @@ class Upsample(Module):
         if mode == "nearest" and align_corners:
             raise ValueError("Upsample: align_corners only applies to mode='bilinear'")
         self.size = tuple(size) if isinstance(size, (list, tuple)) else size
+        self.scale_factor: tuple[float, ...] | float | None
         if isinstance(scale_factor, (list, tuple)):
             self.scale_factor = tuple(float(s) for s in scale_factor)
         else:
@@ -928,7 +932,7 @@ class Hardtanh(_Activation):
     [-1.0, 0.5, 1.0]
     """
 
-    _args = ("min_val", "max_val")
+    _args: tuple[str, ...] = ("min_val", "max_val")
 
     def __init__(self, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False) -> None:
         super().__init__()
@@ -1057,7 +1061,8 @@ class Embedding(Module):
         weight = embeddings.data if isinstance(embeddings, Tensor) else np.asarray(embeddings)
         if weight.ndim != 2:
             raise ValueError(f"Embedding.from_pretrained: expected a 2-D table, got {weight.shape}")
-        table = cls(*weight.shape, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse,
+        rows, dim = weight.shape
+        table = cls(rows, dim, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse,
                     _weight=weight.copy())  # fmt: skip
         table.weight.requires_grad = not freeze
         return table

@@ -10,12 +10,15 @@ Everything else (``parameters()``, ``state_dict()``, ``to()``, ``train()`` ...) 
 these registries. They are dicts, so the order is always the registration order and
 ``state_dict`` keys are exactly the ones PyTorch produces for the same architecture
 (``0.weight``, ``fc.bias``, ``bn.running_mean``, ``bn.num_batches_tracked`` ...).
+
+Must not import ``functional``'s ops, ``optim``, the training modules, the kernels or any
+plugin.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar, cast
 
 import numpy as np
 
@@ -73,6 +76,8 @@ def _add_indent(text: str, spaces: int) -> str:
     return lines[0] + "\n" + "\n".join(" " * spaces + line for line in lines[1:])
 
 
+_M = TypeVar("_M", bound="Module")
+
 class Module:
     """Base class of every layer and model.
 
@@ -119,7 +124,7 @@ class Module:
         if isinstance(value, Parameter):
             self._check_initialised(name)
             self._forget(name)
-            params[name] = value
+            self.__dict__["_parameters"][name] = value
         elif params is not None and name in params:
             if value is not None:
                 raise TypeError(
@@ -243,7 +248,7 @@ class Module:
 
     def _named_members(
         self, registry: str, prefix: str, recurse: bool
-    ) -> Iterator[tuple[str, Tensor]]:
+    ) -> Iterator[tuple[str, Any]]:
         seen: set[int] = set()  # a shared (tied) tensor is reported once
         modules = self.named_modules(prefix) if recurse else iter([(prefix, self)])
         for module_prefix, module in modules:
@@ -354,13 +359,13 @@ class Module:
         return _IncompatibleKeys(missing, unexpected)
 
     # ------------------------------------------------------------------ modes, grads, devices
-    def train(self, mode: bool = True) -> Module:
+    def train(self: _M, mode: bool = True) -> _M:
         """Set training mode (``True``) or evaluation mode (``False``) recursively."""
         for module in self.modules():
             object.__setattr__(module, "training", bool(mode))
         return self
 
-    def eval(self) -> Module:
+    def eval(self: _M) -> _M:
         """Evaluation mode: BatchNorm uses running statistics, Dropout is the identity."""
         return self.train(False)
 
@@ -392,9 +397,12 @@ class Module:
             if dtype.kind not in "fc":
                 raise TypeError(f"Module.to only accepts floating point dtypes, got {dtype}")
         for tensor in [*self.parameters(), *self.buffers()]:
-            tensor.data = _converted(tensor.data, device, dtype)
-            if tensor.grad is not None:
-                tensor.grad.data = _converted(tensor.grad.data, device, dtype)
+            for t in (tensor, tensor.grad):
+                if t is None:
+                    continue
+                array = _converted(t.data, device, dtype)
+                if array is not t.data:  # unchanged: no new version (a graph stays usable)
+                    t.data = array
         return self
 
     def cpu(self) -> Module:
@@ -456,8 +464,8 @@ class Sequential(Module):
             for name, module in modules[0].items():
                 self.add_module(name, module)
         else:
-            for index, module in enumerate(modules):
-                self.add_module(str(index), module)
+            for index, item in enumerate(modules):
+                self.add_module(str(index), cast(Module, item))
 
     def forward(self, x: Any) -> Any:
         for module in self:

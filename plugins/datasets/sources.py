@@ -34,6 +34,7 @@ from minigan.data import (
     IMAGE_EXTENSIONS,
     LUMA,
     Dataset,
+    check_npz,
     resize_and_crop,
     to_channels,
     to_uint8,
@@ -435,18 +436,29 @@ def mnist(
 
 
 # ============================================================================ folder
-def _load_image(path: Path) -> np.ndarray:
-    """An image file as float32 (H, W, C) in [0, 1], C = 1 or 3 (alpha composited on white)."""
-    import imageio.v3 as iio
+#: the smallest image side accepted in a training folder
+MIN_SIDE = 8
 
-    with warnings.catch_warnings():  # imageio's plugins warn while probing a bad file
-        warnings.simplefilter("ignore")
-        image = np.asarray(iio.imread(path))
+def _load_image(path: Path) -> np.ndarray:
+    """An image file as float32 (H, W, C) in [0, 1], C = 1 or 3 (alpha composited on white).
+
+    The pixel limit (:func:`minigan.images.max_pixels`) is checked from the header before
+    decoding; images smaller than :data:`MIN_SIDE` pixels a side are refused (upscaling a 1x1
+    image to the training resolution teaches a GAN nothing)."""
+    from minigan.images import image_size, read_image
+
+    width, height, _ = image_size(path)
+    if min(width, height) < MIN_SIDE:
+        raise ValueError(
+            f"{width}x{height} pixels is smaller than the {MIN_SIDE}x{MIN_SIDE} minimum for "
+            "training"
+        )
+    image = read_image(path)
     if image.ndim == 4:  # frames of a GIF or WebP: the first one
         image = image[0]
     if image.ndim == 2:
         image = image[:, :, None]
-    if image.ndim != 3 or image.shape[2] not in (1, 2, 3, 4) or min(image.shape[:2]) < 1:
+    if image.ndim != 3 or image.shape[2] not in (1, 2, 3, 4) or min(image.shape[:2]) < MIN_SIDE:
         raise ValueError(f"unsupported image shape {image.shape}")
     if image.dtype == np.uint8:
         x = image.astype(np.float32) / 255
@@ -462,6 +474,12 @@ def _load_image(path: Path) -> np.ndarray:
         colour, alpha = x[:, :, :-1], x[:, :, -1:]
         x = colour * alpha + (1 - alpha)
     return x
+
+
+def _reason(file: Path, error: BaseException) -> str:
+    """Why ``file`` was skipped, in short: the message without the path it starts with."""
+    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return text.removeprefix(f"{file}: ")[:160]
 
 
 def _image_files(root: Path) -> list[Path]:
@@ -524,22 +542,24 @@ def folder(
                 break
             try:
                 image = _load_image(file)
-            except Exception as e:  # any reader failure: skip the file
-                skipped.append((file, f"{type(e).__name__}: {e}".splitlines()[0][:100]))
+            except (OSError, ValueError) as e:  # unreadable, corrupt, too large or too small
+                skipped.append((file, _reason(file, e)))
                 continue
             chw = image.transpose(2, 0, 1)[None] * 2 - 1
             images.append(resize_and_crop(chw, resolution)[0])
             kept.append(file)
             bar.update()
-    if skipped:
-        first = "; ".join(f"{f.name} ({why})" for f, why in skipped[:3])
-        more = f"; and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+    first = "; ".join(f"{f.name} ({why})" for f, why in skipped[:3])
+    more = f"; and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+    if skipped:  # unreadable, corrupt, over the pixel limit or under 8x8
         warnings.warn(
             f"folder {str(root)!r}: skipped {len(skipped)} unreadable image file(s): {first}{more}",
             stacklevel=2,
         )
     if not images:
-        raise ValueError(f"none of the {len(files)} image files in {str(root)!r} could be read")
+        raise ValueError(
+            f"none of the {len(files)} image files in {str(root)!r} could be read: {first}{more}"
+        )
 
     if channels is None:
         channels = 3 if any(image.shape[0] == 3 for image in images) else 1
@@ -554,6 +574,44 @@ def folder(
 
 
 # ============================================================================ npz
+def _read_npz(path: Path) -> tuple[str, np.ndarray, np.ndarray | None]:
+    """``(key, images, labels)`` of a ``.npz`` file; a file that is not one, truncated, or
+    holding object, bool or empty image arrays raises ``ValueError`` naming it."""
+    import zipfile
+
+    if not path.is_file():
+        raise FileNotFoundError(f"no such .npz file: {str(path)!r}")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            check_npz(archive, path)
+            keys = list(archive.keys())
+            if not keys:
+                raise ValueError(f"{path}: the .npz file holds no arrays")
+            key = next((k for k in ("images", "x") if k in archive), keys[0])
+            images = archive[key]
+            label_key = next((k for k in ("labels", "y") if k in archive and k != key), None)
+            labels = archive[label_key] if label_key else None
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as e:
+        if str(e).startswith(str(path)):
+            raise
+        if "allow_pickle" in str(e):
+            raise ValueError(
+                f"{path}: holds object arrays, which would need pickle (refused: loading a "
+                f"pickle can run code); save plain numeric arrays with np.savez"
+            ) from None
+        raise ValueError(
+            f"{path}: not a readable .npz file ({type(e).__name__}: {e}); is it truncated?"
+        ) from None
+    if images.dtype == bool:
+        raise ValueError(
+            f"{path}: array {key!r} is boolean (a mask?); images must be uint8 in [0, 255] or "
+            f"floats in [0, 1] or [-1, 1] (convert with images.astype(np.uint8) * 255)"
+        )
+    if images.size == 0:
+        raise ValueError(f"{path}: array {key!r} of shape {images.shape} holds no images")
+    return key, images, labels
+
+
 def npz(
     path: str | None = None,
     resolution: int | None = None,
@@ -582,14 +640,7 @@ def npz(
     """
     if path is None:
         raise ValueError("npz: give the .npz file (--data /path/to/images.npz)")
-    with np.load(Path(path).expanduser(), allow_pickle=False) as archive:
-        keys = list(archive.keys())
-        if not keys:
-            raise ValueError(f"{path}: the .npz file holds no arrays")
-        key = next((k for k in ("images", "x") if k in archive), keys[0])
-        images = archive[key]
-        label_key = next((k for k in ("labels", "y") if k in archive and k != key), None)
-        labels = archive[label_key] if label_key else None
+    key, images, labels = _read_npz(Path(path).expanduser())
     if limit is not None:
         images = images[:limit]
         labels = None if labels is None else labels[:limit]
@@ -606,7 +657,9 @@ def npz(
         raise ValueError(f"{path}: array {key!r} must be (N, H, W) or 4-d, got {images.shape}")
     images = np.ascontiguousarray(images)
 
-    if np.issubdtype(images.dtype, np.integer) or images.dtype == bool:
+    lo: float
+    hi: float
+    if np.issubdtype(images.dtype, np.integer):
         lo, hi = int(images.min()), int(images.max())
         if lo < 0 or hi > 255:
             raise ValueError(f"{path}: integer images must be in [0, 255], found [{lo}, {hi}]")

@@ -2,7 +2,7 @@
 
 Registers the ``deepdream`` processor (``minigan process deepdream …``) and adds two commands:
 
-- ``minigan dream INPUT -o OUT.png [--model shapes|vgg16|googlenet] [--layers …] …``
+- ``minigan dream INPUT... -o OUT.png [--model shapes|vgg16|googlenet] [--layers …] …``
 - ``minigan weights download NAME`` / ``minigan weights list``
 
 Importing this module is cheap: the networks and the algorithm (:mod:`.dream`,
@@ -49,41 +49,131 @@ def register_commands(cli: Any) -> None:
 
 
 def dream_command(
-    input: str | None,
+    inputs: tuple[str, ...],
     output: str | None,
     list_layers: bool,
     zoom_frames: int,
     zoom: float,
+    overwrite: bool,
+    dask: str | None,
+    workers: int | None,
     **options: Any,
 ) -> None:
-    """DeepDream an image: amplify what a network's layers see in it.
+    """DeepDream images: amplify what a network's layers see in them.
 
     Runs offline with the shipped shapes classifier; --model vgg16 / googlenet use
     torchvision's ImageNet weights (see `minigan weights download`). With --zoom-frames N,
     the dream is fed back through a zoom N times: frames go to OUT_frames/ and OUT.gif.
-    The output PNG records every parameter in its metadata.
+    The output PNG records every parameter in its metadata. Several inputs or folders
+    (-o: the output folder) are dreamed one by one — a bad file is reported and the rest go
+    on, outputs that exist are skipped unless --overwrite — or in parallel on a local Dask
+    cluster (--workers N) or an existing one (--dask ADDRESS).
     """
     import click
 
-    from minigan.images import read_image, save_image, unit_to_uint8
+    from minigan.batch import Job, plan_jobs, run_jobs
+    from minigan.cli import report_batch
+    from minigan.data import IMAGE_EXTENSIONS
     from minigan.plugins.deepdream import networks
 
     if list_layers:
         click.echo(networks.describe_layers(options["model"]))
         return
-    if input is None:
+    if not inputs:
         raise click.UsageError("missing INPUT image (or use --list-layers)")
-    source = Path(input)
-    out = Path(output) if output else source.with_name(source.stem + "_dream.png")
+    many = len(inputs) > 1 or Path(inputs[0]).is_dir()
+    if (many or dask or workers is not None) and zoom_frames > 0:
+        raise click.UsageError("--zoom-frames takes a single INPUT image")
+    if dask or workers is not None:
+        _dream_many(inputs, output, dask, workers, options)
+        return
+    if many:
+        jobs = plan_jobs(inputs, output, "dream", IMAGE_EXTENSIONS, sep="_")
+    else:
+        source = Path(inputs[0])
+        jobs = [Job(source, Path(output or source.with_name(source.stem + "_dream.png")))]
     processor = _processor(options)
+
+    def work(source: Path, out: Path) -> None:
+        _dream_one(processor, source, out, zoom_frames, zoom, quiet=many)
+
+    if not many:
+        work(jobs[0].source, jobs[0].target)
+        return
+    report = run_jobs(jobs, work, overwrite=overwrite, progress=options["progress"], desc="dream")
+    report_batch(report, "dream")
+
+
+def _dream_one(
+    processor: Any, source: Path, out: Path, zoom_frames: int, zoom: float, quiet: bool
+) -> None:
+    """Dream one image file into ``out`` (and, with zoom frames, OUT_frames/ and OUT.gif)."""
+    import click
+
+    from minigan.images import read_image, save_image, unit_to_uint8
+
     image = read_image(source)
+    try:
+        processor.check_size(image)
+    except ValueError as e:
+        raise ValueError(f"{source}: {e}") from None
     meta = {**processor.metadata(), "input": source.name}
     if zoom_frames > 0:
-        result = _zoom(processor, image, out, zoom_frames, zoom, meta)
+        result = _zoom(processor, image, out, zoom_frames, zoom, meta, quiet)
     else:
         result = processor.process(image)
     save_image(out, unit_to_uint8(result), meta)
-    click.echo(f"wrote {out}")
+    if not quiet:
+        click.echo(f"wrote {out}")
+
+
+def _dream_many(
+    inputs: tuple[str, ...],
+    output: str | None,
+    address: str | None,
+    workers: int | None,
+    options: dict[str, Any],
+) -> None:
+    """Several images (files, folders searched recursively): INPUT_dream.png beside each
+    file or in -o OUT; here, or one Dask task per file; failures listed, exit status 1."""
+    import functools
+
+    import click
+
+    from minigan.cluster import map_files, process_image_file, processor_factory, summary
+    from minigan.data import IMAGE_EXTENSIONS
+
+    if workers is not None and workers < 1:
+        raise click.BadParameter("must be at least 1", param_hint="--workers")
+    if address and workers is not None:
+        raise click.UsageError("--dask and --workers exclude each other")
+    jobs = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            files = sorted(p for p in item.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+            target = Path(output) if output else item.with_name(item.name + "_dream")
+            jobs += [(p, target / p.relative_to(item).with_suffix(".png")) for p in files]
+        else:
+            target = Path(output) if output else item.parent
+            jobs.append((item, target / f"{item.stem}_dream.png"))
+    _processor(options)  # bad options: one clear error here, not one per file
+    try:
+        results = map_files(
+            functools.partial(process_image_file, name="deepdream"),
+            processor_factory("deepdream", options),
+            jobs,
+            address=address,
+            workers=0 if not (address or workers) else workers,
+            desc="dream",
+        )
+    except (ConnectionError, ImportError) as e:
+        raise click.ClickException(str(e)) from None
+    first, *failures = summary("dream", results)
+    click.echo(first)
+    for line in failures:
+        click.echo(line, err=True)
+    if failures:
+        raise SystemExit(1)
 
 
 def _processor(options: dict[str, Any]) -> Any:
@@ -106,7 +196,13 @@ def _processor(options: dict[str, Any]) -> Any:
 
 
 def _zoom(
-    processor: Any, image: Any, out: Path, zoom_frames: int, zoom: float, meta: dict[str, Any]
+    processor: Any,
+    image: Any,
+    out: Path,
+    zoom_frames: int,
+    zoom: float,
+    meta: dict[str, Any],
+    quiet: bool = False,
 ) -> Any:
     """The zoom-feedback frames, written to OUT_frames/ and OUT.gif; returns the last."""
     import click
@@ -120,33 +216,45 @@ def _zoom(
     for i, frame in enumerate(frames):
         save_image(frame_dir / f"{i:04d}.png", unit_to_uint8(frame), {**meta, "frame": i})
     save_gif(gif, [unit_to_uint8(f) for f in frames], seconds_per_frame=0.1)
-    click.echo(f"wrote {len(frames)} frames to {frame_dir} and {gif}")
+    if not quiet:
+        click.echo(f"wrote {len(frames)} frames to {frame_dir} and {gif}")
     return frames[-1]
 
 
 def _dream_params(click: Any) -> list[Any]:
     """``minigan dream``'s arguments: the input, the output, zoom options and DreamConfig's."""
-    from minigan.cli import config_options
+    from minigan.cli import FiniteFloat, batch_options, config_options, max_pixels_option
     from minigan.plugins.deepdream.config import DreamConfig
 
     return [
-        click.Argument(["input"], required=False, type=click.Path(dir_okay=False)),
+        click.Argument(["inputs"], nargs=-1, type=click.Path(exists=True)),
         click.Option(
             ["-o", "--output"],
-            type=click.Path(dir_okay=False),
-            help="output PNG [default: INPUT_dream.png]",
+            type=click.Path(),
+            help="output PNG [default: INPUT_dream.png]; with several inputs or a folder, the "
+            "output folder [default: beside each input; FOLDER_dream/ for a folder]",
         ),
+        click.Option(
+            ["--dask"],
+            metavar="ADDRESS",
+            help="several inputs: one task per image on the Dask scheduler at ADDRESS",
+        ),
+        click.Option(
+            ["--workers"], type=int, help="several inputs: a local Dask cluster of N processes"
+        ),
+        *batch_options(progress=False),
+        max_pixels_option(),
         click.Option(["--list-layers"], is_flag=True, help="list the layers of --model and exit"),
         click.Option(
             ["--zoom-frames"],
-            type=int,
+            type=click.IntRange(min=0),
             default=0,
             show_default=True,
             help="zoom-feedback frames (writes OUT_frames/ and OUT.gif)",
         ),
         click.Option(
             ["--zoom"],
-            type=float,
+            type=FiniteFloat(positive=True),
             default=1.05,
             show_default=True,
             help="zoom factor between frames",
@@ -161,7 +269,7 @@ def _add_weights(cli: Any, click: Any) -> None:
         """Network weights for DeepDream (torchvision's ImageNet files)."""
 
     @weights.command("download")
-    @click.argument("name", type=click.Choice(["vgg16", "googlenet"]))
+    @click.argument("name", type=click.Choice(["vgg16", "googlenet", "fid_inception"]))
     @click.option(
         "--dir",
         "directory",
@@ -169,7 +277,8 @@ def _add_weights(cli: Any, click: Any) -> None:
         help="where to save [default: the torch hub cache]",
     )
     def download(name: str, directory: str | None) -> None:
-        """Download torchvision's weights for NAME (checksum-checked) into the hub cache."""
+        """Download weights for NAME (checksum-checked) into the hub cache: torchvision's
+        ImageNet files, or pytorch-fid's FID Inception (for `minigan metrics`)."""
         from minigan.plugins.deepdream import weights as w
 
         try:

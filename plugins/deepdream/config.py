@@ -14,7 +14,8 @@ __all__ = ["DreamConfig"]
 
 @dataclass
 class DreamConfig:
-    """DeepDream's parameters (each one is also a ``minigan dream`` option)."""
+    """DeepDream's parameters (each one is also a ``minigan dream`` option; ``min``/``max`` in
+    a field's metadata bound its option)."""
 
     model: Literal["shapes", "vgg16", "googlenet"] = field(
         default="shapes",
@@ -41,16 +42,21 @@ class DreamConfig:
             "default_help": "all",
         },
     )
-    octaves: int = field(default=4, metadata={"help": "number of octaves (image scales)"})
-    octave_scale: float = field(default=1.4, metadata={"help": "size ratio between octaves"})
-    steps: int = field(default=10, metadata={"help": "gradient steps per octave"})
+    octaves: int = field(default=4, metadata={"help": "number of octaves (image scales)", "min": 1})
+    octave_scale: float = field(
+        default=1.4, metadata={"help": "size ratio between octaves", "min": 1.0}
+    )
+    steps: int = field(default=10, metadata={"help": "gradient steps per octave", "min": 1})
     lr: float = field(default=0.01, metadata={"help": "step size (image in [0, 1])"})
-    jitter: int = field(default=32, metadata={"help": "largest random roll in pixels per step"})
+    jitter: int = field(
+        default=32, metadata={"help": "largest random roll in pixels per step", "min": 0}
+    )
     tile: int = field(
-        default=512, metadata={"help": "largest tile side for gradients (0: no tiling)"}
+        default=512, metadata={"help": "largest tile side for gradients (0: no tiling)", "min": 0}
     )
     laplacian: int = field(
-        default=0, metadata={"help": "Laplacian pyramid levels to normalise the gradient (0: off)"}
+        default=0,
+        metadata={"help": "Laplacian pyramid levels to normalise the gradient (0: off)", "min": 0},
     )
     guide: str | None = field(
         default=None,
@@ -59,7 +65,7 @@ class DreamConfig:
             "default_help": "none: amplify what the network sees in the input",
         },
     )
-    seed: int = field(default=0, metadata={"help": "random seed (jitter and tile rolls)"})
+    seed: int = field(default=0, metadata={"help": "random seed (jitter and tile rolls)", "min": 0})
     device: Literal["cpu", "cuda"] = field(
         default="cpu", metadata={"help": "where the network runs (the image stays in host memory)"}
     )

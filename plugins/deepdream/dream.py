@@ -51,6 +51,7 @@ from minigan.plugins.deepdream.config import DreamConfig
 __all__ = ["DreamConfig", "DeepDream", "dream", "laplacian_normalize", "zoom_in"]
 
 MIN_OCTAVE_SIDE = 32  # octaves stop before an image side gets smaller than this
+MIN_IMAGE_SIDE = 8  # smaller images are refused: the networks pool them away
 GUIDE_POSITIONS = 2048  # guide features kept per layer (subsampled evenly)
 
 
@@ -119,6 +120,7 @@ def laplacian_normalize(grad: np.ndarray, levels: int = 4, eps: float = 1e-8) ->
     for band in reversed(bands):
         band = band / (np.sqrt(np.mean(band * band)) + eps)
         merged = band if merged is None else resize(merged, band.shape[2:]) + band
+    assert merged is not None  # at least one band
     return merged.astype(np.float32, copy=False)
 
 
@@ -281,6 +283,7 @@ class DeepDream:
                 term = F.sum(a * a) * (fraction / a.numel())
             term = term * float(weight)
             total = term if total is None else total + term
+        assert total is not None  # at least one layer
         return total
 
     def gradient(
@@ -297,6 +300,7 @@ class DeepDream:
                 x = minigan.tensor(part, device=self.config.device, requires_grad=True)
                 objective = self.objective(x, part[0, 0].size / (h * w), guide)
                 (g,) = minigan.grad(objective, x)
+                assert g is not None  # x was used: grad() raised otherwise
                 grad[:, :, top:bottom, left:right] = g.numpy()
                 value += float(objective.item())
         return grad, value
@@ -346,12 +350,23 @@ class DeepDream:
             sizes.append(size)
         return sizes
 
+    @staticmethod
+    def check_size(image: np.ndarray) -> None:
+        """Refuse (``ValueError``) an image smaller than ``MIN_IMAGE_SIDE`` pixels a side."""
+        h, w = np.shape(image)[:2]
+        if min(h, w) < MIN_IMAGE_SIDE:
+            raise ValueError(
+                f"a {w}x{h} image is too small to dream on: at least "
+                f"{MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} pixels are needed"
+            )
+
     def process(self, image: np.ndarray, seed: int | None = None) -> np.ndarray:
         """Dream on an H×W×C image (float in [0, 1], or ``uint8``); returns H×W×3 float32."""
         from tqdm.auto import tqdm
 
         cfg = self.config
         rng = np.random.default_rng(cfg.seed if seed is None else seed)
+        self.check_size(image)
         base = np.ascontiguousarray(as_rgb_float(image).transpose(2, 0, 1)[None])
         sizes = self.octave_sizes(*base.shape[2:])
         bases = [base] + [resize(base, size) for size in sizes[1:]]

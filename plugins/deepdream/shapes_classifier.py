@@ -20,6 +20,9 @@ Architecture (trained on 32×32 RGB; fully convolutional, so it dreams at any si
 >>> import numpy as np, minigan
 >>> model(minigan.tensor(np.zeros((2, 3, 64, 64), np.float32))).shape
 (2, 6)
+
+Must not import CuPy at import time; it is not imported by the plugin's hook module (only
+by the DeepDream code that uses the classifier).
 """
 
 from __future__ import annotations
@@ -122,6 +125,7 @@ def train(
     x_train, y_train = images[:train_size], labels[:train_size]
     x_test, y_test = images[train_size:], labels[train_size:]
 
+    assert data.classes is not None  # the shapes dataset names its classes
     model = ShapesClassifier(num_classes=len(data.classes))
     opt = Adam(model.parameters(), lr=lr)
     steps = epochs * ((train_size + batch_size - 1) // batch_size)

@@ -27,12 +27,15 @@ format that torchvision's older ImageNet files (VGG16, GoogLeNet) use.
 ... except UnsafePickleError as e:
 ...     print(e)  # doctest: +ELLIPSIS
 refusing to load <BytesIO>: the pickle names the global '__builtin__.print', which a PyTorch...
+
+Must not import minigan's tensors or CuPy: it reads files into NumPy arrays only.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import math
 import os
 import pickle
 import re
@@ -129,12 +132,22 @@ class _TensorRef:
         ints = [self.offset, *self.shape, *self.stride]
         if not all(type(i) is int and i >= 0 for i in ints) or len(self.shape) != len(self.stride):
             raise pickle.UnpicklingError("malformed .pth: bad tensor geometry")
-        count = 1 + sum((n - 1) * s for n, s in zip(self.shape, self.stride) if n > 0)
         if 0 in self.shape:
             return np.zeros(self.shape, data.dtype)
-        if self.offset < 0 or self.offset + count > data.size:
+        span = 1 + sum((n - 1) * s for n, s in zip(self.shape, self.stride))
+        if self.offset + span > data.size:
             raise pickle.UnpicklingError(
-                f"tensor of shape {self.shape} runs past its storage {self.storage.key!r}"
+                f"tensor of shape {self.shape} runs past its storage {self.storage.key!r} "
+                f"(offset {self.offset}, strides {self.stride}, {data.size} elements present)"
+            )
+        # Zero or overlapping strides would make a few stored bytes into a huge array (a
+        # 40000x40000 view of one float): a state dict's tensors never have more elements
+        # than the bytes behind them.
+        if math.prod(self.shape) > data.size:
+            raise pickle.UnpicklingError(
+                f"tensor of shape {self.shape} has more elements than its storage "
+                f"{self.storage.key!r} holds ({data.size}): zero or overlapping strides "
+                f"{self.stride} are refused"
             )
         item = data.itemsize
         view = np.lib.stride_tricks.as_strided(
@@ -175,6 +188,7 @@ class _Sealed:
     handed out as, so a pickle's BUILD opcode cannot tamper with them."""
 
     __slots__ = ("_fn",)
+    _fn: Callable[..., Any]
 
     def __init__(self, fn: Callable[..., Any]) -> None:
         object.__setattr__(self, "_fn", fn)
@@ -264,6 +278,14 @@ def read_pth(source: PathLike | IO[bytes]) -> dict[str, np.ndarray]:
         is_zip = zipfile.is_zipfile(fh)
         fh.seek(start)
         result = _read_zip(fh, name) if is_zip else _read_legacy(fh, name)
+    except (UnsafePickleError, MemoryError):
+        raise
+    except Exception as e:  # a malformed archive or pickle: say which file
+        if isinstance(e, pickle.UnpicklingError) and name in str(e):
+            raise
+        raise pickle.UnpicklingError(
+            f"{name}: not a readable .pth file ({type(e).__name__}: {e})"
+        ) from None
     finally:
         if fh is not source:
             fh.close()
@@ -298,12 +320,31 @@ def _read_zip(fh: IO[bytes], name: str) -> Any:
             result = _RestrictedUnpickler(io.BytesIO(pkl.read()), name, storages).load()
         for key, storage in storages.items():
             try:
-                raw = archive.read(f"{root}data/{key}")
+                entry = archive.getinfo(f"{root}data/{key}")
             except KeyError:
                 raise pickle.UnpicklingError(f"{name}: storage data/{key} is missing") from None
+            if entry.compress_type != zipfile.ZIP_STORED and entry.file_size > _MAX_RATIO * (
+                entry.compress_size + 1024
+            ):  # torch.save stores data uncompressed: this is a zip bomb
+                raise pickle.UnpicklingError(
+                    f"{name}: storage data/{key} would expand {entry.compress_size} bytes to "
+                    f"{entry.file_size}; refused"
+                )
+            raw = archive.read(entry)
             usable = len(raw) - len(raw) % storage.dtype.itemsize
             storage.array = np.frombuffer(raw[:usable], storage.dtype)
         return _collect(result)
+
+
+_MAX_RATIO = 64  # the largest expansion accepted for a compressed storage entry
+
+
+def _remaining(fh: IO[bytes]) -> int:
+    """Bytes left in ``fh`` after its position."""
+    here = fh.tell()
+    end = fh.seek(0, os.SEEK_END)
+    fh.seek(here)
+    return end - here
 
 
 def _read_legacy(fh: IO[bytes], name: str) -> Any:
@@ -337,10 +378,17 @@ def _read_legacy(fh: IO[bytes], name: str) -> Any:
         storage = storages.get(str(key))
         if storage is None:
             raise pickle.UnpicklingError(f"{name}: unknown storage {key!r}")
-        (count,) = struct.unpack("<q", fh.read(8))
+        head = fh.read(8)
+        if len(head) != 8:
+            raise pickle.UnpicklingError(f"{name}: truncated storage {key!r}")
+        (count,) = struct.unpack("<q", head)
         nbytes = count * storage.dtype.itemsize
+        if count < 0 or nbytes > _remaining(fh):  # checked before anything is allocated
+            raise pickle.UnpicklingError(
+                f"{name}: storage {key!r} claims {count} elements, more than the file holds"
+            )
         raw = fh.read(nbytes)
-        if count < 0 or len(raw) != nbytes:
+        if len(raw) != nbytes:
             raise pickle.UnpicklingError(f"{name}: truncated storage {key!r}")
         storage.array = np.frombuffer(raw, storage.dtype)
     return _collect(result)
@@ -363,10 +411,21 @@ def read_weights(path: PathLike) -> dict[str, np.ndarray]:
     if suffix == ".safetensors":
         import safetensors.numpy
 
-        return dict(safetensors.numpy.load_file(str(path)))
+        try:
+            return dict(safetensors.numpy.load_file(str(path)))
+        except Exception as e:  # SafetensorError on a malformed header, ...
+            raise ValueError(f"{path}: not a valid .safetensors file ({e})") from None
     if suffix == ".npz":
-        with np.load(path, allow_pickle=False) as archive:
-            return {k: archive[k] for k in archive.files}
+        try:
+            from minigan.data import check_npz
+
+            with np.load(path, allow_pickle=False) as archive:
+                check_npz(archive, path)
+                return {k: archive[k] for k in archive.files}
+        except (zipfile.BadZipFile, EOFError, OSError, ValueError) as e:
+            if str(e).startswith(str(path)):
+                raise
+            raise ValueError(f"{path}: not a readable .npz weights file ({e})") from None
     return read_pth(path)
 
 
@@ -398,6 +457,12 @@ WEIGHTS: dict[str, WeightsFile] = {
     ),
     "googlenet": WeightsFile(
         "googlenet-1378be20.pth", "https://download.pytorch.org/models/googlenet-1378be20.pth"
+    ),
+    # pytorch-fid's port of the TensorFlow FID Inception-v3 (minigan metrics --features inception)
+    "fid_inception": WeightsFile(
+        "pt_inception-2015-12-05-6726825d.pth",
+        "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
+        "pt_inception-2015-12-05-6726825d.pth",
     ),
 }
 

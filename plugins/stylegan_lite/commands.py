@@ -8,7 +8,7 @@ This module must not import another plugin.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, cast
 
 import click
 import numpy as np
@@ -140,7 +140,7 @@ def interpolate(
         images = model.interpolation_frames(
             seed_list,
             frames,
-            space,
+            cast(Literal["z", "w"], space),
             truncation,
             noise_mode,  # type: ignore[arg-type]
         )

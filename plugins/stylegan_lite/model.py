@@ -455,6 +455,7 @@ def r1_penalty(D: nn.Module, real: Tensor) -> tuple[Tensor, Tensor]:
     x = real.detach().requires_grad_(True)
     logits = D(x)
     (g,) = minigan.grad(logits.sum(), x, create_graph=True)
+    assert g is not None  # x was used: grad() raised otherwise
     return (g * g).sum((1, 2, 3)).mean(), logits
 
 
@@ -584,7 +585,7 @@ class StyleGANLite(GAN):
         toward ``w_avg`` by ``truncation`` (psi)."""
         net = self.sampling_generator()
         with minigan.no_grad():
-            return net.ws(z, truncation)  # type: ignore[operator]
+            return net.ws(z, truncation)
 
     def synthesis(self, ws: Tensor, noise_mode: NoiseMode = "const") -> Tensor:
         """Images (NCHW in [-1, 1]) of the EMA generator for per-layer w's (N, num_ws, w_dim)
