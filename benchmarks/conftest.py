@@ -19,6 +19,9 @@ Once per session the ``calibration`` fixture measures the machine's float32 GEMM
 copy bandwidth (the ceilings). The summary prints them and the rows, and writes
 ``<results>/cpu-<date>.json`` with its ``.md`` table and ``.png`` ratio chart (report.py), where
 ``<results>`` is ``$MINIGAN_BENCH_RESULTS`` or ``benchmarks/results``.
+
+The model-step rows also carry the peak memory of one step of each side (``memory=`` of
+``compare``; measured by benchmarks/memory.py in a fresh process per side, after the timing).
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ import numpy as np
 import pytest
 import torch
 from machine import describe_blas, describe_machine, kernel_overrides, override_warning
+from memory import Memory
 from report import CALIBRATION, UNIT_SCALE, Row, Run, ceilings, save, text_table
 
 import minigan
@@ -183,10 +187,13 @@ class Bench:
         theirs: Callable[[], object],
         work: float,
         unit: str,
+        memory: Memory | None = None,
     ) -> Row | None:
         """Time ``ours`` (minigan) against ``theirs`` (PyTorch), alternating. ``work`` is the
         work of one call in the base unit of ``unit``: FLOP for "GFLOP/s", bytes for "GB/s",
-        images for "img/s". Returns the row (None under ``--benchmark-disable``)."""
+        images for "img/s", ops for "kop/s". With ``memory``, the peak memory of one call of
+        each side is measured too, in fresh processes (benchmarks/memory.py). Returns the row
+        (None under ``--benchmark-disable``)."""
         if unit not in UNIT_SCALE:
             raise ValueError(f"unit {unit!r}: expected one of {sorted(UNIT_SCALE)}")
         torch_s: list[float] = []
@@ -201,6 +208,9 @@ class Bench:
             return None
         mg, th, test = self.benchmark.stats.stats.data, torch_s[WARMUP:], self.benchmark.fullname
         row = Row(name, min(mg), min(th), _median(mg), _median(th), work, unit, test)
+        if memory is not None:
+            row.minigan_peak_mb = memory.measure("minigan", THREADS)
+            row.torch_peak_mb = memory.measure("torch", THREADS)
         self.benchmark.extra_info.update(row.to_json(self.ceilings))
         self.results.rows.append(row)
         return row

@@ -32,9 +32,10 @@ from machine import describe_blas, override_warning
 HERE = Path(__file__).resolve().parent
 README = HERE / "README.md"
 CALIBRATION = "calibration:"
-# Row.work is in base units (FLOP, bytes, images); the rate divides by the unit's scale.
-UNIT_SCALE = {"GFLOP/s": 1e9, "GB/s": 1e9, "img/s": 1.0}
+# Row.work is in base units (FLOP, bytes, images, ops); the rate divides by the unit's scale.
+UNIT_SCALE = {"GFLOP/s": 1e9, "GB/s": 1e9, "img/s": 1.0, "kop/s": 1e3}
 HEADER = ["benchmark", "minigan ms", "torch ms", "ratio", "minigan rate", "of ceiling"]
+MEMORY_HEADER = ["minigan peak MB", "torch peak MB"]  # when a row of the run has them
 
 
 def results_dir() -> Path:
@@ -54,6 +55,10 @@ class Row:
     work: float  # FLOP, bytes or images, as ``unit`` says
     unit: str  # a key of UNIT_SCALE
     test: str = ""  # the pytest node id, when the row comes from one
+    # peak MB of one call above the resident set before it, each side in a fresh process
+    # (benchmarks/memory.py); None where not measured (kernel rows, older files)
+    minigan_peak_mb: float | None = None
+    torch_peak_mb: float | None = None
 
     @property
     def ratio(self) -> float:
@@ -77,7 +82,8 @@ class Row:
         if "rate" not in d:  # older CPU files: every rate was work / 1e9 per second
             work *= UNIT_SCALE[d["unit"]] / 1e9
         keys = ("minigan_s", "torch_s", "minigan_median_s", "torch_median_s")
-        return cls(d["name"], *(d[k] for k in keys), work, d["unit"], d.get("test", ""))
+        peaks = (d.get("minigan_peak_mb"), d.get("torch_peak_mb"))
+        return cls(d["name"], *(d[k] for k in keys), work, d["unit"], d.get("test", ""), *peaks)
 
     def to_json(self, ceilings: dict[str, float]) -> dict[str, Any]:
         return {
@@ -135,9 +141,23 @@ def number(x: float) -> str:
     return f"{x:.1f}" if abs(x) >= 10 else f"{x:#.3g}"
 
 
-def cells(row: Row, ceilings: dict[str, float]) -> list[str]:
-    """The HEADER columns of one row."""
+def has_memory(rows: Sequence[Row]) -> bool:
+    return any(r.minigan_peak_mb is not None or r.torch_peak_mb is not None for r in rows)
+
+
+def header(run: Run) -> list[str]:
+    """HEADER, and MEMORY_HEADER when some row has peak memory."""
+    return HEADER + (MEMORY_HEADER if has_memory(run.rows) else [])
+
+
+def _mb(x: float | None) -> str:
+    return "" if x is None else f"{x:.0f}"
+
+
+def cells(row: Row, ceilings: dict[str, float], memory: bool = False) -> list[str]:
+    """The HEADER columns of one row (and the MEMORY_HEADER ones when ``memory``)."""
     share = fraction(row, ceilings)
+    peaks = [_mb(row.minigan_peak_mb), _mb(row.torch_peak_mb)] if memory else []
     return [
         " ".join(row.name.split()),
         number(row.minigan_s * 1e3),
@@ -145,13 +165,15 @@ def cells(row: Row, ceilings: dict[str, float]) -> list[str]:
         f"{row.ratio:.2f}",
         f"{number(row.rate)} {row.unit}",
         "" if share is None else f"{share:.0%}",
+        *peaks,
     ]
 
 
 def text_table(run: Run) -> list[str]:
     """The table as fixed-width lines, for the terminal."""
-    lines = [HEADER, *(cells(r, run.ceilings) for r in run.rows)]
-    widths = [max(len(cs[0]) for cs in lines), 10, 9, 6, 16, 10]
+    memory = has_memory(run.rows)
+    lines = [header(run), *(cells(r, run.ceilings, memory) for r in run.rows)]
+    widths = [max(len(cs[0]) for cs in lines), 10, 9, 6, 16, 10, 15, 13]
     return [
         " ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cs, widths)))
         for cs in lines
@@ -176,6 +198,13 @@ def describe(run: Run) -> str:
     return text + (f" Command: `{meta['command']}`" if meta.get("command") else "")
 
 
+MEMORY_NOTE = (
+    " *peak MB*: the resident memory one step needs above what the process held before it "
+    "(model, weights, optimizer state), each side measured in a fresh process "
+    "(benchmarks/memory.py)."
+)
+
+
 def describe_ceilings(run: Run) -> str:
     found = run.ceilings
     if not found:
@@ -190,16 +219,19 @@ def describe_ceilings(run: Run) -> str:
 
 def markdown(run: Run, level: int = 1, image: str | None = None) -> str:
     """The run as markdown: a heading of ``level``, the description, the table, the chart."""
+    memory, columns = has_memory(run.rows), header(run)
     lines = [
         f"{'#' * level} minigan / PyTorch: {run.name}",
         "",
         describe(run),
         "",
-        describe_ceilings(run) + " Ratio: minigan / PyTorch best times; below 1 minigan is faster.",
+        describe_ceilings(run)
+        + " Ratio: minigan / PyTorch best times; below 1 minigan is faster."
+        + (MEMORY_NOTE if memory else ""),
         "",
-        "| " + " | ".join(HEADER) + " |",
-        "| --- |" + " ---: |" * (len(HEADER) - 1),
-        *("| " + " | ".join(cells(r, run.ceilings)) + " |" for r in run.rows),
+        "| " + " | ".join(columns) + " |",
+        "| --- |" + " ---: |" * (len(columns) - 1),
+        *("| " + " | ".join(cells(r, run.ceilings, memory)) + " |" for r in run.rows),
     ]
     if image:
         lines += ["", f"![minigan / PyTorch time ratios]({image})"]

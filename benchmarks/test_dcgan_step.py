@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as tnn
+from memory import Memory
 
 import minigan
 from minigan.plugins.dcgan import DCGAN
@@ -101,17 +102,25 @@ def torch_train_step(model: DCGAN, real: torch.Tensor) -> Callable[[], None]:
     return step
 
 
-@pytest.mark.parametrize("resolution, batch", [(28, 256), (64, 64)])
-def test_dcgan_train_step(bench, resolution, batch):
+def steps(resolution: int, batch: int) -> tuple[Callable[[], None], Callable[[], None]]:
+    """The minigan and the PyTorch training step of the DCGAN at ``resolution``, ``batch``
+    (also what benchmarks/memory.py measures)."""
     minigan.manual_seed(0)
     channels = 1 if resolution == 28 else 3
     model = DCGAN(image_shape=(channels, resolution, resolution))
     real_np = np.random.default_rng(0).uniform(-1, 1, (batch, channels, resolution, resolution))
     real = minigan.tensor(real_np.astype(np.float32))
+    return lambda: model.train_step(real), torch_train_step(model, torch.tensor(real.numpy()))
+
+
+@pytest.mark.parametrize("resolution, batch", [(28, 256), (64, 64)])
+def test_dcgan_train_step(bench, resolution, batch):
+    ours, theirs = steps(resolution, batch)
     bench.compare(
         f"DCGAN train step {resolution}x{resolution} batch {batch}",
-        lambda: model.train_step(real),
-        torch_train_step(model, torch.tensor(real.numpy())),
+        ours,
+        theirs,
         work=batch,
         unit="img/s",
+        memory=Memory("test_dcgan_step", "steps", (resolution, batch)),
     )

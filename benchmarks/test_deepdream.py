@@ -10,9 +10,13 @@ the two gradients are checked to agree before anything is timed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 import pytest
 import torch
+from memory import Memory
 
 from minigan.plugins.deepdream.dream import DeepDream
 from minigan.plugins.deepdream.networks import IMAGENET_MEAN, IMAGENET_STD, VGG16, VGG16_CFG
@@ -50,8 +54,19 @@ def vgg_flop(size: int, depth: int) -> float:
     return 2 * flop
 
 
-@pytest.mark.parametrize("size", [SIZE])
-def test_deepdream_octave_step_vgg16(bench, size):
+@dataclass
+class Twins:
+    """The minigan DeepDream step and its PyTorch twin on the same weights and image."""
+
+    processor: DeepDream
+    image: np.ndarray
+    torch_gradient: Callable[[torch.Tensor], torch.Tensor]
+    ours: Callable[[], object]
+    theirs: Callable[[], object]
+
+
+def twins(size: int) -> Twins:
+    """VGG16 with He-normal random weights in minigan and in PyTorch, and the two steps."""
     network = VGG16()
     rng = np.random.default_rng(0)
     for name, param in network.state_dict().items():  # He-normal: activations keep their scale
@@ -88,19 +103,37 @@ def test_deepdream_octave_step_vgg16(bench, size):
         return (image + lr * g).clamp_(0, 1)
 
     image = np.random.default_rng(0).random((1, 3, size, size), dtype=np.float32)
-    ours, _ = processor.gradient(image)
-    theirs = torch_gradient(torch.from_numpy(image)).numpy()
+    rng_ours, rng_theirs = np.random.default_rng(1), np.random.default_rng(1)
+    timage = torch.from_numpy(image.copy())
+    return Twins(
+        processor,
+        image,
+        torch_gradient,
+        lambda: processor.step(image, rng_ours),
+        lambda: torch_step(timage, rng_theirs),
+    )
+
+
+def steps(size: int) -> tuple[Callable[[], object], Callable[[], object]]:
+    """The two steps (what benchmarks/memory.py measures)."""
+    t = twins(size)
+    return t.ours, t.theirs
+
+
+@pytest.mark.parametrize("size", [SIZE])
+def test_deepdream_octave_step_vgg16(bench, size):
+    t = twins(size)
+    ours, _ = t.processor.gradient(t.image)
+    theirs = t.torch_gradient(torch.from_numpy(t.image)).numpy()
     error = np.linalg.norm(ours - theirs) / np.linalg.norm(theirs)
     # float32 rounding differs between the two, and a pre-activation that lands on the other
     # side of zero flips a ReLU's gradient; through ten ReLU layers that leaves ~3e-3
     assert error < 1e-2, f"gradients differ: relative L2 error {error:.2e}"
-
-    rng_ours, rng_theirs = np.random.default_rng(1), np.random.default_rng(1)
-    timage = torch.from_numpy(image.copy())
     bench.compare(
         f"deepdream step vgg16 relu4_3 {size}x{size}",
-        lambda: processor.step(image, rng_ours),
-        lambda: torch_step(timage, rng_theirs),
+        t.ours,
+        t.theirs,
         vgg_flop(size, DEPTH),
         "GFLOP/s",
+        memory=Memory("test_deepdream", "steps", (size,)),
     )

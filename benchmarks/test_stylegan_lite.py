@@ -10,14 +10,16 @@ equalised learning rate, style mixing, noise, minibatch stddev, Adam (0, 0.99), 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as TF
+from memory import Memory
 
 import minigan
-from minigan.plugins.stylegan_lite import StyleGANLite
+from minigan.plugins.stylegan_lite import StyleGANLite, StyleGANLiteConfig
 
 BATCH, RES = 32, 32
 S2 = math.sqrt(2.0)
@@ -144,15 +146,15 @@ class TorchStyleGANLite:
                 self.G_ema[k].lerp_(v, 1 - decay)
 
 
-@pytest.mark.parametrize("r1", [False, True], ids=["plain", "lazy-R1"])
-def test_stylegan_lite_train_step_32x32(bench, r1):
+def steps(r1: bool) -> tuple[Callable[[], None], Callable[[], None]]:
+    """The minigan and the PyTorch step (with the R1 penalty when ``r1``), same weights
+    (also what benchmarks/memory.py measures)."""
     minigan.manual_seed(0)
     torch.manual_seed(0)
     model = StyleGANLite(None, image_shape=(3, RES, RES))
     theirs = TorchStyleGANLite(model)
     data = np.random.default_rng(0).uniform(-1, 1, (BATCH, 3, RES, RES)).astype(np.float32)
     real, real_t = minigan.tensor(data), torch.from_numpy(data)
-    k = model.config.r1_every
 
     def ours_step() -> None:
         model.steps = 0 if r1 else 1  # step 0 of every r1_every has the R1 penalty
@@ -162,10 +164,18 @@ def test_stylegan_lite_train_step_32x32(bench, r1):
         theirs.steps = 0 if r1 else 1
         theirs.train_step(real_t)
 
+    return ours_step, torch_step
+
+
+@pytest.mark.parametrize("r1", [False, True], ids=["plain", "lazy-R1"])
+def test_stylegan_lite_train_step_32x32(bench, r1):
+    ours, theirs = steps(r1)
+    k = StyleGANLiteConfig().r1_every
     bench.compare(
         f"stylegan-lite step 32x32 b{BATCH} {f'R1 (every {k})' if r1 else 'no R1'}",
-        ours_step,
-        torch_step,
+        ours,
+        theirs,
         work=BATCH,
         unit="img/s",
+        memory=Memory("test_stylegan_lite", "steps", (r1,)),
     )

@@ -26,7 +26,7 @@ from __future__ import annotations
 import functools
 import math
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -115,6 +115,14 @@ class Optimizer:
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Update the parameters once (each optimizer defines its rule)."""
         raise NotImplementedError(f"{type(self).__name__} must implement step()")
+
+    @staticmethod
+    def _gradients(group: dict[str, Any]) -> Iterator[tuple[Tensor, Any]]:
+        """``(parameter, gradient array)`` for each parameter of ``group`` that has a gradient,
+        the gradient negated when the group ``maximize``s (PyTorch's ``maximize=True``)."""
+        for p in group["params"]:
+            if p.grad is not None:
+                yield p, (-p.grad.data if group["maximize"] else p.grad.data)
 
     # ------------------------------------------------------------------ state dict
     def state_dict(self) -> dict[str, Any]:
@@ -277,10 +285,7 @@ class SGD(Optimizer):
             momentum = _float(group["momentum"])
             dampening = _float(group["dampening"])
             weight_decay = _float(group["weight_decay"])
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                g = -p.grad.data if group["maximize"] else p.grad.data
+            for p, g in self._gradients(group):
                 if weight_decay != 0:
                     g = g + weight_decay * p.data
                 if momentum != 0:
@@ -355,11 +360,8 @@ class Adam(Optimizer):
             beta1, beta2 = (_float(b) for b in group["betas"])
             eps = _float(group["eps"])
             weight_decay = _float(group["weight_decay"])
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
+            for p, g in self._gradients(group):
                 xp = get_array_module(p.data)
-                g = -p.grad.data if group["maximize"] else p.grad.data
                 state = self.state_of(p)
                 if not state:
                     state["step"] = 0
@@ -478,11 +480,8 @@ class RMSprop(Optimizer):
         for group in self.param_groups:
             lr, alpha, eps = _float(group["lr"]), _float(group["alpha"]), _float(group["eps"])
             weight_decay, momentum = _float(group["weight_decay"]), _float(group["momentum"])
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
+            for p, g in self._gradients(group):
                 xp = get_array_module(p.data)
-                g = -p.grad.data if group["maximize"] else p.grad.data
                 state = self.state_of(p)
                 if not state:
                     state["step"] = 0

@@ -159,7 +159,10 @@ class Tensor:
         self.data = data
         self.grad: Tensor | None = None
         self.creator: Function | None = None
-        self.requires_grad = requires_grad
+        if requires_grad:
+            self.requires_grad = requires_grad  # checks the dtype
+        else:
+            self._requires_grad = False
 
     # ----- attributes
     @property
@@ -811,15 +814,15 @@ class Function:
     def __call__(self, *inputs: Any) -> Tensor:
         inputs = tuple(x if isinstance(x, Tensor) else Tensor(x) for x in inputs)
         if len(inputs) > 1:
-            kinds = {type(x.data) for x in inputs}
-            if len(kinds) > 1:
+            kind = type(inputs[0].data)
+            if any(type(x.data) is not kind for x in inputs):
                 devices = ", ".join(f"{x.device} {x.shape}" for x in inputs)
                 raise ValueError(f"{self.name}: tensors are on different devices ({devices})")
         out = Tensor(self.forward(*(x.data for x in inputs)))
         if self.is_view and _shares_memory(out.data, inputs[0].data):
             out._version_box = inputs[0]._version_box
         grad_dtype = out.data.dtype.kind in _FLOAT_KINDS  # x.to(int32) ends the graph
-        if _grad_enabled and grad_dtype and any(x.requires_grad for x in inputs):
+        if _grad_enabled and grad_dtype and any(x._requires_grad for x in inputs):
             out.requires_grad = True
             out.creator = self
             self.inputs = inputs

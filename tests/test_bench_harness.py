@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 sys.path.insert(0, str(ROOT / "benchmarks"))  # report.py imports its sibling machine.py
 import machine  # noqa: E402
+import memory  # noqa: E402
 
 
 def _load_report():
@@ -180,6 +181,41 @@ def test_readme_section_replaced_between_markers_or_appended(saved, tmp_path):
 
 
 # ----------------------------------------------------------------------------- bar_chart
+
+
+def test_report_peak_memory_columns_only_when_measured(tmp_path):
+    """Rows with peak MB get two more columns (empty for rows without); a run without any keeps
+    the six columns, and a row's JSON round-trips with or without the peaks."""
+    step = Row("dcgan step", 2.0, 1.0, 2.0, 1.0, 64, "img/s", "x.py::t", 301.6, 226.8)
+    kernel = Row("conv2d forward N8", 0.05, 0.04, 0.05, 0.04, 1e10, "GFLOP/s")
+    assert Row.from_json(step.to_json({})) == step
+    assert Row.from_json(kernel.to_json({})).minigan_peak_mb is None
+    old = {k: v for k, v in step.to_json({}).items() if not k.endswith("_peak_mb")}
+    assert Row.from_json(old).torch_peak_mb is None  # files written before the column
+    table = report.markdown(report.Run("r", "cpu", {}, [kernel, step])).splitlines()
+    rows = [line for line in table if line.startswith("| ")]
+    assert rows[0].endswith("| of ceiling | minigan peak MB | torch peak MB |")
+    assert rows[2].endswith("|  |  |  |") and rows[3].endswith("|  | 302 | 227 |")
+    assert any("*peak MB*" in line for line in table)
+    assert report.text_table(report.Run("r", "cpu", {}, [kernel, step]))[0].endswith("peak MB")
+    plain = report.markdown(report.Run("r", "cpu", {}, [kernel])).splitlines()
+    assert "peak MB" not in "\n".join(plain)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("side", memory.SIDES)
+def test_peak_memory_of_a_step_with_a_known_peak(side):
+    """memory.py in a fresh process, on a step that fills a fresh 160 MB array and drops it:
+    the peak is those 160 MB (give or take a few MB of other pages), whatever ran before."""
+    peak = memory.Memory("memory", "probe", (160,)).measure(side, threads=1, timeout=300)
+    assert 160 - 2 <= peak < 160 + 24  # RSS moves by a page here and there
+
+
+def test_peak_memory_errors_name_the_side_and_the_step():
+    with pytest.raises(ValueError, match="side 'numpy'"):
+        memory.Memory("memory", "probe", (1,)).measure("numpy")
+    with pytest.raises(RuntimeError, match="no_such_factory.*minigan"):
+        memory.Memory("memory", "no_such_factory").measure("minigan", timeout=300)
 
 
 def test_machine_doctests():
