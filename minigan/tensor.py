@@ -159,10 +159,9 @@ class Tensor:
         self.data = data
         self.grad: Tensor | None = None
         self.creator: Function | None = None
+        self._requires_grad: bool = False
         if requires_grad:
             self.requires_grad = requires_grad  # checks the dtype
-        else:
-            self._requires_grad = False
 
     # ----- attributes
     @property
@@ -173,7 +172,7 @@ class Tensor:
     def requires_grad(self, flag: bool) -> None:
         if flag and self.data.dtype.kind not in _FLOAT_KINDS:
             raise TypeError(f"only floating-point tensors can require grad, not {self.dtype}")
-        self._requires_grad: bool = bool(flag)
+        self._requires_grad = bool(flag)
 
     @property
     def shape(self) -> tuple[int, ...]:
