@@ -16,6 +16,10 @@ fi
 echo "installing minigan with its test extras into $venv"
 python -m pip install --quiet --upgrade pip
 python -m pip install --quiet -e ".[test,bench,dev,distributed,tensorboard]" "torch==2.13.0"
+# pytorch-fid's own code is the reference of the FID Inception tests; without its torchvision
+# dependency (PyPI's torchvision does not import beside this CPU torch; the tests supply the
+# Inception blocks torchvision would)
+python -m pip install --quiet --no-deps "pytorch-fid==0.3.0"
 
 echo "ruff"
 ruff check .
