@@ -447,6 +447,13 @@ def _train_options(name: str, defaults: dict[str, Any]) -> list[click.Option]:
         ),
         click.Option(["--progress/--no-progress"], default=True, help="show a progress bar"),
         max_pixels_option(),
+        *_logging_and_scale_options(),
+    ]
+
+
+def _logging_and_scale_options() -> list[click.Option]:
+    """``minigan train``'s TensorBoard, data-parallel and sample-quality options."""
+    return [
         click.Option(
             ["--tensorboard"],
             is_flag=True,
