@@ -4,7 +4,8 @@ Run with ``pytest benchmarks/test_stylegan_lite.py --benchmark``. Two rows: a pl
 (D update with the logistic loss, G update, EMA) and a lazy-R1 step (the same plus the R1
 penalty through a double backward of D). The PyTorch side is the same step written by hand
 with ``torch.nn.functional`` on parameters copied from the minigan model (same architecture,
-equalised learning rate, style mixing, noise, minibatch stddev, Adam (0, 0.99), EMA).
+equalised learning rate, modulated convolutions, skip toRGBs, style mixing, noise,
+minibatch stddev, Adam (0, 0.99), EMA).
 """
 
 from __future__ import annotations
@@ -74,26 +75,36 @@ class TorchStyleGANLite:
             )
         return x
 
+    def modconv(self, p, name, x, w, demodulate=True):
+        weight = p[f"{name}.weight"]
+        weight = weight * (1 / math.sqrt(weight[0].numel()))
+        s = self.linear(p, f"{name}.affine", w)
+        y = TF.conv2d(x * s[:, :, None, None], weight, padding=weight.shape[-1] // 2)
+        if demodulate:
+            d = (s.square() @ weight.square().sum((2, 3)).t() + 1e-8).rsqrt()
+            y = y * d[:, :, None, None]
+        return y
+
     def synthesis(self, p, ws):
         n = ws.shape[0]
         x = p["synthesis.const"].expand(n, -1, -1, -1)
-        for i in range(self.num_ws):
+        img = None
+        for i in range(self.num_ws - 1):
             name = f"synthesis.layers.{i}"
-            if i >= 2 and i % 2 == 0:
+            if i % 2 == 1:
                 x = TF.interpolate(x, scale_factor=2, mode="nearest")
-            if i > 0:
-                x = self.conv(p, f"{name}.conv", x, S2)
+            x = self.modconv(p, f"{name}.conv", x, ws[:, i])
             noise = torch.randn(n, 1, x.shape[2], x.shape[3])
             x = x + noise * p[f"{name}.noise.weight"].reshape(1, -1, 1, 1)
-            if i == 0:
-                x = x + p[f"{name}.bias"].reshape(1, -1, 1, 1)
-            x = TF.leaky_relu(x, 0.2)
-            style = self.linear(p, f"{name}.affine", ws[:, i])
-            scale, bias = style[:, : x.shape[1]], style[:, x.shape[1] :]
-            mean = x.mean((2, 3), keepdim=True)
-            var = x.var((2, 3), keepdim=True, unbiased=False)
-            x = (x - mean) * (var + 1e-8).rsqrt() * scale[:, :, None, None] + bias[:, :, None, None]
-        return self.conv(p, "synthesis.to_rgb", x)
+            x = TF.leaky_relu(x + p[f"{name}.bias"].reshape(1, -1, 1, 1), 0.2) * S2
+            if i % 2 == 0:
+                rgb_name = f"synthesis.to_rgbs.{i // 2}"
+                rgb = self.modconv(p, f"{rgb_name}.conv", x, ws[:, i + 1], demodulate=False)
+                rgb = rgb + p[f"{rgb_name}.bias"].reshape(1, -1, 1, 1)
+                if img is not None:
+                    img = TF.interpolate(img, scale_factor=2, mode="bilinear", align_corners=False)
+                img = rgb if img is None else img + rgb
+        return img
 
     def discriminator(self, x):
         p = self.D

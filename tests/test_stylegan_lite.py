@@ -1,5 +1,6 @@
-"""The StyleGAN-lite plugin: tests that it is StyleGAN and not a look-alike (AdaIN statistics,
-truncation, style mixing, R1 with true second derivatives against finite differences and
+"""The StyleGAN-lite plugin: tests that it is StyleGAN and not a look-alike (modulated
+convolutions against PyTorch's per-sample-weight form, demodulation, the synthesis network
+against a PyTorch twin, truncation, style mixing, R1 with true second derivatives against finite differences and
 PyTorch), the model contract, noise modes, its commands, resume, and a short learning run."""
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import click
 import numpy as np
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 import torch.nn.functional as TF
 from click.testing import CliRunner
 
@@ -19,7 +22,7 @@ from minigan.data import DataLoader, open_dataset
 from minigan.plugins import stylegan_lite
 from minigan.plugins.stylegan_lite import (
     Discriminator,
-    StyledLayer,
+    ModulatedConv2d,
     StyleGANLite,
     minibatch_stddev,
     mix_styles,
@@ -58,15 +61,17 @@ def test_stylegan_lite_is_registered():
 def test_architecture_counts_layers_and_styles():
     model = tiny_model((3, 32, 32))
     G = model.generator
-    assert model.num_ws == 8  # 2 styled layers at each of 4, 8, 16, 32
-    assert [layer.upsample for layer in G.synthesis.layers] == [False, False] + [True, False] * 3
-    assert G.synthesis.layers[0].conv is None  # the first layer starts from the constant
+    assert model.num_ws == 8  # 1 styled layer at 4, 2 at each of 8, 16, 32; the last toRGB
+    assert [layer.upsample for layer in G.synthesis.layers] == [False] + [True, False] * 3
+    assert len(G.synthesis.to_rgbs) == 4  # one per resolution (skip generator)
     assert tuple(G.synthesis.const.shape) == (1, 8, 4, 4)
     assert len(G.mapping.layers) == 2 and G.mapping.layers[0].bias_gain == 0.01
     assert len(model.discriminator.blocks) == 3  # 32 -> 16 -> 8 -> 4
-    # Adam betas (0, 0.99) for G; D's are adjusted for lazy R1 (c = 16/17)
+    # Adam betas (0, 0.99) for G; D's are adjusted for lazy R1 (c = k / (k + 1))
+    cfg = model.config
+    c = cfg.r1_every / (cfg.r1_every + 1)
     assert model.opt_g.param_groups[0]["betas"] == (0.0, 0.99)
-    assert model.opt_d.param_groups[0]["lr"] == pytest.approx(0.002 * 16 / 17)
+    assert model.opt_d.param_groups[0]["lr"] == pytest.approx(cfg.lr * c)
     with pytest.raises(ValueError, match="power-of-two"):
         StyleGANLite(TINY, image_shape=(3, 28, 28))
 
@@ -81,25 +86,107 @@ def test_equalized_learning_rate_scales_weights_at_run_time():
     np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-4)
 
 
-# --------------------------------------------------------------------------- AdaIN
-def test_adain_output_has_the_styles_mean_and_std():
-    minigan.manual_seed(0)
-    layer = StyledLayer(6, 5, w_dim=12, resolution=8, upsample=True)
-    for p in layer.affine.parameters():  # a non-trivial style affine
-        p.data[...] = np.random.default_rng(1).normal(0, 1, p.shape)
-    x, w = minigan.randn(3, 6, 4, 4), minigan.randn(3, 12)
+# --------------------------------------------------------------------------- modulation
+def torch_modulated_conv(layer: ModulatedConv2d, x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """StyleGAN2's *fused* form, independent of ours: one weight per sample, scaled by the
+    style and (if demodulating) normalised per output channel, applied as a grouped conv."""
+    weight = torch.from_numpy(np.array(layer.weight.numpy(), np.float64)) * layer.weight_gain
+    aff = layer.affine
+    s = torch.from_numpy(w) @ torch.from_numpy(
+        np.array(aff.weight.numpy(), np.float64) * aff.weight_gain
+    ).T + torch.from_numpy(np.array(aff.bias.numpy(), np.float64) * aff.bias_gain)
+    n, (o, i, k, _) = x.shape[0], weight.shape
+    per_sample = weight[None] * s[:, None, :, None, None]  # (N, O, I, k, k)
+    if layer.demodulate:
+        per_sample = per_sample * (per_sample.square().sum((2, 3, 4), keepdim=True) + 1e-8).rsqrt()
+    y = TF.conv2d(
+        torch.from_numpy(x).reshape(1, n * i, *x.shape[2:]),
+        per_sample.reshape(n * o, i, k, k),
+        padding=k // 2,
+        groups=n,
+    )
+    return y.reshape(n, o, *y.shape[2:]).numpy()
+
+
+@given(
+    n=st.integers(1, 3),
+    cin=st.integers(1, 5),
+    cout=st.integers(1, 5),
+    k=st.sampled_from([1, 3]),
+    demodulate=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_modulated_conv_equals_per_sample_weights_in_pytorch(n, cin, cout, k, demodulate, seed):
+    minigan.manual_seed(seed)
+    layer = ModulatedConv2d(cin, cout, k, w_dim=6, demodulate=demodulate)
+    layer.to(dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    layer.affine.bias.data[...] = rng.normal(0, 1, layer.affine.bias.shape)  # not all ones
+    x, w = rng.normal(0, 1, (n, cin, 5, 5)), rng.normal(0, 1, (n, 6))
     with minigan.no_grad():
-        y = layer(x, w, "random").numpy()
-        scale, bias = (t.numpy() for t in layer.style(w))
-    assert y.shape == (3, 5, 8, 8)
-    np.testing.assert_allclose(y.mean(axis=(2, 3)), bias, atol=1e-4)
-    np.testing.assert_allclose(y.std(axis=(2, 3)), np.abs(scale), rtol=1e-3, atol=1e-4)
+        ours = layer(minigan.tensor(x), minigan.tensor(w)).numpy()
+    np.testing.assert_allclose(ours, torch_modulated_conv(layer, x, w), rtol=1e-9, atol=1e-12)
 
 
-def test_style_affine_starts_at_scale_one_bias_zero():
-    layer = StyledLayer(4, 4, w_dim=8, resolution=4)
-    b = layer.affine.bias.numpy() * layer.affine.bias_gain
-    np.testing.assert_array_equal(b, [1.0] * 4 + [0.0] * 4)
+def test_demodulation_keeps_unit_variance_whatever_the_style():
+    """Demodulation's purpose (StyleGAN2, eq. 3): i.i.d. unit-variance input -> unit-variance
+    output for any style, so no layer can gain or lose signal by its style alone."""
+    minigan.manual_seed(0)
+    layer = ModulatedConv2d(64, 8, 3, w_dim=4)
+    x = minigan.randn(4, 64, 16, 16)
+    for style_scale in (0.1, 1.0, 30.0):
+        layer.affine.weight.data[...] = np.random.default_rng(1).normal(0, style_scale, (64, 4))
+        with minigan.no_grad():
+            y = layer(x, minigan.randn(4, 4)).numpy()[:, :, 1:-1, 1:-1]  # away from the padding
+        assert y.std(axis=(0, 2, 3)) == pytest.approx(np.ones(8), rel=0.1)
+    layer.demodulate = False  # without it the style's scale passes through
+    with minigan.no_grad():
+        assert layer(x, minigan.randn(4, 4)).numpy().std() > 5
+
+
+def test_style_affine_starts_at_scale_one():
+    layer = ModulatedConv2d(4, 5, 3, w_dim=8)
+    np.testing.assert_array_equal(layer.affine.bias.numpy() * layer.affine.bias_gain, [1.0] * 4)
+
+
+def torch_synthesis(model: StyleGANLite, ws: np.ndarray) -> np.ndarray:
+    """The EMA generator's synthesis network written with torch.nn.functional (float64),
+    with its ``const`` noise buffers: the skip generator, nearest-upsampled features,
+    bilinearly upsampled images."""
+    net = model.generator_ema.synthesis
+    p = {k: torch.from_numpy(np.array(v.numpy(), np.float64)) for k, v in net.state_dict().items()}
+    layers, s2 = net.layers, np.sqrt(2)
+    x = p["const"].expand(ws.shape[0], -1, -1, -1)
+    img, wt = None, torch.from_numpy(ws)
+    for i, layer in enumerate(layers):
+        if layer.upsample:
+            x = TF.interpolate(x, scale_factor=2, mode="nearest")
+        x = torch.from_numpy(torch_modulated_conv(layer.conv, x.numpy(), ws[:, i]))
+        x = x + p[f"layers.{i}.noise.noise_const"] * p[f"layers.{i}.noise.weight"][:, None, None]
+        x = TF.leaky_relu(x + p[f"layers.{i}.bias"][:, None, None], 0.2) * s2
+        if i % 2 == 0:
+            rgb_layer = net.to_rgbs[i // 2]
+            rgb = torch.from_numpy(torch_modulated_conv(rgb_layer.conv, x.numpy(), ws[:, i + 1]))
+            rgb = rgb + p[f"to_rgbs.{i // 2}.bias"][:, None, None]
+            if img is not None:
+                img = TF.interpolate(img, scale_factor=2, mode="bilinear", align_corners=False)
+            img = rgb if img is None else img + rgb
+    assert img is not None and wt.shape[1] == net.num_ws
+    return img.numpy()
+
+
+def test_synthesis_equals_a_pytorch_twin():
+    model = tiny_model((3, 16, 16))
+    randomise_noise_strengths(model, 0.3)
+    net = model.generator_ema
+    net.to(dtype=np.float64)
+    for name, q in net.synthesis.named_parameters():  # non-trivial biases and styles
+        if name.endswith("bias"):
+            q.data[...] = np.random.default_rng(len(name)).normal(0, 0.5, q.shape)
+    ws = np.random.default_rng(2).normal(0, 1, (3, net.num_ws, 16))  # a different w per layer
+    with minigan.no_grad():
+        ours = net.synthesis(minigan.tensor(ws), noise_mode="const").numpy()
+    np.testing.assert_allclose(ours, torch_synthesis(model, ws), rtol=1e-9, atol=1e-10)
 
 
 # --------------------------------------------------------------------------- truncation

@@ -69,6 +69,8 @@ __all__ = [
     "StyleGANLiteConfig",
     "StyledLayer",
     "SynthesisNetwork",
+    "ModulatedConv2d",
+    "ToRGB",
     "minibatch_stddev",
     "pixel_norm",
 ]
@@ -261,13 +263,62 @@ class NoiseInput(nn.Module):
         return x + noise * self.weight.reshape(1, -1, 1, 1)
 
 
-class StyledLayer(nn.Module):
-    """One styled layer: ``[upsample ->] [conv 3×3 ->] noise -> bias -> LeakyReLU -> AdaIN``.
+class ModulatedConv2d(nn.Module):
+    """StyleGAN2's *modulated convolution* (Karras et al., 2020, section 2.2): the style
+    ``s = A(w)`` (N, in_channels) scales the convolution's input channels per sample, and
+    *demodulation* divides each output channel by the norm its per-sample weight would have,
 
-    The style is ``(scale, bias) = A(w)``, A an equalised affine map whose scale half starts
-    at 1 (its bias is initialised to 1) and whose bias half starts at 0; AdaIN gives each
-    (sample, channel) plane mean ``bias`` and standard deviation ``scale``.
+        y[n, o] = (sum_i,k  W[o, i, k] * s[n, i] * x[n, i, . + k]) * d[n, o]
+        d[n, o] = 1 / sqrt(sum_i,k (W[o, i, k] * s[n, i])^2 + eps),
+
+    so that unit-variance inputs give unit-variance outputs whatever the style. Written as
+    ``conv(x * s, W) * d`` (StyleGAN2's ``fused_modconv=False`` form): one shared-weight
+    convolution, no per-sample weights. The weight is equalised (``N(0, 1)`` times
+    ``1 / sqrt(in_channels * k * k)`` at run time); A's bias starts at 1 (scale 1).
+    Without ``demodulate`` (the toRGB layers) the output keeps the style's scale.
     """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        w_dim: int,
+        demodulate: bool = True,
+        eps: float = 1e-8,
+    ) -> None:
+        super().__init__()
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.demodulate, self.eps, self.padding = demodulate, eps, kernel_size // 2
+        self.weight = nn.Parameter(
+            minigan.randn(out_channels, in_channels, kernel_size, kernel_size)
+        )
+        self.weight_gain = 1.0 / math.sqrt(in_channels * kernel_size * kernel_size)
+        self.affine = EqualizedLinear(w_dim, in_channels, bias_init=1.0)
+
+    def forward(self, x: Tensor, w: Tensor) -> Tensor:
+        n = x.shape[0]
+        s = self.affine(w)  # (N, in_channels)
+        weight = self.weight * self.weight_gain
+        y = F.conv2d(x * s.reshape(n, -1, 1, 1), weight, None, padding=self.padding)
+        if not self.demodulate:
+            return y
+        # |W[o] * s[n]|^2 = sum_i s[n, i]^2 * sum_k W[o, i, k]^2: an (N, in) @ (in, out) product
+        d = ((s * s) @ (weight * weight).sum((2, 3)).T + self.eps).rsqrt()
+        return y * d.reshape(n, -1, 1, 1)
+
+    def extra_repr(self) -> str:
+        k = self.weight.shape[-1]
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={k}, "
+            f"demodulate={self.demodulate}"
+        )
+
+
+class StyledLayer(nn.Module):
+    """One styled layer (StyleGAN2's): ``[upsample ->] modulated conv 3×3 -> noise -> bias ->
+    LeakyReLU × sqrt(2)``. The style enters through the modulation (no AdaIN: see the module
+    docstring for why)."""
 
     def __init__(
         self,
@@ -276,51 +327,47 @@ class StyledLayer(nn.Module):
         w_dim: int,
         resolution: int,
         upsample: bool = False,
-        conv: bool = True,
-        eps: float = 1e-8,
     ) -> None:
         super().__init__()
-        self.upsample, self.eps, self.channels = upsample, eps, out_channels
-        self.conv = EqualizedConv2d(in_channels, out_channels, 3, gain=SQRT2) if conv else None
-        if not conv:  # the constant input layer: bias on its own (a convolution has one)
-            self.bias = nn.Parameter(np.zeros(out_channels, np.float32))
+        self.upsample, self.channels = upsample, out_channels
+        self.conv = ModulatedConv2d(in_channels, out_channels, 3, w_dim)
         self.noise = NoiseInput(out_channels, resolution)
-        # style affine "A": w -> (scale, bias) per channel; scale bias 1, bias bias 0
-        self.affine = EqualizedLinear(
-            w_dim, 2 * out_channels, bias_init=[1.0] * out_channels + [0.0] * out_channels
-        )
-
-    def style(self, w: Tensor) -> tuple[Tensor, Tensor]:
-        """The AdaIN style (scale, bias), each (N, channels), of w (N, w_dim)."""
-        s = self.affine(w)
-        c = self.channels
-        return s[:, :c], s[:, c:]
+        self.bias = nn.Parameter(np.zeros(out_channels, np.float32))
 
     def forward(self, x: Tensor, w: Tensor, noise_mode: NoiseMode = "random") -> Tensor:
         if self.upsample:
             x = F.upsample(x, scale_factor=2, mode="nearest")
-        if self.conv is not None:
-            x = self.conv(x)
-        x = self.noise(x, noise_mode)
-        if self.conv is None:
-            x = x + self.bias.reshape(1, -1, 1, 1)
-        x = lrelu(x)
-        scale, bias = self.style(w)
-        return F.adain(x, scale, bias, self.eps)
+        x = self.noise(self.conv(x, w), noise_mode)
+        return lrelu(x + self.bias.reshape(1, -1, 1, 1)) * SQRT2
+
+
+class ToRGB(nn.Module):
+    """A modulated 1×1 convolution without demodulation, plus a bias: features -> colours."""
+
+    def __init__(self, in_channels: int, img_channels: int, w_dim: int) -> None:
+        super().__init__()
+        self.conv = ModulatedConv2d(in_channels, img_channels, 1, w_dim, demodulate=False)
+        self.bias = nn.Parameter(np.zeros(img_channels, np.float32))
+
+    def forward(self, x: Tensor, w: Tensor) -> Tensor:
+        return self.conv(x, w) + self.bias.reshape(1, -1, 1, 1)
 
 
 class SynthesisNetwork(nn.Module):
-    """Per-layer w's (N, num_ws, w_dim) -> images (N, C, R, R): a learned 4×4 constant,
-    two styled layers per resolution 4, 8, ..., R, and a 1×1 toRGB convolution."""
+    """Per-layer w's (N, num_ws, w_dim) -> images (N, C, R, R), StyleGAN2's "skip" generator:
+    a learned 4×4 constant, one styled layer at 4×4 and two at each of 8, ..., R, and a toRGB
+    at every resolution whose image is added to the bilinearly upsampled image so far.
+
+    w's: layer ``i`` takes ``ws[:, i]``; the toRGB after layer ``i`` (the last of a
+    resolution) takes ``ws[:, i + 1]``, as the next resolution's first layer does. So
+    ``num_ws = 2 log2(R) - 2`` (8 at 32×32), and ``ws[:, :4]`` are the coarse (4×4, 8×8) styles.
+    """
 
     def __init__(self, w_dim: int, resolution: int, img_channels: int, channels: int) -> None:
         super().__init__()
         self.resolution, self.w_dim = resolution, w_dim
         self.const = nn.Parameter(minigan.randn(1, channels, 4, 4))  # the learned input
-        layers = [
-            StyledLayer(channels, channels, w_dim, 4, conv=False),
-            StyledLayer(channels, channels, w_dim, 4),
-        ]
+        layers = [StyledLayer(channels, channels, w_dim, 4)]
         res = 8
         while res <= resolution:
             layers += [
@@ -329,8 +376,10 @@ class SynthesisNetwork(nn.Module):
             ]
             res *= 2
         self.layers = nn.ModuleList(layers)
-        self.to_rgb = EqualizedConv2d(channels, img_channels, 1)
-        self.num_ws = len(layers)
+        self.to_rgbs = nn.ModuleList(
+            [ToRGB(channels, img_channels, w_dim) for _ in range(len(layers) // 2 + 1)]
+        )
+        self.num_ws = len(layers) + 1
 
     def forward(self, ws: Tensor, noise_mode: NoiseMode = "random") -> Tensor:
         if ws.ndim != 3 or ws.shape[1] != self.num_ws:
@@ -339,9 +388,20 @@ class SynthesisNetwork(nn.Module):
             )
         n = ws.shape[0]
         x = self.const.expand(n, *self.const.shape[1:])
+        img: Tensor | None = None
         for i, layer in enumerate(self.layers):
             x = layer(x, ws[:, i], noise_mode)
-        return self.to_rgb(x)
+            if i % 2 == 0:  # the last layer of a resolution: add its colours to the image
+                rgb = self.to_rgbs[i // 2](x, ws[:, i + 1])
+                img = rgb if img is None else upsample_image(img) + rgb
+        assert img is not None
+        return img
+
+
+def upsample_image(img: Tensor) -> Tensor:
+    """The skip path's 2× upsampling: bilinear (half-pixel centres, edges clamped), so that a
+    flat low-resolution colour stays flat up to the border."""
+    return F.upsample(img, scale_factor=2, mode="bilinear", align_corners=False)
 
 
 class Generator(nn.Module):
