@@ -79,7 +79,10 @@ class TorchStyleGANLite:
         weight = p[f"{name}.weight"]
         weight = weight * (1 / math.sqrt(weight[0].numel()))
         s = self.linear(p, f"{name}.affine", w)
-        y = TF.conv2d(x * s[:, :, None, None], weight, padding=weight.shape[-1] // 2)
+        x, pad = x * s[:, :, None, None], weight.shape[-1] // 2
+        if pad and self.cfg.padding != "zeros":
+            x, pad = TF.pad(x, (pad,) * 4, mode=self.cfg.padding), 0
+        y = TF.conv2d(x, weight, padding=pad)
         if demodulate:
             d = (s.square() @ weight.square().sum((2, 3)).t() + 1e-8).rsqrt()
             y = y * d[:, :, None, None]

@@ -99,12 +99,11 @@ def torch_modulated_conv(layer: ModulatedConv2d, x: np.ndarray, w: np.ndarray) -
     per_sample = weight[None] * s[:, None, :, None, None]  # (N, O, I, k, k)
     if layer.demodulate:
         per_sample = per_sample * (per_sample.square().sum((2, 3, 4), keepdim=True) + 1e-8).rsqrt()
-    y = TF.conv2d(
-        torch.from_numpy(x).reshape(1, n * i, *x.shape[2:]),
-        per_sample.reshape(n * o, i, k, k),
-        padding=k // 2,
-        groups=n,
-    )
+    inputs = torch.from_numpy(x).reshape(1, n * i, *x.shape[2:])
+    if layer.padding_mode != "zeros" and k > 1:
+        inputs = TF.pad(inputs, (k // 2,) * 4, mode=layer.padding_mode)
+    pad = k // 2 if layer.padding_mode == "zeros" else 0
+    y = TF.conv2d(inputs, per_sample.reshape(n * o, i, k, k), padding=pad, groups=n)
     return y.reshape(n, o, *y.shape[2:]).numpy()
 
 
@@ -114,11 +113,14 @@ def torch_modulated_conv(layer: ModulatedConv2d, x: np.ndarray, w: np.ndarray) -
     cout=st.integers(1, 5),
     k=st.sampled_from([1, 3]),
     demodulate=st.booleans(),
+    padding=st.sampled_from(["zeros", "reflect", "replicate"]),
     seed=st.integers(0, 2**16),
 )
-def test_modulated_conv_equals_per_sample_weights_in_pytorch(n, cin, cout, k, demodulate, seed):
+def test_modulated_conv_equals_per_sample_weights_in_pytorch(
+    n, cin, cout, k, demodulate, padding, seed
+):
     minigan.manual_seed(seed)
-    layer = ModulatedConv2d(cin, cout, k, w_dim=6, demodulate=demodulate)
+    layer = ModulatedConv2d(cin, cout, k, w_dim=6, demodulate=demodulate, padding_mode=padding)
     layer.to(dtype=np.float64)
     rng = np.random.default_rng(seed)
     layer.affine.bias.data[...] = rng.normal(0, 1, layer.affine.bias.shape)  # not all ones
@@ -142,6 +144,21 @@ def test_demodulation_keeps_unit_variance_whatever_the_style():
     layer.demodulate = False  # without it the style's scale passes through
     with minigan.no_grad():
         assert layer(x, minigan.randn(4, 4)).numpy().std() > 5
+
+
+@pytest.mark.parametrize("padding", ["reflect", "replicate", "zeros"])
+def test_generator_padding_keeps_a_flat_map_flat_to_the_border(padding):
+    """Why the default pads by reflection: a flat (background) feature map stays flat up to
+    the border, where zero padding makes every 3×3 convolution darken edges and corners."""
+    minigan.manual_seed(0)
+    layer = ModulatedConv2d(3, 4, 3, w_dim=2, padding_mode=padding)
+    x = minigan.ones(2, 3, 8, 8) * minigan.tensor(np.array([0.5, -1.0, 2.0], np.float32)).reshape(
+        1, 3, 1, 1
+    )
+    with minigan.no_grad():
+        y = layer(x, minigan.randn(2, 2)).numpy()
+    spread = np.ptp(y, axis=(2, 3)).max()
+    assert (spread < 1e-5) if padding != "zeros" else (spread > 0.05)
 
 
 def test_style_affine_starts_at_scale_one():
@@ -227,15 +244,21 @@ def test_w_avg_tracks_w_during_training():
 def test_style_mixing_takes_coarse_styles_from_one_latent_and_fine_from_the_other():
     model = tiny_model()
     synthesis = model.generator_ema.synthesis
-    seen: list[np.ndarray] = []
-    for layer in synthesis.layers:  # record the w every styled layer receives
-        original = layer.forward
+    seen: dict[int, np.ndarray] = {}  # w index -> the w that consumer received
 
-        def recording(x, w, noise_mode="random", _f=original):
-            seen.append(w.numpy().copy())
-            return _f(x, w, noise_mode)
+    def record(module, index):
+        original = module.forward
 
-        layer.forward = recording
+        def recording(x, w, *args, _f=original):
+            seen[index] = w.numpy().copy()
+            return _f(x, w, *args)
+
+        module.forward = recording
+
+    for i, layer in enumerate(synthesis.layers):  # styled layer i takes ws[:, i]
+        record(layer, i)
+    for j, to_rgb in enumerate(synthesis.to_rgbs):  # toRGB j, after layer 2j, takes ws[:, 2j + 1]
+        record(to_rgb, 2 * j + 1)
     ws_a = model.mapping(model.latents([1]))
     ws_b = model.mapping(model.latents([2]))
     n = model.num_ws
@@ -243,9 +266,9 @@ def test_style_mixing_takes_coarse_styles_from_one_latent_and_fine_from_the_othe
     for cutoff in (2, 3):
         seen.clear()
         images[cutoff] = model.synthesis(mix_styles(ws_a, ws_b, cutoff)).numpy()
-        inputs[cutoff] = list(seen)
-        assert len(seen) == n
-        for i, w in enumerate(seen):  # coarse (< cutoff) from a, fine from b
+        inputs[cutoff] = dict(seen)
+        assert sorted(seen) == list(range(n))  # every w is used, by some layer or toRGB
+        for i, w in seen.items():  # coarse (< cutoff) from a, fine from b
             want = ws_a if i < cutoff else ws_b
             np.testing.assert_array_equal(w, want.numpy()[:, i])
     changed = [i for i in range(n) if not np.array_equal(inputs[2][i], inputs[3][i])]

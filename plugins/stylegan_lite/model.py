@@ -77,6 +77,9 @@ __all__ = [
 
 NoiseMode = Literal["const", "random", "none"]
 NOISE_MODES = ("const", "random", "none")
+#: Padding of the generator's 3×3 convolutions. ``zeros`` is StyleGAN2's; with ``reflect`` (the
+#: default here) or ``replicate`` a flat feature map stays flat up to the border.
+PADDING_MODES = ("reflect", "replicate", "zeros")
 SQRT2 = math.sqrt(2.0)  # the gain of layers followed by LeakyReLU (He initialisation)
 LRELU_SLOPE = 0.2
 
@@ -97,6 +100,10 @@ class StyleGANLiteConfig:
     )
     g_channels: int = field(
         default=32, metadata={"help": "channels of every synthesis layer (all resolutions)"}
+    )
+    padding: str = field(
+        default="reflect",
+        metadata={"help": "padding of the generator's 3x3 convolutions: reflect, replicate, zeros"},
     )
     d_channels: int = field(
         default=32, metadata={"help": "channels of every discriminator layer (all resolutions)"}
@@ -276,6 +283,8 @@ class ModulatedConv2d(nn.Module):
     convolution, no per-sample weights. The weight is equalised (``N(0, 1)`` times
     ``1 / sqrt(in_channels * k * k)`` at run time); A's bias starts at 1 (scale 1).
     Without ``demodulate`` (the toRGB layers) the output keeps the style's scale.
+    ``padding_mode`` is ``zeros`` (StyleGAN2's) or ``reflect``/``replicate``, with which a
+    flat input gives a flat output up to the border (see :data:`PADDING_MODES`).
     """
 
     def __init__(
@@ -286,10 +295,14 @@ class ModulatedConv2d(nn.Module):
         w_dim: int,
         demodulate: bool = True,
         eps: float = 1e-8,
+        padding_mode: str = "zeros",
     ) -> None:
         super().__init__()
+        if padding_mode not in PADDING_MODES:
+            raise ValueError(f"padding must be one of {PADDING_MODES}, got {padding_mode!r}")
         self.in_channels, self.out_channels = in_channels, out_channels
         self.demodulate, self.eps, self.padding = demodulate, eps, kernel_size // 2
+        self.padding_mode = padding_mode
         self.weight = nn.Parameter(
             minigan.randn(out_channels, in_channels, kernel_size, kernel_size)
         )
@@ -300,7 +313,12 @@ class ModulatedConv2d(nn.Module):
         n = x.shape[0]
         s = self.affine(w)  # (N, in_channels)
         weight = self.weight * self.weight_gain
-        y = F.conv2d(x * s.reshape(n, -1, 1, 1), weight, None, padding=self.padding)
+        x = x * s.reshape(n, -1, 1, 1)
+        if self.padding and self.padding_mode != "zeros":
+            p = self.padding
+            y = F.conv2d(F.pad(x, (p, p, p, p), mode=self.padding_mode), weight, None)
+        else:
+            y = F.conv2d(x, weight, None, padding=self.padding)
         if not self.demodulate:
             return y
         # |W[o] * s[n]|^2 = sum_i s[n, i]^2 * sum_k W[o, i, k]^2: an (N, in) @ (in, out) product
@@ -311,7 +329,7 @@ class ModulatedConv2d(nn.Module):
         k = self.weight.shape[-1]
         return (
             f"{self.in_channels}, {self.out_channels}, kernel_size={k}, "
-            f"demodulate={self.demodulate}"
+            f"demodulate={self.demodulate}, padding_mode={self.padding_mode!r}"
         )
 
 
@@ -327,10 +345,11 @@ class StyledLayer(nn.Module):
         w_dim: int,
         resolution: int,
         upsample: bool = False,
+        padding_mode: str = "zeros",
     ) -> None:
         super().__init__()
         self.upsample, self.channels = upsample, out_channels
-        self.conv = ModulatedConv2d(in_channels, out_channels, 3, w_dim)
+        self.conv = ModulatedConv2d(in_channels, out_channels, 3, w_dim, padding_mode=padding_mode)
         self.noise = NoiseInput(out_channels, resolution)
         self.bias = nn.Parameter(np.zeros(out_channels, np.float32))
 
@@ -363,16 +382,24 @@ class SynthesisNetwork(nn.Module):
     ``num_ws = 2 log2(R) - 2`` (8 at 32×32), and ``ws[:, :4]`` are the coarse (4×4, 8×8) styles.
     """
 
-    def __init__(self, w_dim: int, resolution: int, img_channels: int, channels: int) -> None:
+    def __init__(
+        self,
+        w_dim: int,
+        resolution: int,
+        img_channels: int,
+        channels: int,
+        padding_mode: str = "zeros",
+    ) -> None:
         super().__init__()
         self.resolution, self.w_dim = resolution, w_dim
         self.const = nn.Parameter(minigan.randn(1, channels, 4, 4))  # the learned input
-        layers = [StyledLayer(channels, channels, w_dim, 4)]
+        pm = padding_mode
+        layers = [StyledLayer(channels, channels, w_dim, 4, padding_mode=pm)]
         res = 8
         while res <= resolution:
             layers += [
-                StyledLayer(channels, channels, w_dim, res, upsample=True),
-                StyledLayer(channels, channels, w_dim, res),
+                StyledLayer(channels, channels, w_dim, res, upsample=True, padding_mode=pm),
+                StyledLayer(channels, channels, w_dim, res, padding_mode=pm),
             ]
             res *= 2
         self.layers = nn.ModuleList(layers)
@@ -417,10 +444,11 @@ class Generator(nn.Module):
         mapping_layers: int = 4,
         mapping_lr_mul: float = 0.01,
         w_avg_beta: float = 0.995,
+        padding_mode: str = "zeros",
     ) -> None:
         super().__init__()
         self.mapping = MappingNetwork(latent_dim, w_dim, mapping_layers, mapping_lr_mul, w_avg_beta)
-        self.synthesis = SynthesisNetwork(w_dim, resolution, img_channels, channels)
+        self.synthesis = SynthesisNetwork(w_dim, resolution, img_channels, channels, padding_mode)
         self.num_ws = self.synthesis.num_ws
 
     def ws(self, z: Tensor, truncation: float = 1.0) -> Tensor:
@@ -542,6 +570,8 @@ class StyleGANLite(GAN):
             )
         if cfg.mbstd_group < 1 or cfg.r1_every < 0:
             raise ValueError("mbstd_group must be at least 1 and r1_every at least 0")
+        if cfg.padding not in PADDING_MODES:
+            raise ValueError(f"padding must be one of {', '.join(PADDING_MODES)}, got {cfg.padding!r}")
         self.generator = Generator(
             cfg.latent_dim,
             cfg.w_dim,
@@ -551,6 +581,7 @@ class StyleGANLite(GAN):
             cfg.mapping_layers,
             cfg.mapping_lr_mul,
             cfg.w_avg_beta,
+            cfg.padding,
         )
         self.discriminator = Discriminator(channels, height, cfg.d_channels, cfg.mbstd_group)
         for net in (self.generator, self.discriminator):
