@@ -97,8 +97,9 @@ class TorchStyleGANLite:
             if i % 2 == 1:
                 x = TF.interpolate(x, scale_factor=2, mode="nearest")
             x = self.modconv(p, f"{name}.conv", x, ws[:, i])
-            noise = torch.randn(n, 1, x.shape[2], x.shape[3])
-            x = x + noise * p[f"{name}.noise.weight"].reshape(1, -1, 1, 1)
+            if self.cfg.noise:
+                noise = torch.randn(n, 1, x.shape[2], x.shape[3])
+                x = x + noise * p[f"{name}.noise.weight"].reshape(1, -1, 1, 1)
             x = TF.leaky_relu(x + p[f"{name}.bias"].reshape(1, -1, 1, 1), 0.2) * S2
             if i % 2 == 0:
                 rgb_name = f"synthesis.to_rgbs.{i // 2}"

@@ -1,7 +1,8 @@
 """The StyleGAN-lite plugin: tests that it is StyleGAN and not a look-alike (modulated
 convolutions against PyTorch's per-sample-weight form, demodulation, the synthesis network
-against a PyTorch twin, truncation, style mixing, R1 with true second derivatives against finite differences and
-PyTorch), the model contract, noise modes, its commands, resume, and a short learning run."""
+against a PyTorch twin, truncation, style mixing, R1 with true second derivatives against
+finite differences and PyTorch), the model contract, noise modes, its commands, resume, and
+a short learning run."""
 
 from __future__ import annotations
 
@@ -12,10 +13,10 @@ import click
 import numpy as np
 import pytest
 import torch
-from hypothesis import given
-from hypothesis import strategies as st
 import torch.nn.functional as TF
 from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
 
 import minigan
 from minigan.data import DataLoader, open_dataset
@@ -305,6 +306,22 @@ def test_noise_modes():
     assert "synthesis.layers.0.noise.noise_const" in model.generator.state_dict()
 
 
+def test_noise_inputs_train_only_when_enabled():
+    real = minigan.tensor(np.random.default_rng(0).uniform(-1, 1, (4, 3, 16, 16)).astype("f4"))
+
+    def strengths(model):
+        return np.concatenate(
+            [q.numpy() for k, q in model.generator.named_parameters() if k.endswith("noise.weight")]
+        )
+
+    for noise in (False, True):
+        model = tiny_model(noise=noise)
+        for _ in range(2):
+            model.train_step(real)
+            model.steps += 1
+        assert (np.abs(strengths(model)).max() > 0) == noise
+
+
 # --------------------------------------------------------------------------- R1
 def tiny_discriminator() -> Discriminator:
     minigan.manual_seed(5)
@@ -587,7 +604,9 @@ def test_stylegan_lite_learns_shapes():
     assert len(history) == 60 and all(np.isfinite(m["loss_g"]) for m in history)
     separation = np.mean([m["d_real"] - m["d_fake"] for m in history[-10:]])
     assert separation > 0.1, f"D(x) - D(G(z)) = {separation:.3f} over the last 10 steps"
-    gap_ratio = np.abs(after - real_stats) / np.abs(before - real_stats)
-    assert np.mean(gap_ratio) < 0.85, (
+    # the total distance, not the mean of per-statistic ratios: the untrained skip generator's
+    # roughness is already near the data's, so its ratio alone would swing on noise
+    gap_ratio = np.abs(after - real_stats).sum() / np.abs(before - real_stats).sum()
+    assert gap_ratio < 0.85, (
         f"contrast, colour, roughness: data {real_stats}, untrained {before}, trained {after}"
     )

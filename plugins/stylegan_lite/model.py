@@ -1,6 +1,7 @@
-"""StyleGAN-lite: a small StyleGAN (Karras et al., 2019) — the model, registered as
-``stylegan-lite`` by the hook module :mod:`minigan.plugins.stylegan_lite` (which imports this
-only when the model or one of its commands is used).
+"""StyleGAN-lite: a small StyleGAN (Karras et al., 2019, with StyleGAN2's synthesis network)
+— the model, registered as ``stylegan-lite`` by the hook module
+:mod:`minigan.plugins.stylegan_lite` (which imports this only when the model or one of its
+commands is used).
 
 The generator is StyleGAN's, at a size that trains on one CPU at 32×32 (and on a GPU at 64×64):
 
@@ -8,15 +9,18 @@ The generator is StyleGAN's, at a size that trains on one CPU at 32×32 (and on 
   fully connected layers (LeakyReLU 0.2) whose learning rate is multiplied by 0.01. It tracks
   ``w_avg``, the running mean of w during training, the centre of the *truncation trick*:
   ``w' = w_avg + psi * (w - w_avg)``.
-- **Synthesis network**: a learned 4×4 constant; then per resolution 4, 8, ..., R two *styled
-  layers*, each ``[upsample ->] conv 3×3 -> noise -> LeakyReLU -> AdaIN`` (the first 4×4 layer
-  starts from the constant, without a convolution; the first layer of every later resolution
-  upsamples by 2, nearest). AdaIN normalises each (sample, channel) plane and applies the
-  *style* ``(scale, bias) = A(w)`` of that layer, A a learned affine map of w. The noise is a
-  single-channel image per layer, scaled by a learned per-channel strength; it is ``random``
-  (fresh every call: training), ``const`` (fixed buffers: reproducible images) or ``none``. A
-  1×1 convolution (toRGB) makes the image. Each styled layer has its own w: feeding different
-  w's to different layers is *style mixing*.
+- **Synthesis network** (StyleGAN2's, Karras et al., 2020): a learned 4×4 constant, then
+  one *styled layer* at 4×4 and two at each resolution 8, ..., R, each ``[upsample 2×,
+  nearest ->] modulated conv 3×3 -> noise -> bias -> LeakyReLU``. The style of a layer,
+  ``s = A(w)`` (A a learned affine map of w), scales the convolution's input channels per
+  sample and *demodulation* renormalises its output channels (:class:`ModulatedConv2d`).
+  A *toRGB* (a modulated 1×1 convolution) at every resolution adds its colours to the
+  bilinearly upsampled image so far (the "skip" generator). The noise is a single-channel
+  image per layer, scaled by a learned per-channel strength; it is ``random`` (fresh every
+  call), ``const`` (fixed buffers: reproducible images) or ``none``, and trained only with
+  ``noise=True`` (off by default: the shapes data has no stochastic detail). Each styled layer
+  and toRGB takes its own w: feeding different w's to different layers is *style mixing*.
+  The 3×3 convolutions pad by reflection (``padding``; StyleGAN2 pads with zeros).
 - **Discriminator**: fromRGB, per resolution two 3×3 convolutions and a 2×2 average pool, then
   at 4×4 the *minibatch standard deviation* feature, a 3×3 convolution and two dense layers.
 
@@ -28,8 +32,8 @@ Training (:meth:`StyleGANLite.train_step`) is StyleGAN2's: the non-saturating lo
 the *R1 penalty* ``gamma / 2 * E ||grad_x D(x)||^2`` on real images, computed with true second
 derivatives (``minigan.grad(..., create_graph=True)``) every ``r1_every`` steps and scaled by
 ``r1_every`` (*lazy regularisation*, with the discriminator's Adam adjusted to match), style
-mixing regularisation with probability 0.9, Adam with betas (0, 0.99), and an exponential
-moving average of the generator's weights (``generator_ema``) that makes the samples.
+mixing regularisation (probability ``style_mixing_prob``), Adam with betas (0, 0.99), and an
+exponential moving average of the generator's weights (``generator_ema``) that makes the samples.
 
 The plugin also adds three commands (``minigan style-mix``, ``minigan truncation-sweep``,
 ``minigan interpolate``: :mod:`.commands`) that draw StyleGAN's figures from a trained run.
@@ -37,7 +41,7 @@ The plugin also adds three commands (``minigan style-mix``, ``minigan truncation
 This module must not import the CLI, the training loop or another plugin.
 
 >>> model = StyleGANLite({"g_channels": 8, "d_channels": 8}, image_shape=(3, 16, 16))
->>> model.generator.synthesis.num_ws   # styled layers: two per resolution 4, 8, 16
+>>> model.generator.synthesis.num_ws   # w's: 5 styled layers (4: 1, 8: 2, 16: 2), last toRGB
 6
 >>> model.sample(model.latents([0, 1]), truncation=0.7).shape
 (2, 3, 16, 16)
@@ -93,7 +97,7 @@ class StyleGANLiteConfig:
     latent_dim: int = field(default=128, metadata={"help": "size of the latent vector z"})
     w_dim: int = field(default=128, metadata={"help": "size of the intermediate latent w"})
     mapping_layers: int = field(
-        default=4, metadata={"help": "fully connected layers of the mapping network z -> w"}
+        default=2, metadata={"help": "fully connected layers of the mapping network z -> w"}
     )
     mapping_lr_mul: float = field(
         default=0.01, metadata={"help": "learning-rate multiplier of the mapping network"}
@@ -109,7 +113,7 @@ class StyleGANLiteConfig:
         default=32, metadata={"help": "channels of every discriminator layer (all resolutions)"}
     )
     mbstd_group: int = field(
-        default=4, metadata={"help": "group size of the minibatch standard deviation layer"}
+        default=32, metadata={"help": "group size of the minibatch standard deviation layer"}
     )
     lr: float = field(default=0.002, metadata={"help": "Adam learning rate of G and D"})
     beta1: float = field(default=0.0, metadata={"help": "Adam beta1"})
@@ -121,7 +125,11 @@ class StyleGANLiteConfig:
         default=16, metadata={"help": "lazy R1: penalise every this many steps (x this weight)"}
     )
     style_mixing_prob: float = field(
-        default=0.9, metadata={"help": "probability of style mixing regularisation per batch"}
+        default=0.5, metadata={"help": "probability of style mixing regularisation per batch"}
+    )
+    noise: bool = field(
+        default=False,
+        metadata={"help": "train with the per-layer noise inputs (stochastic detail)"},
     )
     ema: float = field(
         default=0.99, metadata={"help": "decay of the EMA generator used for sampling"}
@@ -552,7 +560,7 @@ class StyleGANLite(GAN):
     """A small StyleGAN: mapping network, AdaIN synthesis with noise, lazy R1, style mixing."""
 
     Config = StyleGANLiteConfig
-    train_defaults = {"epochs": 6, "batch_size": 32, "limit": 1024}
+    train_defaults = {"epochs": 3, "batch_size": 32, "limit": 8192}  # 768 steps: see DEFAULTS
 
     def __init__(
         self,
@@ -571,7 +579,8 @@ class StyleGANLite(GAN):
         if cfg.mbstd_group < 1 or cfg.r1_every < 0:
             raise ValueError("mbstd_group must be at least 1 and r1_every at least 0")
         if cfg.padding not in PADDING_MODES:
-            raise ValueError(f"padding must be one of {', '.join(PADDING_MODES)}, got {cfg.padding!r}")
+            modes = ", ".join(PADDING_MODES)
+            raise ValueError(f"padding must be one of {modes}, got {cfg.padding!r}")
         self.generator = Generator(
             cfg.latent_dim,
             cfg.w_dim,
@@ -634,7 +643,10 @@ class StyleGANLite(GAN):
 
     def train_step(self, real: Tensor) -> dict[str, Tensor]:
         G, D, cfg = self.generator, self.discriminator, self.config
-        fake = G.synthesis(self.training_ws(real.shape[0]), noise_mode="random")
+        # without cfg.noise the noise strengths get no gradient and stay 0: every noise mode
+        # then gives the same images
+        mode: NoiseMode = "random" if cfg.noise else "none"
+        fake = G.synthesis(self.training_ws(real.shape[0]), noise_mode=mode)
 
         # D: non-saturating logistic loss; every r1_every steps also the R1 penalty, with the
         # gradient w.r.t. the real images kept in the graph (double backward through D)
