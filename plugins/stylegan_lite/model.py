@@ -89,6 +89,69 @@ LRELU_SLOPE = 0.2
 
 
 # =========================================================================== config
+#: Why the defaults are what they are (issue 15: a default 32×32 ``shapes`` run that finishes in
+#: at most 10 minutes on 2 idle cores, with recognisable samples and no edge artifact). Measured
+#: with ``minigan.metrics.measure`` (shapes-classifier features, 1,024 samples of the EMA
+#: generator; real vs held-out real: FID 0.24, confident 0.83, border 0.027) on an exact
+#: PyTorch re-implementation trained on minigan's ``shapes`` data (batch 32 unless noted; one
+#: seed each, on a machine shared with other jobs). FID is "FID (shapes-classifier features)";
+#: "classes" is the least and most frequent predicted class; "border" the mean colour
+#: deviation of the 2-pixel border from the image's interior (real: 0.027):
+#:
+#: ====================================================  =====  =====  =====  =======  ======
+#: recipe                                                steps   FID   conf.  classes  border
+#: ====================================================  =====  =====  =====  =======  ======
+#: old default (AdaIN, zero padding, mapping 4, style      192   32.9   0.18   1-41%    0.190
+#: mixing 0.9, mbstd group 4, noise)                       384   27.3   0.43   0-76%    0.111
+#: StyleGAN2 synthesis (modulated convs, skip toRGBs),     256   27.3   0.35   0-65%    0.175
+#: otherwise old recipe                                    768   42.1   0.56   0-96%    0.093
+#: + channels 64/64/32/16 by resolution, mapping 2,        512   21.0   0.11   0-46%    0.100
+#: mixing 0.5, lr 2.5e-3                                   768   31.3   0.36   0-86%    0.068
+#: the same, lr 1e-3, R1 gamma 1 every 4 (noisy texture)   512   27.7   0.45   0-56%    0.154
+#: StyleGAN2 synthesis, mapping 2, mixing 0.5,             512   24.4   0.39   0-66%    0.097
+#: mbstd group 32 (32 channels)                            768   20.5   0.25   3-64%    0.147
+#:                                                        1024   13.4   0.15   5-46%    0.162
+#: the same, batch 16 (steps x 16 images)                 1024   21.5   0.20   2-55%    0.150
+#: the same, reflect padding                               512   26.6   0.51   1-83%    0.109
+#: **+ no noise (the default)**                            512   42.1   0.42   0-34%    0.097
+#:                                                         768   10.2   0.23   5-41%    0.108
+#:                                                        1024    9.7   0.20   5-27%    0.093
+#: ====================================================  =====  =====  =====  =======  ======
+#:
+#: - *StyleGAN2's synthesis* (modulated convolutions with demodulation, toRGB skips): the old
+#:   AdaIN layers normalise each feature map by its *own* mean and variance, which StyleGAN2
+#:   (section 2) shows makes the generator plant a strong local spike to control those
+#:   statistics (the "droplet" artifact); at 32×32 with zero padding the spike sat on the
+#:   border (the old default's saturated lines along the bottom edge and bottom-left corner,
+#:   in minigan and in its PyTorch twin alike). Demodulation normalises by the statistics the
+#:   *weights* imply, so nothing is gained by a spike; the saturated edge lines are gone.
+#: - *Reflect padding*: with zero padding every 3×3 convolution sees zeros past the border, so
+#:   a flat background map comes out darker along the edges and most at the corners (a
+#:   pattern the generator has to unlearn at every layer). Per-ring deviation of the samples
+#:   from their interior colour, outermost ring vs the ring 4 pixels in: zero padding 0.121
+#:   vs 0.096 with corners up to 0.17 (batch 16, 512 steps); reflect 0.110 vs 0.100, corners
+#:   0.10-0.13 (512 steps); reflect + no noise 0.097 vs 0.096 (1,024 steps); real 0.024 vs
+#:   0.056. The remaining border deviation is blotchy backgrounds and shapes that reach the
+#:   edge (under-training), not an edge band.
+#: - *No noise inputs*: shapes have flat colours and no stochastic detail; with noise the
+#:   early samples are speckled and the backgrounds blotchy (compare the last rows: FID 10.2 vs
+#:   20.5 at 768 steps, though that pair also differs in padding).
+#: - *Mapping 2 layers, style mixing 0.5, minibatch-stddev group 32*: StyleGAN2-ADA's CIFAR-10
+#:   settings use 2 mapping layers and group 32; with group 4 the StyleGAN2 synthesis
+#:   collapsed to ellipses (96% at 768 steps), with 32 every class stayed above 3%. Style
+#:   mixing is a regulariser for disentanglement that slows a short run; 0.5 keeps it.
+#: - *8,192 images, 3 epochs, batch 32 = 768 steps*: the time budget. The default minigan run
+#:   took 513 s of CPU on one thread (0.67 s per step, measured on a machine shared with other
+#:   jobs, which inflates it), so about 7-8.5 minutes on an idle core; 1,024 steps were better
+#:   in PyTorch (FID 9.7) but leave no headroom under 10 minutes. Batch 16 was no better per
+#:   image seen.
+#:
+#: Still short of issue 15's targets (FID <= 2.4, confident >= 0.75, every class >= 10%,
+#: border <= 0.04), and not robust: the default minigan run itself (``minigan train
+#: stylegan-lite``, then ``minigan metrics RUN --num 1024``) scored FID 26.2, confident 0.17,
+#: classes 0-76% (mostly ellipses), border 0.134 (edge ring 0.135 vs 0.122 four pixels in, all
+#: four edges alike: no saturated edge line) — worse than the PyTorch run of the same recipe
+#: at 768 steps; GAN runs this short vary a lot with the random draws.
 @dataclass
 class StyleGANLiteConfig:
     """StyleGAN-lite's options (each one is also a ``minigan train stylegan-lite`` option).
@@ -560,7 +623,8 @@ class StyleGANLite(GAN):
     """A small StyleGAN: mapping network, AdaIN synthesis with noise, lazy R1, style mixing."""
 
     Config = StyleGANLiteConfig
-    train_defaults = {"epochs": 3, "batch_size": 32, "limit": 8192}  # 768 steps: see DEFAULTS
+    # 768 steps: see the comment above StyleGANLiteConfig
+    train_defaults = {"epochs": 3, "batch_size": 32, "limit": 8192}
 
     def __init__(
         self,
