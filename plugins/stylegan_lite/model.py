@@ -116,6 +116,7 @@ LRELU_SLOPE = 0.2
 #: **+ no noise (the default)**                            512   42.1   0.42   0-34%    0.097
 #:                                                         768   10.2   0.23   5-41%    0.108
 #:                                                        1024    9.7   0.20   5-27%    0.093
+#: the same, another seed, 8,192 images                    768    9.4   0.19   6-28%    0.128
 #: ====================================================  =====  =====  =====  =======  ======
 #:
 #: - *StyleGAN2's synthesis* (modulated convolutions with demodulation, toRGB skips): the old
@@ -150,8 +151,10 @@ LRELU_SLOPE = 0.2
 #: border <= 0.04), and not robust: the default minigan run itself (``minigan train
 #: stylegan-lite``, then ``minigan metrics RUN --num 1024``) scored FID 26.2, confident 0.17,
 #: classes 0-76% (mostly ellipses), border 0.134 (edge ring 0.135 vs 0.122 four pixels in, all
-#: four edges alike: no saturated edge line) — worse than the PyTorch run of the same recipe
-#: at 768 steps; GAN runs this short vary a lot with the random draws.
+#: four edges alike: no saturated edge line) — worse than two PyTorch runs of the same recipe
+#: at 768 steps (FID 10.2 and 9.4, the second on the same 8,192 images), with a faint
+#: vertical-stripe texture; the networks and gradients agree with PyTorch where checked (see
+#: the README's StyleGAN-lite section), so whether that is one run's draws is open.
 @dataclass
 class StyleGANLiteConfig:
     """StyleGAN-lite's options (each one is also a ``minigan train stylegan-lite`` option).
