@@ -142,8 +142,8 @@ LRELU_SLOPE = 0.2
 #:   collapsed to ellipses (96% at 768 steps), with 32 every class stayed above 3%. Style
 #:   mixing is a regulariser for disentanglement that slows a short run; 0.5 keeps it.
 #: - *8,192 images, 3 epochs, batch 32 = 768 steps*: the time budget. The default minigan run
-#:   took 513 s of CPU on one thread (0.67 s per step, measured on a machine shared with other
-#:   jobs, which inflates it), so about 7-8.5 minutes on an idle core; 1,024 steps were better
+#:   took 513 s of CPU on one thread (516 s with ``--seed 1``; 0.67 s per step, measured on a
+#:   machine shared with other jobs, which inflates it), so about 7-8.5 minutes on an idle core; 1,024 steps were better
 #:   in PyTorch (FID 9.7) but leave no headroom under 10 minutes. Batch 16 was no better per
 #:   image seen.
 #:
@@ -151,10 +151,11 @@ LRELU_SLOPE = 0.2
 #: border <= 0.04), and not robust: the default minigan run itself (``minigan train
 #: stylegan-lite``, then ``minigan metrics RUN --num 1024``) scored FID 26.2, confident 0.17,
 #: classes 0-76% (mostly ellipses), border 0.134 (edge ring 0.135 vs 0.122 four pixels in, all
-#: four edges alike: no saturated edge line) — worse than two PyTorch runs of the same recipe
-#: at 768 steps (FID 10.2 and 9.4, the second on the same 8,192 images), with a faint
-#: vertical-stripe texture; the networks and gradients agree with PyTorch where checked (see
-#: the README's StyleGAN-lite section), so whether that is one run's draws is open.
+#: four edges alike: no saturated edge line), with washed-out colours and a faint
+#: vertical-stripe texture; with ``--seed 1`` FID 12.0, confident 0.29, classes 2-55%, border
+#: 0.109 (edge ring 0.112 vs 0.103). Two PyTorch runs of the recipe gave FID 10.2 and 9.4:
+#: runs this short vary a lot with the random draws (the networks, gradients and Adam agree
+#: with PyTorch where checked; see the README's StyleGAN-lite section).
 @dataclass
 class StyleGANLiteConfig:
     """StyleGAN-lite's options (each one is also a ``minigan train stylegan-lite`` option).
