@@ -258,8 +258,8 @@ class Mul(Function):
         return a * b
 
     def backward(self, gy):
-        a, b = self.inputs
-        return gy * b, gy * a
+        a, b = self.inputs  # a is saved only when b needs a gradient, and b likewise
+        return (gy * b if self.needs_grad[0] else None), (gy * a if self.needs_grad[1] else None)
 
 
 class Div(Function):
@@ -270,9 +270,9 @@ class Div(Function):
         return a / b
 
     def backward(self, gy):
-        a, b = self.inputs
+        a, b = self.inputs  # a is saved only when b needs a gradient
         ga = gy / b
-        return ga, -ga * a / b
+        return ga, (-ga * a / b if self.needs_grad[1] else None)
 
 
 class Neg(Function):

@@ -148,6 +148,8 @@ class Tensor:
     __array_priority__ = 1000  # ``ndarray * Tensor`` defers to ``Tensor.__rmul__``
 
     data: Any = _DataSlot()  # reads: the array itself (Any for type checkers)
+    # the tensor's node in the graph (its key there), set when a Function creates it
+    _node: GraphNode | None = None
 
     def __init__(self, data: Any, requires_grad: bool = False) -> None:
         if isinstance(data, Tensor):
@@ -785,6 +787,51 @@ def randn_like(x: Tensor) -> Tensor:
 # --------------------------------------------------------------------------- Function
 
 
+class GraphNode:
+    """What the graph keeps of a tensor whose values no backward reads: its shape, dtype,
+    ``requires_grad`` and creator — not its data, which is freed as soon as nothing else
+    holds the tensor (PyTorch's graph likewise keeps only the tensors ``backward`` saves).
+
+    Every tensor a :class:`Function` creates gets one (``Tensor._node``): the backward engine
+    knows a tensor by its node, so a Function holding the tensor (it saves its values) and
+    one holding just the node (``Add``, ``Reshape``, ``Dropout``, …) meet at the same place.
+    Reading the values of a node is a bug in that Function's ``saved_inputs``: it fails.
+    """
+
+    __slots__ = ("shape", "dtype", "requires_grad", "creator", "__weakref__")
+
+    def __init__(self, t: Tensor) -> None:
+        self.shape: tuple[int, ...] = t.data.shape
+        self.dtype = t.data.dtype
+        self.requires_grad: bool = t._requires_grad
+        self.creator: Function | None = t.creator
+
+    @property
+    def _node(self) -> GraphNode:  # a node is its own key (a property: no reference cycle)
+        return self
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def data(self) -> Any:
+        creator = type(self.creator).__name__ if self.creator is not None else "a leaf"
+        raise RuntimeError(
+            f"a backward read the values of a tensor {list(self.shape)} (made by {creator}) "
+            "that its Function did not save: add the input to that Function's saved_inputs"
+        )
+
+    def __repr__(self) -> str:
+        return f"GraphNode(shape={self.shape}, dtype={self.dtype})"
+
+
+def _key(t: Tensor | GraphNode) -> int:
+    """A tensor's identity in the graph (its node's id; a leaf's own id)."""
+    node = t._node
+    return id(t) if node is None else id(node)
+
+
 class Function:
     """One differentiable operation with a single output.
 
@@ -802,9 +849,13 @@ class Function:
     """
 
     # The inputs while the graph is kept (None before the call and once backward freed them:
-    # backward() only runs in between, so it reads them as a tuple).
+    # backward() only runs in between, so it reads them as a tuple). An input whose values
+    # backward does not read (not in saved_indices()) is kept as its GraphNode only.
     inputs: tuple[Tensor, ...] = None  # type: ignore[assignment]
-    output: Callable[[], Any]  # a weak reference to the output, alive during backward
+    _out_ref: Callable[[], Any]  # a weak reference to the output
+    # with saves_output: the output's data, version counter and (weakly: the node holds
+    # this Function) node, to rebuild it from once the tensor itself is gone
+    _out_saved: tuple[Any, list[int], Callable[[], Any]] | None = None
     needs_grad: tuple[bool, ...] = ()
     saved_inputs: tuple[int, ...] | None = None
     saves_output: bool = False
@@ -822,12 +873,31 @@ class Function:
             out._version_box = inputs[0]._version_box
         grad_dtype = out.data.dtype.kind in _FLOAT_KINDS  # x.to(int32) ends the graph
         if _grad_enabled and grad_dtype and any(x._requires_grad for x in inputs):
-            out.requires_grad = True
+            out._requires_grad = True
             out.creator = self
+            out._node = GraphNode(out)
             self.inputs = inputs
-            self.output = weakref.ref(out)
+            self._out_ref = weakref.ref(out)
             self._versions = tuple([x._version_box[0] for x in inputs])
             self._out_version = out._version_box[0]
+            if self.saves_output:
+                self._out_saved = (out.data, out._version_box, weakref.ref(out._node))
+            keep = self.saved_indices()
+            if len(keep) < len(inputs):  # drop the values no backward reads
+                self.inputs = tuple(
+                    x if i in keep or (x._requires_grad and x.creator is None) else _node_of(x)
+                    for i, x in enumerate(inputs)
+                )
+        return out
+
+    def output(self) -> Tensor | None:
+        """The output tensor (rebuilt from the saved values if it was freed, when
+        ``saves_output``; None if it was freed and not saved)."""
+        out = self._out_ref()
+        if out is None and self._out_saved is not None:
+            data, box, node = self._out_saved
+            out = Tensor(data)  # while backward runs, the engine holds the node
+            out._version_box, out._requires_grad, out.creator, out._node = box, True, self, node()
         return out
 
     def saved_indices(self) -> Sequence[int]:
@@ -873,6 +943,11 @@ class _HookHandle:
         self._hooks.pop(self.id, None)
 
 
+def _node_of(x: Tensor) -> GraphNode:
+    """``x``'s node (a fresh one for a tensor outside the graph, which no walk visits)."""
+    return x._node if x._node is not None else GraphNode(x)
+
+
 def _graph(roots: Sequence[Tensor]) -> list[Tensor]:
     """Tensors reachable from ``roots`` through their creators, in topological order
     (every tensor before the tensors it was computed from). Iterative: deep graphs are fine."""
@@ -884,9 +959,9 @@ def _graph(roots: Sequence[Tensor]) -> list[Tensor]:
         if expanded:
             order.append(t)
             continue
-        if id(t) in seen:
+        if _key(t) in seen:
             continue
-        seen.add(id(t))
+        seen.add(_key(t))
         stack.append((t, True))
         fn = t.creator
         if fn is not None:
@@ -895,7 +970,7 @@ def _graph(roots: Sequence[Tensor]) -> list[Tensor]:
                     "trying to backward through the graph a second time (its buffers were "
                     "freed); pass retain_graph=True to the first backward() or grad()"
                 )
-            stack.extend((x, False) for x in fn.inputs if x.requires_grad and id(x) not in seen)
+            stack.extend((x, False) for x in fn.inputs if x.requires_grad and _key(x) not in seen)
     order.reverse()
     return order
 
@@ -911,23 +986,23 @@ def _run_backward(
     """Propagate gradients from ``outputs`` back through the graph.
 
     Returns ``(tensor, total gradient)`` for every target (all leaves when ``targets`` is
-    None), keyed by ``id``. Only the part of the graph that leads to a target is evaluated.
+    None), keyed by :func:`_key`. Only the part of the graph that leads to a target is evaluated.
     ``on_leaf(leaf, gradient)``, if given, is called as soon as a leaf's gradient is complete
     (instead of returning it).
     """
     order = _graph(outputs)
-    target_ids = None if targets is None else {id(t) for t in targets}
+    target_ids = None if targets is None else {_key(t) for t in targets}
 
     # which tensors lead to a target (walk from the inputs side)
     needed: set[int] = set()
     for t in reversed(order):
         if t.creator is None:
-            if target_ids is None or id(t) in target_ids:
-                needed.add(id(t))
-        elif (target_ids is not None and id(t) in target_ids) or any(
-            id(x) in needed for x in t.creator.inputs
+            if target_ids is None or _key(t) in target_ids:
+                needed.add(_key(t))
+        elif (target_ids is not None and _key(t) in target_ids) or any(
+            _key(x) in needed for x in t.creator.inputs
         ):
-            needed.add(id(t))
+            needed.add(_key(t))
 
     grads: dict[int, Tensor] = {}
     for out, g in zip(outputs, grad_outputs):
@@ -944,23 +1019,26 @@ def _run_backward(
             raise ValueError(f"gradient has shape {g.shape}, but the output has shape {out.shape}")
         if g.dtype != out.dtype:  # as in PyTorch: the gradient takes the output's dtype
             g = F.astype(g, out.dtype)
-        grads[id(out)] = grads[id(out)] + g if id(out) in grads else g
+        k = _key(out)
+        grads[k] = grads[k] + g if k in grads else g
 
     results: dict[int, tuple[Tensor, Tensor]] = {}
     with set_grad_enabled(create_graph):
-        for t in order:
-            if id(t) not in needed or id(t) not in grads:
+        for i in range(len(order)):
+            t, order[i] = order[i], None  # the engine stops holding it: freed once done
+            k = _key(t)
+            if k not in needed or k not in grads:
                 continue
-            g = grads.pop(id(t))
+            g = grads.pop(k)
             fn = t.creator
-            if (fn is None) if target_ids is None else (id(t) in target_ids):
+            if (fn is None) if target_ids is None else (k in target_ids):
                 if on_leaf is not None:
                     on_leaf(t, g)
                 else:
-                    results[id(t)] = (t, g)
+                    results[k] = (t, g)
             if fn is None:
                 continue
-            fn.needs_grad = tuple(x.requires_grad and id(x) in needed for x in fn.inputs)
+            fn.needs_grad = tuple(x.requires_grad and _key(x) in needed for x in fn.inputs)
             fn.check_versions()
             gxs = fn.backward(g)
             if not isinstance(gxs, tuple):
@@ -970,9 +1048,10 @@ def _run_backward(
                     continue
                 if gx.shape != x.shape:
                     gx = F.sum_to(gx, x.shape)  # the one place where broadcasting is undone
-                grads[id(x)] = grads[id(x)] + gx if id(x) in grads else gx
+                kx = _key(x)
+                grads[kx] = grads[kx] + gx if kx in grads else gx
             if not retain_graph:
-                fn.inputs = None  # type: ignore[assignment]  # free saved tensors
+                fn.inputs = fn._out_saved = None  # type: ignore[assignment]  # free saved tensors
     return results
 
 
@@ -1047,7 +1126,7 @@ def grad(
     results = _run_backward(outputs, list(grad_outputs), inputs, retain, create_graph)
     answer: list[Tensor | None] = []
     for i, x in enumerate(inputs):
-        g = results[id(x)][1] if id(x) in results else None
+        g = results[_key(x)][1] if _key(x) in results else None
         if g is None and not allow_unused:
             raise RuntimeError(
                 f"grad(): input {i} (shape {x.shape}) was not used to compute the outputs; "
