@@ -1193,7 +1193,9 @@ class ReLU(Function):
         return _xp(x).maximum(x, x.dtype.type(0))  # not x * mask: -inf * 0 would be nan
 
     def backward(self, gy):
-        return mask(gy, self.output().data > 0)
+        # gy where the output is > 0 (i.e. x > 0), else gy * 0: leaky ReLU's fused gradient
+        # with slope 0 (one pass, no mask arrays)
+        return LeakyReLUGrad(self.output().data, 0.0)(gy)
 
 
 def relu(x: Tensor) -> Tensor:

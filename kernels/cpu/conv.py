@@ -55,6 +55,16 @@ Pair = tuple[int, int]
 CHUNK_BYTES = 16 * 2**20
 # Inputs up to this size are transposed to channels-last in the calling thread.
 SMALL_BYTES = 2**20
+# The row2im formulation (_grad_input_gemm) packs whole samples: one sample's packed matrix
+# above this size takes the chunked formulation at stride 1 instead, whichever is faster
+# (a 512x512 image's 64 -> 128 channel grad-input would pack 151 MB; benchmarks/NOTES.md).
+WHOLE_SAMPLE_BYTES = 4 * CHUNK_BYTES
+
+
+def _fits_whole_sample(channels: int, w_shape, pixels: int, itemsize: int) -> bool:
+    """Whether _grad_input_gemm's packed matrix for one sample (``channels*kh*kw`` columns,
+    ``pixels`` rows) stays within :data:`WHOLE_SAMPLE_BYTES`."""
+    return channels * w_shape[2] * w_shape[3] * pixels * itemsize <= WHOLE_SAMPLE_BYTES
 
 
 def _geometry(w_shape, stride: Pair, padding: Pair, dilation: Pair, oh: int, ow: int) -> tuple:
@@ -119,7 +129,9 @@ def conv2d(
             conv_output_size(x.shape[3], w.shape[3], stride[1], padding[1], dilation[1]),
         )
         return depthwise.conv2d(x, w, stride, padding, dilation, hw)
-    if stride == (1, 1) and O // groups < C:
+    if stride == (1, 1) and O // groups < C and _fits_whole_sample(
+        O, w.shape, x.shape[2] * x.shape[3], x.dtype.itemsize
+    ):
         # The mirror of conv2d_grad_input's rule: at stride 1 a convolution is the transposed
         # convolution of the flipped weight, whose GEMM is rows(C) @ (C, O*k*k) — wider and
         # faster in OpenBLAS than rows(C*k*k) @ (C*k*k, O) when O < C (benchmarks/NOTES.md).
@@ -240,11 +252,13 @@ def conv2d_grad_input(
     O, C = w.shape[0], w.shape[1]
     if groups > 1 and C == 1 and groups == x_shape[1]:
         return depthwise.conv2d_grad_input(gy, w, x_shape, stride, padding, dilation)
-    if stride == (1, 1) and O // groups <= C:
+    big = not _fits_whole_sample(C * groups, w.shape, gy.shape[2] * gy.shape[3], gy.dtype.itemsize)
+    if stride == (1, 1) and (O // groups <= C or big):
         # At stride 1 the transposed convolution is an ordinary one: gy convolved with the
         # flipped weight, channels swapped, padded by d*(k-1) - p. It packs O*k*k values per
         # pixel instead of writing and scattering back C*k*k (row2im), so it wins when O <= C
-        # (benchmarks/NOTES.md); the GEMM work is the same.
+        # (benchmarks/NOTES.md); the GEMM work is the same. It also packs in bounded chunks,
+        # so a large image takes it whatever O and C are.
         full = _full_padding(w.shape, padding, dilation)
         if min(full) >= 0:
             flipped = _flipped(w, gy.dtype, groups)
