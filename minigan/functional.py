@@ -1326,8 +1326,15 @@ class Conv2d(Function):
 
     def backward(self, gy):
         x, w = self.inputs
-        gx = ConvGradInput(x.shape, *self.args)(gy, w) if self.needs_grad[0] else None
-        gw = ConvGradWeight(w.shape, *self.args)(x, gy) if self.needs_grad[1] else None
+        gx = gw = None
+        # the smaller gradient first: the larger is then not yet alive while the other's
+        # work buffers are (a lower peak of memory; the results do not depend on the order)
+        if self.needs_grad[1] and math.prod(w.shape) <= math.prod(x.shape):
+            gw = ConvGradWeight(w.shape, *self.args)(x, gy)
+        if self.needs_grad[0]:
+            gx = ConvGradInput(x.shape, *self.args)(gy, w)
+        if self.needs_grad[1] and gw is None:
+            gw = ConvGradWeight(w.shape, *self.args)(x, gy)
         return gx, gw
 
 
@@ -1342,8 +1349,8 @@ class ConvGradInput(Function):
 
     def backward(self, ggx):
         gy, w = self.inputs
-        g_gy = Conv2d(*self.args)(ggx, w) if self.needs_grad[0] else None
         g_w = ConvGradWeight(w.shape, *self.args)(ggx, gy) if self.needs_grad[1] else None
+        g_gy = Conv2d(*self.args)(ggx, w) if self.needs_grad[0] else None  # after: see Conv2d
         return g_gy, g_w
 
 

@@ -52,7 +52,7 @@ from .threads import by_worker, parallel_map, split
 Pair = tuple[int, int]
 
 # Target size of the packed buffer per chunk; see benchmarks/NOTES.md for the measurements.
-CHUNK_BYTES = 16 * 2**20
+CHUNK_BYTES = 8 * 2**20
 # Inputs up to this size are transposed to channels-last in the calling thread.
 SMALL_BYTES = 2**20
 # The row2im formulation (_grad_input_gemm) packs whole samples: one sample's packed matrix
@@ -236,6 +236,7 @@ def conv2d_grad_weight(
     gwk = parts[0] if parts else np.zeros((G, O // G, Kg), dtype=x.dtype)  # N = 0: zero
     for p in parts[1:]:
         gwk += p
+    del parts  # the workers' partial sums go before the copy below (a lower peak)
     return np.ascontiguousarray(gwk.reshape(O, kh, kw, C // G).transpose(0, 3, 1, 2))
 
 
@@ -285,7 +286,7 @@ def _grad_input_gemm(
         m_max = max(map(len, chunks))
         rows_buf = np.empty(m_max * L * K, dtype=gy.dtype)
         gy_buf = np.empty(O * m_max * L, dtype=gy.dtype)
-        xt = np.empty((m_max, H, W, C), dtype=gy.dtype)
+        xt = np.empty((H, W, C), dtype=gy.dtype)  # row2im's one-sample scratch
         for chunk in chunks:
             n0, m = chunk.start, len(chunk)
             rows = rows_buf[: m * L * K].reshape(m * L, K)
