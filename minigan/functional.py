@@ -1203,19 +1203,28 @@ def relu(x: Tensor) -> Tensor:
 
 
 class LeakyReLU(Function):
+    """Keeps ``x > 0`` (one byte a value) for backward rather than ``x`` itself (four or
+    eight): the gradient needs only the sign. Changing ``x`` in place still raises, as in
+    PyTorch, which saves ``x``."""
+
+    saved_inputs = ()
+    version_checked = (0,)
+
     def __init__(self, negative_slope: float) -> None:
         self.slope = negative_slope
 
     def forward(self, x):
+        self.positive = x > 0
         return kernels.leaky_relu(x, self.slope)
 
     def backward(self, gy):
-        return LeakyReLUGrad(self.inputs[0].data, self.slope)(gy)
+        return LeakyReLUGrad(self.positive, self.slope)(gy)
 
 
 class LeakyReLUGrad(Function):
-    """``gy`` where ``x > 0``, ``slope * gy`` elsewhere, for a constant ``x``: linear and
-    diagonal in ``gy``, so it is its own adjoint (and leaky ReLU's second derivative is 0)."""
+    """``gy`` where ``x > 0``, ``slope * gy`` elsewhere, for a constant ``x`` (or the boolean
+    ``x > 0`` itself): linear and diagonal in ``gy``, so it is its own adjoint (and leaky
+    ReLU's second derivative is 0)."""
 
     saved_inputs = ()
 

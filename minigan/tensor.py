@@ -798,13 +798,19 @@ class GraphNode:
     Reading the values of a node is a bug in that Function's ``saved_inputs``: it fails.
     """
 
-    __slots__ = ("shape", "dtype", "requires_grad", "creator", "__weakref__")
+    __slots__ = ("shape", "dtype", "requires_grad", "creator", "_version_box", "__weakref__")
 
     def __init__(self, t: Tensor) -> None:
         self.shape: tuple[int, ...] = t.data.shape
         self.dtype = t.data.dtype
         self.requires_grad: bool = t._requires_grad
         self.creator: Function | None = t.creator
+        self._version_box = t._version_box  # shared: in-place changes stay visible (see
+        # Function.version_checked)
+
+    @property
+    def _version(self) -> int:
+        return self._version_box[0]
 
     @property
     def _node(self) -> GraphNode:  # a node is its own key (a property: no reference cycle)
@@ -858,6 +864,9 @@ class Function:
     _out_saved: tuple[Any, list[int], Callable[[], Any]] | None = None
     needs_grad: tuple[bool, ...] = ()
     saved_inputs: tuple[int, ...] | None = None
+    # inputs whose values backward does not read (it keeps a smaller stand-in, e.g. a sign
+    # mask) but whose in-place change must still raise, because PyTorch saves them
+    version_checked: tuple[int, ...] = ()
     saves_output: bool = False
     is_view: bool = False
 
@@ -907,7 +916,7 @@ class Function:
 
     def check_versions(self) -> None:
         """Raise PyTorch's RuntimeError if a tensor saved for backward changed in place."""
-        for i in self.saved_indices():
+        for i in (*self.saved_indices(), *self.version_checked):
             x = self.inputs[i]
             if x._version_box[0] != self._versions[i]:
                 role = f"output 0 of {type(x.creator).__name__}" if x.creator else ""

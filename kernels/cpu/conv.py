@@ -52,7 +52,7 @@ from .threads import by_worker, parallel_map, split
 Pair = tuple[int, int]
 
 # Target size of the packed buffer per chunk; see benchmarks/NOTES.md for the measurements.
-CHUNK_BYTES = 8 * 2**20
+CHUNK_BYTES = 16 * 2**20
 # Inputs up to this size are transposed to channels-last in the calling thread.
 SMALL_BYTES = 2**20
 # The row2im formulation (_grad_input_gemm) packs whole samples: one sample's packed matrix
