@@ -1214,7 +1214,7 @@ class LeakyReLU(Function):
         self.slope = negative_slope
 
     def forward(self, x):
-        self.positive = x > 0
+        self.positive = _xp(x).asarray(x > 0)  # an array even for a 0-d x
         return kernels.leaky_relu(x, self.slope)
 
     def backward(self, gy):

@@ -799,6 +799,7 @@ class GraphNode:
     """
 
     __slots__ = ("shape", "dtype", "requires_grad", "creator", "_version_box", "__weakref__")
+    _node = None  # as a leaf's: a node's key is its own id (see _key)
 
     def __init__(self, t: Tensor) -> None:
         self.shape: tuple[int, ...] = t.data.shape
@@ -811,10 +812,6 @@ class GraphNode:
     @property
     def _version(self) -> int:
         return self._version_box[0]
-
-    @property
-    def _node(self) -> GraphNode:  # a node is its own key (a property: no reference cycle)
-        return self
 
     @property
     def ndim(self) -> int:
@@ -833,9 +830,9 @@ class GraphNode:
 
 
 def _key(t: Tensor | GraphNode) -> int:
-    """A tensor's identity in the graph (its node's id; a leaf's own id)."""
-    node = t._node
-    return id(t) if node is None else id(node)
+    """A tensor's identity in the graph: its node's id (a leaf's, or a node's, own id). The
+    backward engine spells it out inline, ``id(t._node or t)``, on its hot path."""
+    return id(t._node or t)
 
 
 class Function:
@@ -891,11 +888,15 @@ class Function:
             self._out_version = out._version_box[0]
             if self.saves_output:
                 self._out_saved = (out.data, out._version_box, weakref.ref(out._node))
-            keep = self.saved_indices()
-            if len(keep) < len(inputs):  # drop the values no backward reads
+            keep = self.saved_inputs
+            if keep is None and type(self).saved_indices is not Function.saved_indices:
+                keep = self.saved_indices()  # it depends on which inputs require grad
+            if keep is not None and len(keep) < len(inputs):  # drop what backward never reads
                 self.inputs = tuple(
-                    x if i in keep or (x._requires_grad and x.creator is None) else _node_of(x)
-                    for i, x in enumerate(inputs)
+                    [
+                        x if i in keep or (x._requires_grad and x.creator is None) else _node_of(x)
+                        for i, x in enumerate(inputs)
+                    ]
                 )
         return out
 
@@ -968,9 +969,10 @@ def _graph(roots: Sequence[Tensor]) -> list[Tensor]:
         if expanded:
             order.append(t)
             continue
-        if _key(t) in seen:
+        k = id(t._node or t)  # its key (see _key)
+        if k in seen:
             continue
-        seen.add(_key(t))
+        seen.add(k)
         stack.append((t, True))
         fn = t.creator
         if fn is not None:
@@ -979,9 +981,27 @@ def _graph(roots: Sequence[Tensor]) -> list[Tensor]:
                     "trying to backward through the graph a second time (its buffers were "
                     "freed); pass retain_graph=True to the first backward() or grad()"
                 )
-            stack.extend((x, False) for x in fn.inputs if x.requires_grad and _key(x) not in seen)
+            stack.extend(
+                (x, False) for x in fn.inputs if x.requires_grad and id(x._node or x) not in seen
+            )
     order.reverse()
     return order
+
+
+def _leading_to_targets(order: list[Any], target_ids: set[int] | None) -> set[int]:
+    """The keys (see :func:`_key`) of the tensors in ``order`` that lead to a target (every
+    leaf when ``target_ids`` is None), found by a walk from the inputs side."""
+    needed: set[int] = set()
+    for t in reversed(order):
+        k = id(t._node or t)
+        if t.creator is None:
+            if target_ids is None or k in target_ids:
+                needed.add(k)
+        elif (target_ids is not None and k in target_ids) or any(
+            id(x._node or x) in needed for x in t.creator.inputs
+        ):
+            needed.add(k)
+    return needed
 
 
 def _run_backward(
@@ -995,23 +1015,14 @@ def _run_backward(
     """Propagate gradients from ``outputs`` back through the graph.
 
     Returns ``(tensor, total gradient)`` for every target (all leaves when ``targets`` is
-    None), keyed by :func:`_key`. Only the part of the graph that leads to a target is evaluated.
+    None), keyed by :func:`_key`. Only the part of the graph that leads to a target is
+    evaluated.
     ``on_leaf(leaf, gradient)``, if given, is called as soon as a leaf's gradient is complete
     (instead of returning it).
     """
     order = _graph(outputs)
-    target_ids = None if targets is None else {_key(t) for t in targets}
-
-    # which tensors lead to a target (walk from the inputs side)
-    needed: set[int] = set()
-    for t in reversed(order):
-        if t.creator is None:
-            if target_ids is None or _key(t) in target_ids:
-                needed.add(_key(t))
-        elif (target_ids is not None and _key(t) in target_ids) or any(
-            _key(x) in needed for x in t.creator.inputs
-        ):
-            needed.add(_key(t))
+    target_ids = None if targets is None else {id(t._node or t) for t in targets}
+    needed = _leading_to_targets(order, target_ids)
 
     grads: dict[int, Tensor] = {}
     for out, g in zip(outputs, grad_outputs):
@@ -1028,14 +1039,14 @@ def _run_backward(
             raise ValueError(f"gradient has shape {g.shape}, but the output has shape {out.shape}")
         if g.dtype != out.dtype:  # as in PyTorch: the gradient takes the output's dtype
             g = F.astype(g, out.dtype)
-        k = _key(out)
+        k = id(out._node or out)
         grads[k] = grads[k] + g if k in grads else g
 
     results: dict[int, tuple[Tensor, Tensor]] = {}
     with set_grad_enabled(create_graph):
         for i in range(len(order)):
             t, order[i] = order[i], None  # the engine stops holding it: freed once done
-            k = _key(t)
+            k = id(t._node or t)
             if k not in needed or k not in grads:
                 continue
             g = grads.pop(k)
@@ -1047,7 +1058,7 @@ def _run_backward(
                     results[k] = (t, g)
             if fn is None:
                 continue
-            fn.needs_grad = tuple(x.requires_grad and _key(x) in needed for x in fn.inputs)
+            fn.needs_grad = tuple(x.requires_grad and id(x._node or x) in needed for x in fn.inputs)
             fn.check_versions()
             gxs = fn.backward(g)
             if not isinstance(gxs, tuple):
@@ -1057,7 +1068,7 @@ def _run_backward(
                     continue
                 if gx.shape != x.shape:
                     gx = F.sum_to(gx, x.shape)  # the one place where broadcasting is undone
-                kx = _key(x)
+                kx = id(x._node or x)
                 grads[kx] = grads[kx] + gx if kx in grads else gx
             if not retain_graph:
                 fn.inputs = fn._out_saved = None  # type: ignore[assignment]  # free saved tensors

@@ -357,6 +357,31 @@ def test_conv_kernels_in_many_chunks_and_threads(monkeypatch, threads):
         T.set_num_threads(old)
 
 
+@pytest.mark.parametrize("o, c", [(5, 2), (2, 5)])
+def test_grad_input_of_a_large_sample_packs_in_chunks(monkeypatch, o, c):
+    """A stride-1 grad-input whose one-sample packed matrix exceeds WHOLE_SAMPLE_BYTES takes
+    the chunked formulation (the transposed twin) whatever O and C are, and so does a
+    forward with O < C: same results as PyTorch's, in float64."""
+    from minigan.kernels.cpu import conv
+
+    monkeypatch.setattr(conv, "WHOLE_SAMPLE_BYTES", 0)
+    monkeypatch.setattr(conv, "CHUNK_BYTES", 256)  # many chunks
+
+    def whole_samples(*args, **kwargs):
+        raise AssertionError("packed whole samples")
+
+    monkeypatch.setattr(conv, "_grad_input_gemm", whole_samples)
+    rng = np.random.default_rng(o)
+    x, w = randn(rng, (2, c, 9, 7), np.float64), randn(rng, (o, c, 3, 3), np.float64)
+    p, d = (1, 2), (1, 2)
+    tx, tw = t64(x).requires_grad_(), t64(w).requires_grad_()
+    y = F.conv2d(tx, tw, padding=p, dilation=d)
+    gy = randn(rng, tuple(y.shape), np.float64)
+    y.backward(t64(gy))
+    assert_close(K.conv2d(x, w, (1, 1), p, d), y, np.float64)
+    assert_close(K.conv2d_grad_input(gy, w, x.shape, (1, 1), p, d), tx.grad, np.float64)
+
+
 @given(
     n=st.integers(0, 200),
     item=st.integers(1, 10**7),
@@ -414,6 +439,8 @@ def test_leaky_relu_and_backward(dtype, data, slope):
     y.backward(t64(gy))
     assert_close(K.leaky_relu(x, slope), y, dtype)
     assert_close(K.leaky_relu_backward(gy, x, slope), tx.grad, dtype)
+    # what functional.leaky_relu keeps for backward: the boolean x > 0 instead of x
+    assert_close(K.leaky_relu_backward(gy, np.asarray(x > 0), slope), tx.grad, dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
