@@ -26,6 +26,8 @@ Dataset('black', 10 images, 1x8x8, uint8, labels)
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import gzip
 import inspect
 import os
@@ -44,6 +46,33 @@ Batch = tuple[Tensor, "Tensor | None"]
 
 
 # ----------------------------------------------------------------------------- array helpers
+_PROGRESS: contextvars.ContextVar[bool] = contextvars.ContextVar("minigan_progress", default=True)
+
+
+@contextlib.contextmanager
+def progress_bars(enabled: bool) -> Iterator[None]:
+    """Within the block, :func:`show_progress` says ``enabled``: how ``minigan train
+    --no-progress`` reaches the bars a dataset plugin draws while it reads or downloads.
+
+    >>> with progress_bars(False):
+    ...     show_progress()
+    False
+    >>> show_progress()
+    True
+    """
+    token = _PROGRESS.set(bool(enabled))
+    try:
+        yield
+    finally:
+        _PROGRESS.reset(token)
+
+
+def show_progress() -> bool:
+    """Whether a dataset plugin should draw progress bars now (see :func:`progress_bars`);
+    pass ``disable=not show_progress()`` to ``tqdm``."""
+    return _PROGRESS.get()
+
+
 def to_float(images: np.ndarray) -> np.ndarray:
     """Images as float32 in [-1, 1]: ``uint8`` [0, 255] is rescaled, floats are cast.
 

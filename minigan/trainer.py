@@ -54,6 +54,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, Protocol
@@ -330,13 +331,14 @@ class Trainer:
         }
 
     def _open_data(self) -> None:
-        from minigan.data import Dataset, open_dataset
+        from minigan.data import Dataset, open_dataset, progress_bars
 
         dataset = self.settings["data"]
         self.data_spec: str | None = None
         if not isinstance(dataset, Dataset):
             self.data_spec = str(dataset)
-            dataset = open_dataset(self.data_spec, **self.settings["data_options"])
+            with progress_bars(self.progress):
+                dataset = open_dataset(self.data_spec, **self.settings["data_options"])
         self.dataset = dataset
         self.loader = self._make_loader(dataset)
         k = self.batches_per_step
@@ -476,8 +478,19 @@ class Trainer:
             for logger in self.loggers:
                 logger.close()
             self.bar.close()
-            self.run.write_losses(self.title, self.plot_groups)
+            self._write_losses()
         return self._result()
+
+    def _write_losses(self) -> None:
+        """losses.png; when the run is already ending with an error, a plotting failure is
+        reported as a warning so that it does not hide that error."""
+        if sys.exc_info()[0] is None:
+            self.run.write_losses(self.title, self.plot_groups)
+            return
+        try:
+            self.run.write_losses(self.title, self.plot_groups)
+        except Exception as e:  # noqa: BLE001 - the error in flight is the one to report
+            warnings.warn(f"losses.png was not drawn: {type(e).__name__}: {e}", stacklevel=2)
 
     def _tensorboard_logger(self) -> MetricsLogger:
         """A :class:`minigan.tensorboard.TensorBoardLogger` on RUN/tensorboard, with the run's

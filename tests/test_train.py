@@ -8,6 +8,7 @@ import dataclasses
 import json
 import os
 import signal
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -495,3 +496,51 @@ def test_make_grid_layout_and_gray_to_rgb():
     assert grid[1, 1].tolist() == [0, 0, 0] and grid[1, 4].tolist() == [255, 255, 255]
     assert grid[4, 1].tolist() == [128, 128, 128] and grid[0, 0].tolist() == [7, 7, 7]
     assert grid[4, 4].tolist() == [7, 7, 7]  # the empty fourth cell
+
+
+# --------------------------------------------------------------------------- ending with an error
+def test_a_failing_losses_plot_does_not_hide_the_training_error(tmp_path, monkeypatch):
+    from minigan.run import Run
+
+    calls = []
+
+    class Breaks(ToyGAN):
+        def train_step(self, real):
+            calls.append(1)
+            if len(calls) == 3:
+                raise RuntimeError("the model's own error")
+            return super().train_step(real)
+
+    def broken_plot(self, *args, **kw):
+        raise OSError("disk full while drawing")
+
+    monkeypatch.setattr(Run, "write_losses", broken_plot)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(RuntimeError, match="the model's own error"):
+            run_toy(tmp_path, model=Breaks)
+    assert [str(w.message) for w in caught if "losses.png" in str(w.message)] == [
+        "losses.png was not drawn: OSError: disk full while drawing"
+    ]
+    # without an error in flight (the plot drawn at an epoch's end), the plotting error is
+    # the error
+    with warnings.catch_warnings(record=True), pytest.raises(OSError, match="disk full"):
+        warnings.simplefilter("always")
+        run_toy(tmp_path, name="second", model=ToyGAN)
+
+
+def test_no_progress_reaches_the_dataset_plugins_bars(tmp_path, capsys):
+    folder = tmp_path / "many"
+    folder.mkdir()
+    image = np.zeros((8, 8, 3), np.uint8)
+    for i in range(520):  # the folder reader draws its bar from 500 files
+        image[..., 0] = i % 256
+        imaging.save_image(folder / f"{i:04d}.png", image)
+    capsys.readouterr()
+    run_toy(tmp_path, name="quiet", data=str(folder), data_options={"resolution": 8}, epochs=1,
+            max_steps=1)  # fmt: skip
+    assert "reading many" not in capsys.readouterr().err
+    from minigan.data import open_dataset
+
+    open_dataset(str(folder), resolution=8)  # outside a --no-progress run the bar shows
+    assert "reading many" in capsys.readouterr().err

@@ -36,6 +36,7 @@ from minigan.data import (
     Dataset,
     check_npz,
     resize_and_crop,
+    show_progress,
     to_channels,
     to_uint8,
 )
@@ -331,7 +332,8 @@ def download(url: str, destination: Path, md5: str) -> Path:
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=30) as response:
             total = int(response.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=destination.name) as bar:
+            with tqdm(total=total, unit="B", unit_scale=True, desc=destination.name,
+                      disable=not show_progress()) as bar:
                 while chunk := response.read(1 << 16):
                     out.write(chunk)
                     digest.update(chunk)
@@ -536,7 +538,7 @@ def folder(
     skipped: list[tuple[Path, str]] = []
     wanted = len(files) if limit is None else min(int(limit), len(files))
     with tqdm(total=wanted, desc=f"reading {root.name or root}", unit="img",
-              disable=len(files) < 500) as bar:
+              disable=len(files) < 500 or not show_progress()) as bar:
         for file in files:
             if len(images) == wanted:
                 break
