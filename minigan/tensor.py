@@ -26,7 +26,7 @@ import builtins
 import contextlib
 import weakref
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -888,23 +888,31 @@ class Function:
             self._out_version = out._version_box[0]
             if self.saves_output:
                 self._out_saved = (out.data, out._version_box, weakref.ref(out._node))
-            keep = self.saved_inputs
+            keep: Sequence[int] | None = self.saved_inputs
             if keep is None and type(self).saved_indices is not Function.saved_indices:
                 keep = self.saved_indices()  # it depends on which inputs require grad
             if keep is not None and len(keep) < len(inputs):  # drop what backward never reads
-                self.inputs = tuple(
-                    [
-                        x if i in keep or (x._requires_grad and x.creator is None) else _node_of(x)
-                        for i, x in enumerate(inputs)
-                    ]
+                # (typed as Tensors: backward reads only shape, dtype and the graph from a node)
+                self.inputs = cast(
+                    tuple[Tensor, ...],
+                    tuple(
+                        [
+                            x if i in keep or (x._requires_grad and not x.creator) else _node_of(x)
+                            for i, x in enumerate(inputs)
+                        ]
+                    ),
                 )
         return out
 
-    def output(self) -> Tensor | None:
-        """The output tensor (rebuilt from the saved values if it was freed, when
-        ``saves_output``; None if it was freed and not saved)."""
+    def output(self) -> Tensor:
+        """The output tensor (rebuilt from the saved values if it was freed: a backward that
+        reads its output must say ``saves_output``)."""
         out = self._out_ref()
-        if out is None and self._out_saved is not None:
+        if out is None:
+            if self._out_saved is None:
+                raise RuntimeError(
+                    f"{self.name}: backward read its output, which is gone: set saves_output"
+                )
             data, box, node = self._out_saved
             out = Tensor(data)  # while backward runs, the engine holds the node
             out._version_box, out._requires_grad, out.creator, out._node = box, True, self, node()
@@ -958,10 +966,10 @@ def _node_of(x: Tensor) -> GraphNode:
     return x._node if x._node is not None else GraphNode(x)
 
 
-def _graph(roots: Sequence[Tensor]) -> list[Tensor]:
+def _graph(roots: Sequence[Tensor]) -> list[Any]:
     """Tensors reachable from ``roots`` through their creators, in topological order
     (every tensor before the tensors it was computed from). Iterative: deep graphs are fine."""
-    order: list[Tensor] = []
+    order: list[Any] = []  # Tensors and GraphNodes
     seen: set[int] = set()
     stack: list[tuple[Tensor, bool]] = [(r, False) for r in roots]
     while stack:
@@ -1071,7 +1079,7 @@ def _run_backward(
                 kx = id(x._node or x)
                 grads[kx] = grads[kx] + gx if kx in grads else gx
             if not retain_graph:
-                fn.inputs = fn._out_saved = None  # type: ignore[assignment]  # free saved tensors
+                fn.inputs = fn._out_saved = None  # free saved tensors
     return results
 
 
