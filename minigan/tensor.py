@@ -798,13 +798,13 @@ class GraphNode:
     Reading the values of a node is a bug in that Function's ``saved_inputs``: it fails.
     """
 
-    __slots__ = ("shape", "dtype", "requires_grad", "creator", "_version_box", "__weakref__")
+    __slots__ = ("shape", "dtype", "_requires_grad", "creator", "_version_box", "__weakref__")
     _node = None  # as a leaf's: a node's key is its own id (see _key)
 
     def __init__(self, t: Tensor) -> None:
         self.shape: tuple[int, ...] = t.data.shape
         self.dtype = t.data.dtype
-        self.requires_grad: bool = t._requires_grad
+        self._requires_grad: bool = t._requires_grad
         self.creator: Function | None = t.creator
         self._version_box = t._version_box  # shared: in-place changes stay visible (see
         # Function.version_checked)
@@ -812,6 +812,10 @@ class GraphNode:
     @property
     def _version(self) -> int:
         return self._version_box[0]
+
+    @property
+    def requires_grad(self) -> bool:
+        return self._requires_grad
 
     @property
     def ndim(self) -> int:
@@ -990,7 +994,7 @@ def _graph(roots: Sequence[Tensor]) -> list[Any]:
                     "freed); pass retain_graph=True to the first backward() or grad()"
                 )
             stack.extend(
-                (x, False) for x in fn.inputs if x.requires_grad and id(x._node or x) not in seen
+                (x, False) for x in fn.inputs if x._requires_grad and id(x._node or x) not in seen
             )
     order.reverse()
     return order
@@ -1066,7 +1070,9 @@ def _run_backward(
                     results[k] = (t, g)
             if fn is None:
                 continue
-            fn.needs_grad = tuple(x.requires_grad and id(x._node or x) in needed for x in fn.inputs)
+            fn.needs_grad = tuple(
+                [x._requires_grad and id(x._node or x) in needed for x in fn.inputs]
+            )
             fn.check_versions()
             gxs = fn.backward(g)
             if not isinstance(gxs, tuple):
