@@ -58,6 +58,10 @@ RESOLUTIONS = (28, 32, 64)
 #: (FID <= 2.4, confident >= 0.75): the samples are shapes with soft edges, not crisp ones.
 #: A lower learning rate with a longer EMA (5e-4, 0.995) was worse at 1,024 steps (FID 31.6,
 #: 86% ellipses); wider D (32) with 5e-4 and EMA 0.999 worse still (47.5).
+#: Fourteen more recipes (R1, no BN in D, minibatch stddev, wider nets, batch 64, class
+#: conditioning, CoordConv, full-resolution layers, EMA 0.999, learning-rate decay,
+#: truncation, 8,192 steps) all plateau at FID 9-12 / confident 0.09-0.14 after 2,048 steps:
+#: docs/quality/dcgan-recipes.md (``benchmarks/dcgan_recipes.py``), so these stay.
 RECIPES: dict[int, dict[str, Any]] = {
     28: {"g_width": 64, "d_width": 64, "lr": 1e-4, "beta1": 0.9, "ema": 0.0},
     32: {"g_width": 32, "d_width": 16, "lr": 1e-3, "beta1": 0.5, "ema": 0.99},

@@ -1,0 +1,393 @@
+"""DCGAN recipe search: the exploration harness behind ``docs/quality/dcgan-recipes.md``.
+
+Trains a PyTorch model of minigan's 32x32 DCGAN layout (and variants of it: upsampling
+style, CoordConv inputs, an extra full-resolution layer, minibatch-stddev, a projection
+class-conditional discriminator, R1 penalty, hinge loss, learning-rate decay, EMA of the
+generator) on minigan's ``shapes`` data, and scores it with :func:`minigan.metrics.measure`
+on the shapes-classifier features at truncation psi 1.0, 0.7 and 0.5. Written for minigan
+issue 15, to find which recipe the DCGAN default should use.
+
+Run it (from any directory, with the project's environment)::
+
+    OMP_NUM_THREADS=1 python dcgan_recipes.py --steps 4096 --eval 1024 --tag base
+
+Every ``--eval`` steps (and at the last step) it prints, once per psi, one line::
+
+    TAG psi P step S Ns ms/step M | fid F conf C prec P rec R bord B cls c1 .. c6
+
+(the seconds and ms/step count training only, not evaluation). ``--grid`` writes a PNG of
+64 samples and ``--save`` the generator's ``state_dict`` at each evaluation.
+
+This is a research tool, not part of minigan: it uses PyTorch, which is only a test/bench
+dependency of the project. It runs single-threaded by design (``torch.set_num_threads(1)``)
+so that ms/step figures are comparable with each other and with minigan's own CPU backend.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+import time
+from collections.abc import Callable, Iterable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from minigan.data import open_dataset
+from minigan.metrics import measure
+
+NUM_CLASSES = 6  # the shapes data set's classes
+PSIS = (1.0, 0.7, 0.5)  # truncation levels every evaluation reports
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line (flag names are kept stable: recorded commands use them)."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add = p.add_argument
+    # training
+    add("--steps", type=int, default=4096, help="training steps (one D and one G update each)")
+    add("--batch", type=int, default=32, help="batch size")
+    add("--limit", type=int, default=20000, help="number of shapes training images to load")
+    add("--seed", type=int, default=0, help="seed for weights and the training batches")
+    add("--lr", type=float, default=1e-3, help="Adam learning rate of G (and of D without --lrd)")
+    add("--lrd", type=float, default=0, help="Adam learning rate of D (0: same as --lr)")
+    add("--b1", type=float, default=0.5, help="Adam beta1")
+    add("--b2", type=float, default=0.999, help="Adam beta2")
+    add("--decay", type=int, default=0, help="1: constant lr for half the run, then linear to 0")
+    add("--ema", type=float, default=0.99, help="EMA decay of G's weights (0: no EMA copy)")
+    add("--loss", default="ns", choices=("ns", "hinge"), help="non-saturating or hinge loss")
+    add("--r1", type=float, default=0, help="R1 penalty weight gamma (0: none)")
+    add("--r1every", type=int, default=16, help="apply R1 (lazily, scaled up) every N steps")
+    # generator
+    add("--z", type=int, default=100, help="latent size")
+    add("--gw", type=int, default=32, help="generator base width (widths 4w, 2w, w)")
+    add(
+        "--gup",
+        default="convt",
+        choices=("convt", "up"),
+        help="upsampling: 4x4 stride-2 transposed conv, or nearest x2 + 3x3 conv",
+    )
+    add("--coord", type=int, default=0, help="1: CoordConv (x, y channels) before G's upsamplers")
+    add(
+        "--gfull",
+        type=int,
+        default=0,
+        help="width of an extra 3x3 conv layer at 32x32 ending G (0: none)",
+    )
+    # discriminator
+    add("--dw", type=int, default=16, help="discriminator base width (widths w, 2w, 4w)")
+    add("--dbn", type=int, default=1, help="1: BatchNorm in D's 2nd and 3rd conv layers")
+    add("--dfull", type=int, default=0, help="width of an extra 3x3 conv starting D (0: none)")
+    add("--mbstd", type=int, default=0, help="1: minibatch-stddev channel before D's last conv")
+    add(
+        "--cond",
+        type=int,
+        default=0,
+        help="1: class-conditional (one-hot class in G's input, projection D; ignores --mbstd)",
+    )
+    # evaluation and output
+    add("--eval", type=int, default=1024, help="evaluate every N steps (and at the last step)")
+    add("--num", type=int, default=1024, help="samples per evaluation (measure's num)")
+    add(
+        "--psi",
+        type=float,
+        default=1.0,
+        help="no effect (kept for recorded commands): every evaluation uses psi 1.0, 0.7, 0.5",
+    )
+    add("--tag", default="", help="label starting each result line")
+    add("--grid", default="", help="PNG path for a grid of 64 samples (psi 1.0) at each eval")
+    add("--save", default="", help="path for the (EMA) generator's state_dict at each eval")
+    return p.parse_args(argv)
+
+
+def load_shapes(limit: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``limit`` shapes images (NCHW float in [-1, 1]) and their class labels."""
+    ds = open_dataset("shapes", limit=limit)
+    images, labels = ds[: len(ds)]
+    x = torch.from_numpy(np.asarray(images, np.float32))
+    y = torch.from_numpy(np.asarray(labels)).long()
+    if x.max() > 1.5:  # stored as 0..255
+        x = x / 127.5 - 1
+    print("data", x.shape, float(x.min()), float(x.max()), file=sys.stderr)
+    return x, y
+
+
+# --------------------------------------------------------------------------- networks
+
+
+class Coord(nn.Module):
+    """CoordConv: append two channels holding the x and y coordinates in [-1, 1]."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = x.shape
+        ys = torch.linspace(-1, 1, h).view(1, 1, h, 1).expand(n, 1, h, w)
+        xs = torch.linspace(-1, 1, w).view(1, 1, 1, w).expand(n, 1, h, w)
+        return torch.cat([x, xs, ys], 1)
+
+
+class MinibatchStd(nn.Module):
+    """Append one channel: the mean feature stddev over groups of (up to) 4 samples."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        g = min(4, n)
+        y = x.reshape(g, -1, c, h, w)
+        y = (y - y.mean(0)).pow(2).mean(0).add(1e-8).sqrt().mean([1, 2, 3])  # (n / g,)
+        y = y.reshape(-1, 1, 1, 1).repeat(g, 1, h, w)
+        return torch.cat([x, y], 1)
+
+
+class ProjectionD(nn.Module):
+    """Class-conditional discriminator head: ``out(h) + <embed(y), sum_hw h>`` (projection D)."""
+
+    def __init__(self, body: nn.Module, width: int) -> None:
+        super().__init__()
+        self.body = body
+        self.out = nn.Conv2d(4 * width, 1, 4, 1, 0, bias=False)
+        self.emb = nn.Embedding(NUM_CLASSES, 4 * width)
+        nn.init.normal_(self.emb.weight, 0, 0.02)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        h = self.body(x)
+        return self.out(h).flatten() + (self.emb(y) * h.sum([2, 3])).sum(1)
+
+
+def build_generator(args: argparse.Namespace) -> nn.Sequential:
+    """z (plus one-hot class with --cond) as 1x1 -> 4x4 -> 8x8 -> 16x16 -> 32x32 RGB in [-1, 1]."""
+    w, coord = args.gw, args.coord
+    layers: list[nn.Module] = [
+        nn.ConvTranspose2d(args.z + NUM_CLASSES * args.cond, 4 * w, 4, 1, 0, bias=False),
+        nn.BatchNorm2d(4 * w),
+        nn.ReLU(),
+    ]
+    for ci, co in ((4 * w, 2 * w), (2 * w, w)):
+        if coord:
+            layers += [Coord()]
+            ci += 2
+        if args.gup == "convt":
+            layers += [nn.ConvTranspose2d(ci, co, 4, 2, 1, bias=False)]
+        else:
+            layers += [nn.Upsample(scale_factor=2), nn.Conv2d(ci, co, 3, 1, 1, bias=False)]
+        layers += [nn.BatchNorm2d(co), nn.ReLU()]
+    if coord:
+        layers += [Coord()]
+    last = w + 2 * coord  # the last upsampler's input: with --coord, two more channels
+    if args.gfull:
+        f = args.gfull
+        layers += [
+            nn.ConvTranspose2d(last, f, 4, 2, 1, bias=False),
+            nn.BatchNorm2d(f),
+            nn.ReLU(),
+            nn.Conv2d(f, 3, 3, 1, 1),
+        ]
+    elif args.gup == "convt":
+        layers += [nn.ConvTranspose2d(last, 3, 4, 2, 1, bias=False)]
+    else:
+        layers += [nn.Upsample(scale_factor=2), nn.Conv2d(last, 3, 3, 1, 1)]
+    return nn.Sequential(*layers, nn.Tanh())
+
+
+def build_discriminator(args: argparse.Namespace) -> nn.Module:
+    """32x32 -> 16x16 -> 8x8 -> 4x4 -> one logit per image (a ProjectionD with --cond)."""
+    w, dfull = args.dw, args.dfull
+    layers: list[nn.Module] = []
+    if dfull:
+        layers += [nn.Conv2d(3, dfull, 3, 1, 1), nn.LeakyReLU(0.2)]
+    layers += [nn.Conv2d(dfull or 3, w, 4, 2, 1, bias=False), nn.LeakyReLU(0.2)]
+    for ci, co in ((w, 2 * w), (2 * w, 4 * w)):
+        layers += [nn.Conv2d(ci, co, 4, 2, 1, bias=not args.dbn)]
+        if args.dbn:
+            layers += [nn.BatchNorm2d(co)]
+        layers += [nn.LeakyReLU(0.2)]
+    if args.cond:
+        return ProjectionD(nn.Sequential(*layers), w)
+    if args.mbstd:
+        layers += [MinibatchStd(), nn.Conv2d(4 * w + 1, 1, 4, 1, 0, bias=False)]
+    else:
+        layers += [nn.Conv2d(4 * w, 1, 4, 1, 0, bias=False)]
+    return nn.Sequential(*layers, nn.Flatten())
+
+
+def dcgan_init(model: nn.Module) -> None:
+    """DCGAN initialisation: conv weights N(0, 0.02), BatchNorm scale N(1, 0.02) and bias 0."""
+    for mod in model.modules():
+        if isinstance(mod, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.normal_(mod.weight, 0, 0.02)
+        if isinstance(mod, nn.BatchNorm2d):
+            nn.init.normal_(mod.weight, 1, 0.02)
+            nn.init.zeros_(mod.bias)
+
+
+# --------------------------------------------------------------------------- losses
+
+
+def d_loss(real: torch.Tensor, fake: torch.Tensor, kind: str) -> torch.Tensor:
+    """Discriminator loss on real and fake logits (``kind``: "ns" or "hinge")."""
+    if kind == "hinge":
+        return F.relu(1 - real).mean() + F.relu(1 + fake).mean()
+    return F.softplus(-real).mean() + F.softplus(fake).mean()
+
+
+def g_loss(fake: torch.Tensor, kind: str) -> torch.Tensor:
+    """Generator loss on fake logits (``kind``: "ns" or "hinge")."""
+    if kind == "hinge":
+        return -fake.mean()
+    return F.softplus(-fake).mean()
+
+
+# --------------------------------------------------------------------------- training
+
+
+class Trainer:
+    """G, D, the optional EMA copy of G, their optimisers and the batch-sampling generator."""
+
+    def __init__(self, args: argparse.Namespace, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.args, self.x, self.y = args, x, y
+        self.G, self.D = build_generator(args), build_discriminator(args)
+        dcgan_init(self.G)
+        dcgan_init(self.D)
+        self.G_ema = copy.deepcopy(self.G) if args.ema > 0 else None
+        betas = (args.b1, args.b2)
+        self.opt_g = torch.optim.Adam(self.G.parameters(), args.lr, betas=betas)
+        self.opt_d = torch.optim.Adam(self.D.parameters(), args.lrd or args.lr, betas=betas)
+        self.rng = torch.Generator().manual_seed(args.seed)
+
+    @property
+    def sampler(self) -> nn.Module:
+        """The generator to sample from: the EMA copy if there is one."""
+        return self.G_ema if self.G_ema is not None else self.G
+
+    def set_lr(self, step: int) -> None:
+        """--decay: full lr for the first half of the run, then linear down to 0."""
+        scale = min(1.0, 2 * (1 - (step - 1) / self.args.steps))
+        for opt, base in ((self.opt_g, self.args.lr), (self.opt_d, self.args.lrd or self.args.lr)):
+            for group in opt.param_groups:
+                group["lr"] = base * scale
+
+    def critic(self, labels: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        """D as a function of images alone (conditioned on ``labels`` with --cond)."""
+        if self.args.cond:
+            return lambda images: self.D(images, labels)
+        return self.D
+
+    def step(self, step: int) -> None:
+        """One training step (1-based ``step``): a D update, a G update, the EMA update."""
+        a = self.args
+        if a.decay:
+            self.set_lr(step)
+        idx = torch.randint(0, len(self.x), (a.batch,), generator=self.rng)
+        real, y_real = self.x[idx], self.y[idx]
+        z = torch.randn(a.batch, a.z, 1, 1, generator=self.rng)
+        y_fake = torch.randint(0, NUM_CLASSES, (a.batch,), generator=self.rng)  # drawn always
+        if a.cond:
+            z = torch.cat([z, F.one_hot(y_fake, NUM_CLASSES).float()[:, :, None, None]], 1)
+        fake = self.G(z)
+        d_real, d_fake = self.critic(y_real), self.critic(y_fake)
+
+        # discriminator, with the lazy R1 penalty (gamma / 2 * |grad_x D(x)|^2, times r1every)
+        r1 = a.r1 and step % a.r1every == 0
+        if r1:
+            real.requires_grad_(True)
+        real_logits = d_real(real).flatten()
+        loss_d = d_loss(real_logits, d_fake(fake.detach()).flatten(), a.loss)
+        if r1:
+            (grad,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
+            loss_d = loss_d + a.r1 / 2 * a.r1every * grad.pow(2).sum([1, 2, 3]).mean()
+        self.opt_d.zero_grad()
+        loss_d.backward()
+        self.opt_d.step()
+
+        # generator, through a frozen D
+        self.D.requires_grad_(False)
+        loss_g = g_loss(d_fake(fake).flatten(), a.loss)
+        self.opt_g.zero_grad()
+        loss_g.backward()
+        self.opt_g.step()
+        self.D.requires_grad_(True)
+
+        if self.G_ema is not None:
+            with torch.no_grad():
+                for e, q in zip(self.G_ema.parameters(), self.G.parameters()):
+                    e.lerp_(q, 1 - a.ema)
+                for e, b in zip(self.G_ema.buffers(), self.G.buffers()):
+                    e.copy_(b)
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+class SampleModel:
+    """The model interface :func:`minigan.metrics.measure` samples from.
+
+    Sample ``s`` uses the latent ``default_rng(s).standard_normal(z) * psi`` (and, with
+    --cond, class ``s % 6``), so every evaluation scores the same latents.
+    """
+
+    image_shape = (3, 32, 32)
+
+    def __init__(self, net: nn.Module, z_dim: int, cond: bool, psi: float) -> None:
+        self.net, self.z_dim, self.cond, self.psi = net, z_dim, cond, psi
+
+    def generate(self, seeds: Iterable[int], batch_size: int = 128) -> np.ndarray:
+        seeds = list(seeds)
+        z = np.stack(
+            [np.random.default_rng(s).standard_normal(self.z_dim, dtype=np.float32) for s in seeds]
+        )
+        zz = torch.from_numpy(z * self.psi)
+        if self.cond:
+            labels = torch.tensor([s % NUM_CLASSES for s in seeds])
+            zz = torch.cat([zz, F.one_hot(labels, NUM_CLASSES).float()], 1)
+        self.net.eval()
+        with torch.no_grad():
+            out = self.net(zz[:, :, None, None]).numpy()
+        self.net.train()
+        return out
+
+
+def format_result(tag: str, psi: float, step: int, seconds: float, r: dict) -> str:
+    """One result line (other notes parse this format: keep it)."""
+    classes = " ".join(f"{v:.2f}" for v in r["class_fractions"].values())
+    return (
+        f"{tag} psi {psi} step {step} {seconds:.0f}s ms/step {1000 * seconds / step:.1f} | "
+        f"fid {r['fid']:.2f} conf {r['confident']:.3f} prec {r['precision']:.2f} "
+        f"rec {r['recall']:.2f} bord {r['border']:.3f} cls {classes}"
+    )
+
+
+def evaluate(trainer: Trainer, step: int, seconds: float) -> None:
+    """Score the sampler at each psi in PSIS, print the lines; write --grid and --save."""
+    a = trainer.args
+    net = trainer.sampler
+    for psi in PSIS:
+        model = SampleModel(net, a.z, bool(a.cond), psi)
+        r = measure(model, "shapes", num=a.num, progress=False, kid_subsets=10)
+        print(format_result(a.tag, psi, step, seconds, r), flush=True)
+    if a.grid:
+        from minigan import images
+
+        samples = SampleModel(net, a.z, bool(a.cond), 1.0).generate(range(64))
+        images.save_image(a.grid, images.make_grid(samples), {})
+    if a.save:
+        torch.save(net.state_dict(), a.save)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    torch.set_num_threads(1)
+    torch.manual_seed(args.seed)
+    x, y = load_shapes(args.limit)
+    trainer = Trainer(args, x, y)
+    t0 = time.perf_counter()  # training time only: evaluations are excluded
+    for step in range(1, args.steps + 1):
+        trainer.step(step)
+        if step % args.eval == 0 or step == args.steps:
+            seconds = time.perf_counter() - t0
+            evaluate(trainer, step, seconds)
+            t0 = time.perf_counter() - seconds
+
+
+if __name__ == "__main__":
+    main()
