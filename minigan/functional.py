@@ -258,8 +258,8 @@ class Mul(Function):
         return a * b
 
     def backward(self, gy):
-        a, b = self.inputs
-        return gy * b, gy * a
+        a, b = self.inputs  # a is saved only when b needs a gradient, and b likewise
+        return (gy * b if self.needs_grad[0] else None), (gy * a if self.needs_grad[1] else None)
 
 
 class Div(Function):
@@ -270,9 +270,9 @@ class Div(Function):
         return a / b
 
     def backward(self, gy):
-        a, b = self.inputs
+        a, b = self.inputs  # a is saved only when b needs a gradient
         ga = gy / b
-        return ga, -ga * a / b
+        return ga, (-ga * a / b if self.needs_grad[1] else None)
 
 
 class Neg(Function):
@@ -1193,7 +1193,9 @@ class ReLU(Function):
         return _xp(x).maximum(x, x.dtype.type(0))  # not x * mask: -inf * 0 would be nan
 
     def backward(self, gy):
-        return mask(gy, self.output().data > 0)
+        # gy where the output is > 0 (i.e. x > 0), else gy * 0: leaky ReLU's fused gradient
+        # with slope 0 (one pass, no mask arrays)
+        return LeakyReLUGrad(self.output().data, 0.0)(gy)
 
 
 def relu(x: Tensor) -> Tensor:
@@ -1201,19 +1203,28 @@ def relu(x: Tensor) -> Tensor:
 
 
 class LeakyReLU(Function):
+    """Keeps ``x > 0`` (one byte a value) for backward rather than ``x`` itself (four or
+    eight): the gradient needs only the sign. Changing ``x`` in place still raises, as in
+    PyTorch, which saves ``x``."""
+
+    saved_inputs = ()
+    version_checked = (0,)
+
     def __init__(self, negative_slope: float) -> None:
         self.slope = negative_slope
 
     def forward(self, x):
+        self.positive = _xp(x).asarray(x > 0)  # an array even for a 0-d x
         return kernels.leaky_relu(x, self.slope)
 
     def backward(self, gy):
-        return LeakyReLUGrad(self.inputs[0].data, self.slope)(gy)
+        return LeakyReLUGrad(self.positive, self.slope)(gy)
 
 
 class LeakyReLUGrad(Function):
-    """``gy`` where ``x > 0``, ``slope * gy`` elsewhere, for a constant ``x``: linear and
-    diagonal in ``gy``, so it is its own adjoint (and leaky ReLU's second derivative is 0)."""
+    """``gy`` where ``x > 0``, ``slope * gy`` elsewhere, for a constant ``x`` (or the boolean
+    ``x > 0`` itself): linear and diagonal in ``gy``, so it is its own adjoint (and leaky
+    ReLU's second derivative is 0)."""
 
     saved_inputs = ()
 
@@ -1324,8 +1335,15 @@ class Conv2d(Function):
 
     def backward(self, gy):
         x, w = self.inputs
-        gx = ConvGradInput(x.shape, *self.args)(gy, w) if self.needs_grad[0] else None
-        gw = ConvGradWeight(w.shape, *self.args)(x, gy) if self.needs_grad[1] else None
+        gx = gw = None
+        # the smaller gradient first: the larger is then not yet alive while the other's
+        # work buffers are (a lower peak of memory; the results do not depend on the order)
+        if self.needs_grad[1] and math.prod(w.shape) <= math.prod(x.shape):
+            gw = ConvGradWeight(w.shape, *self.args)(x, gy)
+        if self.needs_grad[0]:
+            gx = ConvGradInput(x.shape, *self.args)(gy, w)
+        if self.needs_grad[1] and gw is None:
+            gw = ConvGradWeight(w.shape, *self.args)(x, gy)
         return gx, gw
 
 
@@ -1340,8 +1358,8 @@ class ConvGradInput(Function):
 
     def backward(self, ggx):
         gy, w = self.inputs
-        g_gy = Conv2d(*self.args)(ggx, w) if self.needs_grad[0] else None
         g_w = ConvGradWeight(w.shape, *self.args)(ggx, gy) if self.needs_grad[1] else None
+        g_gy = Conv2d(*self.args)(ggx, w) if self.needs_grad[0] else None  # after: see Conv2d
         return g_gy, g_w
 
 

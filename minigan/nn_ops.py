@@ -266,7 +266,7 @@ class Embedding(Function):
 
     def backward(self, gy):
         w = self.inputs[0]
-        xp = _xp(w.data)
+        xp = _xp(gy.data)  # w may be kept as its GraphNode (no values)
         if self.freq:
             counts = xp.bincount(self.index.reshape(-1), minlength=w.shape[0])
             gy = F.mask(gy, (1 / counts[self.index])[..., None])

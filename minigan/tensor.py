@@ -26,7 +26,7 @@ import builtins
 import contextlib
 import weakref
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -148,6 +148,8 @@ class Tensor:
     __array_priority__ = 1000  # ``ndarray * Tensor`` defers to ``Tensor.__rmul__``
 
     data: Any = _DataSlot()  # reads: the array itself (Any for type checkers)
+    # the tensor's node in the graph (its key there), set when a Function creates it
+    _node: GraphNode | None = None
 
     def __init__(self, data: Any, requires_grad: bool = False) -> None:
         if isinstance(data, Tensor):
@@ -785,6 +787,58 @@ def randn_like(x: Tensor) -> Tensor:
 # --------------------------------------------------------------------------- Function
 
 
+class GraphNode:
+    """What the graph keeps of a tensor whose values no backward reads: its shape, dtype,
+    ``requires_grad`` and creator — not its data, which is freed as soon as nothing else
+    holds the tensor (PyTorch's graph likewise keeps only the tensors ``backward`` saves).
+
+    Every tensor a :class:`Function` creates gets one (``Tensor._node``): the backward engine
+    knows a tensor by its node, so a Function holding the tensor (it saves its values) and
+    one holding just the node (``Add``, ``Reshape``, ``Dropout``, …) meet at the same place.
+    Reading the values of a node is a bug in that Function's ``saved_inputs``: it fails.
+    """
+
+    __slots__ = ("shape", "dtype", "_requires_grad", "creator", "_version_box", "__weakref__")
+    _node = None  # as a leaf's: a node's key is its own id (see _key)
+
+    def __init__(self, t: Tensor) -> None:
+        self.shape: tuple[int, ...] = t.data.shape
+        self.dtype = t.data.dtype
+        self._requires_grad: bool = t._requires_grad
+        self.creator: Function | None = t.creator
+        self._version_box = t._version_box  # shared: in-place changes stay visible (see
+        # Function.version_checked)
+
+    @property
+    def _version(self) -> int:
+        return self._version_box[0]
+
+    @property
+    def requires_grad(self) -> bool:
+        return self._requires_grad
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def data(self) -> Any:
+        creator = type(self.creator).__name__ if self.creator is not None else "a leaf"
+        raise RuntimeError(
+            f"a backward read the values of a tensor {list(self.shape)} (made by {creator}) "
+            "that its Function did not save: add the input to that Function's saved_inputs"
+        )
+
+    def __repr__(self) -> str:
+        return f"GraphNode(shape={self.shape}, dtype={self.dtype})"
+
+
+def _key(t: Tensor | GraphNode) -> int:
+    """A tensor's identity in the graph: its node's id (a leaf's, or a node's, own id). The
+    backward engine spells it out inline, ``id(t._node or t)``, on its hot path."""
+    return id(t._node or t)
+
+
 class Function:
     """One differentiable operation with a single output.
 
@@ -802,11 +856,18 @@ class Function:
     """
 
     # The inputs while the graph is kept (None before the call and once backward freed them:
-    # backward() only runs in between, so it reads them as a tuple).
+    # backward() only runs in between, so it reads them as a tuple). An input whose values
+    # backward does not read (not in saved_indices()) is kept as its GraphNode only.
     inputs: tuple[Tensor, ...] = None  # type: ignore[assignment]
-    output: Callable[[], Any]  # a weak reference to the output, alive during backward
+    _out_ref: Callable[[], Any]  # a weak reference to the output
+    # with saves_output: the output's data, version counter and (weakly: the node holds
+    # this Function) node, to rebuild it from once the tensor itself is gone
+    _out_saved: tuple[Any, list[int], Callable[[], Any]] | None = None
     needs_grad: tuple[bool, ...] = ()
     saved_inputs: tuple[int, ...] | None = None
+    # inputs whose values backward does not read (it keeps a smaller stand-in, e.g. a sign
+    # mask) but whose in-place change must still raise, because PyTorch saves them
+    version_checked: tuple[int, ...] = ()
     saves_output: bool = False
     is_view: bool = False
 
@@ -822,12 +883,43 @@ class Function:
             out._version_box = inputs[0]._version_box
         grad_dtype = out.data.dtype.kind in _FLOAT_KINDS  # x.to(int32) ends the graph
         if _grad_enabled and grad_dtype and any(x._requires_grad for x in inputs):
-            out.requires_grad = True
+            out._requires_grad = True
             out.creator = self
+            out._node = GraphNode(out)
             self.inputs = inputs
-            self.output = weakref.ref(out)
+            self._out_ref = weakref.ref(out)
             self._versions = tuple([x._version_box[0] for x in inputs])
             self._out_version = out._version_box[0]
+            if self.saves_output:
+                self._out_saved = (out.data, out._version_box, weakref.ref(out._node))
+            keep: Sequence[int] | None = self.saved_inputs
+            if keep is None and type(self).saved_indices is not Function.saved_indices:
+                keep = self.saved_indices()  # it depends on which inputs require grad
+            if keep is not None and len(keep) < len(inputs):  # drop what backward never reads
+                # (typed as Tensors: backward reads only shape, dtype and the graph from a node)
+                self.inputs = cast(
+                    tuple[Tensor, ...],
+                    tuple(
+                        [
+                            x if i in keep or (x._requires_grad and not x.creator) else _node_of(x)
+                            for i, x in enumerate(inputs)
+                        ]
+                    ),
+                )
+        return out
+
+    def output(self) -> Tensor:
+        """The output tensor (rebuilt from the saved values if it was freed: a backward that
+        reads its output must say ``saves_output``)."""
+        out = self._out_ref()
+        if out is None:
+            if self._out_saved is None:
+                raise RuntimeError(
+                    f"{self.name}: backward read its output, which is gone: set saves_output"
+                )
+            data, box, node = self._out_saved
+            out = Tensor(data)  # while backward runs, the engine holds the node
+            out._version_box, out._requires_grad, out.creator, out._node = box, True, self, node()
         return out
 
     def saved_indices(self) -> Sequence[int]:
@@ -837,7 +929,7 @@ class Function:
 
     def check_versions(self) -> None:
         """Raise PyTorch's RuntimeError if a tensor saved for backward changed in place."""
-        for i in self.saved_indices():
+        for i in (*self.saved_indices(), *self.version_checked):
             x = self.inputs[i]
             if x._version_box[0] != self._versions[i]:
                 role = f"output 0 of {type(x.creator).__name__}" if x.creator else ""
@@ -873,10 +965,15 @@ class _HookHandle:
         self._hooks.pop(self.id, None)
 
 
-def _graph(roots: Sequence[Tensor]) -> list[Tensor]:
+def _node_of(x: Tensor) -> GraphNode:
+    """``x``'s node (a fresh one for a tensor outside the graph, which no walk visits)."""
+    return x._node if x._node is not None else GraphNode(x)
+
+
+def _graph(roots: Sequence[Tensor]) -> list[Any]:
     """Tensors reachable from ``roots`` through their creators, in topological order
     (every tensor before the tensors it was computed from). Iterative: deep graphs are fine."""
-    order: list[Tensor] = []
+    order: list[Any] = []  # Tensors and GraphNodes
     seen: set[int] = set()
     stack: list[tuple[Tensor, bool]] = [(r, False) for r in roots]
     while stack:
@@ -884,9 +981,10 @@ def _graph(roots: Sequence[Tensor]) -> list[Tensor]:
         if expanded:
             order.append(t)
             continue
-        if id(t) in seen:
+        k = id(t._node or t)  # its key (see _key)
+        if k in seen:
             continue
-        seen.add(id(t))
+        seen.add(k)
         stack.append((t, True))
         fn = t.creator
         if fn is not None:
@@ -895,9 +993,27 @@ def _graph(roots: Sequence[Tensor]) -> list[Tensor]:
                     "trying to backward through the graph a second time (its buffers were "
                     "freed); pass retain_graph=True to the first backward() or grad()"
                 )
-            stack.extend((x, False) for x in fn.inputs if x.requires_grad and id(x) not in seen)
+            stack.extend(
+                (x, False) for x in fn.inputs if x._requires_grad and id(x._node or x) not in seen
+            )
     order.reverse()
     return order
+
+
+def _leading_to_targets(order: list[Any], target_ids: set[int] | None) -> set[int]:
+    """The keys (see :func:`_key`) of the tensors in ``order`` that lead to a target (every
+    leaf when ``target_ids`` is None), found by a walk from the inputs side."""
+    needed: set[int] = set()
+    for t in reversed(order):
+        k = id(t._node or t)
+        if t.creator is None:
+            if target_ids is None or k in target_ids:
+                needed.add(k)
+        elif (target_ids is not None and k in target_ids) or any(
+            id(x._node or x) in needed for x in t.creator.inputs
+        ):
+            needed.add(k)
+    return needed
 
 
 def _run_backward(
@@ -911,23 +1027,14 @@ def _run_backward(
     """Propagate gradients from ``outputs`` back through the graph.
 
     Returns ``(tensor, total gradient)`` for every target (all leaves when ``targets`` is
-    None), keyed by ``id``. Only the part of the graph that leads to a target is evaluated.
+    None), keyed by :func:`_key`. Only the part of the graph that leads to a target is
+    evaluated.
     ``on_leaf(leaf, gradient)``, if given, is called as soon as a leaf's gradient is complete
     (instead of returning it).
     """
     order = _graph(outputs)
-    target_ids = None if targets is None else {id(t) for t in targets}
-
-    # which tensors lead to a target (walk from the inputs side)
-    needed: set[int] = set()
-    for t in reversed(order):
-        if t.creator is None:
-            if target_ids is None or id(t) in target_ids:
-                needed.add(id(t))
-        elif (target_ids is not None and id(t) in target_ids) or any(
-            id(x) in needed for x in t.creator.inputs
-        ):
-            needed.add(id(t))
+    target_ids = None if targets is None else {id(t._node or t) for t in targets}
+    needed = _leading_to_targets(order, target_ids)
 
     grads: dict[int, Tensor] = {}
     for out, g in zip(outputs, grad_outputs):
@@ -944,23 +1051,28 @@ def _run_backward(
             raise ValueError(f"gradient has shape {g.shape}, but the output has shape {out.shape}")
         if g.dtype != out.dtype:  # as in PyTorch: the gradient takes the output's dtype
             g = F.astype(g, out.dtype)
-        grads[id(out)] = grads[id(out)] + g if id(out) in grads else g
+        k = id(out._node or out)
+        grads[k] = grads[k] + g if k in grads else g
 
     results: dict[int, tuple[Tensor, Tensor]] = {}
     with set_grad_enabled(create_graph):
-        for t in order:
-            if id(t) not in needed or id(t) not in grads:
+        for i in range(len(order)):
+            t, order[i] = order[i], None  # the engine stops holding it: freed once done
+            k = id(t._node or t)
+            if k not in needed or k not in grads:
                 continue
-            g = grads.pop(id(t))
+            g = grads.pop(k)
             fn = t.creator
-            if (fn is None) if target_ids is None else (id(t) in target_ids):
+            if (fn is None) if target_ids is None else (k in target_ids):
                 if on_leaf is not None:
                     on_leaf(t, g)
                 else:
-                    results[id(t)] = (t, g)
+                    results[k] = (t, g)
             if fn is None:
                 continue
-            fn.needs_grad = tuple(x.requires_grad and id(x) in needed for x in fn.inputs)
+            fn.needs_grad = tuple(
+                [x._requires_grad and id(x._node or x) in needed for x in fn.inputs]
+            )
             fn.check_versions()
             gxs = fn.backward(g)
             if not isinstance(gxs, tuple):
@@ -970,9 +1082,10 @@ def _run_backward(
                     continue
                 if gx.shape != x.shape:
                     gx = F.sum_to(gx, x.shape)  # the one place where broadcasting is undone
-                grads[id(x)] = grads[id(x)] + gx if id(x) in grads else gx
+                kx = id(x._node or x)
+                grads[kx] = grads[kx] + gx if kx in grads else gx
             if not retain_graph:
-                fn.inputs = None  # type: ignore[assignment]  # free saved tensors
+                fn.inputs = fn._out_saved = None  # free saved tensors
     return results
 
 
@@ -1047,7 +1160,7 @@ def grad(
     results = _run_backward(outputs, list(grad_outputs), inputs, retain, create_graph)
     answer: list[Tensor | None] = []
     for i, x in enumerate(inputs):
-        g = results[id(x)][1] if id(x) in results else None
+        g = results[_key(x)][1] if _key(x) in results else None
         if g is None and not allow_unused:
             raise RuntimeError(
                 f"grad(): input {i} (shape {x.shape}) was not used to compute the outputs; "

@@ -357,6 +357,83 @@ def test_conv_kernels_in_many_chunks_and_threads(monkeypatch, threads):
         T.set_num_threads(old)
 
 
+@pytest.mark.parametrize("o, c", [(5, 2), (2, 5)])
+def test_grad_input_of_a_large_sample_packs_in_chunks(monkeypatch, o, c):
+    """A stride-1 grad-input whose one-sample packed matrix exceeds WHOLE_SAMPLE_BYTES takes
+    the chunked formulation (the transposed twin) whatever O and C are, and so does a
+    forward with O < C: same results as PyTorch's, in float64."""
+    from minigan.kernels.cpu import conv
+
+    monkeypatch.setattr(conv, "WHOLE_SAMPLE_BYTES", 0)
+    monkeypatch.setattr(conv, "CHUNK_BYTES", 256)  # many chunks
+
+    def whole_samples(*args, **kwargs):
+        raise AssertionError("packed whole samples")
+
+    monkeypatch.setattr(conv, "_grad_input_gemm", whole_samples)
+    rng = np.random.default_rng(o)
+    x, w = randn(rng, (2, c, 9, 7), np.float64), randn(rng, (o, c, 3, 3), np.float64)
+    p, d = (1, 2), (1, 2)
+    tx, tw = t64(x).requires_grad_(), t64(w).requires_grad_()
+    y = F.conv2d(tx, tw, padding=p, dilation=d)
+    gy = randn(rng, tuple(y.shape), np.float64)
+    y.backward(t64(gy))
+    assert_close(K.conv2d(x, w, (1, 1), p, d), y, np.float64)
+    assert_close(K.conv2d_grad_input(gy, w, x.shape, (1, 1), p, d), tx.grad, np.float64)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@FEW
+@given(
+    n=st.integers(1, 3),
+    c=st.integers(1, 6),
+    o=st.integers(1, 6),
+    h=st.integers(1, 11),
+    w=st.integers(1, 11),
+    p=st.tuples(st.integers(0, 2), st.integers(0, 2)),
+    seed=st.integers(0, 2**16),
+)
+def test_winograd_matches_a_float64_reference(dtype, n, c, o, h, w, p, seed):
+    """Winograd F(2x2, 3x3) (odd and even output sizes, edge tiles, padding 0-2) against
+    PyTorch's float64 convolution, at the conv kernels' tolerance."""
+    from minigan.kernels.cpu import conv
+
+    assume(h + 2 * p[0] >= 3 and w + 2 * p[1] >= 3)
+    rng = np.random.default_rng(seed)
+    x, wt = randn(rng, (n, c, h, w), dtype), randn(rng, (o, c, 3, 3), dtype)
+    assert_close(conv._conv2d_winograd(x, wt, p), F.conv2d(t64(x), t64(wt), padding=p), dtype)
+
+
+def test_winograd_dispatch_forward_and_grad_input(monkeypatch):
+    """With the thresholds at 1, conv2d and the stride-1 grad-input take Winograd (and only
+    for 3x3, stride 1, dilation 1, no groups); results as PyTorch's, in float32."""
+    from minigan.kernels.cpu import conv
+
+    # the measured rule: VGG's 3x3 layers at 128x128 and up, not StyleGAN-lite's 32 channels
+    assert conv._winograd_pays((1, 256, 128, 128), (256, 256, 3, 3), (1, 1), (1, 1), (1, 1), 1)
+    assert not conv._winograd_pays((32, 32, 32, 32), (32, 32, 3, 3), (1, 1), (1, 1), (1, 1), 1)
+    assert not conv._winograd_pays((1, 512, 64, 64), (512, 512, 3, 3), (1, 1), (1, 1), (1, 1), 1)
+    monkeypatch.setattr(conv, "WINOGRAD_MIN_CHANNELS", 1)
+    monkeypatch.setattr(conv, "WINOGRAD_MIN_PIXELS", 1)
+    monkeypatch.setattr(conv, "CHUNK_BYTES", 4096)  # several chunks per worker
+    calls = []
+    real = conv._conv2d_winograd
+    monkeypatch.setattr(conv, "_conv2d_winograd", lambda *a: calls.append(1) or real(*a))
+    rng = np.random.default_rng(3)
+    x, w = randn(rng, (3, 5, 10, 7), np.float32), randn(rng, (6, 5, 3, 3), np.float32)
+    tx, tw = t64(x).requires_grad_(), t64(w).requires_grad_()
+    y = F.conv2d(tx, tw, padding=(1, 2))
+    gy = randn(rng, tuple(y.shape), np.float32)
+    y.backward(t64(gy))
+    assert_close(K.conv2d(x, w, (1, 1), (1, 2), (1, 1)), y, np.float32)
+    assert_close(K.conv2d_grad_input(gy, w, x.shape, (1, 1), (1, 2), (1, 1)), tx.grad, np.float32)
+    assert len(calls) == 2
+    K.conv2d(x, w, (2, 2), (1, 1), (1, 1))  # stride 2
+    K.conv2d(x, w, (1, 1), (2, 2), (2, 2))  # dilation 2
+    K.conv2d(x, randn(rng, (6, 5, 2, 2), np.float32), (1, 1), (1, 1), (1, 1))  # 2x2 kernel
+    assert len(calls) == 2
+
+
 @given(
     n=st.integers(0, 200),
     item=st.integers(1, 10**7),
@@ -414,6 +491,8 @@ def test_leaky_relu_and_backward(dtype, data, slope):
     y.backward(t64(gy))
     assert_close(K.leaky_relu(x, slope), y, dtype)
     assert_close(K.leaky_relu_backward(gy, x, slope), tx.grad, dtype)
+    # what functional.leaky_relu keeps for backward: the boolean x > 0 instead of x
+    assert_close(K.leaky_relu_backward(gy, np.asarray(x > 0), slope), tx.grad, dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

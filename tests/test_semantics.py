@@ -445,7 +445,10 @@ def index_patterns(draw):
             continue
         dim += 1
     if draw(st.booleans()):
-        items.insert(draw(st.integers(0, len(items))), Ellipsis)
+        # each item's values were drawn for the dim it indexes now; an Ellipsis before an
+        # item shifts it to a later dim unless the items already index every dim
+        at = draw(st.integers(0, len(items))) if dim == len(shape) else len(items)
+        items.insert(at, Ellipsis)
     return shape, tuple(items)
 
 

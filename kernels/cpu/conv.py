@@ -21,7 +21,9 @@ above is one batched GEMM over the groups (``np.matmul`` on 3-D operands): ``Wk`
 ``(G, O/G, K/G)`` and ``gy`` chunks ``(G, O/G, P)``. The packing, the chunking and the worker
 threads are the same as without groups.
 
-Depthwise convolutions (one input channel per group) skip all this: :mod:`.depthwise`.
+Depthwise convolutions (one input channel per group) skip all this: :mod:`.depthwise`. Large
+3x3 stride-1 layers (forward, and grad-input, their flipped-weight twin) take Winograd
+F(2x2, 3x3) instead (:mod:`.winograd`, :func:`_winograd_pays`).
 
 At stride 1 a convolution and its transposed twin are the same computation with the weight
 flipped and its channels swapped; :func:`conv2d` and :func:`conv2d_grad_input` each take the
@@ -36,7 +38,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..contract import conv_output_size
-from . import depthwise
+from . import depthwise, winograd
 from .pack import (
     from_group_major,
     from_pixel_major,
@@ -55,6 +57,32 @@ Pair = tuple[int, int]
 CHUNK_BYTES = 16 * 2**20
 # Inputs up to this size are transposed to channels-last in the calling thread.
 SMALL_BYTES = 2**20
+# The row2im formulation (_grad_input_gemm) packs whole samples: one sample's packed matrix
+# above this size takes the chunked formulation at stride 1 instead, whichever is faster
+# (a 512x512 image's 64 -> 128 channel grad-input would pack 151 MB; benchmarks/NOTES.md).
+WHOLE_SAMPLE_BYTES = 4 * CHUNK_BYTES
+
+
+# Winograd F(2x2, 3x3) (_conv2d_winograd) where it measured faster than im2row + GEMM on 2
+# cores: 3x3 kernels at stride 1, dilation 1, no groups, with at least this many input and
+# output channels and output pixels per image (VGG's layers at 128x128 and up; it lost or tied
+# on StyleGAN-lite's 32-channel layers and on 512 channels at 64x64: benchmarks/NOTES.md).
+WINOGRAD_MIN_CHANNELS = 64
+WINOGRAD_MIN_PIXELS = 128 * 128
+
+
+def _winograd_pays(x_shape, w_shape, stride: Pair, padding: Pair, dilation: Pair, groups: int):
+    """Whether :func:`conv2d` of these shapes takes Winograd F(2x2, 3x3)."""
+    if tuple(w_shape[2:]) != (3, 3) or stride != (1, 1) or dilation != (1, 1) or groups != 1:
+        return False
+    pixels = (x_shape[2] + 2 * padding[0] - 2) * (x_shape[3] + 2 * padding[1] - 2)
+    return min(w_shape[0], w_shape[1]) >= WINOGRAD_MIN_CHANNELS and pixels >= WINOGRAD_MIN_PIXELS
+
+
+def _fits_whole_sample(channels: int, w_shape, pixels: int, itemsize: int) -> bool:
+    """Whether _grad_input_gemm's packed matrix for one sample (``channels*kh*kw`` columns,
+    ``pixels`` rows) stays within :data:`WHOLE_SAMPLE_BYTES`."""
+    return channels * w_shape[2] * w_shape[3] * pixels * itemsize <= WHOLE_SAMPLE_BYTES
 
 
 def _geometry(w_shape, stride: Pair, padding: Pair, dilation: Pair, oh: int, ow: int) -> tuple:
@@ -119,7 +147,11 @@ def conv2d(
             conv_output_size(x.shape[3], w.shape[3], stride[1], padding[1], dilation[1]),
         )
         return depthwise.conv2d(x, w, stride, padding, dilation, hw)
-    if stride == (1, 1) and O // groups < C:
+    if _winograd_pays(x.shape, w.shape, stride, padding, dilation, groups):
+        return _conv2d_winograd(x, w, padding)
+    if stride == (1, 1) and O // groups < C and _fits_whole_sample(
+        O, w.shape, x.shape[2] * x.shape[3], x.dtype.itemsize
+    ):
         # The mirror of conv2d_grad_input's rule: at stride 1 a convolution is the transposed
         # convolution of the flipped weight, whose GEMM is rows(C) @ (C, O*k*k) — wider and
         # faster in OpenBLAS than rows(C*k*k) @ (C*k*k, O) when O < C (benchmarks/NOTES.md).
@@ -135,6 +167,35 @@ def conv2d(
             flipped = _flipped(w, x.dtype, groups)
             return _grad_input_gemm(x, flipped, y_shape, (1, 1), full, dilation, groups)
     return _conv2d_gemm(x, w, stride, padding, dilation, groups)
+
+
+def _conv2d_winograd(x: np.ndarray, w: np.ndarray, padding: Pair) -> np.ndarray:
+    """:func:`conv2d` of a 3x3 kernel at stride 1, dilation 1, no groups, as Winograd
+    F(2x2, 3x3) (:mod:`.winograd`), in chunks of output tiles: per chunk the input transform,
+    one batched GEMM over the 16 transformed positions, the output transform."""
+    x = np.ascontiguousarray(x)
+    N, C, H, W = x.shape
+    O = w.shape[0]
+    oh, ow = H + 2 * padding[0] - 2, W + 2 * padding[1] - 2
+    th, tw = winograd.tiles(oh, ow)
+    u = winograd.weight_transform(w, x.dtype)
+    y = np.empty((N, O, oh, ow), dtype=x.dtype)
+    xt = _channels_last(x)
+
+    def work(chunks: list[range]) -> None:
+        size = max(map(len, chunks))
+        v_buf = np.empty(16 * size * C, dtype=x.dtype)
+        m_buf = np.empty(16 * size * O, dtype=x.dtype)
+        for q in chunks:  # tile-major buffers: each tile's 16 x C (16 x O) values together
+            v = v_buf[: 16 * len(q) * C].reshape(len(q), 16, C)
+            m = m_buf[: 16 * len(q) * O].reshape(len(q), 16, O)
+            winograd.input_transform(xt, padding[0], padding[1], th, tw, q.start, q.stop, v)
+            np.matmul(v.transpose(1, 0, 2), u, out=m.transpose(1, 0, 2))  # 16 strided GEMMs
+            winograd.output_transform(m, th, tw, q.start, q.stop, y)
+
+    per_tile = 16 * (C + O) * x.itemsize
+    parallel_map(work, by_worker(split(N * th * tw, per_tile, CHUNK_BYTES)))
+    return y
 
 
 def _conv2d_gemm(x, w, stride: Pair, padding: Pair, dilation: Pair, groups: int = 1):
@@ -224,6 +285,7 @@ def conv2d_grad_weight(
     gwk = parts[0] if parts else np.zeros((G, O // G, Kg), dtype=x.dtype)  # N = 0: zero
     for p in parts[1:]:
         gwk += p
+    del parts  # the workers' partial sums go before the copy below (a lower peak)
     return np.ascontiguousarray(gwk.reshape(O, kh, kw, C // G).transpose(0, 3, 1, 2))
 
 
@@ -240,14 +302,21 @@ def conv2d_grad_input(
     O, C = w.shape[0], w.shape[1]
     if groups > 1 and C == 1 and groups == x_shape[1]:
         return depthwise.conv2d_grad_input(gy, w, x_shape, stride, padding, dilation)
-    if stride == (1, 1) and O // groups <= C:
+    full = _full_padding(w.shape, padding, dilation)
+    if stride == (1, 1) and min(full) >= 0:
         # At stride 1 the transposed convolution is an ordinary one: gy convolved with the
         # flipped weight, channels swapped, padded by d*(k-1) - p. It packs O*k*k values per
         # pixel instead of writing and scattering back C*k*k (row2im), so it wins when O <= C
-        # (benchmarks/NOTES.md); the GEMM work is the same.
-        full = _full_padding(w.shape, padding, dilation)
-        if min(full) >= 0:
+        # (benchmarks/NOTES.md); the GEMM work is the same. It also packs in bounded chunks,
+        # so a large image takes it whatever O and C are, and a large 3x3 layer takes it as
+        # Winograd.
+        twin = (C * groups, O // groups, w.shape[2], w.shape[3])
+        winograd_pays = _winograd_pays(gy.shape, twin, (1, 1), full, dilation, groups)
+        big = not _fits_whole_sample(twin[0], w.shape, gy.shape[2] * gy.shape[3], gy.itemsize)
+        if winograd_pays or O // groups <= C or big:
             flipped = _flipped(w, gy.dtype, groups)
+            if winograd_pays:
+                return _conv2d_winograd(gy, flipped, full)
             return _conv2d_gemm(gy, flipped, (1, 1), full, dilation, groups)
     return _grad_input_gemm(gy, w, x_shape, stride, padding, dilation, groups)
 
@@ -271,7 +340,7 @@ def _grad_input_gemm(
         m_max = max(map(len, chunks))
         rows_buf = np.empty(m_max * L * K, dtype=gy.dtype)
         gy_buf = np.empty(O * m_max * L, dtype=gy.dtype)
-        xt = np.empty((m_max, H, W, C), dtype=gy.dtype)
+        xt = np.empty((H, W, C), dtype=gy.dtype)  # row2im's one-sample scratch
         for chunk in chunks:
             n0, m = chunk.start, len(chunk)
             rows = rows_buf[: m * L * K].reshape(m * L, K)

@@ -136,33 +136,31 @@ def row2im(rows, n0, m, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, xt, gx):
     """Adjoint of :func:`im2row`: sum each (pixel, tap) run of ``rows`` into ``gx[n0:n0+m]``.
 
     A gather: every input pixel ``(n, h, w)`` adds up the runs of the output pixels that read
-    it, into ``xt`` (m, H, W, C); then ``xt`` is transposed into ``gx``. Only the samples
-    ``n0 .. n0+m-1`` of ``gx`` are written, so chunks can run concurrently.
+    it, into the one-sample scratch ``xt`` (H, W, C); then ``xt`` is transposed into ``gx``,
+    sample by sample. Only the samples ``n0 .. n0+m-1`` of ``gx`` are written, so chunks can
+    run concurrently.
     """
     C, H, W = gx.shape[1], gx.shape[2], gx.shape[3]
-    for p in range(m * H):
-        n = p // H
-        h = p % H
-        xt[n, h, :, :] = 0
-        for i in range(kh):
-            ah = h + ph - i * dh  # = a * sh for the output row a that reads input row h
-            if ah < 0 or ah % sh != 0 or ah // sh >= oh:
-                continue
-            a = ah // sh
-            for b in range(ow):
-                for j in range(kw):
-                    w = b * sw + j * dw - pw
-                    if 0 <= w < W:
-                        k0 = (i * kw + j) * C
-                        q = (n * oh + a) * ow + b
-                        for c in range(C):
-                            xt[n, h, w, c] += rows[q, k0 + c]
-    for p in range(m * C):
-        n = p // C
-        c = p % C
+    for n in range(m):
         for h in range(H):
-            for w in range(W):
-                gx[n0 + n, c, h, w] = xt[n, h, w, c]
+            xt[h, :, :] = 0
+            for i in range(kh):
+                ah = h + ph - i * dh  # = a * sh for the output row a that reads input row h
+                if ah < 0 or ah % sh != 0 or ah // sh >= oh:
+                    continue
+                a = ah // sh
+                for b in range(ow):
+                    for j in range(kw):
+                        w = b * sw + j * dw - pw
+                        if 0 <= w < W:
+                            k0 = (i * kw + j) * C
+                            q = (n * oh + a) * ow + b
+                            for c in range(C):
+                                xt[h, w, c] += rows[q, k0 + c]
+        for c in range(C):
+            for h in range(H):
+                for w in range(W):
+                    gx[n0 + n, c, h, w] = xt[h, w, c]
 
 
 # ----------------------------------------------------------------------------- grouped layouts
@@ -216,33 +214,30 @@ def im2row_grouped(xt, q0, q1, G, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, rows):
 @njit(cache=True, nogil=True)
 def row2im_grouped(rows, n0, m, G, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, xt, gx):
     """Adjoint of :func:`im2row_grouped` for the samples ``n0 .. n0+m-1`` (a gather, as
-    :func:`row2im`); ``rows`` is ``(G, m*oh*ow, kh*kw*Cg)``, ``xt`` scratch ``(m, H, W, C)``."""
+    :func:`row2im`); ``rows`` is ``(G, m*oh*ow, kh*kw*Cg)``, ``xt`` scratch ``(H, W, C)``."""
     C, H, W = gx.shape[1], gx.shape[2], gx.shape[3]
     Cg = C // G
-    for p in range(m * H):
-        n = p // H
-        h = p % H
-        xt[n, h, :, :] = 0
-        for i in range(kh):
-            ah = h + ph - i * dh
-            if ah < 0 or ah % sh != 0 or ah // sh >= oh:
-                continue
-            a = ah // sh
-            for b in range(ow):
-                q = (n * oh + a) * ow + b
-                for j in range(kw):
-                    w = b * sw + j * dw - pw
-                    if 0 <= w < W:
-                        k0 = (i * kw + j) * Cg
-                        for g in range(G):
-                            for c in range(Cg):
-                                xt[n, h, w, g * Cg + c] += rows[g, q, k0 + c]
-    for p in range(m * C):
-        n = p // C
-        c = p % C
+    for n in range(m):
         for h in range(H):
-            for w in range(W):
-                gx[n0 + n, c, h, w] = xt[n, h, w, c]
+            xt[h, :, :] = 0
+            for i in range(kh):
+                ah = h + ph - i * dh
+                if ah < 0 or ah % sh != 0 or ah // sh >= oh:
+                    continue
+                a = ah // sh
+                for b in range(ow):
+                    q = (n * oh + a) * ow + b
+                    for j in range(kw):
+                        w = b * sw + j * dw - pw
+                        if 0 <= w < W:
+                            k0 = (i * kw + j) * Cg
+                            for g in range(G):
+                                for c in range(Cg):
+                                    xt[h, w, g * Cg + c] += rows[g, q, k0 + c]
+        for c in range(C):
+            for h in range(H):
+                for w in range(W):
+                    gx[n0 + n, c, h, w] = xt[h, w, c]
 
 
 @njit(cache=True, nogil=True)
