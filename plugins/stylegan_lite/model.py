@@ -138,14 +138,15 @@ LRELU_SLOPE = 0.2
 #:   early samples are speckled and the backgrounds blotchy (compare the last rows: FID 10.2 vs
 #:   20.5 at 768 steps, though that pair also differs in padding).
 #: - *Mapping 2 layers, style mixing 0.5, minibatch-stddev group 32*: StyleGAN2-ADA's CIFAR-10
-#:   settings use 2 mapping layers and group 32; with group 4 the StyleGAN2 synthesis
-#:   collapsed to ellipses (96% at 768 steps), with 32 every class stayed above 3%. Style
+#:   settings use 2 mapping layers and group 32; with group 4 (and mapping 4, mixing 0.9)
+#:   the StyleGAN2 synthesis collapsed to ellipses (96% at 768 steps), with all three
+#:   changed every class stayed above 3% (not tested one at a time). Style
 #:   mixing is a regulariser for disentanglement that slows a short run; 0.5 keeps it.
 #: - *8,192 images, 3 epochs, batch 32 = 768 steps*: the time budget. The default minigan run
 #:   took 513 s of CPU on one thread (516 s with ``--seed 1``; 0.67 s per step, measured on a
-#:   machine shared with other jobs, which inflates it), so about 7-8.5 minutes on an idle core; 1,024 steps were better
-#:   in PyTorch (FID 9.7) but leave no headroom under 10 minutes. Batch 16 was no better per
-#:   image seen.
+#:   machine shared with other jobs, which inflates it), so about 7-8.5 minutes on an idle
+#:   core; 1,024 steps were better in PyTorch (FID 9.7) but leave no headroom under 10
+#:   minutes. Batch 16 was no better per image seen.
 #:
 #: Still short of issue 15's targets (FID <= 2.4, confident >= 0.75, every class >= 10%,
 #: border <= 0.04), and not robust: the default minigan run itself (``minigan train
