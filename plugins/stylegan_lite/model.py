@@ -93,7 +93,8 @@ LRELU_SLOPE = 0.2
 #: at most 10 minutes on 2 idle cores, with recognisable samples and no edge artifact). Measured
 #: with ``minigan.metrics.measure`` (shapes-classifier features, 1,024 samples of the EMA
 #: generator; real vs held-out real: FID 0.24, confident 0.83, border 0.027) on an exact
-#: PyTorch re-implementation trained on minigan's ``shapes`` data (batch 32 unless noted; one
+#: PyTorch re-implementation (``benchmarks/stylegan_recipes.py``, whose flags the rows use)
+#: trained on minigan's ``shapes`` data (batch 32 unless noted; one
 #: seed each, on a machine shared with other jobs). FID is "FID (shapes-classifier features)";
 #: "classes" is the least and most frequent predicted class; "border" the mean colour
 #: deviation of the 2-pixel border from the image's interior (real: 0.027):
