@@ -33,7 +33,7 @@ from typing import Literal
 
 from minigan.errors import describe
 
-__all__ = ["Job", "BatchReport", "plan_jobs", "run_job", "run_jobs"]
+__all__ = ["Job", "BatchReport", "image_files", "plan_jobs", "run_job", "run_jobs"]
 
 PathLike = str | os.PathLike[str]
 Work = Callable[[Path, Path], None]  # work(source, target): read, process, write
@@ -79,7 +79,7 @@ class BatchReport:
         )
 
 
-def _files(folder: Path, extensions: Sequence[str]) -> list[Path]:
+def image_files(folder: Path, extensions: Sequence[str]) -> list[Path]:
     """Image files below ``folder``, sorted; hidden files and folders (and so the temporary
     files of an interrupted write) are left out."""
     return sorted(
@@ -109,7 +109,7 @@ def plan_jobs(
     jobs: list[Job] = []
     for item in items:
         if item.is_dir():
-            files = _files(item, extensions)
+            files = image_files(item, extensions)
             if not files:
                 raise ValueError(f"{item}: no images found in this folder")
             target = Path(out) if out else item.with_name(f"{item.name}{sep}{name}")

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from minigan.batch import image_files
 from minigan.data import (
     IMAGE_EXTENSIONS,
     LUMA,
@@ -487,13 +488,7 @@ def _reason(file: Path, error: BaseException) -> str:
 def _image_files(root: Path) -> list[Path]:
     if root.is_file():
         return [root]
-    return sorted(
-        p
-        for p in root.rglob("*")
-        if p.suffix.lower() in IMAGE_EXTENSIONS
-        and p.is_file()
-        and not any(part.startswith(".") for part in p.relative_to(root).parts)
-    )
+    return image_files(root, IMAGE_EXTENSIONS)
 
 
 def folder(
