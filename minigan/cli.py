@@ -364,6 +364,13 @@ def config_options(config_cls: type[Any], prefix: str = "model__") -> list[click
 
 
 def _train_options(name: str, defaults: dict[str, Any]) -> list[click.Option]:
+    """Every ``minigan train NAME`` option besides the model's own: the data and schedule,
+    the run directory and its keeping, then logging and scale."""
+    return [*_data_options(defaults), *_run_options(name), *_logging_and_scale_options()]
+
+
+def _data_options(defaults: dict[str, Any]) -> list[click.Option]:
+    """What to train on and for how long (defaults from the model's ``train_defaults``)."""
     limit = defaults.get("limit")
     return [
         click.Option(
@@ -406,6 +413,12 @@ def _train_options(name: str, defaults: dict[str, Any]) -> list[click.Option]:
             default=0,
             help="seed of the weights, noise and data order",
         ),
+    ]
+
+
+def _run_options(name: str) -> list[click.Option]:
+    """Where the run lives, how it is kept and shown, and on which device it runs."""
+    return [
         click.Option(
             ["--out"],
             type=click.Path(file_okay=False),
@@ -447,7 +460,6 @@ def _train_options(name: str, defaults: dict[str, Any]) -> list[click.Option]:
         ),
         click.Option(["--progress/--no-progress"], default=True, help="show a progress bar"),
         max_pixels_option(),
-        *_logging_and_scale_options(),
     ]
 
 
