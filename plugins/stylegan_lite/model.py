@@ -626,7 +626,8 @@ def r1_penalty(D: nn.Module, real: Tensor) -> tuple[Tensor, Tensor]:
 
 # =========================================================================== the model
 class StyleGANLite(GAN):
-    """A small StyleGAN: mapping network, AdaIN synthesis with noise, lazy R1, style mixing."""
+    """A small StyleGAN: mapping network, StyleGAN2 synthesis (modulated convolutions; noise
+    optional), lazy R1, style mixing."""
 
     Config = StyleGANLiteConfig
     # 768 steps: see the comment above StyleGANLiteConfig
