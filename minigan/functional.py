@@ -1806,7 +1806,16 @@ def max_pool2d(
 ) -> Tensor | tuple[Tensor, Tensor]:
     """Max pooling (padding with -inf) with PyTorch's ``dilation``, ``ceil_mode`` and
     ``return_indices`` (flat ``h * W + w`` indices into each input plane, int64); the gradient
-    goes to the first maximum of each window, as in PyTorch."""
+    goes to the first maximum of each window, as in PyTorch. A window that (with dilation)
+    holds only padding gives -inf, index -1 and no gradient; PyTorch gives -inf too, but an
+    index past the plane's end, and scatters that window's gradient into the next plane.
+
+    >>> import minigan
+    >>> y, i = max_pool2d(minigan.ones(1, 1, 1, 2), 2, 1, padding=1, dilation=2,
+    ...                   return_indices=True)
+    >>> y.numpy().ravel().tolist(), i.numpy().ravel().tolist()
+    ([-inf, -inf], [-1, -1])
+    """
     k, s, p, d, oh, ow = _pool_geometry(
         "max_pool2d", x, kernel_size, stride, padding, dilation, ceil_mode
     )
@@ -1823,8 +1832,9 @@ def max_pool2d(
     i, j = win // k[1], win % k[1]
     rows = xp.asarray(np.arange(oh) * s[0] - p[0]).reshape(-1, 1)
     cols = xp.asarray(np.arange(ow) * s[1] - p[1])
-    idx = (rows + i * d[0]) * x.shape[3] + cols + j * d[1]
-    return y, Tensor(idx)
+    r, c = rows + i * d[0], cols + j * d[1]
+    inside = (r >= 0) & (r < x.shape[2]) & (c >= 0) & (c < x.shape[3])
+    return y, Tensor(xp.where(inside, r * x.shape[3] + c, -1))
 
 
 def upsample(

@@ -234,13 +234,36 @@ def test_pad_errors():
 # --------------------------------------------------------------------------- normalisation
 
 
-def _group_conditioning(x: np.ndarray, groups: int, eps: float = 1e-5) -> tuple[float, float]:
-    """How much float32 rounding group norm amplifies: each group's ``1 + max|x|/σ`` (the
-    output's) and that over ``σ`` (the input gradient's), the worst group's."""
-    xg = x.astype(np.float64).reshape(x.shape[0], groups, -1)
-    sigma = np.sqrt(xg.var(-1) + eps)
-    out = 1 + np.abs(xg).max(-1) / sigma
-    return float(out.max()), float((out / sigma).max())
+def _norm_parity(mg_fn, th_fn, x, w, b, blocks: int, eps: float = 1e-5) -> None:
+    """A normalisation over ``blocks`` equal blocks of ``x`` (then ``w``, ``b`` if given)
+    against torch in float64. A block of two or three close values is ill-conditioned: its
+    gradient is a difference of nearly equal terms over a small σ, so torch's float32
+    result is as far from the truth as ours. The tolerances grow with each block's
+    conditioning, ``1 + max|x|/σ`` (output) and that over σ (input gradient); a wrong
+    formula is off by the gradient's whole size, ``|g|/σ``."""
+    xb = x.astype(np.float64).reshape(blocks, -1)
+    sigma = np.sqrt(xb.var(-1) + eps)
+    out_cond = 1 + np.abs(xb).max(-1) / sigma
+    grad_cond = float((out_cond / sigma).max())
+    out_cond = float(out_cond.max())
+    gy = np.random.default_rng(0).standard_normal(x.shape).astype(np.float32)
+    params = [a for a in (w, b) if a is not None]
+    mx = [mg(a) for a in (x, *params)]
+    tx = [th(a.astype(np.float64)) for a in (x, *params)]
+    y, ty = mg_fn(*mx), th_fn(*tx)
+    y.backward(minigan.tensor(gy))
+    ty.backward(torch.from_numpy(gy.astype(np.float64)))
+
+    scale_w = 1.0 if w is None else float(np.abs(w).max())
+    scale_g = float(np.abs(gy).max())
+    assert y.dtype == np.float32
+    assert_close(y, ty, 1e-4, 1e-6 * out_cond * scale_w + 1e-5, "forward", check_dtype=False)
+    atol = 1e-6 * grad_cond * scale_w * scale_g + 1e-5
+    assert_close(mx[0].grad, tx[0].grad, 1e-4, atol, "grad of x", check_dtype=False)
+    for name, m, t in zip(("weight", "bias"), mx[1:], tx[1:]):
+        terms = x.size // m.data.size
+        atol = (1e-6 * out_cond + 1e-5) * scale_g * terms
+        assert_close(m.grad, t.grad, 1e-4, atol, f"grad of {name}", check_dtype=False)
 
 
 @SETTINGS
@@ -249,37 +272,19 @@ def _group_conditioning(x: np.ndarray, groups: int, eps: float = 1e-5) -> tuple[
     st.booleans(), st.integers(0, 2**31),
 )
 def test_group_norm_matches_torch(n, groups, cg, hw, affine, seed):
-    """Against torch in float64: a group of two or three close values is ill-conditioned
-    (its gradient is a difference of nearly equal terms over a small σ), so torch's float32
-    result is as far from the truth as ours. The tolerance grows with each group's
-    conditioning; a wrong formula is off by the gradient's whole size, ``|g|/σ``."""
     rng = np.random.default_rng(seed)
     c = groups * cg
     if cg * hw * (hw + 1) == 1:  # a single value per group: torch's and ours are 0 anyway
         return
     x = rand(rng, n, c, hw, hw + 1) * 3 + 1
-    w, b = (rand(rng, c), rand(rng, c)) if affine else (np.ones(c, np.float32), None)
-    gy = rand(rng, *x.shape)
-    mx, mw = mg(x), mg(w)
-    mb = mg(b) if affine else None
-    y = F.group_norm(mx, groups, mw if affine else None, mb)
-    y.backward(minigan.tensor(gy))
-    tx, tw = th(x.astype(np.float64)), th(w.astype(np.float64))
-    tb = th(b.astype(np.float64)) if affine else None
-    ty = TF.group_norm(tx, groups, tw if affine else None, tb)
-    ty.backward(torch.from_numpy(gy.astype(np.float64)))
-
-    out_cond, grad_cond = _group_conditioning(x, groups)
-    scale_w, scale_g = float(np.abs(w).max()), float(np.abs(gy).max())
-    assert y.dtype == np.float32
-    assert_close(y, ty, 1e-4, 1e-6 * out_cond * scale_w + 1e-5, "forward", check_dtype=False)
-    atol = 1e-6 * grad_cond * scale_w * scale_g + 1e-5
-    assert_close(mx.grad, tx.grad, 1e-4, atol, "grad of x", check_dtype=False)
     if affine:
-        terms = x.size // c
-        atol = (1e-6 * out_cond + 1e-5) * scale_g * terms
-        assert_close(mw.grad, tw.grad, 1e-4, atol, "grad of weight", check_dtype=False)
-        assert_close(mb.grad, tb.grad, 1e-4, 1e-5 * terms, "grad of bias", check_dtype=False)
+        fns = (lambda x, w, b: F.group_norm(x, groups, w, b)), (
+            lambda x, w, b: TF.group_norm(x, groups, w, b)
+        )
+        _norm_parity(*fns, x, rand(rng, c), rand(rng, c), n * groups)
+    else:
+        fns = (lambda x: F.group_norm(x, groups)), (lambda x: TF.group_norm(x, groups))
+        _norm_parity(*fns, x, None, None, n * groups)
 
 
 @SETTINGS
@@ -289,12 +294,10 @@ def test_layer_norm_matches_torch(lead, k, last, seed):
     shape = (lead, 3, last)
     norm = shape[-k:]
     x, w, b = rand(rng, *shape), rand(rng, *norm), rand(rng, *norm)
-    parity(
+    _norm_parity(
         lambda x, w, b: F.layer_norm(x, norm, w, b),
         lambda x, w, b: TF.layer_norm(x, norm, w, b),
-        [x, w, b],
-        rtol=1e-4,
-        atol=1e-4,
+        x, w, b, x.size // int(np.prod(norm)),
     )
 
 
@@ -562,11 +565,25 @@ def test_max_pool2d_dilation_ceil_indices_match_torch(case, seed):
     k, s, p, d, h, ceil, _ = case
     x = rand(np.random.default_rng(seed), 2, 2, h, h + 1)
     kw = dict(kernel_size=k, stride=s, padding=p, dilation=d, ceil_mode=ceil)
-    parity(lambda t: F.max_pool2d(t, **kw), lambda t: TF.max_pool2d(t, **kw), [x])
-    _, idx = F.max_pool2d(minigan.tensor(x), return_indices=True, **kw)
-    _, tidx = TF.max_pool2d(torch.tensor(x), return_indices=True, **kw)
-    np.testing.assert_array_equal(idx.numpy(), tidx.numpy())
+    y, idx = F.max_pool2d(minigan.tensor(x), return_indices=True, **kw)
+    ty, tidx = TF.max_pool2d(torch.tensor(x), return_indices=True, **kw)
     assert idx.dtype == np.int64
+    padding_only = np.isneginf(ty.numpy())  # torch: -inf, an index past the plane
+    if padding_only.any():  # and that window's gradient written into the next plane
+        assert_close(y, ty, 0, 0, "forward")
+        np.testing.assert_array_equal(idx.numpy()[padding_only], -1)
+        np.testing.assert_array_equal(idx.numpy()[~padding_only], tidx.numpy()[~padding_only])
+        return
+    parity(lambda t: F.max_pool2d(t, **kw), lambda t: TF.max_pool2d(t, **kw), [x])
+    np.testing.assert_array_equal(idx.numpy(), tidx.numpy())
+
+
+def test_max_pool2d_window_of_padding_only_gets_no_gradient():
+    x = minigan.tensor(np.arange(6, dtype=np.float32).reshape(1, 1, 2, 3), requires_grad=True)
+    y = F.max_pool2d(x, 2, 1, padding=1, dilation=3)  # each window: rows -1 and 2 only
+    np.testing.assert_array_equal(y.numpy(), [[[[-np.inf, -np.inf]]]])
+    y.sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), np.zeros((1, 1, 2, 3)))
 
 
 @SETTINGS
