@@ -1164,10 +1164,27 @@ class IndexAdd(Function):
 
     def forward(self, g):
         xp = _xp(g)
-        moved = xp.moveaxis(g, self.dim, 0)
-        out = xp.zeros((self.n,) + moved.shape[1:], dtype=g.dtype)
-        xp.add.at(out, backend.to_device(self.index, backend.device_of(g)), moved)
-        return xp.ascontiguousarray(xp.moveaxis(out, 0, self.dim))
+        if xp is not np:  # CuPy's add.at is an atomic scatter, fast on a GPU
+            moved = xp.moveaxis(g, self.dim, 0)
+            out = xp.zeros((self.n,) + moved.shape[1:], dtype=g.dtype)
+            xp.add.at(out, backend.to_device(self.index, backend.device_of(g)), moved)
+            return xp.ascontiguousarray(xp.moveaxis(out, 0, self.dim))
+        # NumPy's add.at goes element by element. A pad's index hits most targets once:
+        # gather each target's first source, then add the few repeats slice by slice
+        first = np.full(self.n, len(self.index))
+        np.minimum.at(first, self.index, np.arange(len(self.index)))  # a short index
+        hit = np.flatnonzero(first < len(self.index))
+        out = g.take(first[hit], axis=self.dim)
+        if len(hit) < self.n:  # a cropping pad leaves positions without a source
+            full = np.zeros(g.shape[: self.dim] + (self.n,) + g.shape[self.dim + 1 :], g.dtype)
+            full[(slice(None),) * self.dim + (hit,)] = out
+            out = full
+        repeats = np.ones(len(self.index), dtype=bool)
+        repeats[first[hit]] = False
+        lead = (slice(None),) * self.dim
+        for src in np.flatnonzero(repeats):
+            out[lead + (self.index[src],)] += g[lead + (src,)]
+        return out
 
     def backward(self, gg):
         return PadIndex(self.index, self.dim)(gg)
