@@ -34,13 +34,14 @@ from collections.abc import Callable, Iterable
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
+from torch.nn.utils.parametrizations import spectral_norm
 
 from minigan.data import open_dataset
 from minigan.metrics import measure
 
 NUM_CLASSES = 6  # the shapes data set's classes
-PSIS = (1.0, 0.7, 0.5)  # truncation levels every evaluation reports
+PSIS = (1.0, 0.7, 0.5)  # truncation levels every evaluation reports (the --psis default)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -82,6 +83,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--dbn", type=int, default=1, help="1: BatchNorm in D's 2nd and 3rd conv layers")
     add("--dfull", type=int, default=0, help="width of an extra 3x3 conv starting D (0: none)")
     add("--mbstd", type=int, default=0, help="1: minibatch-stddev channel before D's last conv")
+    add("--sn", type=int, default=0, help="1: spectral normalisation on every conv of D")
+    add(
+        "--diffaug",
+        default="",
+        help="DiffAugment policy for every image D sees, real and fake (comma-separated: "
+        "translation, color, cutout; empty: none)",
+    )
+    add("--dsteps", type=int, default=1, help="D updates per G update (fresh batches each)")
     add(
         "--cond",
         type=int,
@@ -97,9 +106,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=1.0,
         help="no effect (kept for recorded commands): every evaluation uses psi 1.0, 0.7, 0.5",
     )
+    add(
+        "--psis",
+        default=",".join(str(p) for p in PSIS),
+        help="comma-separated truncation levels each evaluation reports",
+    )
     add("--tag", default="", help="label starting each result line")
     add("--grid", default="", help="PNG path for a grid of 64 samples (psi 1.0) at each eval")
     add("--save", default="", help="path for the (EMA) generator's state_dict at each eval")
+    add("--flops", type=int, default=0, help="1: print FLOPs of one training step and exit")
     return p.parse_args(argv)
 
 
@@ -211,6 +226,13 @@ def build_discriminator(args: argparse.Namespace) -> nn.Module:
     return nn.Sequential(*layers, nn.Flatten())
 
 
+def add_spectral_norm(model: nn.Module) -> None:
+    """--sn: spectral normalisation (one power iteration per step) on every conv of ``model``."""
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    for conv in convs:
+        spectral_norm(conv)
+
+
 def dcgan_init(model: nn.Module) -> None:
     """DCGAN initialisation: conv weights N(0, 0.02), BatchNorm scale N(1, 0.02) and bias 0."""
     for mod in model.modules():
@@ -219,6 +241,69 @@ def dcgan_init(model: nn.Module) -> None:
         if isinstance(mod, nn.BatchNorm2d):
             nn.init.normal_(mod.weight, 1, 0.02)
             nn.init.zeros_(mod.bias)
+
+
+# --------------------------------------------------------------------------- DiffAugment
+# Zhao et al. 2020, "Differentiable Augmentation for Data-Efficient GAN Training", their policy
+# "color,translation,cutout" (github.com/mit-han-lab/data-efficient-gans, DiffAugment_pytorch.py)
+# rewritten with a seeded generator. Every op is differentiable in the images, so G learns
+# through it; D sees only augmented images, real and fake alike.
+
+
+def _uniform(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """One U(0, 1) draw per sample, shaped (N, 1, 1, 1)."""
+    return torch.rand(x.shape[0], 1, 1, 1, generator=gen)
+
+
+def aug_color(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Random brightness (+-0.5), saturation (x0..2) and contrast (x0.5..1.5) per sample."""
+    x = x + (_uniform(x, gen) - 0.5)
+    mean = x.mean(1, keepdim=True)
+    x = (x - mean) * (_uniform(x, gen) * 2) + mean
+    mean = x.mean([1, 2, 3], keepdim=True)
+    return (x - mean) * (_uniform(x, gen) + 0.5) + mean
+
+
+def aug_translation(x: torch.Tensor, gen: torch.Generator, ratio: float = 0.125) -> torch.Tensor:
+    """Shift each sample by up to ``ratio`` of its size (4 px at 32x32), zero-filled."""
+    n, _, h, w = x.shape
+    sh, sw = int(h * ratio + 0.5), int(w * ratio + 0.5)
+    ty = torch.randint(-sh, sh + 1, (n, 1, 1), generator=gen)
+    tx = torch.randint(-sw, sw + 1, (n, 1, 1), generator=gen)
+    gb, gy, gx = torch.meshgrid(torch.arange(n), torch.arange(h), torch.arange(w), indexing="ij")
+    gy = torch.clamp(gy + ty + 1, 0, h + 1)
+    gx = torch.clamp(gx + tx + 1, 0, w + 1)
+    padded = F.pad(x, [1, 1, 1, 1]).permute(0, 2, 3, 1)
+    return padded[gb, gy, gx].permute(0, 3, 1, 2)
+
+
+def aug_cutout(x: torch.Tensor, gen: torch.Generator, ratio: float = 0.5) -> torch.Tensor:
+    """Zero one square of ``ratio`` of the size (16x16 at 32x32) at a random place per sample."""
+    n, _, h, w = x.shape
+    ch, cw = int(h * ratio + 0.5), int(w * ratio + 0.5)
+    oy = torch.randint(0, h + (1 - ch % 2), (n, 1, 1), generator=gen)
+    ox = torch.randint(0, w + (1 - cw % 2), (n, 1, 1), generator=gen)
+    gb, gy, gx = torch.meshgrid(torch.arange(n), torch.arange(ch), torch.arange(cw), indexing="ij")
+    gy = torch.clamp(gy + oy - ch // 2, 0, h - 1)
+    gx = torch.clamp(gx + ox - cw // 2, 0, w - 1)
+    mask = torch.ones(n, h, w, dtype=x.dtype)
+    mask[gb, gy, gx] = 0
+    return x * mask.unsqueeze(1)
+
+
+AUGMENTS: dict[str, Callable[[torch.Tensor, torch.Generator], torch.Tensor]] = {
+    "color": aug_color,
+    "translation": aug_translation,
+    "cutout": aug_cutout,
+}
+
+
+def diff_augment(x: torch.Tensor, policy: list[str], gen: torch.Generator) -> torch.Tensor:
+    """Apply the policy's ops in the paper's order (color, translation, cutout)."""
+    for name in AUGMENTS:
+        if name in policy:
+            x = AUGMENTS[name](x, gen)
+    return x
 
 
 # --------------------------------------------------------------------------- losses
@@ -249,6 +334,13 @@ class Trainer:
         self.G, self.D = build_generator(args), build_discriminator(args)
         dcgan_init(self.G)
         dcgan_init(self.D)
+        if args.sn:
+            add_spectral_norm(self.D)
+        self.policy = [p for p in args.diffaug.split(",") if p]
+        unknown = set(self.policy) - set(AUGMENTS)
+        if unknown:
+            raise SystemExit(f"--diffaug: unknown op(s) {sorted(unknown)}; use {list(AUGMENTS)}")
+        self.aug_rng = torch.Generator().manual_seed(args.seed + 1)
         self.G_ema = copy.deepcopy(self.G) if args.ema > 0 else None
         betas = (args.b1, args.b2)
         self.opt_g = torch.optim.Adam(self.G.parameters(), args.lr, betas=betas)
@@ -269,30 +361,36 @@ class Trainer:
 
     def critic(self, labels: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
         """D as a function of images alone (conditioned on ``labels`` with --cond)."""
-        if self.args.cond:
-            return lambda images: self.D(images, labels)
-        return self.D
 
-    def step(self, step: int) -> None:
-        """One training step (1-based ``step``): a D update, a G update, the EMA update."""
+        def d(images: torch.Tensor) -> torch.Tensor:
+            if self.policy:
+                images = diff_augment(images, self.policy, self.aug_rng)
+            return self.D(images, labels) if self.args.cond else self.D(images)
+
+        return d
+
+    def batch(self) -> tuple[torch.Tensor, ...]:
+        """Real images, their labels, G's input (latents, plus one-hot with --cond), fake labels."""
         a = self.args
-        if a.decay:
-            self.set_lr(step)
         idx = torch.randint(0, len(self.x), (a.batch,), generator=self.rng)
         real, y_real = self.x[idx], self.y[idx]
         z = torch.randn(a.batch, a.z, 1, 1, generator=self.rng)
         y_fake = torch.randint(0, NUM_CLASSES, (a.batch,), generator=self.rng)  # drawn always
         if a.cond:
             z = torch.cat([z, F.one_hot(y_fake, NUM_CLASSES).float()[:, :, None, None]], 1)
-        fake = self.G(z)
-        d_real, d_fake = self.critic(y_real), self.critic(y_fake)
+        return real, y_real, z, y_fake
 
-        # discriminator, with the lazy R1 penalty (gamma / 2 * |grad_x D(x)|^2, times r1every)
+    def d_update(
+        self, step: int, real: Tensor, y_real: Tensor, fake: Tensor, y_fake: Tensor
+    ) -> None:
+        """One D update (``fake`` detached here), with the lazy R1 penalty (gamma / 2 *
+        |grad_x D(x)|^2, times r1every)."""
+        a = self.args
         r1 = a.r1 and step % a.r1every == 0
         if r1:
             real.requires_grad_(True)
-        real_logits = d_real(real).flatten()
-        loss_d = d_loss(real_logits, d_fake(fake.detach()).flatten(), a.loss)
+        real_logits = self.critic(y_real)(real).flatten()
+        loss_d = d_loss(real_logits, self.critic(y_fake)(fake.detach()).flatten(), a.loss)
         if r1:
             (grad,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
             loss_d = loss_d + a.r1 / 2 * a.r1every * grad.pow(2).sum([1, 2, 3]).mean()
@@ -300,9 +398,19 @@ class Trainer:
         loss_d.backward()
         self.opt_d.step()
 
+    def step(self, step: int) -> None:
+        """One training step (1-based ``step``): --dsteps D updates, a G update, the EMA update."""
+        a = self.args
+        if a.decay:
+            self.set_lr(step)
+        for _ in range(a.dsteps):
+            real, y_real, z, y_fake = self.batch()
+            fake = self.G(z)
+            self.d_update(step, real, y_real, fake, y_fake)
+
         # generator, through a frozen D
         self.D.requires_grad_(False)
-        loss_g = g_loss(d_fake(fake).flatten(), a.loss)
+        loss_g = g_loss(self.critic(y_fake)(fake).flatten(), a.loss)
         self.opt_g.zero_grad()
         loss_g.backward()
         self.opt_g.step()
@@ -358,10 +466,10 @@ def format_result(tag: str, psi: float, step: int, seconds: float, r: dict) -> s
 
 
 def evaluate(trainer: Trainer, step: int, seconds: float) -> None:
-    """Score the sampler at each psi in PSIS, print the lines; write --grid and --save."""
+    """Score the sampler at each psi in --psis, print the lines; write --grid and --save."""
     a = trainer.args
     net = trainer.sampler
-    for psi in PSIS:
+    for psi in (float(v) for v in a.psis.split(",")):
         model = SampleModel(net, a.z, bool(a.cond), psi)
         r = measure(model, "shapes", num=a.num, progress=False, kid_subsets=10)
         print(format_result(a.tag, psi, step, seconds, r), flush=True)
@@ -374,12 +482,30 @@ def evaluate(trainer: Trainer, step: int, seconds: float) -> None:
         torch.save(net.state_dict(), a.save)
 
 
+def print_flops(trainer: Trainer) -> None:
+    """--flops: count one training step's FLOPs (PyTorch's counter: convolutions and matmuls,
+    forward and backward) and its parameter counts; compare variants' cost per step with it."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    trainer.step(1)  # warm-up (lazy state)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        trainer.step(2)
+    params_g = sum(p.numel() for p in trainer.G.parameters())
+    params_d = sum(p.numel() for p in trainer.D.parameters())
+    flops = counter.get_total_flops()
+    print(f"{trainer.args.tag} flops/step {flops / 1e6:.1f} M params G {params_g} D {params_d}")
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
     x, y = load_shapes(args.limit)
     trainer = Trainer(args, x, y)
+    if args.flops:
+        print_flops(trainer)
+        return
     t0 = time.perf_counter()  # training time only: evaluations are excluded
     for step in range(1, args.steps + 1):
         trainer.step(step)
