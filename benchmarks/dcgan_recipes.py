@@ -15,8 +15,15 @@ Every ``--eval`` steps (and at the last step) it prints, once per psi, one line:
 
     TAG psi P step S Ns ms/step M | fid F conf C prec P rec R bord B cls c1 .. c6
 
-(the seconds and ms/step count training only, not evaluation). ``--grid`` writes a PNG of
-64 samples and ``--save`` the generator's ``state_dict`` at each evaluation.
+(the seconds and ms/step count training only, not evaluation), then one line of the means
+since the previous evaluation of D's and G's losses and D's real and fake logits::
+
+    TAG step S loss_d L loss_g L real R fake F
+
+``--grid`` writes a PNG of 64 samples and ``--save`` the generator's ``state_dict`` at each
+evaluation; ``--flops 1`` prints the FLOPs of one training step (to convert steps into minigan
+time) and exits. Beyond the variants above: ``--sn 1`` (spectral normalisation in D),
+``--diffaug`` (DiffAugment on everything D sees), ``--dsteps`` (D updates per G update).
 
 This is a research tool, not part of minigan: it uses PyTorch, which is only a test/bench
 dependency of the project. It runs single-threaded by design (``torch.set_num_threads(1)``)
@@ -346,6 +353,8 @@ class Trainer:
         self.opt_g = torch.optim.Adam(self.G.parameters(), args.lr, betas=betas)
         self.opt_d = torch.optim.Adam(self.D.parameters(), args.lrd or args.lr, betas=betas)
         self.rng = torch.Generator().manual_seed(args.seed)
+        self.sums = np.zeros(4)  # loss_d, loss_g, mean real logit, mean fake logit (D updates)
+        self.counts = np.zeros(4)
 
     @property
     def sampler(self) -> nn.Module:
@@ -369,6 +378,17 @@ class Trainer:
 
         return d
 
+    def log(self, i: int, value: Tensor) -> None:
+        """Add ``value`` to running sum ``i`` (see :meth:`losses`)."""
+        self.sums[i] += float(value)
+        self.counts[i] += 1
+
+    def losses(self) -> str:
+        """Mean D loss, G loss, real and fake logit since the last call (then reset)."""
+        means = self.sums / np.maximum(self.counts, 1)
+        self.sums[:], self.counts[:] = 0, 0
+        return "loss_d {:.3f} loss_g {:.3f} real {:.2f} fake {:.2f}".format(*means)
+
     def batch(self) -> tuple[torch.Tensor, ...]:
         """Real images, their labels, G's input (latents, plus one-hot with --cond), fake labels."""
         a = self.args
@@ -390,10 +410,14 @@ class Trainer:
         if r1:
             real.requires_grad_(True)
         real_logits = self.critic(y_real)(real).flatten()
-        loss_d = d_loss(real_logits, self.critic(y_fake)(fake.detach()).flatten(), a.loss)
+        fake_logits = self.critic(y_fake)(fake.detach()).flatten()
+        self.log(3, fake_logits.mean())
+        loss_d = d_loss(real_logits, fake_logits, a.loss)
         if r1:
             (grad,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
             loss_d = loss_d + a.r1 / 2 * a.r1every * grad.pow(2).sum([1, 2, 3]).mean()
+        self.log(0, loss_d)
+        self.log(2, real_logits.mean())
         self.opt_d.zero_grad()
         loss_d.backward()
         self.opt_d.step()
@@ -411,6 +435,7 @@ class Trainer:
         # generator, through a frozen D
         self.D.requires_grad_(False)
         loss_g = g_loss(self.critic(y_fake)(fake).flatten(), a.loss)
+        self.log(1, loss_g)
         self.opt_g.zero_grad()
         loss_g.backward()
         self.opt_g.step()
@@ -473,6 +498,7 @@ def evaluate(trainer: Trainer, step: int, seconds: float) -> None:
         model = SampleModel(net, a.z, bool(a.cond), psi)
         r = measure(model, "shapes", num=a.num, progress=False, kid_subsets=10)
         print(format_result(a.tag, psi, step, seconds, r), flush=True)
+    print(f"{a.tag} step {step} {trainer.losses()}", flush=True)
     if a.grid:
         from minigan import images
 
