@@ -380,7 +380,7 @@ class Trainer:
 
     def log(self, i: int, value: Tensor) -> None:
         """Add ``value`` to running sum ``i`` (see :meth:`losses`)."""
-        self.sums[i] += float(value)
+        self.sums[i] += float(value.detach())
         self.counts[i] += 1
 
     def losses(self) -> str:
