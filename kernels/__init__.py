@@ -188,13 +188,10 @@ def matmul(a: Array, b: Array) -> Array:
 
 
 def set_num_threads(n: int) -> None:
-    """Use ``n`` CPU threads in every kernel: the convolution and matmul workers and the
-    Numba-parallel norm and elementwise kernels (like ``torch.set_num_threads``). The
-    default is ``MINIGAN_NUM_THREADS``, else every usable core."""
-    import numba
-
+    """Use ``n`` CPU threads in every kernel: the worker threads that run the convolution,
+    matmul, norm and elementwise kernels (like ``torch.set_num_threads``). The default is
+    ``MINIGAN_NUM_THREADS``, else every usable core."""
     _cpu_threads.set_num_threads(n)
-    numba.set_num_threads(min(int(n), numba.config.NUMBA_NUM_THREADS))
 
 
 def get_num_threads() -> int:

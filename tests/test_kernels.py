@@ -459,6 +459,58 @@ def test_split_covers_the_batch_in_even_shares(n, item, target, threads):
         assert sorted(i for w in workers for c in w for i in c) == list(range(n))
 
 
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(0, 300), grain=st.integers(1, 100), threads=st.integers(1, 4))
+def test_parallel_for_runs_every_index_once_in_parts_of_at_least_grain(n, grain, threads):
+    import threading
+
+    from minigan.kernels.cpu import threads as T
+
+    hits, parts, names = np.zeros(n, dtype=np.int64), [], set()
+
+    def kernel(out, lo, hi):
+        out[lo:hi] += 1
+        parts.append(hi - lo)
+        names.add(threading.current_thread().name)
+
+    old = T.num_threads()
+    T.set_num_threads(threads)
+    try:
+        T.parallel_for(kernel, n, hits, grain=grain)
+    finally:
+        T.set_num_threads(old)
+    np.testing.assert_array_equal(hits, 1)
+    assert len(parts) <= threads
+    if len(parts) > 1:
+        assert min(parts) >= grain
+        assert len(names) > 1  # the caller and at least one worker
+    assert len(parts) == (0 if n == 0 else max(1, min(threads, n // grain)))
+
+
+def test_parallel_work_nested_in_a_worker_runs_inline():
+    """A kernel started from a worker task (a norm inside a conv task, say) must not wait
+    on the pool it runs on: with every worker busy that would deadlock."""
+    from minigan.kernels.cpu import threads as T
+
+    out = np.zeros((2, 8))
+
+    def inner(row, lo, hi):
+        row[lo:hi] += 1
+
+    def task(i):
+        T.parallel_for(inner, 8, out[i], grain=1)
+        return T.parallel_map(lambda j: j * 2, [1, 2, 3])
+
+    old = T.num_threads()
+    T.set_num_threads(2)
+    try:
+        results = T.parallel_map(task, [0, 1])
+    finally:
+        T.set_num_threads(old)
+    assert results == [[2, 4, 6], [2, 4, 6]]
+    np.testing.assert_array_equal(out, 1)
+
+
 def test_set_num_threads_rejects_zero():
     from minigan.kernels.cpu import threads as T
 
