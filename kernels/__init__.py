@@ -13,6 +13,8 @@ functions below have its signatures and docstrings. In short::
     adain_backward(gy, x, scale, mean, invstd) -> gx, gscale, gbias
     leaky_relu(x, negative_slope) -> y                             elementwise, fused
     leaky_relu_backward(gy, x, negative_slope) -> gx
+    max_pool2d(x, kernel, stride, dilation, out_hw) -> y, winner   x already padded
+    max_pool2d_backward(gy, winner, x_shape, kernel, stride, dilation) -> gx
     dropout(x, seed, p) -> y        x / (1 - p) where u_i(seed) >= p, else 0 (SplitMix64 u_i)
     matmul(a, b) -> a @ b                                          NumPy's matmul semantics
 
@@ -37,7 +39,15 @@ import numpy as np
 
 from . import cpu
 from . import cuda as _cuda  # imports neither CuPy nor numba.cuda until a kernel is used
-from .contract import KERNELS, Array, KernelBackend, Pair, check_backend, conv_output_size
+from .contract import (
+    KERNELS,
+    Array,
+    KernelBackend,
+    Pair,
+    Shape,
+    check_backend,
+    conv_output_size,
+)
 from .cpu import threads as _cpu_threads
 
 __all__ = [  # the kernels (contract.KERNELS) and the dispatch machinery
@@ -178,6 +188,21 @@ def leaky_relu_backward(gy: Array, x: Array, negative_slope: float) -> Array:
 
 
 @_contract
+def max_pool2d(
+    x: Array, kernel: Pair, stride: Pair, dilation: Pair, out_hw: Pair
+) -> tuple[Array, Array]:
+    return backend_for(x, "max_pool2d").max_pool2d(x, kernel, stride, dilation, out_hw)
+
+
+@_contract
+def max_pool2d_backward(
+    gy: Array, winner: Array, x_shape: Shape, kernel: Pair, stride: Pair, dilation: Pair
+) -> Array:
+    impl = backend_for(gy, "max_pool2d_backward")
+    return impl.max_pool2d_backward(gy, winner, x_shape, kernel, stride, dilation)
+
+
+@_contract
 def dropout(x: Array, seed: int, p: float) -> Array:
     return backend_for(x, "dropout").dropout(x, seed, p)
 
@@ -188,13 +213,10 @@ def matmul(a: Array, b: Array) -> Array:
 
 
 def set_num_threads(n: int) -> None:
-    """Use ``n`` CPU threads in every kernel: the convolution and matmul workers and the
-    Numba-parallel norm and elementwise kernels (like ``torch.set_num_threads``). The
-    default is ``MINIGAN_NUM_THREADS``, else every usable core."""
-    import numba
-
+    """Use ``n`` CPU threads in every kernel: the worker threads that run the convolution,
+    matmul, norm and elementwise kernels (like ``torch.set_num_threads``). The default is
+    ``MINIGAN_NUM_THREADS``, else every usable core."""
     _cpu_threads.set_num_threads(n)
-    numba.set_num_threads(min(int(n), numba.config.NUMBA_NUM_THREADS))
 
 
 def get_num_threads() -> int:

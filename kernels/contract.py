@@ -114,6 +114,23 @@ class KernelBackend(Protocol):
         elsewhere."""
         ...
 
+    def max_pool2d(
+        self, x: Array, kernel: Pair, stride: Pair, dilation: Pair, out_hw: Pair
+    ) -> tuple[Array, Array]:
+        """Max pooling of an already padded ``x (..., H, W)``: ``y (..., OH, OW)`` with
+        ``y[a, b] = max over i < kh, j < kw of x[a*sh + i*dh, b*sw + j*dw]`` (``out_hw`` is
+        ``(OH, OW)``; every window lies inside ``x``), and the uint8 ``winner`` of each window,
+        ``i*kw + j`` of its first maximum (a NaN wins, the first NaN stays), as PyTorch picks
+        it. Any dtype with an order."""
+        ...
+
+    def max_pool2d_backward(
+        self, gy: Array, winner: Array, x_shape: Shape, kernel: Pair, stride: Pair, dilation: Pair
+    ) -> Array:
+        """Gradient of :meth:`max_pool2d`: zeros of ``x_shape`` plus each ``gy`` at its window's
+        winner (overlapping windows add up)."""
+        ...
+
     def dropout(self, x: Array, seed: int, p: float) -> Array:
         """``x / (1 - p)`` where ``u_i >= p``, 0 elsewhere; ``u_i`` is element i's uniform draw
         of the counter-based SplitMix64 stream ``seed`` (:mod:`minigan.kernels.cpu.elementwise`),

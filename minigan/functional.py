@@ -1728,25 +1728,19 @@ def _pool_counts(size: int, k: int, s: int, p: int, n: int, include_pad: bool) -
 
 
 class MaxPool(Function):
-    """Max over each window, computed as the maximum of k·k strided slices (one pass over
-    the input per kernel position, no gather). Remembers which position won each window —
-    the first maximum, as in PyTorch — for the backward pass."""
+    """Max over each window of the padded input (``kernels.max_pool2d``: one pass), keeping
+    which position won each window — the first maximum, as in PyTorch — for the backward."""
 
     saved_inputs = ()
 
-    def __init__(self, slices: list[tuple[slice, slice]]) -> None:
-        self.slices = slices
+    def __init__(self, kernel: tuple, stride: tuple, dilation: tuple, out_hw: tuple) -> None:
+        self.geometry = (kernel, stride, dilation)
+        self.out_hw = out_hw
 
     def forward(self, x):
-        xp = _xp(x)
-        out = x[(...,) + self.slices[0]].copy()
-        for sl in self.slices[1:]:
-            xp.maximum(out, x[(...,) + sl], out=out)
         self.in_shape = x.shape
-        self.winner = xp.zeros(out.shape, xp.uint8)
-        for p in range(len(self.slices) - 1, -1, -1):  # later positions first: earlier win
-            xp.copyto(self.winner, xp.uint8(p), where=x[(...,) + self.slices[p]] == out)
-        return out
+        y, self.winner = kernels.max_pool2d(x, *self.geometry, self.out_hw)
+        return y
 
     def backward(self, gy):
         return MaxPoolGrad(self)(gy)
@@ -1761,15 +1755,13 @@ class MaxPoolGrad(Function):
         self.pool = pool
 
     def forward(self, gy):
-        xp = _xp(gy)
-        gx = xp.zeros(self.pool.in_shape, gy.dtype)
-        for p, sl in enumerate(self.pool.slices):
-            gx[(...,) + sl] += xp.where(self.pool.winner == p, gy, gy.dtype.type(0))
-        return gx
+        pool = self.pool
+        return kernels.max_pool2d_backward(gy, pool.winner, pool.in_shape, *pool.geometry)
 
     def backward(self, ggx):
+        (kh, kw), s, d = self.pool.geometry
         total = None
-        for p, sl in enumerate(self.pool.slices):
+        for p, sl in enumerate(_dilated_slices((kh, kw), s, d, *self.pool.out_hw)):
             part = mask(getitem(ggx, (Ellipsis, *sl)), self.pool.winner == p)
             total = part if total is None else total + part
         return total
@@ -1840,7 +1832,7 @@ def max_pool2d(
         raise ValueError(f"max_pool2d: kernel {k} has more than 255 positions")
     low = -np.inf if x.dtype.kind == "f" else 0 if x.dtype.kind == "b" else np.iinfo(x.dtype).min
     xpad = _pool_padded(x, k, s, p, d, oh, ow, low)
-    fn = MaxPool(_dilated_slices(k, s, d, oh, ow))
+    fn = MaxPool(k, s, d, (oh, ow))
     y = fn(xpad)
     if not return_indices:
         return y

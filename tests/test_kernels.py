@@ -459,6 +459,58 @@ def test_split_covers_the_batch_in_even_shares(n, item, target, threads):
         assert sorted(i for w in workers for c in w for i in c) == list(range(n))
 
 
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(0, 300), grain=st.integers(1, 100), threads=st.integers(1, 4))
+def test_parallel_for_runs_every_index_once_in_parts_of_at_least_grain(n, grain, threads):
+    import threading
+
+    from minigan.kernels.cpu import threads as T
+
+    hits, parts, names = np.zeros(n, dtype=np.int64), [], set()
+
+    def kernel(out, lo, hi):
+        out[lo:hi] += 1
+        parts.append(hi - lo)
+        names.add(threading.current_thread().name)
+
+    old = T.num_threads()
+    T.set_num_threads(threads)
+    try:
+        T.parallel_for(kernel, n, hits, grain=grain)
+    finally:
+        T.set_num_threads(old)
+    np.testing.assert_array_equal(hits, 1)
+    assert len(parts) <= threads
+    if len(parts) > 1:
+        assert min(parts) >= grain
+        assert len(names) > 1  # the caller and at least one worker
+    assert len(parts) == (0 if n == 0 else max(1, min(threads, n // grain)))
+
+
+def test_parallel_work_nested_in_a_worker_runs_inline():
+    """A kernel started from a worker task (a norm inside a conv task, say) must not wait
+    on the pool it runs on: with every worker busy that would deadlock."""
+    from minigan.kernels.cpu import threads as T
+
+    out = np.zeros((2, 8))
+
+    def inner(row, lo, hi):
+        row[lo:hi] += 1
+
+    def task(i):
+        T.parallel_for(inner, 8, out[i], grain=1)
+        return T.parallel_map(lambda j: j * 2, [1, 2, 3])
+
+    old = T.num_threads()
+    T.set_num_threads(2)
+    try:
+        results = T.parallel_map(task, [0, 1])
+    finally:
+        T.set_num_threads(old)
+    assert results == [[2, 4, 6], [2, 4, 6]]
+    np.testing.assert_array_equal(out, 1)
+
+
 def test_set_num_threads_rejects_zero():
     from minigan.kernels.cpu import threads as T
 
@@ -495,6 +547,101 @@ def test_leaky_relu_and_backward(dtype, data, slope):
     assert_close(K.leaky_relu_backward(gy, np.asarray(x > 0), slope), tx.grad, dtype)
 
 
+def _max_pool_reference(x, k, s, d, out_hw):
+    """Window by window in Python: the maximum and the first position holding it (a NaN
+    counts as the maximum, its first occurrence wins)."""
+    y = np.empty(x.shape[:-2] + out_hw, x.dtype)
+    win = np.empty(y.shape, np.uint8)
+    for idx in np.ndindex(*x.shape[:-2], *out_hw):
+        lead, (a, b) = idx[:-2], idx[-2:]
+        vals = [
+            x[lead + (a * s[0] + i * d[0], b * s[1] + j * d[1])]
+            for i in range(k[0])
+            for j in range(k[1])
+        ]
+        nan = [t for t, v in enumerate(vals) if v != v]
+        t = nan[0] if nan else int(np.argmax(vals))  # argmax: the first maximum
+        y[idx], win[idx] = vals[t], t
+    return y, win
+
+
+@st.composite
+def pool_inputs(draw):
+    k = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    s = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    d = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    out_hw = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    hw = [
+        (o - 1) * s[i] + d[i] * (k[i] - 1) + 1 + draw(st.integers(0, 2))
+        for i, o in enumerate(out_hw)
+    ]
+    lead = draw(st.sampled_from([(2,), (1, 3), (2, 2)]))
+    levels = draw(st.integers(2, 6))  # few distinct values: many ties
+    x = np.random.default_rng(draw(st.integers(0, 2**31))).integers(0, levels, (*lead, *hw))
+    return x, k, s, d, out_hw, draw(st.booleans())
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@settings(max_examples=40, deadline=None)
+@given(case=pool_inputs())
+def test_max_pool_kernels_against_a_window_by_window_reference(dtype, case):
+    """CPU kernel and the CUDA backend's CuPy expressions (run here with NumPy as CuPy)
+    against a reference written window by window: values, first-maximum winners with ties
+    and NaN, and the backward's sums where windows overlap."""
+    import sys
+
+    import minigan.kernels.cuda as KC
+
+    x, k, s, d, out_hw, with_nan = case
+    x = x.astype(dtype)
+    if with_nan:
+        x.flat[:: max(1, x.size // 3)] = np.nan
+    y_ref, win_ref = _max_pool_reference(x, k, s, d, out_hw)
+    gy = np.random.default_rng(0).standard_normal(y_ref.shape).astype(dtype)
+    gx_ref = np.zeros(x.shape, np.float64)
+    for idx in np.ndindex(*y_ref.shape):
+        i, j = divmod(int(win_ref[idx]), k[1])
+        gx_ref[idx[:-2] + (idx[-2] * s[0] + i * d[0], idx[-1] * s[1] + j * d[1])] += gy[idx]
+    for backend in (K.cpu, KC):
+        saved = sys.modules.get("cupy")
+        sys.modules["cupy"] = np  # the CuPy expressions are NumPy's API
+        try:
+            y, win = backend.max_pool2d(x, k, s, d, out_hw)
+            gx = backend.max_pool2d_backward(gy, win, x.shape, k, s, d)
+        finally:
+            if saved is None:
+                del sys.modules["cupy"]
+            else:
+                sys.modules["cupy"] = saved
+        np.testing.assert_array_equal(y, y_ref)  # a selection: exact, NaN where NaN
+        np.testing.assert_array_equal(win, win_ref)
+        assert y.dtype == x.dtype and win.dtype == np.uint8
+        assert gx.shape == x.shape and gx.dtype == x.dtype
+        np.testing.assert_allclose(gx, gx_ref, rtol=1e-6, atol=1e-6)
+
+
+def test_max_pool_kernel_on_many_planes_runs_on_the_workers():
+    """Planes large enough to be split over the worker threads: the same as one thread."""
+    from minigan.kernels.cpu import threads as T
+
+    x = np.random.default_rng(3).standard_normal((6, 40, 64, 64)).astype(np.float32)
+    y, win = K.cpu.max_pool2d(x, (3, 3), (2, 2), (1, 1), (31, 31))
+    gx = K.cpu.max_pool2d_backward(y, win, x.shape, (3, 3), (2, 2), (1, 1))
+    old = T.num_threads()
+    T.set_num_threads(1)
+    try:
+        y1, win1 = K.cpu.max_pool2d(x, (3, 3), (2, 2), (1, 1), (31, 31))
+        gx1 = K.cpu.max_pool2d_backward(y1, win1, x.shape, (3, 3), (2, 2), (1, 1))
+    finally:
+        T.set_num_threads(old)
+    np.testing.assert_array_equal(win, win1)
+    np.testing.assert_allclose(gx, gx1, rtol=1e-6, atol=1e-6)
+    expected = np.max(
+        np.lib.stride_tricks.sliding_window_view(x, (3, 3), (2, 3))[:, :, ::2, ::2], (-2, -1)
+    )
+    np.testing.assert_array_equal(y, expected)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @FEW
 @given(data=st.data(), p=st.sampled_from([0.0, 0.3, 0.5, 0.99]))
@@ -502,9 +649,7 @@ def test_dropout_kernel(dtype, data, p):
     """Against SplitMix64 written out independently in NumPy (uint64 arithmetic wraps)."""
     x = data.draw(arrays(dtype))
     seed = data.draw(st.integers(0, 2**63 - 1))
-    z = np.uint64(seed) + np.arange(1, x.size + 1, dtype=np.uint64) * np.uint64(
-        0x9E3779B97F4A7C15
-    )
+    z = np.uint64(seed) + np.arange(1, x.size + 1, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
     z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
     u = (z ^ (z >> np.uint64(31))) >> np.uint64(40)  # 24-bit uniform integers

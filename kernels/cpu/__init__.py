@@ -19,3 +19,5 @@ from .norm import adain_backward as adain_backward
 from .norm import adain_forward as adain_forward
 from .norm import batch_norm_backward as batch_norm_backward
 from .norm import batch_norm_forward as batch_norm_forward
+from .pool import max_pool2d as max_pool2d
+from .pool import max_pool2d_backward as max_pool2d_backward

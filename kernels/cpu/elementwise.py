@@ -3,6 +3,8 @@
 NumPy evaluates ``x * where(x > 0, 1, slope)`` as three passes over memory with two
 temporaries, single-threaded; each kernel here reads its inputs once and writes its output
 once, on every core (benchmarks/NOTES.md: leaky ReLU on a DCGAN activation 25 ms → 1.5 ms).
+The kernels are ``nogil`` loops over a range of elements, run on minigan's worker threads by
+:func:`.threads.parallel_for` (not Numba's ``prange``: its OpenMP threads spin after each loop).
 """
 
 from __future__ import annotations
@@ -10,19 +12,24 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange, uint64
+from numba import njit, uint64
+
+from .threads import parallel_for
+
+#: elements below which a kernel runs in the calling thread alone
+GRAIN = 1 << 16
 
 
-@njit(parallel=True, cache=True, nogil=True)
-def _leaky_relu(x, slope, y):
-    for i in prange(x.size):
+@njit(cache=True, nogil=True)
+def _leaky_relu(x, slope, y, lo, hi):
+    for i in range(lo, hi):
         v = x[i]
         y[i] = v if v > 0 else v * slope
 
 
-@njit(parallel=True, cache=True, nogil=True)
-def _leaky_relu_backward(gy, x, slope, gx):
-    for i in prange(x.size):
+@njit(cache=True, nogil=True)
+def _leaky_relu_backward(gy, x, slope, gx, lo, hi):
+    for i in range(lo, hi):
         g = gy[i]
         gx[i] = g if x[i] > 0 else g * slope
 
@@ -41,10 +48,10 @@ def keep_threshold(p: float) -> np.uint64:
     return np.uint64(math.ceil(p * 2**24))
 
 
-@njit(parallel=True, cache=True, nogil=True)
-def _dropout(x, seed, threshold, scale, y):
+@njit(cache=True, nogil=True)
+def _dropout(x, seed, threshold, scale, y, lo, hi):
     zero = x.dtype.type(0)
-    for i in prange(x.size):
+    for i in range(lo, hi):
         z = seed + (uint64(i) + uint64(1)) * GAMMA
         z = (z ^ (z >> uint64(30))) * MIX1
         z = (z ^ (z >> uint64(27))) * MIX2
@@ -59,16 +66,16 @@ def _flat(a: np.ndarray, dtype) -> np.ndarray:
 def leaky_relu(x: np.ndarray, negative_slope: float) -> np.ndarray:
     """``x`` where ``x > 0``, ``negative_slope * x`` elsewhere."""
     y = np.empty(x.shape, x.dtype)
-    _leaky_relu(_flat(x, x.dtype), x.dtype.type(negative_slope), y.reshape(-1))
+    xf = _flat(x, x.dtype)
+    parallel_for(_leaky_relu, xf.size, xf, x.dtype.type(negative_slope), y.reshape(-1), grain=GRAIN)
     return y
 
 
 def leaky_relu_backward(gy: np.ndarray, x: np.ndarray, negative_slope: float) -> np.ndarray:
     """``gy`` where ``x > 0``, ``negative_slope * gy`` elsewhere."""
     gx = np.empty(gy.shape, gy.dtype)
-    _leaky_relu_backward(
-        _flat(gy, gy.dtype), _flat(x, x.dtype), gy.dtype.type(negative_slope), gx.reshape(-1)
-    )
+    gyf, xf, slope = _flat(gy, gy.dtype), _flat(x, x.dtype), gy.dtype.type(negative_slope)
+    parallel_for(_leaky_relu_backward, xf.size, gyf, xf, slope, gx.reshape(-1), grain=GRAIN)
     return gx
 
 
@@ -76,5 +83,7 @@ def dropout(x: np.ndarray, seed: int, p: float) -> np.ndarray:
     """``x / (1 - p)`` where the SplitMix64 draw ``u_i(seed) >= p``, 0 elsewhere."""
     y = np.empty(x.shape, x.dtype)
     scale = x.dtype.type(1 / (1 - p))
-    _dropout(_flat(x, x.dtype), np.uint64(seed), keep_threshold(p), scale, y.reshape(-1))
+    xf = _flat(x, x.dtype)
+    args = (xf, np.uint64(seed), keep_threshold(p), scale, y.reshape(-1))
+    parallel_for(_dropout, xf.size, *args, grain=GRAIN)
     return y

@@ -8,8 +8,9 @@ of values with its own mean and variance — and differ only in what a group is:
 
 So each kernel works on a 3-D view ``x3[a, g, s]`` whose group ``g`` is the union over ``a`` of
 the contiguous rows ``x3[a, g, :]``: ``(N, C, H*W)`` for batch norm, ``(1, N*C, H*W)`` for AdaIN.
-Groups are processed in parallel (``prange``), and each group is read from memory once per
-pass while it is hot in cache.
+Groups are processed in parallel (ranges of groups on minigan's worker threads,
+:func:`.threads.parallel_for`), and each group is read from memory once per pass while it is
+hot in cache.
 
 Numerics: statistics are accumulated in float64 and computed in two passes (mean, then the mean
 of squared deviations), so float32 inputs with a large offset (``1e4 + N(0, 1)``) keep full
@@ -20,19 +21,20 @@ shortcuts of full fast-math.
 
 from __future__ import annotations
 
-import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit
+
+from .threads import num_threads, parallel_for
 
 _FASTMATH = {"reassoc", "contract"}
 
 
-@njit(parallel=True, cache=True, fastmath=_FASTMATH)
-def _norm_forward(x3, scale, bias, eps, y3, mean, invstd):
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _norm_forward(x3, scale, bias, eps, y3, mean, invstd, lo, hi):
     """Per-group ``y = scale * (x - mean) * invstd + bias``; ``scale``/``bias`` indexed by group."""
     A, G, S = x3.shape
     count = A * S
-    for g in prange(G):
+    for g in range(lo, hi):
         acc = 0.0
         for a in range(A):
             for s in range(S):
@@ -53,8 +55,8 @@ def _norm_forward(x3, scale, bias, eps, y3, mean, invstd):
         invstd[g] = inv
 
 
-@njit(parallel=True, cache=True, fastmath=_FASTMATH)
-def _norm_backward(gy3, x3, scale, mean, invstd, gx3, gscale, gbias):
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _norm_backward(gy3, x3, scale, mean, invstd, gx3, gscale, gbias, lo, hi):
     """Gradients of :func:`_norm_forward` (statistics included) w.r.t. x, scale and bias.
 
     With ``xhat = (x - mean) * invstd``::
@@ -67,7 +69,7 @@ def _norm_backward(gy3, x3, scale, mean, invstd, gx3, gscale, gbias):
     """
     A, G, S = x3.shape
     count = A * S
-    for g in prange(G):
+    for g in range(lo, hi):
         m0 = np.float64(mean[g])
         inv = np.float64(invstd[g])
         sg = 0.0
@@ -101,13 +103,13 @@ def _norm_backward(gy3, x3, scale, mean, invstd, gx3, gscale, gbias):
 ROW_BLOCKED_MAX_S = 256  # runs shorter than this (in elements) use the memory-order kernels
 
 
-@njit(parallel=True, cache=True, fastmath=_FASTMATH)
-def _block_sums(x3, center, parts):
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _block_sums(x3, center, parts, lo, hi):
     """``parts[p, g] = sum over block p's samples of (x3[a, g, :] - center[g])``, and in
     ``parts[P + p, g]`` the same sum squared-deviation-wise (two statistics, one read)."""
     A, G, S = x3.shape
     P = parts.shape[0] // 2
-    for p in prange(P):
+    for p in range(lo, hi):
         for g in range(G):
             parts[p, g] = 0.0
             parts[P + p, g] = 0.0
@@ -124,12 +126,12 @@ def _block_sums(x3, center, parts):
                 parts[P + p, g] += acc2
 
 
-@njit(parallel=True, cache=True, fastmath=_FASTMATH)
-def _block_backward_sums(gy3, x3, mean, parts):
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _block_backward_sums(gy3, x3, mean, parts, lo, hi):
     """Per block of samples: ``sum gy``, ``sum gy * (x - mean)``, ``sum (x - mean)`` per group."""
     A, G, S = x3.shape
     P = parts.shape[0] // 3
-    for p in prange(P):
+    for p in range(lo, hi):
         for g in range(G):
             parts[p, g] = 0.0
             parts[P + p, g] = 0.0
@@ -151,22 +153,22 @@ def _block_backward_sums(gy3, x3, mean, parts):
                 parts[2 * P + p, g] += sd
 
 
-@njit(parallel=True, cache=True, fastmath=_FASTMATH)
-def _rows_affine(x3, mu, k, b, y3):
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _rows_affine(x3, mu, k, b, y3, lo, hi):
     """``y = (x - mu[g]) * k[g] + b[g]``, parallel over samples."""
     A, G, S = x3.shape
-    for a in prange(A):
+    for a in range(lo, hi):
         for g in range(G):
             m, kg, bg = mu[g], k[g], b[g]
             for s in range(S):
                 y3[a, g, s] = (x3[a, g, s] - m) * kg + bg
 
 
-@njit(parallel=True, cache=True, fastmath=_FASTMATH)
-def _rows_backward(gy3, x3, mu, k, mg, mgx, gx3):
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _rows_backward(gy3, x3, mu, k, mg, mgx, gx3, lo, hi):
     """``gx = k[g] * (gy - mg[g] - (x - mu[g]) * mgx[g])``, parallel over samples."""
     A, G, S = x3.shape
-    for a in prange(A):
+    for a in range(lo, hi):
         for g in range(G):
             m, kg, mgg, mgxg = mu[g], k[g], mg[g], mgx[g]
             for s in range(S):
@@ -175,11 +177,11 @@ def _rows_backward(gy3, x3, mu, k, mg, mgx, gx3):
 
 
 # BatchNorm1d (S = 1): the same passes on the (A, G) matrix, vectorised along the groups.
-@njit(parallel=True, cache=True, fastmath=_FASTMATH)
-def _block_sums_1d(x2, center, parts):
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _block_sums_1d(x2, center, parts, lo, hi):
     A, G = x2.shape
     P = parts.shape[0] // 2
-    for p in prange(P):
+    for p in range(lo, hi):
         acc, acc2 = parts[p], parts[P + p]
         acc[:] = 0.0
         acc2[:] = 0.0
@@ -190,11 +192,11 @@ def _block_sums_1d(x2, center, parts):
                 acc2[g] += d * d
 
 
-@njit(parallel=True, cache=True, fastmath=_FASTMATH)
-def _block_backward_sums_1d(gy2, x2, mean, parts):
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _block_backward_sums_1d(gy2, x2, mean, parts, lo, hi):
     A, G = x2.shape
     P = parts.shape[0] // 3
-    for p in prange(P):
+    for p in range(lo, hi):
         sg, sgd, sd = parts[p], parts[P + p], parts[2 * P + p]
         sg[:] = 0.0
         sgd[:] = 0.0
@@ -208,24 +210,34 @@ def _block_backward_sums_1d(gy2, x2, mean, parts):
                 sd[g] += d
 
 
-@njit(parallel=True, cache=True, fastmath=_FASTMATH)
-def _rows_affine_1d(x2, mu, k, b, y2):
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _rows_affine_1d(x2, mu, k, b, y2, lo, hi):
     A, G = x2.shape
-    for a in prange(A):
+    for a in range(lo, hi):
         for g in range(G):
             y2[a, g] = (x2[a, g] - mu[g]) * k[g] + b[g]
 
 
-@njit(parallel=True, cache=True, fastmath=_FASTMATH)
-def _rows_backward_1d(gy2, x2, mu, k, mg, mgx, gx2):
+@njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _rows_backward_1d(gy2, x2, mu, k, mg, mgx, gx2, lo, hi):
     A, G = x2.shape
-    for a in prange(A):
+    for a in range(lo, hi):
         for g in range(G):
             gx2[a, g] = k[g] * (gy2[a, g] - mg[g] - (x2[a, g] - mu[g]) * mgx[g])
 
 
+#: values below which a kernel runs in the calling thread alone
+GRAIN = 1 << 16
+
+
+def _run(kernel, n: int, values_per_item: int, *args) -> None:
+    """``kernel(*args, lo, hi)`` over ``range(n)`` on the worker threads, parts of at least
+    :data:`GRAIN` values."""
+    parallel_for(kernel, n, *args, grain=max(1, GRAIN // max(1, values_per_item)))
+
+
 def _blocks(A: int) -> int:
-    return max(1, min(A, 2 * numba.get_num_threads()))
+    return max(1, min(A, 2 * num_threads()))
 
 
 def _rows_forward(x3, scale, bias, eps, y3, mean, invstd) -> None:
@@ -237,14 +249,14 @@ def _rows_forward(x3, scale, bias, eps, y3, mean, invstd) -> None:
     else:
         x, y, sums, affine = x3, y3, _block_sums, _rows_affine
     parts = np.empty((2 * P, G))
-    sums(x, np.zeros(G), parts)
+    _run(sums, P, x.size // P, x, np.zeros(G), parts)
     mu = parts[:P].sum(0) / count
-    sums(x, mu, parts)
+    _run(sums, P, x.size // P, x, mu, parts)
     d = parts[:P].sum(0) / count  # mean offset left by rounding (exactly 0 in exact arithmetic)
     var = np.maximum(parts[P:].sum(0) / count - d * d, 0.0)
     inv = 1.0 / np.sqrt(var + eps)
     mu += d
-    affine(x, mu, scale * inv, bias.astype(np.float64), y)
+    _run(affine, A, x.size // A, x, mu, scale * inv, bias.astype(np.float64), y)
     mean[:] = mu
     invstd[:] = inv
 
@@ -259,14 +271,14 @@ def _rows_norm_backward(gy3, x3, scale, mean, invstd, gx3, gscale, gbias) -> Non
     else:
         gy, x, gx, sums, write = gy3, x3, gx3, _block_backward_sums, _rows_backward
     parts = np.empty((3 * P, G))
-    sums(gy, x, mean.astype(np.float64), parts)
+    _run(sums, P, x.size // P, gy, x, mean.astype(np.float64), parts)
     sg, sgd, sd = parts[:P].sum(0), parts[P : 2 * P].sum(0), parts[2 * P :].sum(0)
     inv = invstd.astype(np.float64)
     mu = mean.astype(np.float64) + sd / count
     sgd -= sg * (sd / count)
     gbias[:] = sg
     gscale[:] = sgd * inv
-    write(gy, x, mu, scale * inv, sg / count, sgd * inv * inv / count, gx)
+    _run(write, A, x.size // A, gy, x, mu, scale * inv, sg / count, sgd * inv * inv / count, gx)
 
 
 def _affine(v: np.ndarray | None, n: int, fill: float, dtype) -> np.ndarray:
@@ -293,7 +305,11 @@ def batch_norm_forward(
     scale = _affine(gamma, C, 1.0, x.dtype)
     bias = _affine(beta, C, 0.0, x.dtype)
     forward = _rows_forward if x3.shape[2] < ROW_BLOCKED_MAX_S else _norm_forward
-    forward(x3, scale, bias, float(eps), y.reshape(x3.shape), mean, invstd)
+    args = (x3, scale, bias, float(eps), y.reshape(x3.shape), mean, invstd)
+    if forward is _rows_forward:
+        forward(*args)
+    else:
+        _run(forward, C, x3.size // C, *args)
     return y, mean, invstd
 
 
@@ -316,7 +332,11 @@ def batch_norm_backward(
     m = np.ascontiguousarray(mean, dtype=x.dtype).reshape(C)
     v = np.ascontiguousarray(invstd, dtype=x.dtype).reshape(C)
     backward = _rows_norm_backward if x3.shape[2] < ROW_BLOCKED_MAX_S else _norm_backward
-    backward(gy3, x3, scale, m, v, gx.reshape(x3.shape), ggamma, gbeta)
+    args = (gy3, x3, scale, m, v, gx.reshape(x3.shape), ggamma, gbeta)
+    if backward is _rows_norm_backward:
+        backward(*args)
+    else:
+        _run(backward, C, x3.size // C, *args)
     return gx, ggamma, gbeta
 
 
@@ -337,7 +357,8 @@ def adain_forward(
     invstd = np.empty((N, C), dtype=x.dtype)
     s = _affine(scale, N * C, 1.0, x.dtype)
     b = _affine(bias, N * C, 0.0, x.dtype)
-    _norm_forward(x3, s, b, float(eps), y.reshape(x3.shape), mean.reshape(-1), invstd.reshape(-1))
+    args = (x3, s, b, float(eps), y.reshape(x3.shape), mean.reshape(-1), invstd.reshape(-1))
+    _run(_norm_forward, N * C, x3.shape[2], *args)
     return y, mean, invstd
 
 
@@ -354,5 +375,6 @@ def adain_backward(
     s = _affine(scale, N * C, 1.0, x.dtype)
     m = np.ascontiguousarray(mean, dtype=x.dtype).reshape(-1)
     v = np.ascontiguousarray(invstd, dtype=x.dtype).reshape(-1)
-    _norm_backward(gy3, x3, s, m, v, gx.reshape(x3.shape), gscale.reshape(-1), gbias.reshape(-1))
+    args = (gy3, x3, s, m, v, gx.reshape(x3.shape), gscale.reshape(-1), gbias.reshape(-1))
+    _run(_norm_backward, N * C, x3.shape[2], *args)
     return gx, gscale, gbias

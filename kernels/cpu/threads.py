@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -35,6 +36,7 @@ __all__ = [
     "num_threads",
     "set_num_threads",
     "parallel_map",
+    "parallel_for",
     "single_threaded",
     "split",
     "by_worker",
@@ -128,12 +130,51 @@ def parallel_map(task: Callable[[T], R], items: Sequence[T]) -> list[R]:
     global _pool
     if _threads <= 1:
         return [single_threaded(task, item) for item in items]
+    if _in_worker():  # called from a task on a worker: waiting on the pool could deadlock
+        return [single_threaded(task, item) for item in items]
     if len(items) <= 1 or _blas_local is None:  # one chunk: let BLAS use its own threads
         return [task(item) for item in items]
     if _pool is None:
         _pool = ThreadPoolExecutor(_threads, thread_name_prefix="minigan-cpu")
     futures = [_pool.submit(single_threaded, task, item) for item in items]
     return [f.result() for f in futures]
+
+
+def _in_worker() -> bool:
+    return threading.current_thread().name.startswith("minigan-cpu")
+
+
+def parallel_for(kernel: Callable[..., None], n: int, *args: Any, grain: int = 1) -> None:
+    """``kernel(*args, lo, hi)`` over ``range(n)``, cut into one contiguous part per thread
+    of at least ``grain`` items; the calling thread runs the first part itself.
+
+    For the norm and elementwise kernels (``nogil`` Numba loops over ``range(lo, hi)``, no
+    BLAS): they run on the same worker threads as the convolutions, which wait on a queue
+    between tasks. Numba's own ``prange`` pool (OpenMP) spins after every parallel loop,
+    stealing the cores from the workers and BLAS that run next (benchmarks/NOTES.md).
+
+    >>> import numpy as np
+    >>> out = np.zeros(5)
+    >>> def fill(out, lo, hi): out[lo:hi] = np.arange(lo, hi)
+    >>> parallel_for(fill, 5, out, grain=2)
+    >>> out.tolist()
+    [0.0, 1.0, 2.0, 3.0, 4.0]
+    """
+    global _pool
+    parts = min(_threads, n // max(1, grain))
+    if parts <= 1 or _in_worker():  # small, or already on a worker: no hand-off
+        if n > 0:
+            kernel(*args, 0, n)
+        return
+    bounds = [n * i // parts for i in range(parts + 1)]
+    if _pool is None:
+        _pool = ThreadPoolExecutor(_threads, thread_name_prefix="minigan-cpu")
+    futures = [_pool.submit(kernel, *args, lo, hi) for lo, hi in zip(bounds[1:-1], bounds[2:])]
+    try:
+        kernel(*args, bounds[0], bounds[1])
+    finally:
+        for f in futures:
+            f.result()
 
 
 def split(n: int, bytes_per_item: int, target_bytes: int) -> list[range]:

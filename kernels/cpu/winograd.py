@@ -26,6 +26,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from .threads import parallel_for
+
 # g (3 taps) -> the 4 values G g that the 4x4 input transform pairs with
 G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
 
@@ -35,11 +37,39 @@ def tiles(oh: int, ow: int) -> tuple[int, int]:
     return (oh + 1) // 2, (ow + 1) // 2
 
 
+@njit(cache=True, nogil=True)
+def _weight_transform(w, u, lo, hi):
+    """``u[a*4 + b, c, o] = (G w[o, c] G^T)[a, b]`` in float64 arithmetic, for c in [lo, hi)."""
+    O = w.shape[0]
+    t = np.empty((4, 3))  # G g: rows a, columns j
+    for c in range(lo, hi):
+        for o in range(O):
+            g = w[o, c]
+            for j in range(3):
+                g0, g1, g2 = np.float64(g[0, j]), np.float64(g[1, j]), np.float64(g[2, j])
+                t[0, j] = g0
+                t[1, j] = 0.5 * (g0 + g1 + g2)
+                t[2, j] = 0.5 * (g0 - g1 + g2)
+                t[3, j] = g2
+            for a in range(4):
+                t0, t1, t2 = t[a, 0], t[a, 1], t[a, 2]
+                u[4 * a, c, o] = t0
+                u[4 * a + 1, c, o] = 0.5 * (t0 + t1 + t2)
+                u[4 * a + 2, c, o] = 0.5 * (t0 - t1 + t2)
+                u[4 * a + 3, c, o] = t2
+
+
 def weight_transform(w: np.ndarray, dtype) -> np.ndarray:
-    """``U[ξ, c, o] = (G w[o, c] G^T)[ξ]`` for ``w`` (O, C, 3, 3), computed in float64."""
+    """``U[ξ, c, o] = (G w[o, c] G^T)[ξ]`` for ``w`` (O, C, 3, 3), computed in float64.
+
+    >>> w = np.arange(9.0).reshape(1, 1, 3, 3)
+    >>> bool(np.allclose(weight_transform(w, np.float64)[:, 0, 0], (G @ w[0, 0] @ G.T).ravel()))
+    True
+    """
     O, C = w.shape[0], w.shape[1]
-    u = np.einsum("ai,ocij,bj->abco", G, w.astype(np.float64), G)
-    return np.ascontiguousarray(u.reshape(16, C, O), dtype=dtype)
+    u = np.empty((16, C, O), dtype=dtype)
+    parallel_for(_weight_transform, C, np.ascontiguousarray(w), u, grain=max(1, 4096 // O))
+    return u
 
 
 @njit(cache=True, nogil=True, inline="always")

@@ -56,7 +56,7 @@ from typing import TYPE_CHECKING, Any
 
 from minigan.lazy import resolve
 
-from ..contract import Array
+from ..contract import Array, Pair, Shape
 
 if TYPE_CHECKING:  # what the lazy names below are, for type checkers and IDEs
     from .conv import conv2d as conv2d
@@ -114,6 +114,44 @@ def leaky_relu_backward(gy: Array, x: Array, negative_slope: float) -> Array:
     import cupy as cp
 
     return cp.where(x > 0, gy, gy * gy.dtype.type(negative_slope))
+
+
+def _window_slices(kernel: Pair, stride: Pair, dilation: Pair, out_hw: Pair) -> list[tuple]:
+    """Per window position ``i*kw + j``: the strided slices of ``x`` it reads for every output."""
+    (kh, kw), (sh, sw), (dh, dw), (oh, ow) = kernel, stride, dilation, out_hw
+    rows = [slice(i * dh, i * dh + (oh - 1) * sh + 1, sh) for i in range(kh)]
+    cols = [slice(j * dw, j * dw + (ow - 1) * sw + 1, sw) for j in range(kw)]
+    return [(..., r, c) for r in rows for c in cols]
+
+
+# Max pooling: CuPy expressions, one pass over x per window position.
+def max_pool2d(
+    x: Array, kernel: Pair, stride: Pair, dilation: Pair, out_hw: Pair
+) -> tuple[Array, Array]:
+    """Max of each window and the position of its first maximum (a NaN wins, the first stays)."""
+    import cupy as cp
+
+    slices = _window_slices(kernel, stride, dilation, out_hw)
+    y = x[slices[0]].copy()
+    winner = cp.zeros(y.shape, dtype=cp.uint8)
+    for t, sl in enumerate(slices[1:], start=1):
+        v = x[sl]
+        better = (v > y) | ((v != v) & (y == y))
+        y = cp.where(better, v, y)
+        winner[better] = t
+    return y, winner
+
+
+def max_pool2d_backward(
+    gy: Array, winner: Array, x_shape: Shape, kernel: Pair, stride: Pair, dilation: Pair
+) -> Array:
+    """Zeros of ``x_shape`` plus each ``gy`` at its window's winner."""
+    import cupy as cp
+
+    gx = cp.zeros(x_shape, dtype=gy.dtype)
+    for t, sl in enumerate(_window_slices(kernel, stride, dilation, gy.shape[-2:])):
+        gx[sl] += cp.where(winner == t, gy, gy.dtype.type(0))
+    return gx
 
 
 def dropout(x: Array, seed: int, p: float) -> Array:
