@@ -620,6 +620,22 @@ def test_max_pool_kernels_against_a_window_by_window_reference(dtype, case):
         np.testing.assert_allclose(gx, gx_ref, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.int32, np.int64, np.uint8, np.bool_])
+def test_max_pool_kernels_take_every_dtype_the_slices_did(dtype):
+    """float16 (no Numba type: computed in float32), integers and bool give the reference's
+    values, winners and gradient sums."""
+    x = (np.random.default_rng(5).integers(0, 4, (2, 3, 5, 6))).astype(dtype)
+    y, win = K.cpu.max_pool2d(x, (2, 3), (2, 1), (1, 2), (2, 2))
+    y_ref, win_ref = _max_pool_reference(x, (2, 3), (2, 1), (1, 2), (2, 2))
+    assert y.dtype == x.dtype
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(win, win_ref)
+    if dtype == np.float16:
+        gy = np.ones(y.shape, np.float16)
+        gx = K.cpu.max_pool2d_backward(gy, win, x.shape, (2, 3), (2, 1), (1, 2))
+        assert gx.dtype == np.float16 and float(gx.sum()) == gy.size
+
+
 def test_max_pool_kernel_on_many_planes_runs_on_the_workers():
     """Planes large enough to be split over the worker threads: the same as one thread."""
     from minigan.kernels.cpu import threads as T

@@ -58,8 +58,10 @@ def _max_pool_backward(gy, win, kw, sh, sw, dh, dw, gx, lo, hi):
 
 
 def _planes(a: np.ndarray) -> np.ndarray:
-    """``(..., H, W)`` as a contiguous ``(P, H, W)`` stack of planes."""
-    return np.ascontiguousarray(a).reshape(-1, a.shape[-2], a.shape[-1])
+    """``(..., H, W)`` as a contiguous ``(P, H, W)`` stack of planes; float16 (which Numba
+    does not compile) as float32, where every float16 value and the order are exact."""
+    a = a.astype(np.float32) if a.dtype == np.float16 else np.ascontiguousarray(a)
+    return a.reshape(-1, a.shape[-2], a.shape[-1])
 
 
 def max_pool2d(
@@ -67,13 +69,13 @@ def max_pool2d(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Max over each window of the (padded) ``x``; returns ``y`` and the uint8 winners."""
     x3 = _planes(x)
-    y = np.empty((x3.shape[0], *out_hw), dtype=x.dtype)
+    y = np.empty((x3.shape[0], *out_hw), dtype=x3.dtype)
     win = np.empty(y.shape, dtype=np.uint8)
     per_plane = x3.shape[1] * x3.shape[2]
     args = (x3, *kernel, *stride, *dilation, y, win)
     parallel_for(_max_pool, x3.shape[0], *args, grain=max(1, GRAIN // per_plane))
     shape = x.shape[:-2] + tuple(out_hw)
-    return y.reshape(shape), win.reshape(shape)
+    return y.reshape(shape).astype(x.dtype, copy=False), win.reshape(shape)
 
 
 def max_pool2d_backward(
@@ -81,8 +83,8 @@ def max_pool2d_backward(
 ) -> np.ndarray:
     """Gradient of :func:`max_pool2d` with respect to its ``x`` (of shape ``x_shape``)."""
     gy3, win3 = _planes(gy), _planes(winner)
-    gx = np.empty((gy3.shape[0], x_shape[-2], x_shape[-1]), dtype=gy.dtype)
+    gx = np.empty((gy3.shape[0], x_shape[-2], x_shape[-1]), dtype=gy3.dtype)
     args = (gy3, win3, kernel[1], *stride, *dilation, gx)
     per_plane = x_shape[-2] * x_shape[-1]
     parallel_for(_max_pool_backward, gy3.shape[0], *args, grain=max(1, GRAIN // per_plane))
-    return gx.reshape(tuple(x_shape))
+    return gx.reshape(tuple(x_shape)).astype(gy.dtype, copy=False)
