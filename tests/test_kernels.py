@@ -487,6 +487,41 @@ def test_parallel_for_runs_every_index_once_in_parts_of_at_least_grain(n, grain,
     assert len(parts) == (0 if n == 0 else max(1, min(threads, n // grain)))
 
 
+def test_parallel_for_waits_for_every_part_before_raising():
+    """A failing part must not return control while other parts still write the output;
+    a pool shut down by set_num_threads in another thread runs the parts in the caller."""
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from minigan.kernels.cpu import threads as T
+
+    def kernel(out, lo, hi):
+        if lo == 0:
+            raise RuntimeError("part 0 failed")
+        time.sleep(0.05)
+        out[lo:hi] = 1
+
+    old = T.num_threads()
+    T.set_num_threads(4)
+    try:
+        out = np.zeros(100)
+        with pytest.raises(RuntimeError, match="part 0 failed"):
+            T.parallel_for(kernel, 100, out, grain=1)
+        assert out[25:].sum() == 75  # every other part had finished
+        closed, live = ThreadPoolExecutor(2), T._pool
+        closed.shutdown()
+        T._pool = closed
+        try:
+            out = np.zeros(100)
+            T.parallel_for(lambda o, lo, hi: o.__setitem__(slice(lo, hi), 2), 100, out, grain=1)
+            assert (out == 2).all()
+            assert T.parallel_map(lambda i: i + 1, [1, 2]) == [2, 3]
+        finally:
+            T._pool = live
+    finally:
+        T.set_num_threads(old)
+
+
 def test_parallel_work_nested_in_a_worker_runs_inline():
     """A kernel started from a worker task (a norm inside a conv task, say) must not wait
     on the pool it runs on: with every worker busy that would deadlock."""
