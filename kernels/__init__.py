@@ -13,8 +13,8 @@ functions below have its signatures and docstrings. In short::
     adain_backward(gy, x, scale, mean, invstd) -> gx, gscale, gbias
     leaky_relu(x, negative_slope) -> y                             elementwise, fused
     leaky_relu_backward(gy, x, negative_slope) -> gx
-    max_pool2d(x, kernel, stride, dilation, out_hw) -> y, winner   x already padded
-    max_pool2d_backward(gy, winner, x_shape, kernel, stride, dilation) -> gx
+    max_pool2d(x, kernel, stride, padding, dilation, out_hw) -> y, winner (uint8, per window)
+    max_pool2d_backward(gy, winner, x_shape, kernel, stride, padding, dilation) -> gx
     dropout(x, seed, p) -> y        x / (1 - p) where u_i(seed) >= p, else 0 (SplitMix64 u_i)
     matmul(a, b) -> a @ b                                          NumPy's matmul semantics
 
@@ -189,17 +189,23 @@ def leaky_relu_backward(gy: Array, x: Array, negative_slope: float) -> Array:
 
 @_contract
 def max_pool2d(
-    x: Array, kernel: Pair, stride: Pair, dilation: Pair, out_hw: Pair
+    x: Array, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair, out_hw: Pair
 ) -> tuple[Array, Array]:
-    return backend_for(x, "max_pool2d").max_pool2d(x, kernel, stride, dilation, out_hw)
+    return backend_for(x, "max_pool2d").max_pool2d(x, kernel, stride, padding, dilation, out_hw)
 
 
 @_contract
 def max_pool2d_backward(
-    gy: Array, winner: Array, x_shape: Shape, kernel: Pair, stride: Pair, dilation: Pair
+    gy: Array,
+    winner: Array,
+    x_shape: Shape,
+    kernel: Pair,
+    stride: Pair,
+    padding: Pair,
+    dilation: Pair,
 ) -> Array:
     impl = backend_for(gy, "max_pool2d_backward")
-    return impl.max_pool2d_backward(gy, winner, x_shape, kernel, stride, dilation)
+    return impl.max_pool2d_backward(gy, winner, x_shape, kernel, stride, padding, dilation)
 
 
 @_contract

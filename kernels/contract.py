@@ -115,20 +115,30 @@ class KernelBackend(Protocol):
         ...
 
     def max_pool2d(
-        self, x: Array, kernel: Pair, stride: Pair, dilation: Pair, out_hw: Pair
+        self, x: Array, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair, out_hw: Pair
     ) -> tuple[Array, Array]:
-        """Max pooling of an already padded ``x (..., H, W)``: ``y (..., OH, OW)`` with
-        ``y[a, b] = max over i < kh, j < kw of x[a*sh + i*dh, b*sw + j*dw]`` (``out_hw`` is
-        ``(OH, OW)``; every window lies inside ``x``), and the uint8 ``winner`` of each window,
-        ``i*kw + j`` of its first maximum (a NaN wins, the first NaN stays), as PyTorch picks
-        it. Any dtype with an order."""
+        """Max pooling like ``torch.nn.functional.max_pool2d``: ``x (..., H, W)`` ->
+        ``y (..., OH, OW)`` (``out_hw``, ceil mode included) with ``y[a, b]`` the maximum of
+        ``x[a*sh - ph + i*dh, b*sw - pw + j*dw]`` over the window positions (i < kh, j < kw)
+        inside ``x`` — padding is no value — and the uint8 ``winner`` of each window, its
+        position ``i*kw + j``: the first inside, replaced by each later one that is greater or
+        NaN (PyTorch's rule: the first maximum, the last NaN). A window with no position
+        inside gets the dtype's lowest value and winner 255. At most 254 window positions; any
+        dtype with an order."""
         ...
 
     def max_pool2d_backward(
-        self, gy: Array, winner: Array, x_shape: Shape, kernel: Pair, stride: Pair, dilation: Pair
+        self,
+        gy: Array,
+        winner: Array,
+        x_shape: Shape,
+        kernel: Pair,
+        stride: Pair,
+        padding: Pair,
+        dilation: Pair,
     ) -> Array:
         """Gradient of :meth:`max_pool2d`: zeros of ``x_shape`` plus each ``gy`` at its window's
-        winner (overlapping windows add up)."""
+        winner (none for winner 255; overlapping windows add up)."""
         ...
 
     def dropout(self, x: Array, seed: int, p: float) -> Array:

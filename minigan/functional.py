@@ -1728,13 +1728,14 @@ def _pool_counts(size: int, k: int, s: int, p: int, n: int, include_pad: bool) -
 
 
 class MaxPool(Function):
-    """Max over each window of the padded input (``kernels.max_pool2d``: one pass), keeping
-    which position won each window — the first maximum, as in PyTorch — for the backward."""
+    """Max over each window (``kernels.max_pool2d``: one pass, padding is no value), keeping
+    which position won each window — PyTorch's choice — for the backward."""
 
     saved_inputs = ()
 
-    def __init__(self, kernel: tuple, stride: tuple, dilation: tuple, out_hw: tuple) -> None:
-        self.geometry = (kernel, stride, dilation)
+    def __init__(self, kernel: tuple, stride: tuple, padding: tuple, dilation: tuple,
+                 out_hw: tuple) -> None:  # fmt: skip
+        self.geometry = (kernel, stride, padding, dilation)
         self.out_hw = out_hw
 
     def forward(self, x):
@@ -1759,10 +1760,14 @@ class MaxPoolGrad(Function):
         return kernels.max_pool2d_backward(gy, pool.winner, pool.in_shape, *pool.geometry)
 
     def backward(self, ggx):
-        (kh, kw), s, d = self.pool.geometry
+        """Each output's gradient read back at its winner: ``ggx`` padded with zeros, then
+        per window position the outputs it won."""
+        k, s, p, d = self.pool.geometry
+        oh, ow = self.pool.out_hw
+        ggx = _pool_padded(ggx, k, s, p, d, oh, ow, 0.0)
         total = None
-        for p, sl in enumerate(_dilated_slices((kh, kw), s, d, *self.pool.out_hw)):
-            part = mask(getitem(ggx, (Ellipsis, *sl)), self.pool.winner == p)
+        for pos, sl in enumerate(_dilated_slices(k, s, d, oh, ow)):
+            part = mask(getitem(ggx, (Ellipsis, *sl)), self.pool.winner == pos)
             total = part if total is None else total + part
         return total
 
@@ -1813,11 +1818,12 @@ def max_pool2d(
     ceil_mode: bool = False,
     return_indices: bool = False,
 ) -> Tensor | tuple[Tensor, Tensor]:
-    """Max pooling (padding with -inf) with PyTorch's ``dilation``, ``ceil_mode`` and
-    ``return_indices`` (flat ``h * W + w`` indices into each input plane, int64); the gradient
-    goes to the first maximum of each window, as in PyTorch. A window that (with dilation)
-    holds only padding gives -inf, index -1 and no gradient; PyTorch gives -inf too, but an
-    index past the plane's end, and scatters that window's gradient into the next plane.
+    """Max pooling with PyTorch's ``dilation``, ``ceil_mode`` and ``return_indices`` (flat
+    ``h * W + w`` indices into each input plane, int64); padding is no value, and the gradient
+    goes to each window's first maximum (the last NaN), as in PyTorch. A window that (with
+    dilation) covers no input position gives the dtype's lowest value (-inf), index -1 and no
+    gradient; PyTorch gives -inf too, but an index past the plane's end, and writes that
+    window's gradient into the next plane.
 
     >>> import minigan
     >>> y, i = max_pool2d(minigan.ones(1, 1, 1, 2), 2, 1, padding=1, dilation=2,
@@ -1828,12 +1834,10 @@ def max_pool2d(
     k, s, p, d, oh, ow = _pool_geometry(
         "max_pool2d", x, kernel_size, stride, padding, dilation, ceil_mode
     )
-    if k[0] * k[1] > 255:
-        raise ValueError(f"max_pool2d: kernel {k} has more than 255 positions")
-    low = -np.inf if x.dtype.kind == "f" else 0 if x.dtype.kind == "b" else np.iinfo(x.dtype).min
-    xpad = _pool_padded(x, k, s, p, d, oh, ow, low)
-    fn = MaxPool(k, s, d, (oh, ow))
-    y = fn(xpad)
+    if k[0] * k[1] > 254:  # a window's winner is a uint8, 255 meaning "none"
+        raise ValueError(f"max_pool2d: kernel {k} has more than 254 positions")
+    fn = MaxPool(k, s, p, d, (oh, ow))
+    y = fn(x)
     if not return_indices:
         return y
     xp = _xp(x.data)
@@ -1842,8 +1846,7 @@ def max_pool2d(
     rows = xp.asarray(np.arange(oh) * s[0] - p[0]).reshape(-1, 1)
     cols = xp.asarray(np.arange(ow) * s[1] - p[1])
     r, c = rows + i * d[0], cols + j * d[1]
-    inside = (r >= 0) & (r < x.shape[2]) & (c >= 0) & (c < x.shape[3])
-    return y, Tensor(xp.where(inside, r * x.shape[3] + c, -1))
+    return y, Tensor(xp.where(win == 255, -1, r * x.shape[3] + c))
 
 
 def upsample(

@@ -487,6 +487,41 @@ def test_parallel_for_runs_every_index_once_in_parts_of_at_least_grain(n, grain,
     assert len(parts) == (0 if n == 0 else max(1, min(threads, n // grain)))
 
 
+def test_parallel_for_waits_for_every_part_before_raising():
+    """A failing part must not return control while other parts still write the output;
+    a pool shut down by set_num_threads in another thread runs the parts in the caller."""
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from minigan.kernels.cpu import threads as T
+
+    def kernel(out, lo, hi):
+        if lo == 0:
+            raise RuntimeError("part 0 failed")
+        time.sleep(0.05)
+        out[lo:hi] = 1
+
+    old = T.num_threads()
+    T.set_num_threads(4)
+    try:
+        out = np.zeros(100)
+        with pytest.raises(RuntimeError, match="part 0 failed"):
+            T.parallel_for(kernel, 100, out, grain=1)
+        assert out[25:].sum() == 75  # every other part had finished
+        closed, live = ThreadPoolExecutor(2), T._pool
+        closed.shutdown()
+        T._pool = closed
+        try:
+            out = np.zeros(100)
+            T.parallel_for(lambda o, lo, hi: o.__setitem__(slice(lo, hi), 2), 100, out, grain=1)
+            assert (out == 2).all()
+            assert T.parallel_map(lambda i: i + 1, [1, 2]) == [2, 3]
+        finally:
+            T._pool = live
+    finally:
+        T.set_num_threads(old)
+
+
 def test_parallel_work_nested_in_a_worker_runs_inline():
     """A kernel started from a worker task (a norm inside a conv task, say) must not wait
     on the pool it runs on: with every worker busy that would deadlock."""
@@ -547,21 +582,23 @@ def test_leaky_relu_and_backward(dtype, data, slope):
     assert_close(K.leaky_relu_backward(gy, np.asarray(x > 0), slope), tx.grad, dtype)
 
 
-def _max_pool_reference(x, k, s, d, out_hw):
-    """Window by window in Python: the maximum and the first position holding it (a NaN
-    counts as the maximum, its first occurrence wins)."""
-    y = np.empty(x.shape[:-2] + out_hw, x.dtype)
-    win = np.empty(y.shape, np.uint8)
+def _max_pool_reference(x, k, s, p, d, out_hw):
+    """Window by window in Python, PyTorch's rule: the window's positions inside ``x`` in
+    order, the first taken, then each later one that is greater or NaN (255: none inside)."""
+    kind = x.dtype.kind
+    low = -np.inf if kind == "f" else (False if kind == "b" else np.iinfo(x.dtype).min)
+    y = np.full(x.shape[:-2] + out_hw, low, x.dtype)
+    win = np.full(y.shape, 255, np.uint8)
+    H, W = x.shape[-2:]
     for idx in np.ndindex(*x.shape[:-2], *out_hw):
         lead, (a, b) = idx[:-2], idx[-2:]
-        vals = [
-            x[lead + (a * s[0] + i * d[0], b * s[1] + j * d[1])]
-            for i in range(k[0])
-            for j in range(k[1])
-        ]
-        nan = [t for t, v in enumerate(vals) if v != v]
-        t = nan[0] if nan else int(np.argmax(vals))  # argmax: the first maximum
-        y[idx], win[idx] = vals[t], t
+        for t in range(k[0] * k[1]):
+            r, c = a * s[0] - p[0] + t // k[1] * d[0], b * s[1] - p[1] + t % k[1] * d[1]
+            if not (0 <= r < H and 0 <= c < W):
+                continue
+            v = x[lead + (r, c)]
+            if win[idx] == 255 or v > y[idx] or v != v:
+                y[idx], win[idx] = v, t
     return y, win
 
 
@@ -570,44 +607,48 @@ def pool_inputs(draw):
     k = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
     s = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
     d = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    p = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
     out_hw = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    # the input reaches into the last window (as ceil mode allows) or beyond it
     hw = [
-        (o - 1) * s[i] + d[i] * (k[i] - 1) + 1 + draw(st.integers(0, 2))
+        max(1, (o - 1) * s[i] + d[i] * (k[i] - 1) + 1 - 2 * p[i] + draw(st.integers(0, 2)))
         for i, o in enumerate(out_hw)
     ]
     lead = draw(st.sampled_from([(2,), (1, 3), (2, 2)]))
     levels = draw(st.integers(2, 6))  # few distinct values: many ties
     x = np.random.default_rng(draw(st.integers(0, 2**31))).integers(0, levels, (*lead, *hw))
-    return x, k, s, d, out_hw, draw(st.booleans())
+    return x, k, s, p, d, out_hw, draw(st.sampled_from(["none", "nan", "-inf"]))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(case=pool_inputs())
 def test_max_pool_kernels_against_a_window_by_window_reference(dtype, case):
     """CPU kernel and the CUDA backend's CuPy expressions (run here with NumPy as CuPy)
-    against a reference written window by window: values, first-maximum winners with ties
-    and NaN, and the backward's sums where windows overlap."""
+    against a reference written window by window: values, winners with ties, NaN and -inf,
+    windows partly or wholly in the padding, and the backward's sums where windows overlap."""
     import sys
 
     import minigan.kernels.cuda as KC
 
-    x, k, s, d, out_hw, with_nan = case
+    x, k, s, p, d, out_hw, special = case
     x = x.astype(dtype)
-    if with_nan:
-        x.flat[:: max(1, x.size // 3)] = np.nan
-    y_ref, win_ref = _max_pool_reference(x, k, s, d, out_hw)
+    if special != "none":
+        x.flat[:: max(1, x.size // 3)] = np.nan if special == "nan" else -np.inf
+    y_ref, win_ref = _max_pool_reference(x, k, s, p, d, out_hw)
     gy = np.random.default_rng(0).standard_normal(y_ref.shape).astype(dtype)
     gx_ref = np.zeros(x.shape, np.float64)
     for idx in np.ndindex(*y_ref.shape):
-        i, j = divmod(int(win_ref[idx]), k[1])
-        gx_ref[idx[:-2] + (idx[-2] * s[0] + i * d[0], idx[-1] * s[1] + j * d[1])] += gy[idx]
+        t = int(win_ref[idx])
+        if t != 255:
+            r = idx[-2] * s[0] - p[0] + t // k[1] * d[0]
+            gx_ref[idx[:-2] + (r, idx[-1] * s[1] - p[1] + t % k[1] * d[1])] += gy[idx]
     for backend in (K.cpu, KC):
         saved = sys.modules.get("cupy")
         sys.modules["cupy"] = np  # the CuPy expressions are NumPy's API
         try:
-            y, win = backend.max_pool2d(x, k, s, d, out_hw)
-            gx = backend.max_pool2d_backward(gy, win, x.shape, k, s, d)
+            y, win = backend.max_pool2d(x, k, s, p, d, out_hw)
+            gx = backend.max_pool2d_backward(gy, win, x.shape, k, s, p, d)
         finally:
             if saved is None:
                 del sys.modules["cupy"]
@@ -620,26 +661,42 @@ def test_max_pool_kernels_against_a_window_by_window_reference(dtype, case):
         np.testing.assert_allclose(gx, gx_ref, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.int32, np.int64, np.uint8, np.bool_])
+def test_max_pool_kernels_take_every_dtype_the_slices_did(dtype):
+    """float16 (no Numba type: computed in float32), integers and bool give the reference's
+    values, winners and gradient sums."""
+    x = (np.random.default_rng(5).integers(0, 4, (2, 3, 5, 6))).astype(dtype)
+    geometry = ((2, 3), (2, 1), (1, 1), (1, 2))
+    y, win = K.cpu.max_pool2d(x, *geometry, (3, 4))
+    y_ref, win_ref = _max_pool_reference(x, *geometry, (3, 4))
+    assert y.dtype == x.dtype
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(win, win_ref)
+    if dtype == np.float16:
+        gy = np.ones(y.shape, np.float16)
+        gx = K.cpu.max_pool2d_backward(gy, win, x.shape, *geometry)
+        assert gx.dtype == np.float16 and float(gx.sum()) == float((win != 255).sum())
+
+
 def test_max_pool_kernel_on_many_planes_runs_on_the_workers():
     """Planes large enough to be split over the worker threads: the same as one thread."""
     from minigan.kernels.cpu import threads as T
 
     x = np.random.default_rng(3).standard_normal((6, 40, 64, 64)).astype(np.float32)
-    y, win = K.cpu.max_pool2d(x, (3, 3), (2, 2), (1, 1), (31, 31))
-    gx = K.cpu.max_pool2d_backward(y, win, x.shape, (3, 3), (2, 2), (1, 1))
+    geometry = ((3, 3), (2, 2), (0, 0), (1, 1))
+    y, win = K.cpu.max_pool2d(x, *geometry, (31, 31))
+    gx = K.cpu.max_pool2d_backward(y, win, x.shape, *geometry)
     old = T.num_threads()
     T.set_num_threads(1)
     try:
-        y1, win1 = K.cpu.max_pool2d(x, (3, 3), (2, 2), (1, 1), (31, 31))
-        gx1 = K.cpu.max_pool2d_backward(y1, win1, x.shape, (3, 3), (2, 2), (1, 1))
+        y1, win1 = K.cpu.max_pool2d(x, *geometry, (31, 31))
+        gx1 = K.cpu.max_pool2d_backward(y1, win1, x.shape, *geometry)
     finally:
         T.set_num_threads(old)
     np.testing.assert_array_equal(win, win1)
     np.testing.assert_allclose(gx, gx1, rtol=1e-6, atol=1e-6)
-    expected = np.max(
-        np.lib.stride_tricks.sliding_window_view(x, (3, 3), (2, 3))[:, :, ::2, ::2], (-2, -1)
-    )
-    np.testing.assert_array_equal(y, expected)
+    windows = np.lib.stride_tricks.sliding_window_view(x, (3, 3), (2, 3))[:, :, ::2, ::2]
+    np.testing.assert_array_equal(y, np.max(windows, (-2, -1)))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

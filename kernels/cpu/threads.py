@@ -136,7 +136,11 @@ def parallel_map(task: Callable[[T], R], items: Sequence[T]) -> list[R]:
         return [task(item) for item in items]
     if _pool is None:
         _pool = ThreadPoolExecutor(_threads, thread_name_prefix="minigan-cpu")
-    futures = [_pool.submit(single_threaded, task, item) for item in items]
+    pool = _pool
+    try:
+        futures = [pool.submit(single_threaded, task, item) for item in items]
+    except RuntimeError:  # set_num_threads shut this pool down meanwhile
+        return [single_threaded(task, item) for item in items]
     return [f.result() for f in futures]
 
 
@@ -169,12 +173,23 @@ def parallel_for(kernel: Callable[..., None], n: int, *args: Any, grain: int = 1
     bounds = [n * i // parts for i in range(parts + 1)]
     if _pool is None:
         _pool = ThreadPoolExecutor(_threads, thread_name_prefix="minigan-cpu")
-    futures = [_pool.submit(kernel, *args, lo, hi) for lo, hi in zip(bounds[1:-1], bounds[2:])]
+    pool, futures, errors = _pool, [], []
+    for lo, hi in zip(bounds[1:-1], bounds[2:]):
+        try:
+            futures.append(pool.submit(kernel, *args, lo, hi))
+        except RuntimeError:  # set_num_threads shut this pool down meanwhile: run it here
+            kernel(*args, lo, hi)
     try:
         kernel(*args, bounds[0], bounds[1])
-    finally:
-        for f in futures:
+    except BaseException as e:  # noqa: BLE001 - re-raised below, once every part is done
+        errors.append(e)
+    for f in futures:  # wait for every part, even after a failure: they write the output
+        try:
             f.result()
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+    if errors:
+        raise errors[0]
 
 
 def split(n: int, bytes_per_item: int, target_bytes: int) -> list[range]:

@@ -67,9 +67,11 @@ def weight_transform(w: np.ndarray, dtype) -> np.ndarray:
     True
     """
     O, C = w.shape[0], w.shape[1]
-    u = np.empty((16, C, O), dtype=dtype)
-    parallel_for(_weight_transform, C, np.ascontiguousarray(w), u, grain=max(1, 4096 // O))
-    return u
+    compiled = np.dtype(dtype) in (np.float32, np.float64)  # Numba has no float16
+    u = np.empty((16, C, O), dtype=dtype if compiled else np.float64)
+    wc = np.ascontiguousarray(w, dtype=None if w.dtype in (np.float32, np.float64) else np.float64)
+    parallel_for(_weight_transform, C, wc, u, grain=max(1, 4096 // max(1, O)))
+    return u if compiled else u.astype(dtype)
 
 
 @njit(cache=True, nogil=True, inline="always")

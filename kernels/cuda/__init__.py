@@ -116,42 +116,72 @@ def leaky_relu_backward(gy: Array, x: Array, negative_slope: float) -> Array:
     return cp.where(x > 0, gy, gy * gy.dtype.type(negative_slope))
 
 
-def _window_slices(kernel: Pair, stride: Pair, dilation: Pair, out_hw: Pair) -> list[tuple]:
-    """Per window position ``i*kw + j``: the strided slices of ``x`` it reads for every output."""
-    (kh, kw), (sh, sw), (dh, dw), (oh, ow) = kernel, stride, dilation, out_hw
-    rows = [slice(i * dh, i * dh + (oh - 1) * sh + 1, sh) for i in range(kh)]
-    cols = [slice(j * dw, j * dw + (ow - 1) * sw + 1, sw) for j in range(kw)]
-    return [(..., r, c) for r in rows for c in cols]
+def _windows(
+    x_hw: Pair, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair, out_hw: Pair
+) -> tuple[tuple[int, int, int, int], list[tuple[tuple, Any]]]:
+    """The zero padding ``(top, bottom, left, right)`` that puts every window inside, and per
+    window position ``i*kw + j``: the strided slices of the padded input it reads for every
+    output, and the (OH, OW) NumPy mask of the outputs whose position is inside the input."""
+    import numpy as np
+
+    pads, axes = [], []
+    for d in range(2):
+        k, s, p, dl, n, size = kernel[d], stride[d], padding[d], dilation[d], out_hw[d], x_hw[d]
+        need = (n - 1) * s + dl * (k - 1) + 1
+        pads += [p, max(need - size - p, 0)]
+        start = np.arange(n) * s - p
+        inside = [(start + i * dl >= 0) & (start + i * dl < size) for i in range(k)]
+        axes.append([(slice(i * dl, i * dl + (n - 1) * s + 1, s), inside[i]) for i in range(k)])
+    return (pads[0], pads[1], pads[2], pads[3]), [
+        ((..., r, c), np.outer(rin, cin)) for r, rin in axes[0] for c, cin in axes[1]
+    ]
 
 
 # Max pooling: CuPy expressions, one pass over x per window position.
 def max_pool2d(
-    x: Array, kernel: Pair, stride: Pair, dilation: Pair, out_hw: Pair
+    x: Array, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair, out_hw: Pair
 ) -> tuple[Array, Array]:
-    """Max of each window and the position of its first maximum (a NaN wins, the first stays)."""
+    """Max over each window's positions inside ``x``, and the position that won."""
     import cupy as cp
 
-    slices = _window_slices(kernel, stride, dilation, out_hw)
-    y = x[slices[0]].copy()
-    winner = cp.zeros(y.shape, dtype=cp.uint8)
-    for t, sl in enumerate(slices[1:], start=1):
-        v = x[sl]
-        better = (v > y) | ((v != v) & (y == y))
-        y = cp.where(better, v, y)
-        winner[better] = t
+    if kernel[0] * kernel[1] >= 255:
+        raise ValueError(f"max_pool2d: kernel {tuple(kernel)} has more than 254 positions")
+
+    (t, b, le, r), windows = _windows(x.shape[-2:], kernel, stride, padding, dilation, out_hw)
+    lead = [(0, 0)] * (x.ndim - 2)
+    xp = cp.pad(x, lead + [(t, b), (le, r)]) if t or b or le or r else x
+    if x.dtype.kind == "f":
+        low = x.dtype.type(-float("inf"))
+    else:
+        low = x.dtype.type(False) if x.dtype.kind == "b" else cp.iinfo(x.dtype).min
+    y = cp.full(x.shape[:-2] + tuple(out_hw), low, dtype=x.dtype)
+    winner = cp.full(y.shape, 255, dtype=cp.uint8)
+    for pos, (sl, inside) in enumerate(windows):
+        v = xp[sl]
+        take = cp.asarray(inside) & ((winner == 255) | (v > y) | (v != v))
+        y = cp.where(take, v, y)
+        winner[take] = pos
     return y, winner
 
 
 def max_pool2d_backward(
-    gy: Array, winner: Array, x_shape: Shape, kernel: Pair, stride: Pair, dilation: Pair
+    gy: Array,
+    winner: Array,
+    x_shape: Shape,
+    kernel: Pair,
+    stride: Pair,
+    padding: Pair,
+    dilation: Pair,
 ) -> Array:
     """Zeros of ``x_shape`` plus each ``gy`` at its window's winner."""
     import cupy as cp
 
-    gx = cp.zeros(x_shape, dtype=gy.dtype)
-    for t, sl in enumerate(_window_slices(kernel, stride, dilation, gy.shape[-2:])):
-        gx[sl] += cp.where(winner == t, gy, gy.dtype.type(0))
-    return gx
+    hw = (x_shape[-2], x_shape[-1])
+    (t, b, le, r), windows = _windows(hw, kernel, stride, padding, dilation, gy.shape[-2:])
+    gx = cp.zeros(tuple(x_shape[:-2]) + (hw[0] + t + b, hw[1] + le + r), dtype=gy.dtype)
+    for pos, (sl, _) in enumerate(windows):
+        gx[sl] += cp.where(winner == pos, gy, gy.dtype.type(0))
+    return cp.ascontiguousarray(gx[..., t : t + hw[0], le : le + hw[1]])
 
 
 def dropout(x: Array, seed: int, p: float) -> Array:
