@@ -23,7 +23,7 @@ import ctypes
 import os
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -136,12 +136,13 @@ def parallel_map(task: Callable[[T], R], items: Sequence[T]) -> list[R]:
         return [task(item) for item in items]
     if _pool is None:
         _pool = ThreadPoolExecutor(_threads, thread_name_prefix="minigan-cpu")
-    pool = _pool
-    try:
-        futures = [pool.submit(single_threaded, task, item) for item in items]
-    except RuntimeError:  # set_num_threads shut this pool down meanwhile
-        return [single_threaded(task, item) for item in items]
-    return [f.result() for f in futures]
+    pool, results = _pool, []
+    for item in items:
+        try:
+            results.append(pool.submit(single_threaded, task, item))
+        except RuntimeError:  # set_num_threads shut this pool down meanwhile: run it here
+            results.append(single_threaded(task, item))
+    return [r.result() if isinstance(r, Future) else r for r in results]
 
 
 def _in_worker() -> bool:
