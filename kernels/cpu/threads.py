@@ -136,13 +136,16 @@ def parallel_map(task: Callable[[T], R], items: Sequence[T]) -> list[R]:
         return [task(item) for item in items]
     if _pool is None:
         _pool = ThreadPoolExecutor(_threads, thread_name_prefix="minigan-cpu")
-    pool, results = _pool, []
-    for item in items:
+    pool = _pool
+    futures: list[Future[R] | None] = []
+    inline: dict[int, R] = {}
+    for i, item in enumerate(items):
         try:
-            results.append(pool.submit(single_threaded, task, item))
+            futures.append(pool.submit(single_threaded, task, item))
         except RuntimeError:  # set_num_threads shut this pool down meanwhile: run it here
-            results.append(single_threaded(task, item))
-    return [r.result() if isinstance(r, Future) else r for r in results]
+            futures.append(None)
+            inline[i] = single_threaded(task, item)
+    return [inline[i] if f is None else f.result() for i, f in enumerate(futures)]
 
 
 def _in_worker() -> bool:
