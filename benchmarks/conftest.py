@@ -163,7 +163,7 @@ def _alternate(
 def _threads() -> None:
     """Same thread count for PyTorch, Numba (and OpenBLAS, via the environment)."""
     torch.set_num_threads(THREADS)
-    minigan.set_num_threads(THREADS)  # minigan's workers and Numba's parallel kernels
+    minigan.set_num_threads(THREADS)  # minigan's worker threads (every CPU kernel)
 
 
 def _calibrate(

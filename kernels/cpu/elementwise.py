@@ -14,10 +14,9 @@ import math
 import numpy as np
 from numba import njit, uint64
 
-from .threads import parallel_for
+from .threads import grain_for, parallel_for
 
-#: elements below which a kernel runs in the calling thread alone
-GRAIN = 1 << 16
+GRAIN = grain_for(1)  # elements
 
 
 @njit(cache=True, nogil=True)

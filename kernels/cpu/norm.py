@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .threads import num_threads, parallel_for
+from .threads import grain_for, num_threads, parallel_for
 
 _FASTMATH = {"reassoc", "contract"}
 
@@ -226,14 +226,21 @@ def _rows_backward_1d(gy2, x2, mu, k, mg, mgx, gx2, lo, hi):
             gx2[a, g] = k[g] * (gy2[a, g] - mg[g] - (x2[a, g] - mu[g]) * mgx[g])
 
 
-#: values below which a kernel runs in the calling thread alone
-GRAIN = 1 << 16
-
-
 def _run(kernel, n: int, values_per_item: int, *args) -> None:
-    """``kernel(*args, lo, hi)`` over ``range(n)`` on the worker threads, parts of at least
-    :data:`GRAIN` values."""
-    parallel_for(kernel, n, *args, grain=max(1, GRAIN // max(1, values_per_item)))
+    """``kernel(*args, lo, hi)`` over ``range(n)`` on the worker threads."""
+    parallel_for(kernel, n, *args, grain=grain_for(values_per_item))
+
+
+def _groups_forward(x3, scale, bias, eps, y3, mean, invstd) -> None:
+    """:func:`_norm_forward`, parallel over groups (long rows; AdaIN)."""
+    G = x3.shape[1]
+    _run(_norm_forward, G, x3.size // max(1, G), x3, scale, bias, eps, y3, mean, invstd)
+
+
+def _groups_backward(gy3, x3, scale, mean, invstd, gx3, gscale, gbias) -> None:
+    """:func:`_norm_backward`, parallel over groups (long rows; AdaIN)."""
+    G = x3.shape[1]
+    _run(_norm_backward, G, x3.size // max(1, G), gy3, x3, scale, mean, invstd, gx3, gscale, gbias)
 
 
 def _blocks(A: int) -> int:
@@ -304,12 +311,8 @@ def batch_norm_forward(
     invstd = np.empty(C, dtype=x.dtype)
     scale = _affine(gamma, C, 1.0, x.dtype)
     bias = _affine(beta, C, 0.0, x.dtype)
-    forward = _rows_forward if x3.shape[2] < ROW_BLOCKED_MAX_S else _norm_forward
-    args = (x3, scale, bias, float(eps), y.reshape(x3.shape), mean, invstd)
-    if forward is _rows_forward:
-        forward(*args)
-    else:
-        _run(forward, C, x3.size // C, *args)
+    forward = _rows_forward if x3.shape[2] < ROW_BLOCKED_MAX_S else _groups_forward
+    forward(x3, scale, bias, float(eps), y.reshape(x3.shape), mean, invstd)
     return y, mean, invstd
 
 
@@ -331,12 +334,8 @@ def batch_norm_backward(
     scale = _affine(gamma, C, 1.0, x.dtype)
     m = np.ascontiguousarray(mean, dtype=x.dtype).reshape(C)
     v = np.ascontiguousarray(invstd, dtype=x.dtype).reshape(C)
-    backward = _rows_norm_backward if x3.shape[2] < ROW_BLOCKED_MAX_S else _norm_backward
-    args = (gy3, x3, scale, m, v, gx.reshape(x3.shape), ggamma, gbeta)
-    if backward is _rows_norm_backward:
-        backward(*args)
-    else:
-        _run(backward, C, x3.size // C, *args)
+    backward = _rows_norm_backward if x3.shape[2] < ROW_BLOCKED_MAX_S else _groups_backward
+    backward(gy3, x3, scale, m, v, gx.reshape(x3.shape), ggamma, gbeta)
     return gx, ggamma, gbeta
 
 
@@ -357,8 +356,7 @@ def adain_forward(
     invstd = np.empty((N, C), dtype=x.dtype)
     s = _affine(scale, N * C, 1.0, x.dtype)
     b = _affine(bias, N * C, 0.0, x.dtype)
-    args = (x3, s, b, float(eps), y.reshape(x3.shape), mean.reshape(-1), invstd.reshape(-1))
-    _run(_norm_forward, N * C, x3.shape[2], *args)
+    _groups_forward(x3, s, b, float(eps), y.reshape(x3.shape), mean.reshape(-1), invstd.reshape(-1))
     return y, mean, invstd
 
 
@@ -375,6 +373,5 @@ def adain_backward(
     s = _affine(scale, N * C, 1.0, x.dtype)
     m = np.ascontiguousarray(mean, dtype=x.dtype).reshape(-1)
     v = np.ascontiguousarray(invstd, dtype=x.dtype).reshape(-1)
-    args = (gy3, x3, s, m, v, gx.reshape(x3.shape), gscale.reshape(-1), gbias.reshape(-1))
-    _run(_norm_backward, N * C, x3.shape[2], *args)
+    _groups_backward(gy3, x3, s, m, v, gx.reshape(x3.shape), gscale.reshape(-1), gbias.reshape(-1))
     return gx, gscale, gbias

@@ -16,10 +16,8 @@ import numpy as np
 from numba import njit
 
 from ..contract import Pair
-from .threads import parallel_for
+from .threads import grain_for, parallel_for
 
-#: input values below which a call runs in the calling thread alone
-GRAIN = 1 << 16
 #: the winner of a window that covers no input position
 NONE = 255
 
@@ -83,7 +81,7 @@ def _planes(a: np.ndarray) -> np.ndarray:
     return a.reshape(-1, a.shape[-2], a.shape[-1])
 
 
-def _lowest(dtype) -> np.generic:
+def lowest(dtype) -> np.generic:
     """The value of a window without input positions: -inf, the integer minimum, False."""
     if dtype.kind == "f":
         return dtype.type(-np.inf)
@@ -100,8 +98,8 @@ def max_pool2d(
     y = np.empty((x3.shape[0], *out_hw), dtype=x3.dtype)
     win = np.empty(y.shape, dtype=np.uint8)
     per_plane = x3.shape[1] * x3.shape[2]
-    args = (x3, *kernel, *stride, *padding, *dilation, _lowest(x3.dtype), y, win)
-    parallel_for(_max_pool, x3.shape[0], *args, grain=max(1, GRAIN // max(1, per_plane)))
+    args = (x3, *kernel, *stride, *padding, *dilation, lowest(x3.dtype), y, win)
+    parallel_for(_max_pool, x3.shape[0], *args, grain=grain_for(per_plane))
     shape = x.shape[:-2] + tuple(out_hw)
     return y.reshape(shape).astype(x.dtype, copy=False), win.reshape(shape)
 
@@ -120,5 +118,5 @@ def max_pool2d_backward(
     gx = np.empty((gy3.shape[0], x_shape[-2], x_shape[-1]), dtype=gy3.dtype)
     args = (gy3, win3, kernel[1], *stride, *padding, *dilation, gx)
     per_plane = x_shape[-2] * x_shape[-1]
-    parallel_for(_max_pool_backward, gy3.shape[0], *args, grain=max(1, GRAIN // max(1, per_plane)))
+    parallel_for(_max_pool_backward, gy3.shape[0], *args, grain=grain_for(per_plane))
     return gx.reshape(tuple(x_shape)).astype(gy.dtype, copy=False)

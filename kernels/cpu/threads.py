@@ -37,6 +37,7 @@ __all__ = [
     "set_num_threads",
     "parallel_map",
     "parallel_for",
+    "grain_for",
     "single_threaded",
     "split",
     "by_worker",
@@ -127,16 +128,13 @@ def parallel_map(task: Callable[[T], R], items: Sequence[T]) -> list[R]:
     calls) and must not write memory another item writes. In the workers, BLAS runs
     single-threaded.
     """
-    global _pool
     if _threads <= 1:
         return [single_threaded(task, item) for item in items]
     if _in_worker():  # called from a task on a worker: waiting on the pool could deadlock
         return [single_threaded(task, item) for item in items]
     if len(items) <= 1 or _blas_local is None:  # one chunk: let BLAS use its own threads
         return [task(item) for item in items]
-    if _pool is None:
-        _pool = ThreadPoolExecutor(_threads, thread_name_prefix="minigan-cpu")
-    pool = _pool
+    pool = _get_pool()
     futures: list[Future[R] | None] = []
     inline: dict[int, R] = {}
     for i, item in enumerate(items):
@@ -146,6 +144,23 @@ def parallel_map(task: Callable[[T], R], items: Sequence[T]) -> list[R]:
             futures.append(None)
             inline[i] = single_threaded(task, item)
     return [inline[i] if f is None else f.result() for i, f in enumerate(futures)]
+
+
+#: values below which a parallel_for kernel runs in the calling thread alone (the hand-off
+#: to a worker costs 40-100 us: benchmarks/NOTES.md item 36)
+GRAIN_VALUES = 1 << 16
+
+
+def grain_for(values_per_item: int) -> int:
+    """``parallel_for``'s ``grain`` for items of ``values_per_item`` values each."""
+    return max(1, GRAIN_VALUES // max(1, values_per_item))
+
+
+def _get_pool() -> ThreadPoolExecutor:
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(_threads, thread_name_prefix="minigan-cpu")
+    return _pool
 
 
 def _in_worker() -> bool:
@@ -168,16 +183,13 @@ def parallel_for(kernel: Callable[..., None], n: int, *args: Any, grain: int = 1
     >>> out.tolist()
     [0.0, 1.0, 2.0, 3.0, 4.0]
     """
-    global _pool
     parts = min(_threads, n // max(1, grain))
     if parts <= 1 or _in_worker():  # small, or already on a worker: no hand-off
         if n > 0:
             kernel(*args, 0, n)
         return
     bounds = [n * i // parts for i in range(parts + 1)]
-    if _pool is None:
-        _pool = ThreadPoolExecutor(_threads, thread_name_prefix="minigan-cpu")
-    pool, futures, errors = _pool, [], []
+    pool, futures, errors = _get_pool(), [], []
     for lo, hi in zip(bounds[1:-1], bounds[2:]):
         try:
             futures.append(pool.submit(kernel, *args, lo, hi))

@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .threads import parallel_for
+from .threads import grain_for, parallel_for
 
 # g (3 taps) -> the 4 values G g that the 4x4 input transform pairs with
 G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
@@ -70,7 +70,7 @@ def weight_transform(w: np.ndarray, dtype) -> np.ndarray:
     compiled = np.dtype(dtype) in (np.float32, np.float64)  # Numba has no float16
     u = np.empty((16, C, O), dtype=dtype if compiled else np.float64)
     wc = np.ascontiguousarray(w, dtype=None if w.dtype in (np.float32, np.float64) else np.float64)
-    parallel_for(_weight_transform, C, wc, u, grain=max(1, 4096 // max(1, O)))
+    parallel_for(_weight_transform, C, wc, u, grain=grain_for(16 * O))  # 16*O outputs a channel
     return u if compiled else u.astype(dtype)
 
 

@@ -150,11 +150,9 @@ def max_pool2d(
     (t, b, le, r), windows = _windows(x.shape[-2:], kernel, stride, padding, dilation, out_hw)
     lead = [(0, 0)] * (x.ndim - 2)
     xp = cp.pad(x, lead + [(t, b), (le, r)]) if t or b or le or r else x
-    if x.dtype.kind == "f":
-        low = x.dtype.type(-float("inf"))
-    else:
-        low = x.dtype.type(False) if x.dtype.kind == "b" else cp.iinfo(x.dtype).min
-    y = cp.full(x.shape[:-2] + tuple(out_hw), low, dtype=x.dtype)
+    from ..cpu.pool import lowest
+
+    y = cp.full(x.shape[:-2] + tuple(out_hw), lowest(x.dtype), dtype=x.dtype)
     winner = cp.full(y.shape, 255, dtype=cp.uint8)
     for pos, (sl, inside) in enumerate(windows):
         v = xp[sl]
