@@ -85,6 +85,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0,
         help="width of an extra 3x3 conv layer at 32x32 ending G (0: none)",
     )
+    add(
+        "--layered",
+        type=int,
+        default=0,
+        help="1: layered output: G's last layer gives a mask logit, a linear head on G's "
+        "input gives a foreground and a background colour; image = bg + (fg - bg) * sigmoid(mask)",
+    )
     # discriminator
     add("--dw", type=int, default=16, help="discriminator base width (widths w, 2w, 4w)")
     add("--dbn", type=int, default=1, help="1: BatchNorm in D's 2nd and 3rd conv layers")
@@ -177,7 +184,21 @@ class ProjectionD(nn.Module):
         return self.out(h).flatten() + (self.emb(y) * h.sum([2, 3])).sum(1)
 
 
-def build_generator(args: argparse.Namespace) -> nn.Sequential:
+class Layered(nn.Module):
+    """--layered: ``body`` maps G's input to a mask logit (N, 1, H, W); ``colours`` maps the
+    same input to a foreground and a background colour in [-1, 1]; the image is the background
+    with the foreground blended in by the sigmoid of the mask."""
+
+    def __init__(self, body: nn.Module, inputs: int) -> None:
+        super().__init__()
+        self.body, self.colours = body, nn.Linear(inputs, 6)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        fg, bg = torch.tanh(self.colours(z.flatten(1)))[:, :, None, None].split(3, 1)
+        return bg + (fg - bg) * torch.sigmoid(self.body(z))
+
+
+def build_generator(args: argparse.Namespace) -> nn.Module:
     """z (plus one-hot class with --cond) as 1x1 -> 4x4 -> 8x8 -> 16x16 -> 32x32 RGB in [-1, 1]."""
     w, coord = args.gw, args.coord
     layers: list[nn.Module] = [
@@ -197,18 +218,21 @@ def build_generator(args: argparse.Namespace) -> nn.Sequential:
     if coord:
         layers += [Coord()]
     last = w + 2 * coord  # the last upsampler's input: with --coord, two more channels
+    out = 1 if args.layered else 3
     if args.gfull:
         f = args.gfull
         layers += [
             nn.ConvTranspose2d(last, f, 4, 2, 1, bias=False),
             nn.BatchNorm2d(f),
             nn.ReLU(),
-            nn.Conv2d(f, 3, 3, 1, 1),
+            nn.Conv2d(f, out, 3, 1, 1),
         ]
     elif args.gup == "convt":
-        layers += [nn.ConvTranspose2d(last, 3, 4, 2, 1, bias=False)]
+        layers += [nn.ConvTranspose2d(last, out, 4, 2, 1, bias=args.layered == 1)]
     else:
-        layers += [nn.Upsample(scale_factor=2), nn.Conv2d(last, 3, 3, 1, 1)]
+        layers += [nn.Upsample(scale_factor=2), nn.Conv2d(last, out, 3, 1, 1)]
+    if args.layered:
+        return Layered(nn.Sequential(*layers), args.z + NUM_CLASSES * args.cond)
     return nn.Sequential(*layers, nn.Tanh())
 
 
