@@ -748,6 +748,21 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
+def class_index(value: str, num_classes: int, ckpt: dict[str, Any]) -> int:
+    """``--class``: a class name the run recorded, or an index below ``num_classes``."""
+    names = list(ckpt.get("classes") or [])
+    if not num_classes:
+        raise click.BadParameter(
+            f"model {ckpt['model']!r} of this run is not class-conditional", param_hint="--class"
+        )
+    if value in names:
+        return names.index(value)
+    if value.isdigit() and int(value) < num_classes:
+        return int(value)
+    known = ", ".join(names) if names else f"0-{num_classes - 1}"
+    raise click.BadParameter(f"{value!r} is not one of the classes ({known})", param_hint="--class")
+
+
 @main.command()
 @click.argument("source", metavar="RUN|CHECKPOINT", type=click.Path())
 @click.option("--seeds", default="0-63", help="seeds: numbers and ranges, e.g. 0-7,12")
@@ -777,6 +792,13 @@ def parse_seeds(text: str) -> list[int]:
     type=click.Choice(["const", "random", "none"]),
     help="per-layer noise (models that support it, e.g. stylegan-lite)",
 )
+@click.option(
+    "--class",
+    "class_",
+    metavar="NAME|INDEX",
+    help="the class of every sample (class-conditional models; default: seed s gets class "
+    "s % classes)",
+)
 def sample(
     source: str,
     seeds: str,
@@ -787,6 +809,7 @@ def sample(
     device: str,
     truncation: float | None,
     noise_mode: str | None,
+    class_: str | None,
 ) -> None:
     """Generate images from a run (its latest checkpoint) or a checkpoint file.
 
@@ -805,12 +828,13 @@ def sample(
         )
     except (FileNotFoundError, ValueError, KeyError, RuntimeError) as e:
         raise _fail(e) from e
-    options = {"truncation": truncation, "noise_mode": noise_mode}
+    label = None if class_ is None else class_index(class_, model.num_classes, ckpt)
+    options = {"truncation": truncation, "noise_mode": noise_mode, "label": label}
     options = {key: value for key, value in options.items() if value is not None}
     accepted = inspect.signature(model.sample).parameters
     for key in options:
         if key not in accepted:
-            flag = "--" + key.replace("_", "-")
+            flag = "--class" if key == "label" else "--" + key.replace("_", "-")
             raise click.UsageError(f"model {ckpt['model']!r} does not support {flag}")
     images = model.generate(seed_list, batch_size=batch_size, **options)
     meta = {

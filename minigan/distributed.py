@@ -910,10 +910,10 @@ class DataParallelTrainer(Trainer):
         self.meta = {"model": self.model_name, "config": self.info["config"]}
         self.first_step = self.model.steps
 
-    def _step(self, real: Any) -> None:
+    def _step(self, real: Any, labels: Any = None) -> None:
         batches = real if isinstance(real, list) else [real]  # batches_per_step > 1
         with self.dp.step(len(batches[0])):
-            super()._step(real)
+            super()._step(real, labels)
         self.pending[-1][0]["images"] = self.loader.global_batch_size * len(batches)
 
     def _stop_requested(self, interrupt: Any) -> bool:

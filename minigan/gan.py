@@ -26,6 +26,14 @@ A model is a subclass of :class:`GAN` (registered through the ``register_models`
   step run without waiting for the GPU: the training loop reads them back every
   ``log_every`` steps, all in one copy (:func:`read_metrics`).
 
+A **class-conditional** model has a ``num_classes`` field in its ``Config``. Left ``None``,
+the trainer sets it from the training data (its number of classes, or 0 when the data has no
+labels); ``0`` means unconditional. While it is above 0 (:attr:`Trainable.num_classes`) the
+trainer calls ``train_step(real, labels)`` with the batch's class indices (an int64 tensor of
+shape (N,); lists of them with ``batches_per_step > 1``), and the model encodes a class in
+each latent it returns from :meth:`Trainable.latents` (so that sampling needs no labels) —
+DCGAN gives seed ``s`` class ``s % num_classes`` and takes ``sample(z, label=k)`` to choose.
+
 Metrics are the model's own: any names, all written to metrics.jsonl, plotted in
 losses.png and shown in the progress bar and summary. The :data:`STANDARD_METRICS` of a BCE
 GAN (:func:`step_metrics`) are optional; if a model returns ``d_real`` / ``d_fake`` they are
@@ -329,6 +337,13 @@ class Trainable:
         return json.loads(json.dumps(dataclasses.asdict(self.config)))
 
     @property
+    def num_classes(self) -> int:
+        """The classes the model is conditioned on: its config's ``num_classes`` (0, or a
+        config without that field: unconditional). A conditional model's ``train_step`` gets
+        ``(real, labels)``."""
+        return int(getattr(self.config, "num_classes", None) or 0)
+
+    @property
     def latent_shape(self) -> tuple[int, ...]:
         """The shape of one latent: ``(config.latent_dim,)`` when the config has one, else the
         image shape (a diffusion model's starting noise)."""
@@ -353,7 +368,8 @@ class Trainable:
     # ----- training
     def train_step(self, real: Any) -> Mapping[str, float | Tensor]:
         """One training step on ``real`` (NCHW in [-1, 1]; a list of
-        :attr:`batches_per_step` such batches when that is more than 1). Returns the step's
+        :attr:`batches_per_step` such batches when that is more than 1). A conditional model
+        (:attr:`num_classes` > 0) is called as ``train_step(real, labels)``. Returns the step's
         metrics by name, as floats or as detached 0-d tensors (which a GPU step returns
         without waiting for the GPU)."""
         raise NotImplementedError(f"{type(self).__name__} must implement train_step()")

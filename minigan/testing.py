@@ -375,10 +375,23 @@ def check_model(
         for _ in range(k)
     ]
     real = real[0] if k == 1 else real  # batches_per_step > 1: a list of that many batches
+    if model.num_classes:  # a conditional model also gets each batch's labels
+        labels: Any = [
+            minigan.tensor(data_rng.integers(0, model.num_classes, batch_size), device=device)
+            for _ in range(k)
+        ]
+        real = (real, labels[0] if k == 1 else labels)
     _check_step(model_cls, model, real)
     seeds = [0, 1, 2]
     x = _check_samples(model_cls, model, seeds, shape)
     _check_round_trip(model_cls, model, build(99), real, seeds, x)  # different initial weights
+
+
+def _train_step(model: Trainable, batch: Any) -> Any:
+    """``model.train_step`` on ``batch``: the real images, or ``(images, labels)`` for a
+    conditional model."""
+    step: Any = model.train_step
+    return step(*batch) if model.num_classes else step(batch)
 
 
 def _check_config(model_cls: type[Any]) -> None:
@@ -427,7 +440,7 @@ def _check_step(model_cls: type[Any], model: Trainable, real: Any) -> None:
     before = _params(model)
     minigan.manual_seed(1)
     try:
-        metrics = model.train_step(real)
+        metrics = _train_step(model, real)
     except Exception as e:  # e.g. a tensor made on the CPU meeting the model's on the GPU
         raise _fail(model_cls, "train_step", f"{type(e).__name__}: {e}") from e
     if not isinstance(metrics, dict):
@@ -520,7 +533,7 @@ def _check_round_trip(
     results = []
     for m in (model, clone):
         minigan.manual_seed(2)
-        results.append((m.train_step(real), _params(m)))
+        results.append((_train_step(m, real), _params(m)))
     (s1, p1), (s2, p2) = results
     m1, m2 = read_metrics([s1, s2])
     if m1 != m2 or any(not np.array_equal(a, b) for net in p1 for a, b in zip(p1[net], p2[net])):

@@ -199,6 +199,44 @@ def _snapshot(value: Any) -> Any:
     return value
 
 
+def data_classes(config: Any, dataset: Any) -> Any:
+    """``config`` with an unset (``None``) ``num_classes`` field filled from ``dataset``: its
+    number of classes, or 0 without labels. A set one is checked against the labels.
+
+    >>> from dataclasses import dataclass
+    >>> from minigan.data import Dataset
+    >>> @dataclass
+    ... class Config:
+    ...     num_classes: int | None = None
+    >>> data = Dataset(np.zeros((3, 1, 4, 4), np.uint8), [0, 2, 1], name="toy")
+    >>> data_classes(Config(), data)
+    Config(num_classes=3)
+    >>> data_classes(Config(2), data)
+    Traceback (most recent call last):
+    ValueError: num_classes is 2, but dataset 'toy' has labels up to 2
+    """
+    if not dataclasses.is_dataclass(config) or "num_classes" not in {
+        f.name for f in dataclasses.fields(config)
+    }:
+        return config
+    labels = dataset.labels
+    found = 0 if labels is None else len(dataset.classes or []) or int(labels.max(initial=-1)) + 1
+    wanted = config.num_classes
+    if wanted is None:
+        return dataclasses.replace(config, num_classes=found)
+    if wanted and labels is None:
+        raise ValueError(
+            f"num_classes is {wanted}, but dataset {dataset.name!r} has no labels "
+            "(use --num-classes 0 for an unconditional model)"
+        )
+    if wanted and len(labels) and int(labels.max()) >= wanted:
+        raise ValueError(
+            f"num_classes is {wanted}, but dataset {dataset.name!r} has labels up to "
+            f"{int(labels.max())}"
+        )
+    return config
+
+
 def _progress_text(record: Mapping[str, float], keys: Sequence[str]) -> str:
     """The progress bar's text: the ``keys`` of ``record`` and the speed.
 
@@ -363,7 +401,8 @@ class Trainer:
         minigan.manual_seed(self.settings["seed"])
         cls, shape = self.model_cls, self.dataset.shape
         if self.built is None:
-            self.model = cls(cls.make_config(self.settings["config"]), shape, self.device)
+            config = data_classes(cls.make_config(self.settings["config"]), self.dataset)
+            self.model = cls(config, shape, self.device)
         elif tuple(self.built.image_shape) != tuple(shape):
             raise ValueError(
                 f"the model was built for images of shape {self.built.image_shape}, but "
@@ -371,11 +410,14 @@ class Trainer:
             )
         else:
             self.model = self.built
+            data_classes(self.model.config, self.dataset)  # checks the labels fit
         self.info = {
             "model": self.model_name,  # a registered name: files never name code to import
             "config": self.model.config_dict(),
             "image_shape": list(self.model.image_shape),
         }
+        if self.model.num_classes and self.dataset.classes:  # for `minigan sample --class`
+            self.info["classes"] = list(self.dataset.classes)
 
     def _resume(self, ckpt_path: Path) -> None:
         """Load the checkpoint's weights, random state and position in the data."""
@@ -538,11 +580,12 @@ class Trainer:
         if self.batch_index >= usable:
             return True
         start = (self.epoch, self.batch_index) + ((self.offset,) if self.offset else ())
-        for real, _ in self.loader.iter_from(*start):
-            group.append(real)
+        for real, labels in self.loader.iter_from(*start):
+            group.append((real, labels))
             if len(group) < k:
                 continue
-            self._step(group[0] if k == 1 else group)
+            images, classes = [g[0] for g in group], [g[1] for g in group]
+            self._step(*((images[0], classes[0]) if k == 1 else (images, classes)))
             group = []
             if len(self.pending) >= self.reads_every:
                 self._log()
@@ -569,14 +612,16 @@ class Trainer:
         """Whether to stop after this step (Ctrl-C)."""
         return interrupt.requested
 
-    def _step(self, real: Tensor | list[Tensor]) -> None:
-        """One ``model.train_step`` on a batch (or a list of ``batches_per_step``); its
-        metrics wait (on the device) for the next ``_log``."""
+    def _step(self, real: Tensor | list[Tensor], labels: Any = None) -> None:
+        """One ``model.train_step`` on a batch (or a list of ``batches_per_step``), with
+        their ``labels`` for a conditional model; its metrics wait (on the device) for the
+        next ``_log``."""
         model = self.model
         batches = real if isinstance(real, list) else [real]
         self.in_step = True
         t0 = time.perf_counter()
-        metrics = model.train_step(real)
+        step: Any = model.train_step
+        metrics = step(real, labels) if model.num_classes else step(real)
         self.busy += time.perf_counter() - t0
         self.in_step = False
         model.steps += 1

@@ -79,8 +79,8 @@ def test_train_writes_a_run_and_refuses_to_overwrite_it(tiny_run):
     )
     config = json.loads((tiny_run / "config.json").read_text())
     assert config["model"] == "dcgan" and config["config"]["g_width"] == 4
-    assert config["config"]["lr"] == 1e-3  # "auto" resolved for 32x32 and recorded
-    assert config["config"]["ema"] == 0.99
+    assert config["config"]["lr"] == 5e-4  # "auto" resolved (32x32, with classes), recorded
+    assert config["config"]["ema"] == 0.995
     assert config["data"]["spec"] == "shapes" and config["data"]["limit"] == 64
     assert len((tiny_run / "metrics.jsonl").read_text().splitlines()) == 8
 
@@ -172,6 +172,39 @@ def test_train_on_a_folder_of_images(tmp_path):
     config = json.loads((out / "config.json").read_text())
     assert config["image_shape"] == [1, 28, 28] and config["data"]["size"] == 20
     assert imaging.read_image(out / "samples" / "epoch-001.png").ndim == 3
+    assert config["config"]["num_classes"] == 0 and "classes" not in config  # no labels
+    no_classes = invoke("sample", str(out), "--class", "1")
+    assert no_classes.exit_code == 2 and "not class-conditional" in no_classes.output
+    forced = invoke(
+        "train", "dcgan", "--data", str(folder), "--resolution", "28", "--num-classes", "3",
+        "--batch-size", "8", "--epochs", "1", "--out", str(tmp_path / "forced"), "--no-progress",
+    )  # fmt: skip
+    assert forced.exit_code != 0 and "Traceback" not in forced.output
+    assert "num_classes is 3" in forced.output and "has no labels" in forced.output
+
+
+def test_a_labelled_run_is_class_conditional_and_sample_takes_a_class(tiny_run, tmp_path):
+    config = json.loads((tiny_run / "config.json").read_text())
+    assert config["config"]["num_classes"] == 6 and config["config"]["loss"] == "hinge"
+    assert config["classes"] == ["circle", "square", "triangle", "star", "cross", "ellipse"]
+    by_name, by_index, own = tmp_path / "name", tmp_path / "index", tmp_path / "own"
+    assert invoke("sample", str(tiny_run), "--seeds", "0-5", "--class", "star",
+                  "--outdir", str(by_name)).exit_code == 0  # fmt: skip
+    assert invoke("sample", str(tiny_run), "--seeds", "0-5", "--class", "3",
+                  "--outdir", str(by_index)).exit_code == 0  # fmt: skip
+    assert invoke("sample", str(tiny_run), "--seeds", "0-5", "--outdir", str(own)).exit_code == 0
+    name = "seed0000.png"
+    assert np.array_equal(imaging.read_image(by_name / name), imaging.read_image(by_index / name))
+    assert imaging.read_metadata(by_name / name)["label"] == "3"
+    same = [
+        np.array_equal(imaging.read_image(by_name / f), imaging.read_image(own / f))
+        for f in sorted(os.listdir(own))
+    ]
+    assert same[3] and not all(same)  # seed 3 has class 3 (star) anyway
+    bad = invoke("sample", str(tiny_run), "--class", "hexagon")
+    assert (
+        bad.exit_code == 2 and "'hexagon' is not one of the classes (circle, square" in bad.output
+    )
 
 
 class ToyPlugin:

@@ -291,3 +291,142 @@ def test_dcgan_learns_shapes_in_a_few_dozen_steps():
     assert np.all(gap_ratio < 0.85), (
         f"contrast, colour, roughness: data {real_stats}, untrained {before}, trained {after}"
     )
+
+
+# --------------------------------------------------------------------------- conditional
+def torch_projection_discriminator(model):
+    """The conditional 32x32 D in PyTorch from the spec (spectral norm on every conv, no
+    BatchNorm, a projection head), with ``model``'s weights, power-iteration vectors
+    included."""
+    w, c = model.config.d_width, model.image_shape[0]
+    sn = tnn.utils.spectral_norm
+    body = Wrap(
+        sn(tnn.Conv2d(c, w, 4, 2, 1, bias=False)),
+        tnn.LeakyReLU(0.2),
+        sn(tnn.Conv2d(w, 2 * w, 4, 2, 1)),
+        tnn.LeakyReLU(0.2),
+        sn(tnn.Conv2d(2 * w, 4 * w, 4, 2, 1)),
+        tnn.LeakyReLU(0.2),
+        sn(tnn.Conv2d(4 * w, 1, 4, 1, 0, bias=False)),
+    )
+    body.embed = tnn.Embedding(model.num_classes, 4 * w)
+    state = {
+        k: torch.tensor(np.array(v.numpy())) for k, v in model.discriminator.state_dict().items()
+    }
+    body.load_state_dict(state)
+
+    def forward(x, y):
+        h = body.main[:-1](x)
+        return body.main[-1](h).reshape(-1) + (body.embed(y) * h.sum((2, 3))).sum(1)
+
+    return body, forward
+
+
+def test_conditional_recipe_resolves_and_explicit_options_win():
+    cfg = DCGAN({"num_classes": 6}, (3, 32, 32)).config
+    assert (cfg.loss, cfg.spectral_norm, cfg.diffaugment) == (
+        "hinge", True, "color,translation,cutout"
+    )  # fmt: skip
+    assert (cfg.lr, cfg.lr_d, cfg.beta1, cfg.beta2, cfg.ema) == (5e-4, 1e-3, 0.0, 0.99, 0.995)
+    cfg = DCGAN({"num_classes": 6, "lr": 1e-4, "loss": "bce"}, (3, 32, 32)).config
+    assert (cfg.lr, cfg.lr_d, cfg.loss) == (1e-4, 2e-4, "bce")  # D's rate follows G's
+    assert DCGAN({"num_classes": 6, "lr_d": 3e-4}, (3, 32, 32)).config.lr_d == 3e-4
+    plain = DCGAN(None, (3, 32, 32)).config  # unconditional: the recipe of RECIPES[32]
+    assert (plain.num_classes, plain.loss, plain.spectral_norm, plain.diffaugment) == (
+        0, "bce", False, ""
+    )  # fmt: skip
+    assert (plain.lr_d, plain.beta2) == (plain.lr, 0.999)
+    conditional_64 = DCGAN({"num_classes": 3, "g_width": 4, "d_width": 4}, (1, 64, 64)).config
+    assert (conditional_64.lr, conditional_64.loss) == (RECIPES[64]["lr"], "bce")
+    with pytest.raises(ValueError, match="flip"):
+        DCGAN({"diffaugment": "color,flip"}, (3, 32, 32))
+
+
+def test_projection_discriminator_with_spectral_norm_matches_torch():
+    minigan.manual_seed(3)
+    model = DCGAN({"num_classes": 5, "g_width": 4, "d_width": 4}, (3, 32, 32))
+    body, forward = torch_projection_discriminator(model)
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (6, 3, 32, 32)).astype(np.float32)
+    y = rng.integers(0, 5, 6)
+    xm = minigan.tensor(x, requires_grad=True)
+    ours = model.discriminator(xm, minigan.tensor(y))
+    xt = torch.tensor(x, requires_grad=True)
+    theirs = forward(xt, torch.tensor(y))
+    np.testing.assert_allclose(ours.numpy(), theirs.detach().numpy(), rtol=1e-4, atol=1e-5)
+    ours.sum().backward()
+    theirs.sum().backward()
+    np.testing.assert_allclose(xm.grad.numpy(), xt.grad.numpy(), rtol=1e-4, atol=1e-6)
+    embed = model.discriminator.embed.weight.grad.numpy()
+    np.testing.assert_allclose(embed, body.embed.weight.grad.numpy(), rtol=1e-4, atol=1e-6)
+    # the power iteration advanced the same way (train mode)
+    u = model.discriminator.state_dict()["main.4.weight_u"].numpy()
+    np.testing.assert_allclose(u, body.main[4].weight_u.numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_hinge_losses_are_the_closed_form():
+    model = DCGAN({"num_classes": 2, "g_width": 4, "d_width": 4}, (3, 32, 32))
+    real, fake = np.array([2.0, 0.5, -1.0], "f4"), np.array([-3.0, -0.25, 1.5], "f4")
+    loss_d = model._d_loss(minigan.tensor(real), minigan.tensor(fake)).item()
+    expected = np.maximum(0, 1 - real).mean() + np.maximum(0, 1 + fake).mean()
+    assert loss_d == pytest.approx(expected, rel=1e-6)
+    assert model._g_loss(minigan.tensor(fake)).item() == pytest.approx(-fake.mean(), rel=1e-6)
+
+
+def test_conditional_latents_carry_the_class_and_sample_can_choose_it():
+    minigan.manual_seed(0)
+    model = DCGAN({"num_classes": 4, "g_width": 4, "d_width": 4}, (3, 32, 32))
+    seeds = [0, 1, 6, 11]
+    z = model.latents(seeds).numpy()
+    plain = DCGAN({"g_width": 4, "d_width": 4}, (3, 32, 32)).latents(seeds).numpy()
+    np.testing.assert_array_equal(z[:, :100], plain)  # the same z as unconditional
+    np.testing.assert_array_equal(z[:, 100:].argmax(1), np.array(seeds) % 4)
+    assert z[:, 100:].sum() == len(seeds)
+    as_three = model.sample(model.latents(seeds), label=3).numpy()
+    z[:, 100:] = np.eye(4, dtype="f4")[3]
+    np.testing.assert_allclose(as_three, model.sample(minigan.tensor(z)).numpy(), atol=1e-6)
+    own = model.sample(model.latents(seeds)).numpy()  # seeds 0, 1, 6: classes 0, 1, 2
+    assert all(np.abs(as_three[i] - own[i]).max() > 0.01 * np.abs(own[i]).max() for i in range(3))
+    np.testing.assert_allclose(as_three[3], own[3], rtol=1e-5, atol=1e-7)  # seed 11: class 3
+    with pytest.raises(ValueError, match="not one of this model's 0-3"):
+        model.sample(model.latents([0]), label=4)
+    with pytest.raises(ValueError, match="not class-conditional"):
+        DCGAN({"g_width": 4, "d_width": 4}, (3, 32, 32)).sample(model.latents([0])[:, :100], 1)
+
+
+@pytest.mark.parametrize("config", [{}, {"spectral_norm": False, "diffaugment": "color"}])
+def test_check_model_conditional(config):
+    check_model(
+        DCGAN,
+        image_shape=(3, 32, 32),
+        config={"num_classes": 3, "g_width": 4, "d_width": 4, **config},
+    )
+    check_model(
+        DCGAN, image_shape=(1, 28, 28), config={"num_classes": 3, "g_width": 4, "d_width": 4}
+    )
+
+
+def test_conditional_step_augments_what_d_sees_with_the_global_generator():
+    """D's logits in a step are those of the DiffAugmented images, drawn from minigan's
+    global generator right after the latents and the fake labels."""
+    from minigan import diffaugment
+
+    minigan.manual_seed(0)
+    model = DCGAN({"num_classes": 3, "g_width": 4, "d_width": 4}, (3, 32, 32))
+    rng = np.random.default_rng(1)
+    real = minigan.tensor(rng.uniform(-1, 1, (4, 3, 32, 32)).astype("f4"))
+    labels = minigan.tensor(rng.integers(0, 3, 4))
+    state = {k: v.numpy().copy() for k, v in model.discriminator.state_dict().items()}
+    minigan.manual_seed(5)
+    metrics = model.train_step(real, labels)
+
+    minigan.manual_seed(5)
+    gen = minigan.random.generator()
+    gen.standard_normal((4, 100))  # z (minigan.randn draws float64)
+    gen.random(4)  # the fake labels
+    draws = diffaugment.draw(model.policy, real.shape, gen)
+    twin = DCGAN({"num_classes": 3, "g_width": 4, "d_width": 4}, (3, 32, 32))
+    twin.discriminator.load_state_dict({k: minigan.tensor(v) for k, v in state.items()})
+    expected = twin.discriminator(diffaugment.apply(real, draws), labels)
+    logits_real = float(minigan.functional.sigmoid(expected).mean().item())
+    assert float(metrics["d_real"].item()) == pytest.approx(logits_real, rel=1e-5)

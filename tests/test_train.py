@@ -546,3 +546,68 @@ def test_no_progress_reaches_the_dataset_plugins_bars(tmp_path, capsys):
 
     open_dataset(str(folder), resolution=8)  # outside a --no-progress run the bar shows
     assert "reading many" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- conditional
+@dataclasses.dataclass
+class LabelledConfig(ToyConfig):
+    num_classes: int | None = dataclasses.field(
+        default=None, metadata={"help": "classes (None: the data's)"}
+    )
+
+
+class LabelRecorder(ToyGAN):
+    """ToyGAN that is conditional in name only: it records the labels of every batch."""
+
+    Config = LabelledConfig
+    seen: list[np.ndarray] = []
+
+    def train_step(self, real, labels=None):
+        if labels is not None:
+            LabelRecorder.seen.append(np.asarray(labels.numpy()))
+        return super().train_step(real)
+
+
+class PairRecorder(LabelRecorder):
+    batches_per_step = 2
+
+    def train_step(self, real, labels=None):
+        assert isinstance(real, list) and isinstance(labels, list) and len(labels) == 2
+        LabelRecorder.seen.extend(np.asarray(y.numpy()) for y in labels)
+        return ToyGAN.train_step(self, real[0])
+
+
+@pytest.mark.parametrize("cls", [LabelRecorder, PairRecorder])
+def test_a_conditional_model_gets_each_batchs_labels(tmp_path, cls):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (40, *SHAPE), dtype=np.uint8)
+    labels = rng.integers(0, 5, 40)
+    data = Dataset(images, labels, name="toy", classes=list("abcde"))
+    LabelRecorder.seen = []
+    train(cls, data, out=tmp_path / "run", epochs=1, batch_size=8, progress=False)
+    expected = [y.numpy() for _, y in minigan.data.DataLoader(data, 8, seed=0, drop_last=True)]
+    k = cls.batches_per_step  # an incomplete last group of batches is not drawn
+    assert len(expected) == 5 and len(LabelRecorder.seen) == 5 // k * k
+    for got, want in zip(LabelRecorder.seen, expected):
+        np.testing.assert_array_equal(got, want)
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["config"]["num_classes"] == 5 and config["classes"] == list("abcde")
+    assert load_model(tmp_path / "run", cls=cls)[0].num_classes == 5
+
+
+def test_num_classes_is_checked_against_the_data(tmp_path):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (16, *SHAPE), dtype=np.uint8)
+    unlabelled = Dataset(images, name="plain")
+    result = train(ToyGAN, unlabelled, out=tmp_path / "toy", epochs=1, batch_size=8, progress=False)
+    assert result.steps == 2  # a Config without num_classes: unconditional, nothing checked
+    with pytest.raises(ValueError, match="num_classes is 2, but dataset 'plain' has no labels"):
+        train(LabelRecorder, unlabelled, out=tmp_path / "a", config={"num_classes": 2},
+              epochs=1, batch_size=8, progress=False)  # fmt: skip
+    labelled = Dataset(images, rng.integers(0, 4, 16), name="four")
+    with pytest.raises(ValueError, match="num_classes is 2, but dataset 'four' has labels up"):
+        train(LabelRecorder, labelled, out=tmp_path / "b", config={"num_classes": 2},
+              epochs=1, batch_size=8, progress=False)  # fmt: skip
+    LabelRecorder.seen = []
+    train(LabelRecorder, unlabelled, out=tmp_path / "c", epochs=1, batch_size=8, progress=False)
+    assert LabelRecorder.seen == []  # None on unlabelled data means 0: unconditional
