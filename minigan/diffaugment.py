@@ -26,9 +26,11 @@ of the policy:
 - **cutout**: each sample gets a ``ch x cw`` square (``ch = int(H/2 + 0.5)``) of zeros
   centred at ``(oy, ox)``, ``0 <= oy < H + 1 - ch % 2``; the part outside the image is cut off.
 
-Translation is one gather op (its backward is the opposite shift), cutout one multiply by a
-constant mask and color a few broadcast elementwise ops, on the tensor's own device (the
-index arrays are built with the tensor's array module). Second derivatives work too.
+Each op is one minigan op, on the tensor's own device (index arrays and masks are built with
+the tensor's array module): color one per-sample affine map (:class:`ColorAffine`),
+translation one shift (:class:`Translate`: rectangle copies on the CPU, one gather on a GPU)
+and cutout one multiply by a constant mask. The backward of each is the same kind of op
+(the opposite shift, the same mask, the same affine map), so second derivatives work too.
 
 >>> import numpy as np
 >>> import minigan
@@ -203,45 +205,93 @@ def draw(
 # --------------------------------------------------------------------------- the ops
 
 
-def _per_sample(values: np.ndarray, like: Tensor, scale: float, shift: float) -> Tensor:
-    """``values * scale + shift`` as a constant (N, 1, 1, 1) tensor on ``like``'s device,
-    computed in ``like``'s dtype (the draws are cast first)."""
-    column = values.astype(like.dtype).reshape(-1, 1, 1, 1) * scale + shift
-    return Tensor(backend.get_array_module(like.data).asarray(column))
+class ColorAffine(Function):
+    """Per sample ``out = scale * x + channel * mean_c(x) + whole * mean_chw(x) + shift``
+    (``mean_c`` over the channels, ``mean_chw`` over channels and pixels): DiffAugment's
+    brightness, saturation and contrast folded into one op. The linear part is symmetric
+    (both means are orthogonal projections), so the backward is the same op without the
+    shift. The coefficients are (N, 1, 1, 1) arrays on the input's device; ``shift`` may be
+    None."""
+
+    saved_inputs = ()
+
+    def __init__(self, scale: Any, channel: Any, whole: Any, shift: Any = None) -> None:
+        self.scale, self.channel, self.whole, self.shift = scale, channel, whole, shift
+
+    def forward(self, x):
+        per_pixel = x.mean(axis=1, keepdims=True)  # (N, 1, H, W)
+        offset = self.whole * per_pixel.mean(axis=(2, 3), keepdims=True)  # (N, 1, 1, 1)
+        if self.shift is not None:
+            offset = offset + self.shift
+        out = x * self.scale
+        out += self.channel * per_pixel + offset
+        return out
+
+    def backward(self, gy):
+        return ColorAffine(self.scale, self.channel, self.whole)(gy)
 
 
 def _color(x: Tensor, draws: AugmentDraws) -> Tensor:
+    """The reference's three steps, ``x + (b - 0.5)``, ``(x - mean_c) * 2s + mean_c`` and
+    ``(x - mean_chw) * (c + 0.5) + mean_chw``, compose to one :class:`ColorAffine`: with
+    ``S = 2s`` and ``K = c + 0.5`` it is ``K*S*x + K*(1 - S)*mean_c(x) + (1 - K)*mean_chw(x)
+    + (b - 0.5)`` (the saturation step keeps the overall mean, and a per-sample constant
+    passes through both steps unchanged)."""
     assert draws.brightness is not None and draws.saturation is not None
     assert draws.contrast is not None
-    x = x + _per_sample(draws.brightness, x, 1, -0.5)
-    mean = F.mean(x, 1, keepdim=True)
-    x = (x - mean) * _per_sample(draws.saturation, x, 2, 0) + mean
-    mean = F.mean(x, (1, 2, 3), keepdim=True)
-    return (x - mean) * _per_sample(draws.contrast, x, 1, 0.5) + mean
+    xp = backend.get_array_module(x.data)
+    # the draws cast to x's dtype, then the coefficients in float64, rounded once
+    b, s, c = (
+        d.astype(x.dtype).astype(np.float64)
+        for d in (draws.brightness, draws.saturation, draws.contrast)
+    )
+    big_s, big_k = 2 * s, c + 0.5
+    coefficients = (big_k * big_s, big_k * (1 - big_s), 1 - big_k, b - 0.5)
+    on_device = [xp.asarray(v.reshape(-1, 1, 1, 1).astype(x.dtype)) for v in coefficients]
+    return ColorAffine(*on_device)(x)
+
+
+def _shift_slices(x: np.ndarray, ty: np.ndarray, tx: np.ndarray) -> np.ndarray:
+    """The zero-filled shift as one rectangle copy per sample (NumPy: cheaper than a gather)."""
+    _, _, h, w = x.shape
+    out = np.zeros_like(x)
+    for i, (dy, dx) in enumerate(zip(ty.tolist(), tx.tolist())):
+        if abs(dy) >= h or abs(dx) >= w:
+            continue  # shifted out of the image: all zeros
+        out[i, :, max(0, -dy) : h - max(0, dy), max(0, -dx) : w - max(0, dx)] = x[
+            i, :, max(0, dy) : h + min(0, dy), max(0, dx) : w + min(0, dx)
+        ]
+    return out
+
+
+def _shift_gather(x: Any, ty: np.ndarray, tx: np.ndarray, xp: Any) -> Any:
+    """The zero-filled shift as one gather over the whole batch (a GPU: no per-sample launch)."""
+    n, c, h, w = x.shape
+    ys = xp.arange(h, dtype=np.int64).reshape(1, h, 1) + xp.asarray(ty).reshape(n, 1, 1)
+    xs = xp.arange(w, dtype=np.int64).reshape(1, 1, w) + xp.asarray(tx).reshape(n, 1, 1)
+    inside = ((ys >= 0) & (ys < h) & (xs >= 0) & (xs < w)).reshape(n, 1, h * w)
+    plane = xp.where(inside, (ys * w + xs).reshape(n, 1, h * w), 0)  # source pixel in its plane
+    first = xp.arange(n * c, dtype=np.int64).reshape(n, c, 1) * (h * w)
+    out = xp.take(xp.ascontiguousarray(x).reshape(-1), first + plane)
+    return xp.where(inside, out, 0).reshape(x.shape)
 
 
 class Translate(Function):
     """Shift sample ``i`` by ``(ty[i], tx[i])`` pixels with zero fill:
-    ``out[i, :, y, x] = x[i, :, y + ty[i], x + tx[i]]`` where inside, else 0. One gather;
-    the backward is the opposite shift (the adjoint of a zero-filled shift)."""
+    ``out[i, :, y, x] = x[i, :, y + ty[i], x + tx[i]]`` where inside, else 0. The backward is
+    the opposite shift (the adjoint of a zero-filled shift). ``ty`` and ``tx`` are int64
+    NumPy arrays, one entry per sample."""
 
     saved_inputs = ()
 
     def __init__(self, ty: np.ndarray, tx: np.ndarray) -> None:
-        self.ty, self.tx = ty, tx
+        self.ty, self.tx = ty.astype(np.int64), tx.astype(np.int64)
 
     def forward(self, x):
         xp = backend.get_array_module(x)
-        n, c, h, w = x.shape
-        ty = xp.asarray(self.ty, dtype=np.int64).reshape(n, 1, 1)
-        tx = xp.asarray(self.tx, dtype=np.int64).reshape(n, 1, 1)
-        ys = xp.arange(h, dtype=np.int64).reshape(1, h, 1) + ty  # the source row, (N, H, 1)
-        xs = xp.arange(w, dtype=np.int64).reshape(1, 1, w) + tx  # the source column, (N, 1, W)
-        inside = (ys >= 0) & (ys < h) & (xs >= 0) & (xs < w)  # (N, H, W)
-        plane = xp.where(inside, ys * w + xs, 0).reshape(n, 1, h * w)
-        first = xp.arange(n * c, dtype=np.int64).reshape(n, c, 1) * (h * w)
-        out = xp.take(xp.ascontiguousarray(x).reshape(-1), first + plane)
-        return xp.where(inside.reshape(n, 1, h * w), out, 0).reshape(x.shape)
+        if xp is np:
+            return _shift_slices(x, self.ty, self.tx)
+        return _shift_gather(x, self.ty, self.tx, xp)
 
     def backward(self, gy):
         return Translate(-self.ty, -self.tx)(gy)

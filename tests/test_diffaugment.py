@@ -129,6 +129,18 @@ def test_translation_closed_form(rng):
     np.testing.assert_array_equal(out, expected)
 
 
+@given(n=st.integers(1, 5), h=st.integers(1, 9), w=st.integers(1, 9), seed=seeds)
+def test_translation_gather_path_matches_slices(n, h, w, seed):
+    """The GPU path (one gather) and the CPU path (rectangle copies) of the shift agree,
+    shifts beyond the image included."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, 2, h, w))
+    ty, tx = rng.integers(-h - 1, h + 2, size=n), rng.integers(-w - 1, w + 2, size=n)
+    np.testing.assert_array_equal(
+        da._shift_gather(x, ty, tx, np), da._shift_slices(x, ty, tx), err_msg=f"{ty} {tx}"
+    )
+
+
 def test_cutout_zeroes_the_clipped_square():
     x = minigan.ones(2, 1, 6, 8)
     # H=6: ch=3, centre row 0 -> rows -1..1 -> 0..1; W=8: cw=4, centre col 7 -> cols 5..8 -> 5..7
