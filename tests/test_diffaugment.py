@@ -24,9 +24,8 @@ from minigan.testing import fake_cuda, gradcheck, gradgradcheck
 
 
 def _column(values: np.ndarray, x: torch.Tensor) -> torch.Tensor:
-    return torch.from_numpy(values.astype(torch.empty(0, dtype=x.dtype).numpy().dtype)).view(
-        -1, 1, 1, 1
-    )
+    dtype = np.float64 if x.dtype == torch.float64 else np.float32
+    return torch.from_numpy(values.astype(dtype)).view(-1, 1, 1, 1)
 
 
 def ref_color(x: torch.Tensor, d: da.AugmentDraws) -> torch.Tensor:
