@@ -84,10 +84,11 @@ _FIELDS = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class AugmentDraws:
     """Everything random about one augmentation of a batch: NumPy arrays of shape (N,), one
-    entry per sample; an op's fields are None when the policy leaves it out.
+    entry per sample; an op's fields are None when the policy leaves it out. (Compared and
+    hashed by identity: the fields are arrays.)
 
     ``brightness``, ``saturation``, ``contrast``: float32 U(0, 1) draws; ``shift_y``,
     ``shift_x``: int64 shifts in pixels; ``cutout_y``, ``cutout_x``: int64 centres of the

@@ -219,6 +219,12 @@ def test_draw_order(policy, n, seed):
     assert got.policy == da.parse_policy(policy)
 
 
+def test_draws_hash_and_compare_by_identity(rng):
+    a = da.draw("color,cutout", (3, 1, 4, 4), rng)
+    assert a == a and a != da.draw("color,cutout", (3, 1, 4, 4), rng)
+    assert len({a, a}) == 1
+
+
 def test_same_seed_same_augmentation(rng):
     x = minigan.tensor(rng.standard_normal((4, 3, 8, 8)).astype(np.float32))
     a = da.diff_augment(x, "color,translation,cutout", np.random.default_rng(7))
