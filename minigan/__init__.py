@@ -108,6 +108,7 @@ _SUBMODULES = (
     "cli",
     "cluster",
     "data",
+    "diffaugment",
     "distributed",
     "errors",
     "functional",
