@@ -81,7 +81,13 @@ class _ShardedGenerator:
     def uniform(self, low: float = 0.0, high: float = 1.0, size: Any = None) -> Any:
         return self._draw("uniform", size, low, high)
 
-    def __getattr__(self, name: str) -> Any:  # integers(), bit_generator, ...: shared
+    def integers(
+        self, low: Any, high: Any = None, size: Any = None, dtype: Any = np.int64,
+        endpoint: bool = False,
+    ) -> Any:  # fmt: skip
+        return self._draw("integers", size, low, high, dtype=dtype, endpoint=endpoint)
+
+    def __getattr__(self, name: str) -> Any:  # choice(), bit_generator, ...: shared
         return getattr(self._gen, name)
 
 

@@ -161,6 +161,10 @@ EQUIVALENCE = {
     "dcgan": [
         "--resolution", "28", "--g-width", "4", "--d-width", "4", "--sync-bn",
     ],
+    # the class-conditional 32x32 recipe: spectral norm, hinge loss, DiffAugment's draws
+    "dcgan:32": [
+        "--resolution", "32", "--g-width", "4", "--d-width", "4", "--sync-bn",
+    ],
     "stylegan-lite": [
         "--resolution", "8", "--latent-dim", "8", "--w-dim", "8", "--g-channels", "8",
         "--d-channels", "8", "--mapping-layers", "2", "--mbstd-group", "1", "--r1-every", "4",
@@ -173,7 +177,7 @@ EQUIVALENCE = {
 @pytest.mark.parametrize("model", sorted(EQUIVALENCE))
 def test_two_processes_equal_one_with_the_global_batch(tmp_path: Path, model: str) -> None:
     common = [
-        "-m", "minigan", "train", model, "--data", "shapes", "--channels", "1",
+        "-m", "minigan", "train", model.split(":")[0], "--data", "shapes", "--channels", "1",
         "--limit", "64", "--max-steps", "20", "--no-progress", "--sample-every", "100",
         *EQUIVALENCE[model],
     ]  # fmt: skip
@@ -193,6 +197,19 @@ def test_two_processes_equal_one_with_the_global_batch(tmp_path: Path, model: st
     )
     assert [r["step"] for r in two] == list(range(1, 21))
     np.testing.assert_allclose([r["loss_d"] for r in two], [r["loss_d"] for r in one], rtol=1e-4)
+
+
+def test_sharded_draws_are_slices_of_the_global_batchs() -> None:
+    """Every batch-shaped draw (DiffAugment's shifts are ``integers``) is this rank's rows of
+    the draw one process makes for the global batch."""
+    for method, args in [("integers", (-4, 5)), ("random", ()), ("standard_normal", ())]:
+        minigan.manual_seed(0)
+        whole = getattr(minigan.random.generator(), method)(*args, size=(6, 2))
+        for rank in range(3):
+            minigan.manual_seed(0)
+            with minigan.random.batch_shard(rank, 3, 2):
+                part = getattr(minigan.random.generator(), method)(*args, size=(2, 2))
+            np.testing.assert_array_equal(part, whole[2 * rank : 2 * rank + 2])
 
 
 # --------------------------------------------------------------------------- faults, resume
