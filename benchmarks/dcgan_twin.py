@@ -16,9 +16,9 @@ in minigan's key layout.
 from __future__ import annotations
 
 import argparse
-import copy
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -26,10 +26,76 @@ import torch
 import torch.nn as tnn
 
 import minigan
+from minigan.diffaugment import AugmentDraws, draw, parse_policy
 
 bce = tnn.functional.binary_cross_entropy_with_logits
+relu = tnn.functional.relu
 
 
+# =========================================================================== DiffAugment
+# minigan.diffaugment's three ops in PyTorch, replaying minigan's draws (an AugmentDraws):
+# the reference (benchmarks/dcgan_recipes.py's aug_color / aug_translation / aug_cutout) with
+# each torch.rand / torch.randint replaced by the corresponding AugmentDraws field. Copied
+# from tests/test_diffaugment.py's line-for-line port (ref_color, ref_translation,
+# ref_cutout), which checks minigan.diffaugment against it; a change to either copy should
+# go to both.
+def _column(values: np.ndarray, x: torch.Tensor) -> torch.Tensor:
+    dtype = np.float64 if x.dtype == torch.float64 else np.float32
+    return torch.from_numpy(values.astype(dtype)).view(-1, 1, 1, 1)
+
+
+def augment_color(x: torch.Tensor, d: AugmentDraws) -> torch.Tensor:
+    """Brightness, saturation and contrast with the draws ``d.brightness`` ... ``d.contrast``."""
+    assert d.brightness is not None and d.saturation is not None and d.contrast is not None
+    x = x + (_column(d.brightness, x) - 0.5)
+    mean = x.mean(1, keepdim=True)
+    x = (x - mean) * (_column(d.saturation, x) * 2) + mean
+    mean = x.mean([1, 2, 3], keepdim=True)
+    return (x - mean) * (_column(d.contrast, x) + 0.5) + mean
+
+
+def augment_translation(x: torch.Tensor, d: AugmentDraws) -> torch.Tensor:
+    """Shift sample i by ``(d.shift_y[i], d.shift_x[i])`` pixels, zero fill."""
+    assert d.shift_y is not None and d.shift_x is not None
+    n, _, h, w = x.shape
+    ty = torch.from_numpy(d.shift_y).view(n, 1, 1)
+    tx = torch.from_numpy(d.shift_x).view(n, 1, 1)
+    gb, gy, gx = torch.meshgrid(torch.arange(n), torch.arange(h), torch.arange(w), indexing="ij")
+    gy = torch.clamp(gy + ty + 1, 0, h + 1)
+    gx = torch.clamp(gx + tx + 1, 0, w + 1)
+    padded = tnn.functional.pad(x, [1, 1, 1, 1]).permute(0, 2, 3, 1)
+    return padded[gb, gy, gx].permute(0, 3, 1, 2)
+
+
+def augment_cutout(x: torch.Tensor, d: AugmentDraws, ratio: float = 0.5) -> torch.Tensor:
+    """Zero a square of half the size centred at ``(d.cutout_y[i], d.cutout_x[i])``."""
+    assert d.cutout_y is not None and d.cutout_x is not None
+    n, _, h, w = x.shape
+    ch, cw = int(h * ratio + 0.5), int(w * ratio + 0.5)
+    oy = torch.from_numpy(d.cutout_y).view(n, 1, 1)
+    ox = torch.from_numpy(d.cutout_x).view(n, 1, 1)
+    gb, gy, gx = torch.meshgrid(torch.arange(n), torch.arange(ch), torch.arange(cw), indexing="ij")
+    gy = torch.clamp(gy + oy - ch // 2, 0, h - 1)
+    gx = torch.clamp(gx + ox - cw // 2, 0, w - 1)
+    mask = torch.ones(n, h, w, dtype=x.dtype)
+    mask[gb, gy, gx] = 0
+    return x * mask.unsqueeze(1)
+
+
+def augment(x: torch.Tensor, d: AugmentDraws | None) -> torch.Tensor:
+    """``minigan.diffaugment.apply`` in PyTorch: color, translation, cutout, each where drawn."""
+    if d is None:
+        return x
+    if d.brightness is not None:
+        x = augment_color(x, d)
+    if d.shift_y is not None:
+        x = augment_translation(x, d)
+    if d.cutout_y is not None:
+        x = augment_cutout(x, d)
+    return x
+
+
+# =========================================================================== networks
 def _layer(m: Any) -> tnn.Module:
     kind = type(m).__name__
     if kind == "Linear":
@@ -52,14 +118,61 @@ def _layer(m: Any) -> tnn.Module:
     return getattr(tnn, kind)()
 
 
-def torch_twin(net: minigan.nn.Module) -> tnn.Sequential:
-    """The PyTorch ``Sequential`` with ``net.main``'s layers and weights."""
-    twin = tnn.Sequential(*[_layer(m) for m in net.main])
-    state = {
-        k[len("main.") :]: torch.tensor(np.array(v.numpy())) for k, v in net.state_dict().items()
-    }
-    twin.load_state_dict(state)
-    return twin
+def _state(net: minigan.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: torch.tensor(np.array(v.numpy())) for k, v in net.state_dict().items()}
+
+
+class TorchGenerator(tnn.Module):
+    """minigan's ``dcgan.Generator``: ``main`` on z (reshaped to (N, z, 1, 1) for 4×4 layouts)."""
+
+    def __init__(self, net: Any) -> None:
+        super().__init__()
+        self.main = tnn.Sequential(*[_layer(m) for m in net.main])
+        self.spatial = bool(net.spatial_input)
+        self.load_state_dict(_state(net))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.main(z.reshape(len(z), -1, 1, 1) if self.spatial else z)
+
+
+class TorchDiscriminator(tnn.Module):
+    """minigan's ``dcgan.Discriminator``: ``main`` to one logit per image; with ``embed``
+    (a conditional model) the projection ``logit = head(h) + <embed[y], sum_hw h>``. With
+    ``spectral_norm`` every Conv2d / Linear is wrapped in ``torch.nn.utils.spectral_norm``
+    (state keys ``weight_orig``, ``weight_u``, ``weight_v``, as minigan's)."""
+
+    def __init__(self, net: Any, spectral_norm: bool) -> None:
+        super().__init__()
+        self.main = tnn.Sequential(*[_layer(m) for m in net.main])
+        self.embed: tnn.Embedding | None = None
+        if net.embed is not None:
+            self.embed = tnn.Embedding(net.embed.num_embeddings, net.embed.embedding_dim)
+        if spectral_norm:
+            for m in self.main:
+                if isinstance(m, (tnn.Conv2d, tnn.Linear)):
+                    tnn.utils.spectral_norm(m)
+        self.load_state_dict(_state(net))  # u and v included: minigan's power-iteration state
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        if self.embed is None:
+            return self.main(x).reshape(-1)
+        assert labels is not None, "a class-conditional discriminator needs the labels"
+        *body, head = list(self.main)
+        for layer in body:
+            x = layer(x)
+        logits = head(x).reshape(-1)
+        pooled = x.sum((2, 3)) if x.ndim == 4 else x
+        return logits + (self.embed(labels) * pooled).sum(1)
+
+
+@dataclass
+class StepDraws:
+    """Everything random about one ``DCGAN.train_step``, drawn from minigan's generator."""
+
+    z: torch.Tensor  # (N, latent_dim) float32
+    fake_labels: torch.Tensor | None  # (N,) int64, for a conditional model
+    augment: tuple[AugmentDraws | None, AugmentDraws | None, AugmentDraws | None]
+    # (D(real), D(fake.detach()), G's D(fake)); None without a DiffAugment policy
 
 
 class TorchDCGAN:
@@ -67,52 +180,133 @@ class TorchDCGAN:
 
     def __init__(self, model: Any) -> None:
         cfg = model.config
-        self.cfg, self.spatial = cfg, model.generator.spatial_input
+        self.cfg, self.num_classes = cfg, int(cfg.num_classes or 0)
         self.image_shape = tuple(model.image_shape)
-        self.latent_dim = cfg.latent_dim
-        self.G, self.D = torch_twin(model.generator), torch_twin(model.discriminator)
+        self.latent_shape = tuple(model.latent_shape)
+        self.policy = parse_policy(cfg.diffaugment or "")
+        self.G = TorchGenerator(model.generator)
+        self.D = TorchDiscriminator(model.discriminator, bool(cfg.spectral_norm))
         betas = (cfg.beta1, cfg.beta2)
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=betas)
-        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr, betas=betas)
-        self.G_ema = copy.deepcopy(self.G) if cfg.ema > 0 else None
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr_d, betas=betas)
+        self.G_ema: TorchGenerator | None = None
+        if model.generator_ema is not None:
+            self.G_ema = TorchGenerator(model.generator_ema).requires_grad_(False)
 
-    def _g(self, net: tnn.Module, z: torch.Tensor) -> torch.Tensor:
-        return net(z.reshape(len(z), -1, 1, 1) if self.spatial else z)
+    def draw(self, n: int) -> StepDraws:
+        """Draw from minigan's global generator exactly as ``DCGAN.train_step`` does for a
+        batch of ``n``: z, the fake images' classes, then DiffAugment's draws for D(real),
+        D(fake.detach()) and G's D(fake)."""
+        gen = minigan.random.generator()
+        z = torch.from_numpy(np.asarray(minigan.randn(n, *self.latent_shape).numpy()))
+        fake_labels = None
+        if self.num_classes:
+            k = self.num_classes
+            u = gen.random(n)
+            fake_labels = torch.from_numpy(np.minimum((u * k).astype(np.int64), k - 1))
+        shape = (n, *self.image_shape)
+        drawn = [draw(self.policy, shape, gen) if self.policy else None for _ in range(3)]
+        return StepDraws(z, fake_labels, (drawn[0], drawn[1], drawn[2]))
 
-    def train_step(self, real: torch.Tensor, z: torch.Tensor) -> dict[str, float]:
-        fake = self._g(self.G, z)
-        real_logits, fake_logits = self.D(real).reshape(-1), self.D(fake.detach()).reshape(-1)
+    def _critic(
+        self, images: torch.Tensor, labels: torch.Tensor | None, d: AugmentDraws | None
+    ) -> torch.Tensor:
+        return self.D(augment(images, d), labels if self.num_classes else None)
+
+    def _latent(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        if not self.num_classes:
+            return z
+        assert labels is not None
+        return torch.cat([z, tnn.functional.one_hot(labels, self.num_classes).float()], 1)
+
+    def _d_loss(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+        if self.cfg.loss == "hinge":
+            return relu(1.0 - real_logits).mean() + relu(1.0 + fake_logits).mean()
         target = torch.full_like(real_logits, 1.0 - self.cfg.label_smoothing)
-        loss_d = bce(real_logits, target) + bce(fake_logits, torch.zeros_like(fake_logits))
-        self.opt_d.zero_grad()
-        loss_d.backward()
-        self.opt_d.step()
+        return bce(real_logits, target) + bce(fake_logits, torch.zeros_like(fake_logits))
+
+    def _g_loss(self, fake_logits: torch.Tensor) -> torch.Tensor:
+        if self.cfg.loss == "hinge":
+            return -fake_logits.mean()
+        return bce(fake_logits, torch.ones_like(fake_logits))
+
+    @staticmethod
+    def _update(opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    def train_step(
+        self, real: torch.Tensor, labels: torch.Tensor | None, draws: StepDraws
+    ) -> dict[str, float]:
+        """One D and one G update with ``draws`` (from :meth:`draw`), as ``DCGAN.train_step``."""
+        fake = self.G(self._latent(draws.z, draws.fake_labels))
+        real_logits = self._critic(real, labels, draws.augment[0])
+        fake_logits = self._critic(fake.detach(), draws.fake_labels, draws.augment[1])
+        loss_d = self._d_loss(real_logits, fake_logits)
+        self._update(self.opt_d, loss_d)
         self.D.requires_grad_(False)
-        logits = self.D(fake).reshape(-1)
-        loss_g = bce(logits, torch.ones_like(logits))
-        self.opt_g.zero_grad()
-        loss_g.backward()
-        self.opt_g.step()
+        loss_g = self._g_loss(self._critic(fake, draws.fake_labels, draws.augment[2]))
+        self._update(self.opt_g, loss_g)
         self.D.requires_grad_(True)
         if self.G_ema is not None:
-            with torch.no_grad():
-                for e, p in zip(self.G_ema.parameters(), self.G.parameters()):
-                    e += (1.0 - self.cfg.ema) * (p - e)
-                for e, b in zip(self.G_ema.buffers(), self.G.buffers()):
-                    e.copy_(b)
-        return {"loss_d": loss_d.item(), "loss_g": loss_g.item()}
+            self._ema_update()
+        return {
+            "loss_d": loss_d.item(),
+            "loss_g": loss_g.item(),
+            "d_real": torch.sigmoid(real_logits).mean().item(),
+            "d_fake": torch.sigmoid(fake_logits).mean().item(),
+        }
+
+    def _ema_update(self) -> None:
+        """``minigan.gan.ema_update``: parameters move toward G's, buffers are copied."""
+        assert self.G_ema is not None
+        decay = self.cfg.ema
+        with torch.no_grad():
+            params = dict(self.G.named_parameters())
+            for name, e in self.G_ema.named_parameters():
+                e += (1.0 - decay) * (params[name] - e)
+            buffers = dict(self.G.named_buffers())
+            for name, b in self.G_ema.named_buffers():
+                b.copy_(buffers[name])
+
+    def latents(self, seeds: Any) -> torch.Tensor:
+        """``DCGAN.latents``: z from ``default_rng(seed)``, then (conditional) one-hot
+        ``seed % num_classes``."""
+        seeds = [int(s) for s in seeds]
+        z = np.stack(
+            [np.random.default_rng(s).standard_normal(self.latent_shape, dtype=np.float32)
+             for s in seeds]
+        )  # fmt: skip
+        k = max(self.num_classes, 1)
+        labels = torch.from_numpy(np.array(seeds, np.int64) % k)
+        return self._latent(torch.from_numpy(z), labels)
 
     # the sampling interface minigan.metrics.measure uses
     def generate(self, seeds: Any, batch_size: int = 128) -> np.ndarray:
         net = (self.G_ema or self.G).eval()
-        z = np.stack(
-            [np.random.default_rng(s).standard_normal(self.latent_dim, dtype=np.float32)
-             for s in seeds]
-        )  # fmt: skip
+        seeds = list(seeds)
         with torch.no_grad():
-            out = self._g(net, torch.from_numpy(z)).numpy()
+            parts = [
+                net(self.latents(seeds[i : i + batch_size])).numpy()
+                for i in range(0, len(seeds), batch_size)
+            ]
         net.train()
-        return out
+        return np.concatenate(parts) if parts else np.zeros((0, *self.image_shape), np.float32)
+
+
+def build_twin(
+    config: Mapping[str, Any] | None, dataset: Any, seed: int = 0
+) -> tuple[Any, TorchDCGAN]:
+    """minigan's model as the Trainer builds it for ``dataset`` under ``seed`` (``num_classes``
+    filled from the data), and its twin: ``(model, twin)``."""
+    from minigan.plugins.dcgan import DCGAN
+    from minigan.trainer import data_classes
+
+    minigan.manual_seed(seed)  # as the Trainer: the model's init draws come first
+    resolved = data_classes(DCGAN.make_config(dict(config or {})), dataset)
+    model = DCGAN(resolved, dataset.shape)
+    return model, TorchDCGAN(model)
 
 
 def train_twin(
@@ -125,26 +319,24 @@ def train_twin(
     log_every: int = 0,
     callback: Any = None,
 ) -> tuple[TorchDCGAN, list[dict[str, float]], float]:
-    """Train the twin as ``minigan train dcgan`` would (its defaults unless given); returns
-    ``(twin, per-step losses, seconds)``."""
+    """Train the twin as ``minigan train dcgan`` would (its defaults unless given) on the
+    ``shapes`` data; returns ``(twin, per-step losses, seconds)``."""
     from minigan.data import DataLoader, open_dataset
     from minigan.plugins.dcgan import DCGAN
 
     defaults = DCGAN.train_defaults
     batch = batch_size or defaults["batch_size"]
     dataset = open_dataset("shapes", limit=limit if limit is not None else defaults["limit"])
-    minigan.manual_seed(seed)  # as the Trainer: the model's init draws come first
-    model = DCGAN(DCGAN.make_config(dict(config or {})), dataset.shape)
-    twin = TorchDCGAN(model)
+    _, twin = build_twin(config, dataset, seed)
     loader = DataLoader(dataset, batch, shuffle=True, seed=seed, drop_last=True)
     total = steps or (epochs or defaults["epochs"]) * len(loader)
     history: list[dict[str, float]] = []
     start = time.perf_counter()
     while len(history) < total:
-        for real, _ in loader:
-            z = minigan.randn(batch, twin.latent_dim).numpy()
-            history.append(twin.train_step(torch.from_numpy(np.asarray(real.numpy())),
-                                           torch.from_numpy(z)))  # fmt: skip
+        for real, labels in loader:
+            x = torch.from_numpy(np.asarray(real.numpy()))
+            y = torch.from_numpy(np.asarray(labels.numpy())) if labels is not None else None
+            history.append(twin.train_step(x, y, twin.draw(len(x))))
             if log_every and len(history) % log_every == 0:
                 print(f"step {len(history)}: {history[-1]} ({time.perf_counter() - start:.0f} s)")
                 if callback is not None:
