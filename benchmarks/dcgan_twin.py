@@ -1,16 +1,32 @@
 """An exact PyTorch twin of a minigan DCGAN training run, for the quality-parity benchmark
 (``benchmarks/test_quality.py``).
 
-:func:`train_twin` reproduces what ``minigan train dcgan`` does, in PyTorch: the model is
-built by minigan under the run's seed (so the initial weights are minigan's), copied into
-PyTorch modules with the same layers, and trained on the same batches (minigan's
-``DataLoader`` with the run's seed) with the same latent draws (``minigan.randn`` from the
-global generator, seeded as the trainer seeds it), the same losses, Adam settings and EMA.
-Only the arithmetic differs — so the two runs' sample quality can be compared directly.
+:func:`train_twin` reproduces what ``minigan train dcgan`` does on the ``shapes`` data, in
+PyTorch. The model is built by minigan as the Trainer builds it (``manual_seed(seed)``, the
+config's ``num_classes`` filled from the data's labels, then ``DCGAN(config, shape)``), so
+the initial weights are minigan's, and copied into PyTorch modules with the same layers and
+state keys: spectral norm (``torch.nn.utils.spectral_norm``, minigan's u/v buffers loaded),
+the projection discriminator's class embedding, BatchNorm statistics, the EMA generator.
+Each step takes minigan's batch (its ``DataLoader`` with the run's seed, labels included)
+and draws from minigan's global generator exactly as ``DCGAN.train_step`` does — z, the fake
+images' classes, then the DiffAugment draws for D(real), D(fake) and G's D(fake), replayed
+by a PyTorch port of :mod:`minigan.diffaugment` — then applies the same loss (hinge or BCE),
+Adam updates (``lr`` / ``lr_d``, ``(beta1, beta2)``) and EMA. ``generate(seeds)`` samples as
+``DCGAN.generate`` does (class ``seed % num_classes`` one-hot for a conditional model). Only
+the arithmetic differs — so the two runs' sample quality can be compared directly.
 
-``python benchmarks/dcgan_twin.py --steps 1024 --out twin.npz [--g-width ...]`` trains the
-twin alone (useful to explore a recipe quickly) and saves its sampling generator's weights
-in minigan's key layout.
+With the defaults (``train_twin()``) that is the class-conditional 32×32 recipe (hinge loss,
+projection D with spectral norm, DiffAugment, Adam (0, 0.99), EMA 0.995);
+``train_twin({"num_classes": 0})`` twins an unconditional run (BCE, BatchNorm D), as
+``minigan train dcgan`` trains on unlabelled data. tests/test_dcgan_twin.py checks both
+against minigan (losses, weights, samples). The 28×28 layout's Dropout draws from torch's
+generator, not minigan's: that layout is not twinned (the shapes data is 32×32).
+
+``python benchmarks/dcgan_twin.py --steps 1024 --eval-every 256 [--num-classes 0]
+[--loss bce] [--spectral-norm off] [--diffaugment ""] [--lr-d ...] [--out g.npz]`` trains the
+twin alone (useful to explore a recipe quickly), measures it with ``minigan.metrics.measure``
+every ``--eval-every`` steps and at the end, and with ``--out`` saves its sampling
+generator's weights in minigan's key layout.
 """
 
 from __future__ import annotations
@@ -346,25 +362,39 @@ def train_twin(
     return twin, history, time.perf_counter() - start
 
 
-def main() -> None:
+#: the DCGAN options the CLI passes on (``--g-width`` ...), with their argument types
+OPTIONS: dict[str, Any] = {
+    "latent_dim": int, "g_width": int, "d_width": int, "lr": float, "lr_d": float,
+    "beta1": float, "beta2": float, "ema": float, "label_smoothing": float,
+    "num_classes": int, "loss": str, "diffaugment": str,
+}  # fmt: skip
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int)
+    parser.add_argument("--steps", type=int, help="default: minigan's (16 epochs)")
     parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--limit", type=int)
+    parser.add_argument("--limit", type=int, help="shapes images (default: minigan's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--eval-every", type=int, default=0, help="measure every N steps")
-    parser.add_argument("--num", type=int, default=1024)
+    parser.add_argument("--num", type=int, default=1024, help="samples per measurement")
     parser.add_argument("--grid", help="save a 64-sample grid at each measurement (STEP: step)")
-    for key in ("g_width", "d_width", "lr", "beta1", "ema", "label_smoothing"):
-        parser.add_argument("--" + key.replace("_", "-"), type=float)
-    args = parser.parse_args()
+    parser.add_argument("--out", help="save the sampling generator's weights here (.npz)")
+    for key, kind in OPTIONS.items():
+        choices = ("bce", "hinge") if key == "loss" else None
+        parser.add_argument("--" + key.replace("_", "-"), type=kind, choices=choices,
+                            help="as minigan train dcgan's (default: its auto value)")  # fmt: skip
+    parser.add_argument("--spectral-norm", choices=("on", "off"), help="in D (default: auto)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    config = {k: v for k in ("g_width", "d_width", "lr", "beta1", "ema", "label_smoothing")
-              if (v := getattr(args, k)) is not None}  # fmt: skip
-    for k in ("g_width", "d_width"):
-        if k in config:
-            config[k] = int(config[k])
+    config = {k: v for k in OPTIONS if (v := getattr(args, k)) is not None}
+    if args.spectral_norm is not None:
+        config["spectral_norm"] = args.spectral_norm == "on"
     from minigan.metrics import measure
 
     def report(step: int, twin: TorchDCGAN, seconds: float) -> None:
@@ -382,8 +412,19 @@ def main() -> None:
             flush=True,
         )
 
-    train_twin(config, args.steps, None, args.batch_size, args.limit, args.seed,
-               log_every=args.eval_every or args.steps, callback=report)  # fmt: skip
+    try:
+        twin, history, seconds = train_twin(
+            config, args.steps, None, args.batch_size, args.limit, args.seed,
+            log_every=args.eval_every, callback=report,
+        )  # fmt: skip
+    except (ValueError, TypeError) as e:  # a bad option: one line, not a traceback
+        raise SystemExit(f"dcgan_twin: {e}") from None
+    if not args.eval_every or len(history) % args.eval_every:
+        report(len(history), twin, seconds)
+    if args.out:
+        net = twin.G_ema or twin.G
+        np.savez(args.out, **{k: v.numpy() for k, v in net.state_dict().items()})
+        print(f"saved the sampling generator to {args.out}")
 
 
 if __name__ == "__main__":

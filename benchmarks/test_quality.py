@@ -1,5 +1,6 @@
 """Quality parity with PyTorch: the default ``minigan train dcgan`` run against its exact
-PyTorch twin (:mod:`dcgan_twin`: the same initial weights, batches and latent draws), each
+PyTorch twin (:mod:`dcgan_twin`: the same initial weights, batches, labels and random draws —
+latents, the fake images' classes, DiffAugment — of the default class-conditional recipe), each
 trained for the default number of steps, then both measured with :func:`minigan.metrics.measure`
 (shapes-classifier features, 1,024 samples against 1,024 real images) — so "minigan trains as
 well as PyTorch, at this speed" is a measured row.

@@ -57,9 +57,7 @@ def _assert_same_state(
     other = {k: v.detach().numpy() for k, v in theirs.state_dict().items()}
     assert sorted(mine) == sorted(other), what
     for key, value in mine.items():
-        np.testing.assert_allclose(
-            other[key], value, rtol=1e-4, atol=atol, err_msg=f"{what} {key}"
-        )
+        np.testing.assert_allclose(other[key], value, rtol=1e-4, atol=atol, err_msg=f"{what} {key}")
 
 
 @pytest.mark.parametrize(
