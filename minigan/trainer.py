@@ -57,7 +57,7 @@ import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any, Protocol, cast
 
 import numpy as np
 
@@ -215,15 +215,15 @@ def data_classes(config: Any, dataset: Any) -> Any:
     Traceback (most recent call last):
     ValueError: num_classes is 2, but dataset 'toy' has labels up to 2
     """
-    if not dataclasses.is_dataclass(config) or "num_classes" not in {
-        f.name for f in dataclasses.fields(config)
-    }:
+    if isinstance(config, type) or not dataclasses.is_dataclass(config):
+        return config
+    if "num_classes" not in {f.name for f in dataclasses.fields(config)}:
         return config
     labels = dataset.labels
     found = 0 if labels is None else len(dataset.classes or []) or int(labels.max(initial=-1)) + 1
-    wanted = config.num_classes
+    wanted = cast(Any, config).num_classes  # a field only some models' configs have
     if wanted is None:
-        return dataclasses.replace(config, num_classes=found)
+        return dataclasses.replace(cast(Any, config), num_classes=found)
     if wanted and labels is None:
         raise ValueError(
             f"num_classes is {wanted}, but dataset {dataset.name!r} has no labels "
