@@ -224,6 +224,8 @@ def data_classes(config: Any, dataset: Any) -> Any:
     wanted = cast(Any, config).num_classes  # a field only some models' configs have
     if wanted is None:
         return dataclasses.replace(cast(Any, config), num_classes=found)
+    if wanted < 0:
+        raise ValueError(f"num_classes must be 0 (unconditional) or more, got {wanted}")
     if wanted and labels is None:
         raise ValueError(
             f"num_classes is {wanted}, but dataset {dataset.name!r} has no labels "

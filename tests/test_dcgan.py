@@ -340,6 +340,8 @@ def test_conditional_recipe_resolves_and_explicit_options_win():
     assert (conditional_64.lr, conditional_64.loss) == (RECIPES[64]["lr"], "bce")
     with pytest.raises(ValueError, match="flip"):
         DCGAN({"diffaugment": "color,flip"}, (3, 32, 32))
+    with pytest.raises(ValueError, match="label_smoothing applies to the bce loss, not to 'hinge'"):
+        DCGAN({"num_classes": 6, "label_smoothing": 0.1}, (3, 32, 32))
 
 
 def test_projection_discriminator_with_spectral_norm_matches_torch():

@@ -201,6 +201,7 @@ class DCGANConfig:
             "help": "class-conditional on this many classes (0 = unconditional); sample "
             "seed s has class s % num_classes",
             "default_help": "auto: the training data's classes, 0 without labels",
+            "min": 0,
         },
     )
     label_smoothing: float = field(
@@ -400,6 +401,8 @@ def resolve_config(config: DCGANConfig, resolution: int) -> DCGANConfig:
     auto["lr_d"] = (auto["lr"] if config.lr is None else config.lr) * scale
     config = replace(config, **{k: v for k, v in auto.items() if getattr(config, k) is None})
     diffaugment.parse_policy(config.diffaugment or "")  # an unknown op is an error now
+    if config.label_smoothing and config.loss != "bce":
+        raise ValueError(f"label_smoothing applies to the bce loss, not to {config.loss!r}")
     return config
 
 
