@@ -152,8 +152,17 @@ def test_unknown_model_and_bad_data_are_clean_errors(tmp_path):
     assert bad_data.exit_code != 0 and "nosuchdata" in bad_data.output
     bad_size = invoke("train", "dcgan", "--resolution", "48", "--out", str(tmp_path / "s"), *TINY)
     assert bad_size.exit_code != 0 and "--resolution" in bad_size.output
-    for result in (unknown, bad_data, bad_size):
+    bad_policy = invoke("train", "dcgan", "--diffaugment", "color,flip", "--out",
+                        str(tmp_path / "p"), *TINY)  # fmt: skip
+    assert bad_policy.exit_code != 0 and "unknown op 'flip'" in bad_policy.output
+    bad_classes = invoke("train", "dcgan", "--num-classes", "4", "--out", str(tmp_path / "c"),
+                         *TINY)  # fmt: skip
+    assert bad_classes.exit_code != 0
+    assert "num_classes is 4, but dataset 'shapes'" in bad_classes.output
+    for result in (unknown, bad_data, bad_size, bad_policy, bad_classes):
         assert "Traceback" not in result.output
+        errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+        assert len(errors) == 1  # one line naming the fault (click may add usage hints)
 
 
 def test_train_on_a_folder_of_images(tmp_path):
