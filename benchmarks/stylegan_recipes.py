@@ -117,6 +117,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--r1", type=float, default=0.1, help="R1 penalty weight gamma (0: none)")
     add("--r1every", type=int, default=16, help="apply R1 (lazily, scaled up) every N steps")
     add("--ema", type=float, default=0.99, help="EMA decay of G's weights (ramped up early)")
+    add(
+        "--diffaug",
+        default="",
+        help="DiffAugment policy for every image D sees, real and fake (dcgan_recipes.py's "
+        "ops: translation, color, cutout; empty: none)",
+    )
     # evaluation and output
     add("--eval", type=int, default=256, help="evaluate every N steps (and at the last step)")
     add("--num", type=int, default=1024, help="samples per evaluation (measure's num)")
@@ -404,6 +410,16 @@ class Trainer:
         )
         self.rng = torch.Generator().manual_seed(args.seed)
         self.loss_d = self.loss_g = torch.zeros(())
+        self.policy = [p for p in args.diffaug.split(",") if p]
+        self.aug_rng = torch.Generator().manual_seed(args.seed + 1)
+
+    def critic(self, images: torch.Tensor) -> torch.Tensor:
+        """D's logits, on DiffAugmented images with --diffaug."""
+        if self.policy:
+            from dcgan_recipes import diff_augment
+
+            images = diff_augment(images, self.policy, self.aug_rng)
+        return self.D(images)
 
     def param_counts(self) -> str:
         n_g = sum(q.numel() for q in self.G.parameters())
@@ -433,8 +449,8 @@ class Trainer:
         # discriminator, with the lazy R1 penalty (gamma / 2 * |grad_x D(x)|^2, times r1every)
         do_r1 = a.r1 > 0 and step % a.r1every == 0
         x = real.detach().requires_grad_(do_r1)
-        real_logits = self.D(x)
-        fake_logits = self.D(fake.detach())
+        real_logits = self.critic(x)
+        fake_logits = self.critic(fake.detach())
         loss_d = F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
         if do_r1:
             (grad,) = torch.autograd.grad(real_logits.sum(), x, create_graph=True)
@@ -445,7 +461,7 @@ class Trainer:
 
         # generator, through a frozen D
         self.D.requires_grad_(False)
-        loss_g = F.softplus(-self.D(fake)).mean()
+        loss_g = F.softplus(-self.critic(fake)).mean()
         self.opt_g.zero_grad()
         loss_g.backward()
         self.opt_g.step()

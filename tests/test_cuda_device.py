@@ -361,6 +361,15 @@ def _dcgan(device):
     return DCGAN({"g_width": 4, "d_width": 4, "latent_dim": 8, "ema": 0.5}, (1, 28, 28), device)
 
 
+def _dcgan_conditional(device):
+    """The class-conditional 32x32 recipe: spectral norm, projection D, DiffAugment, hinge."""
+    from minigan.plugins.dcgan import DCGAN
+
+    minigan.manual_seed(0)
+    return DCGAN({"g_width": 4, "d_width": 4, "latent_dim": 8, "num_classes": 3}, (3, 32, 32),
+                 device)  # fmt: skip
+
+
 def _stylegan(device):
     from minigan.plugins.stylegan_lite import StyleGANLite
 
@@ -370,7 +379,9 @@ def _stylegan(device):
     return StyleGANLite(config, (3, 16, 16), device)
 
 
-@pytest.mark.parametrize("make", [_dcgan, _stylegan], ids=["dcgan", "stylegan-lite"])
+@pytest.mark.parametrize(
+    "make", [_dcgan, _dcgan_conditional, _stylegan], ids=["dcgan", "dcgan-cond", "stylegan-lite"]
+)
 def test_training_steps_on_cuda_match_cpu_and_read_nothing_back(cuda, make):
     real = np.random.default_rng(0).uniform(-1, 1, (4, *make("cpu").image_shape))
     runs = {}
@@ -378,9 +389,10 @@ def test_training_steps_on_cuda_match_cpu_and_read_nothing_back(cuda, make):
         model = make(device)
         minigan.manual_seed(1)
         batch = minigan.tensor(real.astype(np.float32), device=device)
+        extra = [minigan.tensor(np.array([0, 2, 1, 2]), device=device)] if model.num_classes else []
         if cuda is not None:
             cuda.reset()
-        metrics = [model.train_step(batch) for _ in range(2)]
+        metrics = [model.train_step(batch, *extra) for _ in range(2)]
         if device == "cuda" and cuda is not None:
             assert cuda.device_to_host == 0, cuda.reads  # the steps never waited for the GPU
             if make is _dcgan:  # and copied in nothing but each step's latents (no constants)
@@ -482,6 +494,8 @@ def test_check_model_passes_the_builtin_models_on_cuda(cuda):
     from minigan.train import check_model
 
     check_model(DCGAN, (1, 28, 28), {"g_width": 4, "d_width": 4}, device="cuda")
+    conditional = {"g_width": 4, "d_width": 4, "num_classes": 3}
+    check_model(DCGAN, (3, 32, 32), conditional, device="cuda")
     tiny = {"g_channels": 8, "d_channels": 8, "latent_dim": 16, "w_dim": 16, "mapping_layers": 2}
     check_model(StyleGANLite, (3, 16, 16), tiny, device="cuda")
 

@@ -258,7 +258,16 @@ class Discriminator(nn.Module):
             x = layer(x)
         logits = head(x).reshape(-1)
         pooled = x.sum((2, 3)) if x.ndim == 4 else x
-        return logits + (self.embed(labels) * pooled).sum(1)
+        embedded = one_hot(labels, self.embed.num_embeddings) @ self.embed.weight  # = embed(y)
+        return logits + (embedded * pooled).sum(1)
+
+
+def one_hot(labels: minigan.Tensor, num_classes: int) -> minigan.Tensor:
+    """float32 one-hot rows of ``labels``, built on their device without reading them back
+    (unlike :func:`minigan.functional.one_hot`, which checks the range: labels here come
+    from data the trainer has checked, or from the model's own draws)."""
+    classes = minigan.arange(num_classes, device=labels.device)
+    return (labels.reshape(-1, 1) == classes).float()
 
 
 def _in_features(layer: nn.Module) -> int:
@@ -464,7 +473,7 @@ class DCGAN(GAN):
         if not self.num_classes:
             return z
         labels = minigan.tensor(np.array(seeds, np.int64) % self.num_classes, device=self.device)
-        return F.cat([z, self._one_hot(labels)], dim=1)
+        return F.cat([z, one_hot(labels, self.num_classes)], dim=1)
 
     def sample(self, z: minigan.Tensor, label: int | None = None) -> minigan.Tensor:
         """Images for latents ``z`` (see :meth:`GAN.sample`); ``label`` gives every image
@@ -477,11 +486,9 @@ class DCGAN(GAN):
                     f"class {label} is not one of this model's 0-{self.num_classes - 1}"
                 )
             labels = minigan.tensor(np.full(z.shape[0], label, np.int64), device=self.device)
-            z = F.cat([z[:, : self.config.latent_dim], self._one_hot(labels)], dim=1)
+            z = F.cat([z[:, : self.config.latent_dim], one_hot(labels, self.num_classes)], dim=1)
         return super().sample(z)
 
-    def _one_hot(self, labels: minigan.Tensor) -> minigan.Tensor:
-        return F.one_hot(labels, self.num_classes).float()
 
     # ----- training
     def train_step(
@@ -500,7 +507,7 @@ class DCGAN(GAN):
                 np.minimum((u * self.num_classes).astype(np.int64), self.num_classes - 1),
                 device=self.device,
             )
-            z = F.cat([z, self._one_hot(fake_labels)], dim=1)
+            z = F.cat([z, one_hot(fake_labels, self.num_classes)], dim=1)
         fake = G(z)
 
         # D: push D(x) up and D(G(z)) down
