@@ -693,3 +693,49 @@ def test_rearranging_ops_second_order():
         lambda t, w: TF.conv2d(t, w, padding="same", dilation=2, groups=2),
         [x, rand(rng, 4, 2, 2, 2)],
     )
+
+
+# --------------------------------------------------------------------------- float16 on the CPU
+HALF_OPS = {
+    "conv2d": (
+        lambda x, w: F.conv2d(x, w, stride=2, padding=1),
+        lambda x, w: torch.nn.functional.conv2d(x, w, stride=2, padding=1),
+        [(2, 3, 7, 6), (4, 3, 3, 3)],
+    ),
+    "conv_transpose2d": (
+        lambda x, w: F.conv_transpose2d(x, w, stride=2, padding=1),
+        lambda x, w: torch.nn.functional.conv_transpose2d(x, w, stride=2, padding=1),
+        [(2, 3, 5, 4), (3, 4, 3, 3)],
+    ),
+    "batch_norm": (
+        lambda x, g, b: F.batch_norm(x, None, None, g, b, training=True),
+        lambda x, g, b: torch.nn.functional.batch_norm(x, None, None, g, b, training=True),
+        [(4, 3, 5, 5), (3,), (3,)],
+    ),
+    "leaky_relu": (
+        lambda x: F.leaky_relu(x, 0.2),
+        lambda x: torch.nn.functional.leaky_relu(x, 0.2),
+        [(3, 4, 5)],
+    ),
+    "matmul": (lambda a, b: a @ b, lambda a, b: a @ b, [(5, 7), (7, 3)]),
+}
+
+
+@pytest.mark.parametrize("op", sorted(HALF_OPS))
+def test_float16_on_the_cpu_follows_torch(op):
+    """float16 in, float16 out (computed in float32, as PyTorch's CPU kernels accumulate
+    half): values and gradients agree with PyTorch's float16 to a couple of float16 ulps."""
+    ours, theirs, shapes = HALF_OPS[op]
+    rng = np.random.default_rng(0)
+    arrays = [(rng.standard_normal(s) * 0.5).astype(np.float16) for s in shapes]
+    mine = [minigan.tensor(a, requires_grad=True) for a in arrays]
+    ref = [torch.tensor(a, requires_grad=True) for a in arrays]
+    y, yt = ours(*mine), theirs(*ref)
+    assert y.dtype == np.float16
+    g = rng.standard_normal(tuple(yt.shape)).astype(np.float16)
+    (y * minigan.tensor(g)).sum().backward()
+    (yt * torch.tensor(g)).sum().backward()
+    for a, b in [(y, yt), *[(m.grad, t.grad) for m, t in zip(mine, ref)]]:
+        assert a.dtype == np.float16
+        a, b = np.asarray(a.numpy(), np.float64), b.detach().numpy().astype(np.float64)
+        np.testing.assert_allclose(a, b, rtol=4e-3, atol=4e-3 * max(1.0, np.abs(b).max()))
