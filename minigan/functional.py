@@ -948,12 +948,29 @@ def getitem(x: Tensor, index: Any) -> Tensor:
     NumPy's rule (their dims stay in place when the arrays are adjacent, else go first).
     So on shape (2, 3, 4) ``x[0, :, [0, 2]]`` has shape (3, 2), as in PyTorch (NumPy: (2, 3)).
     """
-    index = _raw_index(index, x.device)
+    index = _expand_ellipsis(_raw_index(index, x.device), x.ndim)
     first, then = _torch_index(index)
     if then is not None:
         x = GetItem(first)(x)
         index = then
     return GetItem(index)(x)
+
+
+def _expand_ellipsis(index: Any, ndim: int) -> Any:
+    """With index arrays, ``...`` as the slices it stands for: an ellipsis of no dims then
+    separates nothing, so arrays on either side of it stay adjacent, as in PyTorch (NumPy
+    moves their dims first)."""
+    if not isinstance(index, tuple) or not builtins.any(map(_is_index_array, index)):
+        return index
+    at = next((k for k, i in enumerate(index) if i is Ellipsis), None)
+    if at is None:
+        return index
+    used = builtins.sum(
+        i.ndim if _is_index_array(i) and i.dtype.kind == "b" else 0 if i is None else 1
+        for i in index
+        if i is not Ellipsis
+    )
+    return index[:at] + (slice(None),) * (ndim - used) + index[at + 1 :]
 
 
 def _is_index_array(i: Any) -> bool:
@@ -1632,6 +1649,8 @@ def batch_norm(
         if weight is not None:
             y = y * reshape(weight, shape)
         return y if bias is None else y + reshape(bias, shape)
+    if c == 0:  # no channels: nothing to normalise (PyTorch returns the empty input too)
+        return x * 1.0
     count = x.data.size // c
     if count < 2:
         raise ShapeError(
@@ -1700,7 +1719,11 @@ def avg_pool2d(
 ) -> Tensor:
     """Average pooling with PyTorch's arguments: zero padding counted in the average unless
     ``count_include_pad=False``; with ``ceil_mode`` the last partial windows are kept (and
-    averaged over the part inside the padded input)."""
+    averaged over the part inside the padded input). A 3-D input is one unbatched
+    (C, H, W) sample, as in PyTorch."""
+    if x.ndim == 3:
+        args = (kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
+        return avg_pool2d(unsqueeze(x, 0), *args)[0]
     k, s, p, d, oh, ow = _pool_geometry("avg_pool2d", x, kernel_size, stride, padding, 1, ceil_mode)
     xpad = _pool_padded(x, k, s, p, d, oh, ow, 0.0)
     total = None
@@ -1823,7 +1846,8 @@ def max_pool2d(
     goes to each window's first maximum (the last NaN), as in PyTorch. A window that (with
     dilation) covers no input position gives the dtype's lowest value (-inf), index -1 and no
     gradient; PyTorch gives -inf too, but an index past the plane's end, and writes that
-    window's gradient into the next plane.
+    window's gradient into the next plane. A 3-D input is one unbatched (C, H, W) sample,
+    as in PyTorch.
 
     >>> import minigan
     >>> y, i = max_pool2d(minigan.ones(1, 1, 1, 2), 2, 1, padding=1, dilation=2,
@@ -1831,6 +1855,10 @@ def max_pool2d(
     >>> y.numpy().ravel().tolist(), i.numpy().ravel().tolist()
     ([-inf, -inf], [-1, -1])
     """
+    if x.ndim == 3:
+        args = (kernel_size, stride, padding, dilation, ceil_mode, return_indices)
+        out = max_pool2d(unsqueeze(x, 0), *args)
+        return (out[0][0], out[1][0]) if isinstance(out, tuple) else out[0]
     k, s, p, d, oh, ow = _pool_geometry(
         "max_pool2d", x, kernel_size, stride, padding, dilation, ceil_mode
     )
@@ -2233,7 +2261,9 @@ def _pool_geometry(
     """Kernel, stride, padding, dilation pairs and output size, with PyTorch's ``ceil_mode``
     rule (the last window must start inside the input or its left padding)."""
     if x.ndim != 4:
-        raise ShapeError(f"{op}: expected a 4-D input (N, C, H, W), got shape {x.shape}")
+        raise ShapeError(
+            f"{op}: expected a 4-D (N, C, H, W) or 3-D (C, H, W) input, got shape {x.shape}"
+        )
     k = _pair(kernel_size, "kernel_size")
     s = _pair(stride if stride is not None and stride != [] else k, "stride")
     p, d = _pair(padding, "padding"), _pair(dilation, "dilation")

@@ -739,3 +739,34 @@ def test_float16_on_the_cpu_follows_torch(op):
         assert a.dtype == np.float16
         a, b = np.asarray(a.numpy(), np.float64), b.detach().numpy().astype(np.float64)
         np.testing.assert_allclose(a, b, rtol=4e-3, atol=4e-3 * max(1.0, np.abs(b).max()))
+
+
+@pytest.mark.parametrize("pool", ["max", "avg"])
+def test_pooling_takes_an_unbatched_chw_input_as_torch(pool):
+    rng = np.random.default_rng(1)
+    xn = rng.standard_normal((3, 7, 6)).astype(np.float32)
+    x, xt = minigan.tensor(xn, requires_grad=True), torch.tensor(xn, requires_grad=True)
+    if pool == "max":
+        (y, i), (yt, it) = (
+            F.max_pool2d(x, 3, 2, padding=1, return_indices=True),
+            TF.max_pool2d(xt, 3, 2, padding=1, return_indices=True),
+        )
+        np.testing.assert_array_equal(i.numpy(), it.numpy())
+    else:
+        y, yt = F.avg_pool2d(x, 3, 2, padding=1), TF.avg_pool2d(xt, 3, 2, padding=1)
+    assert y.shape == tuple(yt.shape) == (3, 4, 3)
+    g = rng.standard_normal(y.shape).astype(np.float32)
+    (y * minigan.tensor(g)).sum().backward()
+    (yt * torch.tensor(g)).sum().backward()
+    np.testing.assert_allclose(y.numpy(), yt.detach().numpy(), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(x.grad.numpy(), xt.grad.numpy(), rtol=1e-6, atol=1e-6)
+    with pytest.raises(F.ShapeError, match=r"4-D \(N, C, H, W\) or 3-D"):
+        F.max_pool2d(minigan.ones(4, 4), 2)
+
+
+def test_batch_norm_of_no_channels_is_empty_as_torch():
+    x = minigan.tensor(np.zeros((2, 0, 3, 3), np.float32), requires_grad=True)
+    y = F.batch_norm(x, np.zeros(0, np.float32), np.ones(0, np.float32), training=True)
+    assert y.shape == tuple(TF.batch_norm(torch.zeros(2, 0, 3, 3), None, None, training=True).shape)
+    y.sum().backward()
+    assert x.grad.shape == (2, 0, 3, 3)

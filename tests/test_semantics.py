@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as TF
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from strategies import shapes
@@ -453,6 +453,8 @@ def index_patterns(draw):
 
 
 @given(pattern=index_patterns())
+@example(pattern=((2, 1, 1), (slice(None), np.array([0]), Ellipsis, np.array([0]))))  # empty ...
+@example(pattern=((2, 3, 4), (np.array([1]), Ellipsis, None, np.array([0, 2]))))
 def test_advanced_indexing_places_dims_as_pytorch(pattern):
     shape, index = pattern
     a = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
