@@ -51,10 +51,8 @@ relu = tnn.functional.relu
 # =========================================================================== DiffAugment
 # minigan.diffaugment's three ops in PyTorch, replaying minigan's draws (an AugmentDraws):
 # the reference (benchmarks/dcgan_recipes.py's aug_color / aug_translation / aug_cutout) with
-# each torch.rand / torch.randint replaced by the corresponding AugmentDraws field. Copied
-# from tests/test_diffaugment.py's line-for-line port (ref_color, ref_translation,
-# ref_cutout), which checks minigan.diffaugment against it; a change to either copy should
-# go to both.
+# each torch.rand / torch.randint replaced by the corresponding AugmentDraws field, line for
+# line. tests/test_diffaugment.py checks minigan.diffaugment against these functions.
 def _column(values: np.ndarray, x: torch.Tensor) -> torch.Tensor:
     dtype = np.float64 if x.dtype == torch.float64 else np.float32
     return torch.from_numpy(values.astype(dtype)).view(-1, 1, 1, 1)

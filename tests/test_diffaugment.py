@@ -5,10 +5,12 @@ of a torch.Generator), float64 finite differences, and the documented draw order
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as TF
 from hypothesis import given
 from hypothesis import strategies as st
 from parity import tol
@@ -18,56 +20,15 @@ import minigan
 from minigan import diffaugment as da
 from minigan.testing import fake_cuda, gradcheck, gradgradcheck
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import dcgan_twin  # noqa: E402
+
 # --------------------------------------------------------------------------- the reference
-# The reference's three functions, line for line, with each torch.rand / torch.randint
-# replaced by the corresponding AugmentDraws field (float draws cast to x's dtype first).
-
-
-def _column(values: np.ndarray, x: torch.Tensor) -> torch.Tensor:
-    dtype = np.float64 if x.dtype == torch.float64 else np.float32
-    return torch.from_numpy(values.astype(dtype)).view(-1, 1, 1, 1)
-
-
-def ref_color(x: torch.Tensor, d: da.AugmentDraws) -> torch.Tensor:
-    x = x + (_column(d.brightness, x) - 0.5)
-    mean = x.mean(1, keepdim=True)
-    x = (x - mean) * (_column(d.saturation, x) * 2) + mean
-    mean = x.mean([1, 2, 3], keepdim=True)
-    return (x - mean) * (_column(d.contrast, x) + 0.5) + mean
-
-
-def ref_translation(x: torch.Tensor, d: da.AugmentDraws) -> torch.Tensor:
-    n, _, h, w = x.shape
-    ty = torch.from_numpy(d.shift_y).view(n, 1, 1)
-    tx = torch.from_numpy(d.shift_x).view(n, 1, 1)
-    gb, gy, gx = torch.meshgrid(torch.arange(n), torch.arange(h), torch.arange(w), indexing="ij")
-    gy = torch.clamp(gy + ty + 1, 0, h + 1)
-    gx = torch.clamp(gx + tx + 1, 0, w + 1)
-    padded = TF.pad(x, [1, 1, 1, 1]).permute(0, 2, 3, 1)
-    return padded[gb, gy, gx].permute(0, 3, 1, 2)
-
-
-def ref_cutout(x: torch.Tensor, d: da.AugmentDraws, ratio: float = 0.5) -> torch.Tensor:
-    n, _, h, w = x.shape
-    ch, cw = int(h * ratio + 0.5), int(w * ratio + 0.5)
-    oy = torch.from_numpy(d.cutout_y).view(n, 1, 1)
-    ox = torch.from_numpy(d.cutout_x).view(n, 1, 1)
-    gb, gy, gx = torch.meshgrid(torch.arange(n), torch.arange(ch), torch.arange(cw), indexing="ij")
-    gy = torch.clamp(gy + oy - ch // 2, 0, h - 1)
-    gx = torch.clamp(gx + ox - cw // 2, 0, w - 1)
-    mask = torch.ones(n, h, w, dtype=x.dtype)
-    mask[gb, gy, gx] = 0
-    return x * mask.unsqueeze(1)
-
-
-def ref_apply(x: torch.Tensor, d: da.AugmentDraws) -> torch.Tensor:
-    if d.brightness is not None:
-        x = ref_color(x, d)
-    if d.shift_y is not None:
-        x = ref_translation(x, d)
-    if d.cutout_y is not None:
-        x = ref_cutout(x, d)
-    return x
+# DiffAugment's PyTorch functions (benchmarks/dcgan_recipes.py, after the paper's code), line
+# for line, with each torch.rand / torch.randint replaced by the corresponding AugmentDraws
+# field (float draws cast to x's dtype first). The port lives with the exact PyTorch twin of
+# the DCGAN run (benchmarks/dcgan_twin.py), which replays minigan's draws with it.
+ref_apply = dcgan_twin.augment
 
 
 def _compare(x: np.ndarray, draws: da.AugmentDraws, rng: np.random.Generator) -> None:
