@@ -239,6 +239,15 @@ def data_classes(config: Any, dataset: Any) -> Any:
     return config
 
 
+def _saved_as_unconditional(cls: type[Trainable], saved: Any) -> Any:
+    """A saved config without ``num_classes`` from a model whose ``Config`` has it now: the
+    run was written before the model had classes, so it trained unconditionally."""
+    fields = {f.name for f in dataclasses.fields(cls.Config)}
+    if isinstance(saved, Mapping) and "num_classes" in fields and "num_classes" not in saved:
+        return {**saved, "num_classes": 0}
+    return saved
+
+
 def _progress_text(record: Mapping[str, float], keys: Sequence[str]) -> str:
     """The progress bar's text: the ``keys`` of ``record`` and the speed.
 
@@ -403,7 +412,10 @@ class Trainer:
         minigan.manual_seed(self.settings["seed"])
         cls, shape = self.model_cls, self.dataset.shape
         if self.built is None:
-            config = data_classes(cls.make_config(self.settings["config"]), self.dataset)
+            given = self.settings["config"]
+            if self.ckpt_path is not None:  # resuming: keep what the run was
+                given = _saved_as_unconditional(cls, given)
+            config = data_classes(cls.make_config(given), self.dataset)
             self.model = cls(config, shape, self.device)
         elif tuple(self.built.image_shape) != tuple(shape):
             raise ValueError(
@@ -413,7 +425,7 @@ class Trainer:
         else:
             self.model = self.built
             data_classes(self.model.config, self.dataset)  # checks the labels fit
-        self.info = {
+        self.info: dict[str, Any] = {
             "model": self.model_name,  # a registered name: files never name code to import
             "config": self.model.config_dict(),
             "image_shape": list(self.model.image_shape),
@@ -424,7 +436,9 @@ class Trainer:
     def _resume(self, ckpt_path: Path) -> None:
         """Load the checkpoint's weights, random state and position in the data."""
         ckpt, info = load_checkpoint(ckpt_path), self.info
-        if ckpt["config"] != info["config"] or list(ckpt["image_shape"]) != info["image_shape"]:
+        # options added to the model since the checkpoint was written are not in it
+        changed = any(info["config"].get(k, v) != v for k, v in ckpt["config"].items())
+        if changed or list(ckpt["image_shape"]) != info["image_shape"]:
             raise ValueError(
                 f"{ckpt_path} was made by {ckpt['model']} {ckpt['config']} for images "
                 f"{ckpt['image_shape']}, not {self.model_name} {info['config']} for "

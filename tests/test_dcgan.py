@@ -432,3 +432,35 @@ def test_conditional_step_augments_what_d_sees_with_the_global_generator():
     expected = twin.discriminator(diffaugment.apply(real, draws), labels)
     logits_real = float(minigan.functional.sigmoid(expected).mean().item())
     assert float(metrics["d_real"].item()) == pytest.approx(logits_real, rel=1e-5)
+
+
+def test_a_run_from_before_classes_resumes_unconditionally(tmp_path):
+    """A run written before DCGAN had num_classes, loss, ... (its config.json and checkpoint
+    lack them) resumes as the unconditional model it was, with the losses an uninterrupted
+    run has."""
+    import json
+
+    from minigan.train import train
+
+    new_keys = ("num_classes", "lr_d", "loss", "spectral_norm", "diffaugment")
+    options = dict(data_options={"limit": 64}, batch_size=16, progress=False, log=lambda m: None)
+    config = {"g_width": 4, "d_width": 4, "num_classes": 0}
+    train("dcgan", out=tmp_path / "whole", config=config, max_steps=8, **options)
+    train("dcgan", out=tmp_path / "old", config=config, max_steps=4, **options)
+    run = tmp_path / "old"
+    saved = json.loads((run / "config.json").read_text())
+    for key in new_keys:
+        del saved["config"][key]
+    (run / "config.json").write_text(json.dumps(saved))
+    for path in (run / "checkpoints").glob("*.safetensors"):
+        ckpt = minigan.load(path)
+        ckpt["config"] = {k: v for k, v in ckpt["config"].items() if k not in new_keys}
+        minigan.save(ckpt, path)
+    train("dcgan", out=run, resume=True, max_steps=8, **options)
+    assert json.loads((run / "config.json").read_text())["config"]["num_classes"] == 0
+    losses = [
+        [json.loads(line)["loss_d"] for line in (d / "metrics.jsonl").open()]
+        for d in (tmp_path / "whole", run)
+    ]
+    assert len(losses[1]) == 8
+    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-5)
