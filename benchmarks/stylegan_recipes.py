@@ -10,8 +10,9 @@ synthesis networks:
 
 with a mapping network, style mixing, minibatch-stddev discriminator, lazy R1 penalty and an
 EMA generator, and variants of them (upsampling modes, padding, per-resolution widths, noise
-inputs). It scores the EMA generator with :func:`minigan.metrics.measure` on the
-shapes-classifier features. Written for minigan issue 15, to find StyleGAN-lite's defaults.
+inputs, StyleGAN2-ADA's class conditioning with ``--cond 1``). It scores the EMA generator
+with :func:`minigan.metrics.measure` on the shapes-classifier features. Written for minigan
+issue 15, to find StyleGAN-lite's defaults.
 
 Run it (from any directory, with the project's environment)::
 
@@ -58,6 +59,7 @@ RES = 32  # image resolution
 NUM_RES = int(math.log2(RES // 4))  # upsampling (G) / downsampling (D) stages: 4x4 <-> 32x32
 RING_OFFSETS = (0, 1, 2, 4, 8)  # pixel rings reported in the second result line
 CORNERS = ((0, 0), (0, RES - 1), (RES - 1, 0), (RES - 1, RES - 1))  # TL TR BL BR
+NUM_CLASSES = 6  # the shapes data set's classes
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -106,6 +108,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     # discriminator
     add("--dc", type=int, default=32, help="discriminator channels (see --cbase)")
     add("--mbstd", type=int, default=4, help="minibatch-stddev group size")
+    add(
+        "--cond",
+        type=int,
+        default=0,
+        help="1: class-conditional as StyleGAN2-ADA (class embedding into G's mapping, "
+        "projection head on D's output through a mapping network of the class)",
+    )
     # training
     add("--steps", type=int, default=768, help="training steps (one D and one G update each)")
     add("--batch", type=int, default=32, help="batch size")
@@ -131,10 +140,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def load_shapes(limit: int) -> torch.Tensor:
-    """The first ``limit`` shapes images as an NCHW float tensor."""
+def load_shapes(limit: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``limit`` shapes images as an NCHW float tensor, and their class labels."""
     ds = open_dataset("shapes", limit=limit)
-    return torch.from_numpy(np.asarray(ds[: len(ds)][0], np.float32))
+    images, labels = ds[: len(ds)]
+    return torch.from_numpy(np.asarray(images, np.float32)), torch.from_numpy(labels).long()
+
+
+def normalize_2nd_moment(x: torch.Tensor) -> torch.Tensor:
+    """Scale each row of ``x`` to unit mean square (StyleGAN's pixel norm of latents)."""
+    return x * (x.square().mean(1, keepdim=True) + 1e-8).rsqrt()
 
 
 def width(base: int, cbase: int, res: int) -> int:
@@ -186,17 +201,35 @@ class EqConv(nn.Module):
 
 
 class Mapping(nn.Module):
-    """z -> pixel norm -> ``maplayers`` LeakyReLU EqLinear layers (lr_mul ``maplr``) -> w."""
+    """z -> pixel norm -> ``maplayers`` LeakyReLU EqLinear layers (lr_mul ``maplr``) -> w.
 
-    def __init__(self, args: argparse.Namespace) -> None:
+    With ``--cond 1`` (StyleGAN2-ADA's ``MappingNetwork`` with ``c_dim``), the one-hot class
+    goes through a linear ``embed`` layer (6 -> w size, lr_mul 1, no activation), is pixel-normed
+    and concatenated after the normalised z. ``zdim`` and ``wdim`` default to ``--zdim`` and
+    ``--wdim``; D's class mapping uses ``zdim=0`` (the class alone) and ``wdim`` its cmap size.
+    """
+
+    def __init__(
+        self, args: argparse.Namespace, zdim: int | None = None, wdim: int | None = None
+    ) -> None:
         super().__init__()
-        d = [args.zdim] + [args.wdim] * args.maplayers
+        zdim = args.zdim if zdim is None else zdim
+        wdim = args.wdim if wdim is None else wdim
+        self.embed = EqLinear(NUM_CLASSES, wdim) if args.cond else None
+        d = [zdim + (wdim if args.cond else 0)] + [wdim] * args.maplayers
         self.layers = nn.ModuleList(
             [EqLinear(i, o, lr_mul=args.maplr, gain=SQRT2) for i, o in zip(d, d[1:])]
         )
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        x = z * (z.square().mean(1, keepdim=True) + 1e-8).rsqrt()
+    def forward(self, z: torch.Tensor | None, c: torch.Tensor | None = None) -> torch.Tensor:
+        """w for latents ``z`` (None: none) and, with --cond 1, integer class labels ``c``."""
+        parts = [] if z is None else [normalize_2nd_moment(z)]
+        if self.embed is not None:
+            if c is None:
+                raise ValueError("--cond 1: the mapping network needs class labels")
+            onehot = F.one_hot(c, NUM_CLASSES).to(torch.float32)
+            parts.append(normalize_2nd_moment(self.embed(onehot)))
+        x = parts[0] if len(parts) == 1 else torch.cat(parts, 1)
         for layer in self.layers:
             x = F.leaky_relu(layer(x), 0.2)
         return x
@@ -352,7 +385,13 @@ class Generator(nn.Module):
 
 class Discriminator(nn.Module):
     """StyleGAN2-style D without residuals: fromRGB, (conv, conv, avg-pool) per resolution
-    down to 4x4, minibatch-stddev channel, 3x3 conv, fully connected layer, one logit."""
+    down to 4x4, minibatch-stddev channel, 3x3 conv, fully connected layer, one logit.
+
+    With ``--cond 1`` (StyleGAN2-ADA's ``DiscriminatorEpilogue`` with ``cmap_dim``): the last
+    layer gives ``cmap_dim`` (D's 4x4 width) features ``o`` and the logit is the projection
+    ``(o * cmap).sum(1) / sqrt(cmap_dim)``, ``cmap`` being a mapping network of the class alone
+    (``--maplayers`` layers, as G's, where ADA's D uses 8).
+    """
 
     def __init__(self, args: argparse.Namespace) -> None:
         super().__init__()
@@ -371,7 +410,8 @@ class Discriminator(nn.Module):
         )
         self.conv = EqConv(c + 1, c, 3, SQRT2)
         self.fc = EqLinear(c * 16, c, gain=SQRT2)
-        self.out = EqLinear(c, 1)
+        self.out = EqLinear(c, c if args.cond else 1)
+        self.cmap = Mapping(args, zdim=0, wdim=c) if args.cond else None
 
     def minibatch_std(self, h: torch.Tensor) -> torch.Tensor:
         """Append the mean feature stddev over groups of ``min(mbstd, N)`` samples."""
@@ -382,23 +422,33 @@ class Discriminator(nn.Module):
         y = y.reshape(1, -1, 1, 1, 1).expand(g, -1, 1, hh, ww).reshape(n, 1, hh, ww)
         return torch.cat([h, y], 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        """One logit per image (conditioned on the labels ``c`` with --cond 1)."""
         h = F.leaky_relu(self.frgb(x), 0.2)
         for b0, b1 in self.blocks:
             h = F.avg_pool2d(F.leaky_relu(b1(F.leaky_relu(b0(h), 0.2)), 0.2), 2)
         h = F.leaky_relu(self.conv(self.minibatch_std(h)), 0.2)
         h = F.leaky_relu(self.fc(h.flatten(1)), 0.2)
-        return self.out(h).reshape(-1)
+        out = self.out(h)
+        if self.cmap is None:
+            return out.reshape(-1)
+        cmap = self.cmap(None, c)
+        return (out * cmap).sum(1) / math.sqrt(cmap.shape[1])
 
 
 # --------------------------------------------------------------------------- training
 
 
 class Trainer:
-    """G, D, the EMA copy of G, their optimisers and the batch-sampling generator."""
+    """G, D, the EMA copy of G, their optimisers and the batch-sampling generator.
 
-    def __init__(self, args: argparse.Namespace, x: torch.Tensor) -> None:
-        self.args, self.x = args, x
+    ``y`` holds the labels of the images ``x`` (needed with --cond 1 only).
+    """
+
+    def __init__(
+        self, args: argparse.Namespace, x: torch.Tensor, y: torch.Tensor | None = None
+    ) -> None:
+        self.args, self.x, self.y = args, x, y
         self.G, self.D = Generator(args), Discriminator(args)
         self.G_ema = copy.deepcopy(self.G)
         self.num_ws = self.G.synthesis.num_ws
@@ -413,35 +463,45 @@ class Trainer:
         self.policy = [p for p in args.diffaug.split(",") if p]
         self.aug_rng = torch.Generator().manual_seed(args.seed + 1)
 
-    def critic(self, images: torch.Tensor) -> torch.Tensor:
-        """D's logits, on DiffAugmented images with --diffaug."""
+    def critic(self, images: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        """D's logits, on DiffAugmented images with --diffaug (given labels ``c``: --cond 1)."""
         if self.policy:
             from dcgan_recipes import diff_augment
 
             images = diff_augment(images, self.policy, self.aug_rng)
-        return self.D(images)
+        return self.D(images) if c is None else self.D(images, c)
 
     def param_counts(self) -> str:
         n_g = sum(q.numel() for q in self.G.parameters())
         n_d = sum(q.numel() for q in self.D.parameters())
         return f"G params {n_g} D params {n_d} num_ws {self.num_ws}"
 
-    def make_ws(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-layer ws for ``n`` fresh latents (style-mixed with probability --mix) and w."""
+    def make_ws(self, n: int, c: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-layer ws for ``n`` fresh latents (style-mixed with probability --mix) and w.
+
+        With labels ``c`` (--cond 1) both latents of a mixed sample map with the same class.
+        """
         net, nw, zdim = self.G, self.num_ws, self.args.zdim
-        w = net.mapping(torch.randn(n, zdim))
+        w = net.mapping(torch.randn(n, zdim), c)
         ws = w[:, None].expand(-1, nw, -1)
         if torch.rand(()) < self.args.mix:
             cut = int(torch.randint(1, nw, ()))
-            w2 = net.mapping(torch.randn(n, zdim))[:, None].expand(-1, nw, -1)
+            w2 = net.mapping(torch.randn(n, zdim), c)[:, None].expand(-1, nw, -1)
             ws = torch.cat([ws[:, :cut], w2[:, cut:]], 1)
         return ws, w
 
     def step(self, step: int) -> None:
         """One training step (0-based ``step``): a D update, a G update, the EMA update."""
         a = self.args
-        real = self.x[torch.randint(0, len(self.x), (a.batch,), generator=self.rng)]
-        ws, w = self.make_ws(a.batch)
+        idx = torch.randint(0, len(self.x), (a.batch,), generator=self.rng)
+        real, real_c, fake_c = self.x[idx], None, None
+        if a.cond:
+            assert self.y is not None, "--cond 1 needs the training labels"
+            real_c = self.y[idx]
+            fake_c = torch.randint(0, NUM_CLASSES, (a.batch,), generator=self.rng)
+            ws, w = self.make_ws(a.batch, fake_c)
+        else:
+            ws, w = self.make_ws(a.batch)
         with torch.no_grad():
             self.G.w_avg.lerp_(w.mean(0), 0.005)
         fake = self.G.synthesis(ws)
@@ -449,8 +509,8 @@ class Trainer:
         # discriminator, with the lazy R1 penalty (gamma / 2 * |grad_x D(x)|^2, times r1every)
         do_r1 = a.r1 > 0 and step % a.r1every == 0
         x = real.detach().requires_grad_(do_r1)
-        real_logits = self.critic(x)
-        fake_logits = self.critic(fake.detach())
+        real_logits = self.critic(x, real_c)
+        fake_logits = self.critic(fake.detach(), fake_c)
         loss_d = F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
         if do_r1:
             (grad,) = torch.autograd.grad(real_logits.sum(), x, create_graph=True)
@@ -461,7 +521,7 @@ class Trainer:
 
         # generator, through a frozen D
         self.D.requires_grad_(False)
-        loss_g = F.softplus(-self.critic(fake)).mean()
+        loss_g = F.softplus(-self.critic(fake, fake_c)).mean()
         self.opt_g.zero_grad()
         loss_g.backward()
         self.opt_g.step()
@@ -481,23 +541,28 @@ class Trainer:
 class SampleModel:
     """The model interface :func:`minigan.metrics.measure` samples from.
 
-    Sample ``s`` uses the latent ``default_rng(s).standard_normal(zdim)`` with the same w in
-    every layer (no truncation), so every evaluation scores the same latents.
+    Sample ``s`` uses the latent ``default_rng(s).standard_normal(zdim)`` (and with ``cond``
+    the class ``s % 6``) with the same w in every layer (no truncation), so every evaluation
+    scores the same latents.
     """
 
     image_shape = (3, RES, RES)
 
-    def __init__(self, net: Generator, zdim: int, num_ws: int) -> None:
-        self.net, self.zdim, self.num_ws = net, zdim, num_ws
+    def __init__(self, net: Generator, zdim: int, num_ws: int, cond: bool = False) -> None:
+        self.net, self.zdim, self.num_ws, self.cond = net, zdim, num_ws, cond
 
     def generate(self, seeds: Iterable[int], batch_size: int = 128) -> np.ndarray:
+        seeds = list(seeds)
         z = np.stack(
             [np.random.default_rng(s).standard_normal(self.zdim, dtype=np.float32) for s in seeds]
         )
+        labels = torch.tensor([s % NUM_CLASSES for s in seeds]) if self.cond else None
         out = []
         with torch.no_grad():
             for i in range(0, len(z), batch_size):
-                w = self.net.mapping(torch.from_numpy(z[i : i + batch_size]))
+                zz = torch.from_numpy(z[i : i + batch_size])
+                c = None if labels is None else labels[i : i + batch_size]
+                w = self.net.mapping(zz) if c is None else self.net.mapping(zz, c)
                 ws = w[:, None].expand(-1, self.num_ws, -1)
                 out.append(self.net.synthesis(ws).clamp(-1, 1).numpy())
         return np.concatenate(out)
@@ -548,7 +613,7 @@ def format_edges(tag: str, rings: list[float], corners: list[float]) -> str:
 def evaluate(trainer: Trainer, step: int, seconds: float) -> None:
     """Score the EMA generator, print both lines, save ck-TAG.pt and (with --grid) a grid."""
     a = trainer.args
-    model = SampleModel(trainer.G_ema, a.zdim, trainer.num_ws)
+    model = SampleModel(trainer.G_ema, a.zdim, trainer.num_ws, bool(a.cond))
     r = measure(model, "shapes", num=a.num, progress=False, kid_subsets=10)
     ld, lg = trainer.loss_d.item(), trainer.loss_g.item()
     print(format_result(a.tag, step, seconds, r, ld, lg), flush=True)
@@ -564,8 +629,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
-    x = load_shapes(args.limit)
-    trainer = Trainer(args, x)
+    x, y = load_shapes(args.limit)
+    trainer = Trainer(args, x, y)
     print(args.tag, trainer.param_counts(), file=sys.stderr)
     t0 = time.perf_counter()
     seconds = 0.0  # training time only: evaluations are excluded
