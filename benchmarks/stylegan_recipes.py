@@ -115,6 +115,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="1: class-conditional as StyleGAN2-ADA (class embedding into G's mapping, "
         "projection head on D's output through a mapping network of the class)",
     )
+    add(
+        "--cmaplr",
+        type=float,
+        default=0.01,
+        help="--cond 1: learning-rate multiplier of D's class mapping layers (0.01 as ADA)",
+    )
     # training
     add("--steps", type=int, default=768, help="training steps (one D and one G update each)")
     add("--batch", type=int, default=32, help="batch size")
@@ -206,19 +212,25 @@ class Mapping(nn.Module):
     With ``--cond 1`` (StyleGAN2-ADA's ``MappingNetwork`` with ``c_dim``), the one-hot class
     goes through a linear ``embed`` layer (6 -> w size, lr_mul 1, no activation), is pixel-normed
     and concatenated after the normalised z. ``zdim`` and ``wdim`` default to ``--zdim`` and
-    ``--wdim``; D's class mapping uses ``zdim=0`` (the class alone) and ``wdim`` its cmap size.
+    ``--wdim``, ``lr_mul`` to ``--maplr``; D's class mapping uses ``zdim=0`` (the class alone),
+    ``wdim`` its cmap size and ``lr_mul`` ``--cmaplr``.
     """
 
     def __init__(
-        self, args: argparse.Namespace, zdim: int | None = None, wdim: int | None = None
+        self,
+        args: argparse.Namespace,
+        zdim: int | None = None,
+        wdim: int | None = None,
+        lr_mul: float | None = None,
     ) -> None:
         super().__init__()
         zdim = args.zdim if zdim is None else zdim
         wdim = args.wdim if wdim is None else wdim
+        lr_mul = args.maplr if lr_mul is None else lr_mul
         self.embed = EqLinear(NUM_CLASSES, wdim) if args.cond else None
         d = [zdim + (wdim if args.cond else 0)] + [wdim] * args.maplayers
         self.layers = nn.ModuleList(
-            [EqLinear(i, o, lr_mul=args.maplr, gain=SQRT2) for i, o in zip(d, d[1:])]
+            [EqLinear(i, o, lr_mul=lr_mul, gain=SQRT2) for i, o in zip(d, d[1:])]
         )
 
     def forward(self, z: torch.Tensor | None, c: torch.Tensor | None = None) -> torch.Tensor:
@@ -411,7 +423,7 @@ class Discriminator(nn.Module):
         self.conv = EqConv(c + 1, c, 3, SQRT2)
         self.fc = EqLinear(c * 16, c, gain=SQRT2)
         self.out = EqLinear(c, c if args.cond else 1)
-        self.cmap = Mapping(args, zdim=0, wdim=c) if args.cond else None
+        self.cmap = Mapping(args, zdim=0, wdim=c, lr_mul=args.cmaplr) if args.cond else None
 
     def minibatch_std(self, h: torch.Tensor) -> torch.Tensor:
         """Append the mean feature stddev over groups of ``min(mbstd, N)`` samples."""
