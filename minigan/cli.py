@@ -757,9 +757,9 @@ def class_index(value: str, num_classes: int, ckpt: dict[str, Any]) -> int:
         )
     if value in names:
         return names.index(value)
-    if value.isdigit() and int(value) < num_classes:
+    if value.isdecimal() and int(value) < num_classes:
         return int(value)
-    known = ", ".join(names) if names else f"0-{num_classes - 1}"
+    known = f"0-{num_classes - 1}" + (f": {', '.join(names)}" if names else "")
     raise click.BadParameter(f"{value!r} is not one of the classes ({known})", param_hint="--class")
 
 

@@ -184,22 +184,26 @@ def draw(
 
     The generator is used in a fixed order, each op only when in the policy: brightness,
     saturation, contrast (``rng.random(N, dtype=np.float32)`` each), then ``shift_y``,
-    ``shift_x`` (``rng.integers``), then ``cutout_y``, ``cutout_x``.
+    ``shift_x`` (``rng.integers``), then ``cutout_y``, ``cutout_x``. Each is drawn as an
+    (N, 1) column (the same values as a draw of N), so that under
+    :func:`minigan.random.batch_shard` every data-parallel process draws its own slice of the
+    global batch's draws even with one sample per process.
     """
     ops = parse_policy(policy)
     n, _, h, w = _check_shape(shape, "the shape to draw for")
+    column = (n, 1)  # the same values as size n; a batch-shaped draw for every n (see below)
     drawn: dict[str, np.ndarray] = {}
     if "color" in ops:
         for name in _FIELDS["color"]:
-            drawn[name] = rng.random(n, dtype=np.float32)
+            drawn[name] = rng.random(column, dtype=np.float32).ravel()
     if "translation" in ops:
         sh, sw = _size(h, TRANSLATION_RATIO), _size(w, TRANSLATION_RATIO)
-        drawn["shift_y"] = rng.integers(-sh, sh + 1, size=n, dtype=np.int64)
-        drawn["shift_x"] = rng.integers(-sw, sw + 1, size=n, dtype=np.int64)
+        drawn["shift_y"] = rng.integers(-sh, sh + 1, size=column, dtype=np.int64).ravel()
+        drawn["shift_x"] = rng.integers(-sw, sw + 1, size=column, dtype=np.int64).ravel()
     if "cutout" in ops:
         ch, cw = _size(h, CUTOUT_RATIO), _size(w, CUTOUT_RATIO)
-        drawn["cutout_y"] = rng.integers(0, h + (1 - ch % 2), size=n, dtype=np.int64)
-        drawn["cutout_x"] = rng.integers(0, w + (1 - cw % 2), size=n, dtype=np.int64)
+        drawn["cutout_y"] = rng.integers(0, h + (1 - ch % 2), size=column, dtype=np.int64).ravel()
+        drawn["cutout_x"] = rng.integers(0, w + (1 - cw % 2), size=column, dtype=np.int64).ravel()
     return AugmentDraws(**drawn)
 
 

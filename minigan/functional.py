@@ -965,12 +965,18 @@ def _expand_ellipsis(index: Any, ndim: int) -> Any:
     at = next((k for k, i in enumerate(index) if i is Ellipsis), None)
     if at is None:
         return index
-    used = builtins.sum(
-        i.ndim if _is_index_array(i) and i.dtype.kind == "b" else 0 if i is None else 1
-        for i in index
-        if i is not Ellipsis
-    )
+    used = builtins.sum(_dims_indexed(i) for i in index if i is not Ellipsis)
     return index[:at] + (slice(None),) * (ndim - used) + index[at + 1 :]
+
+
+def _dims_indexed(i: Any) -> int:
+    """How many of the input's dims index item ``i`` consumes: a boolean mask its ndim (a
+    Python or 0-d bool none: it adds a dim, as ``None`` does), anything else one."""
+    if i is None or isinstance(i, (bool, np.bool_)):
+        return 0
+    if (isinstance(i, np.ndarray) or backend.is_cupy_array(i)) and i.dtype.kind == "b":
+        return i.ndim
+    return 1
 
 
 def _is_index_array(i: Any) -> bool:

@@ -33,6 +33,8 @@ trainer calls ``train_step(real, labels)`` with the batch's class indices (an in
 shape (N,); lists of them with ``batches_per_step > 1``), and the model encodes a class in
 each latent it returns from :meth:`Trainable.latents` (so that sampling needs no labels) —
 DCGAN gives seed ``s`` class ``s % num_classes`` and takes ``sample(z, label=k)`` to choose.
+Such a latent is longer than :attr:`Trainable.latent_shape` (which stays the noise part's
+shape): pass :meth:`Trainable.latents`' output to ``sample``.
 
 Metrics are the model's own: any names, all written to metrics.jsonl, plotted in
 losses.png and shown in the progress bar and summary. The :data:`STANDARD_METRICS` of a BCE

@@ -220,6 +220,11 @@ def data_classes(config: Any, dataset: Any) -> Any:
     if "num_classes" not in {f.name for f in dataclasses.fields(config)}:
         return config
     labels = dataset.labels
+    if labels is not None and len(labels) and int(labels.min()) < 0:
+        raise ValueError(
+            f"dataset {dataset.name!r} has negative labels ({int(labels.min())}): a "
+            "conditional model needs class indices 0, 1, ..."
+        )
     found = 0 if labels is None else len(dataset.classes or []) or int(labels.max(initial=-1)) + 1
     wanted = cast(Any, config).num_classes  # a field only some models' configs have
     if wanted is None:

@@ -340,6 +340,13 @@ def test_conditional_recipe_resolves_and_explicit_options_win():
     assert (conditional_64.lr, conditional_64.loss) == (RECIPES[64]["lr"], "bce")
     with pytest.raises(ValueError, match="flip"):
         DCGAN({"diffaugment": "color,flip"}, (3, 32, 32))
+    for bad, words in [
+        ({"loss": "Hinge"}, "loss must be 'bce' or 'hinge'"),
+        ({"spectral_norm": "no"}, "spectral_norm must be True or False"),
+        ({"num_classes": 2.5}, "num_classes must be an int >= 0"),
+    ]:
+        with pytest.raises(ValueError, match=words):
+            DCGAN(bad, (3, 32, 32))
     with pytest.raises(ValueError, match="label_smoothing applies to the bce loss, not to 'hinge'"):
         DCGAN({"num_classes": 6, "label_smoothing": 0.1}, (3, 32, 32))
 

@@ -22,6 +22,7 @@ import pytest
 import torch
 
 import minigan
+from minigan import diffaugment as da
 from minigan.data import DataLoader, Dataset
 from minigan.train import load_checkpoint
 
@@ -210,6 +211,15 @@ def test_sharded_draws_are_slices_of_the_global_batchs() -> None:
             with minigan.random.batch_shard(rank, 3, 2):
                 part = getattr(minigan.random.generator(), method)(*args, size=(2, 2))
             np.testing.assert_array_equal(part, whole[2 * rank : 2 * rank + 2])
+    # one sample per process: DiffAugment's draws are (n, 1) columns, still sliced per rank
+    minigan.manual_seed(0)
+    whole = da.draw("color,translation,cutout", (3, 3, 8, 8), minigan.random.generator())
+    for rank in range(3):
+        minigan.manual_seed(0)
+        with minigan.random.batch_shard(rank, 3, 1):
+            part = da.draw("color,translation,cutout", (1, 3, 8, 8), minigan.random.generator())
+        for name in ("brightness", "shift_y", "cutout_x"):
+            assert getattr(part, name)[0] == getattr(whole, name)[rank]
 
 
 # --------------------------------------------------------------------------- faults, resume

@@ -762,11 +762,16 @@ def test_pooling_takes_an_unbatched_chw_input_as_torch(pool):
     np.testing.assert_allclose(x.grad.numpy(), xt.grad.numpy(), rtol=1e-6, atol=1e-6)
     with pytest.raises(F.ShapeError, match=r"4-D \(N, C, H, W\) or 3-D"):
         F.max_pool2d(minigan.ones(4, 4), 2)
+    layer = nn.MaxPool2d(3, 2, 1) if pool == "max" else nn.AvgPool2d(3, 2, 1)
+    np.testing.assert_allclose(layer(minigan.tensor(xn)).numpy(), yt.detach().numpy(), atol=1e-6)
 
 
-def test_batch_norm_of_no_channels_is_empty_as_torch():
+def test_batch_norm_of_no_channels_is_the_empty_input():
+    """PyTorch returns the empty input too (without weight or running statistics; with them
+    it raises an IndexError)."""
     x = minigan.tensor(np.zeros((2, 0, 3, 3), np.float32), requires_grad=True)
     y = F.batch_norm(x, np.zeros(0, np.float32), np.ones(0, np.float32), training=True)
     assert y.shape == tuple(TF.batch_norm(torch.zeros(2, 0, 3, 3), None, None, training=True).shape)
     y.sum().backward()
     assert x.grad.shape == (2, 0, 3, 3)
+    assert nn.BatchNorm2d(0)(x).shape == (2, 0, 3, 3)

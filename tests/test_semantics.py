@@ -455,6 +455,9 @@ def index_patterns(draw):
 @given(pattern=index_patterns())
 @example(pattern=((2, 1, 1), (slice(None), np.array([0]), Ellipsis, np.array([0]))))  # empty ...
 @example(pattern=((2, 3, 4), (np.array([1]), Ellipsis, None, np.array([0, 2]))))
+@example(pattern=((2, 3, 4, 5), (True, Ellipsis, np.array([0, 1]))))  # a bool adds a dim
+@example(pattern=((2, 3, 4, 5), (False, Ellipsis, np.array([0]))))
+@example(pattern=((2, 3, 4, 5), (np.array([0, 1]), Ellipsis, True, np.array([1, 2]))))
 def test_advanced_indexing_places_dims_as_pytorch(pattern):
     shape, index = pattern
     a = np.random.default_rng(1).standard_normal(shape).astype(np.float32)

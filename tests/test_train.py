@@ -608,6 +608,9 @@ def test_num_classes_is_checked_against_the_data(tmp_path):
     with pytest.raises(ValueError, match="num_classes is 2, but dataset 'four' has labels up"):
         train(LabelRecorder, labelled, out=tmp_path / "b", config={"num_classes": 2},
               epochs=1, batch_size=8, progress=False)  # fmt: skip
+    negative = Dataset(images, np.arange(16) % 3 - 1, name="minus")
+    with pytest.raises(ValueError, match="dataset 'minus' has negative labels"):
+        train(LabelRecorder, negative, out=tmp_path / "m", epochs=1, batch_size=8, progress=False)
     LabelRecorder.seen = []
     train(LabelRecorder, unlabelled, out=tmp_path / "c", epochs=1, batch_size=8, progress=False)
     assert LabelRecorder.seen == []  # None on unlabelled data means 0: unconditional

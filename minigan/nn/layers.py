@@ -505,7 +505,7 @@ class _BatchNorm(_NormBase):
         _check_rank(name, x, self._ranks, self._layout)
         _check_channels(name, x, self.num_features)
         self._check_dtype(x)
-        if self.training and x.numel() // x.shape[1] <= 1:
+        if self.training and x.shape[1] and x.numel() // x.shape[1] <= 1:
             raise ValueError(
                 f"{name}: expected more than 1 value per channel when training, "
                 f"got input shape {x.shape}"
@@ -851,7 +851,7 @@ class _Pool2d(Module):
     def _check_input(self, x: Tensor) -> None:
         name = f"{type(self).__name__}(kernel_size={self.kernel_size})"
         _check_tensor(name, x)
-        _check_rank(name, x, (4,), "(N, C, H, W)")
+        _check_rank(name, x, (3, 4), "(N, C, H, W) or (C, H, W)")
 
 
 class AvgPool2d(_Pool2d):

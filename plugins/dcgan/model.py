@@ -184,7 +184,8 @@ class DCGANConfig:
     spectral_norm: bool | None = field(
         default=None,
         metadata={
-            "help": "spectral normalisation of D's convolutions (D then has no BatchNorm)",
+            "help": "spectral normalisation of D's convolutions and linear layers (D then has "
+            "no BatchNorm)",
             "default_help": _auto("spectral_norm"),
         },
     )
@@ -403,8 +404,12 @@ def resolve_config(config: DCGANConfig, resolution: int) -> DCGANConfig:
     (the conditional one when ``num_classes`` > 0; ``None`` classes mean 0 here: the
     trainer fills them from the data before building the model)."""
     classes = config.num_classes or 0
-    if classes < 0:
-        raise ValueError(f"num_classes must be >= 0, got {classes}")
+    if isinstance(classes, bool) or not isinstance(classes, int) or classes < 0:
+        raise ValueError(f"num_classes must be an int >= 0, got {config.num_classes!r}")
+    if config.loss not in (None, "bce", "hinge"):
+        raise ValueError(f"loss must be 'bce' or 'hinge', got {config.loss!r}")
+    if config.spectral_norm not in (None, True, False):
+        raise ValueError(f"spectral_norm must be True or False, got {config.spectral_norm!r}")
     auto = recipe(resolution, classes > 0)
     scale = auto.pop("lr_d_scale")
     auto["num_classes"] = classes
@@ -502,8 +507,9 @@ class DCGAN(GAN):
         if self.num_classes:
             if labels is None:
                 raise ValueError("a class-conditional DCGAN trains on labelled images")
-            # one uniform draw per image (so each data-parallel process draws its own slice)
-            u = minigan.random.generator().random(n)
+            # one uniform draw per image, as an (n, 1) column: each data-parallel process
+            # draws its own slice of the global batch's, even with one image per process
+            u = minigan.random.generator().random((n, 1)).ravel()
             fake_labels = minigan.tensor(
                 np.minimum((u * self.num_classes).astype(np.int64), self.num_classes - 1),
                 device=self.device,
