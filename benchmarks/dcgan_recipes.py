@@ -41,10 +41,12 @@ from collections.abc import Callable, Iterable
 import numpy as np
 import torch
 import torch.nn.functional as F
+from dcgan_twin import augment
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from minigan.data import open_dataset
+from minigan.diffaugment import POLICY_OPS, AugmentDraws
 from minigan.metrics import measure
 
 NUM_CLASSES = 6  # the shapes data set's classes
@@ -277,64 +279,41 @@ def dcgan_init(model: nn.Module) -> None:
 # --------------------------------------------------------------------------- DiffAugment
 # Zhao et al. 2020, "Differentiable Augmentation for Data-Efficient GAN Training", their policy
 # "color,translation,cutout" (github.com/mit-han-lab/data-efficient-gans, DiffAugment_pytorch.py)
-# rewritten with a seeded generator. Every op is differentiable in the images, so G learns
-# through it; D sees only augmented images, real and fake alike.
+# with a seeded generator: the draws come from it, the ops are dcgan_twin's port of the paper's
+# functions (which minigan.diffaugment is tested against). Every op is differentiable in the
+# images, so G learns through it; D sees only augmented images, real and fake alike.
 
 
-def _uniform(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """One U(0, 1) draw per sample, shaped (N, 1, 1, 1)."""
-    return torch.rand(x.shape[0], 1, 1, 1, generator=gen)
+AUGMENTS = POLICY_OPS  # the paper's order: color, translation, cutout
 
 
-def aug_color(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Random brightness (+-0.5), saturation (x0..2) and contrast (x0.5..1.5) per sample."""
-    x = x + (_uniform(x, gen) - 0.5)
-    mean = x.mean(1, keepdim=True)
-    x = (x - mean) * (_uniform(x, gen) * 2) + mean
-    mean = x.mean([1, 2, 3], keepdim=True)
-    return (x - mean) * (_uniform(x, gen) + 0.5) + mean
-
-
-def aug_translation(x: torch.Tensor, gen: torch.Generator, ratio: float = 0.125) -> torch.Tensor:
-    """Shift each sample by up to ``ratio`` of its size (4 px at 32x32), zero-filled."""
+def draw_augment(x: torch.Tensor, policy: list[str], gen: torch.Generator) -> AugmentDraws:
+    """The policy's random parameters for the batch ``x``, from the harness's own torch
+    generator in the order the recorded runs drew them (brightness, saturation, contrast;
+    shift y, x of at most 1/8 of the size; cutout centre y, x)."""
     n, _, h, w = x.shape
-    sh, sw = int(h * ratio + 0.5), int(w * ratio + 0.5)
-    ty = torch.randint(-sh, sh + 1, (n, 1, 1), generator=gen)
-    tx = torch.randint(-sw, sw + 1, (n, 1, 1), generator=gen)
-    gb, gy, gx = torch.meshgrid(torch.arange(n), torch.arange(h), torch.arange(w), indexing="ij")
-    gy = torch.clamp(gy + ty + 1, 0, h + 1)
-    gx = torch.clamp(gx + tx + 1, 0, w + 1)
-    padded = F.pad(x, [1, 1, 1, 1]).permute(0, 2, 3, 1)
-    return padded[gb, gy, gx].permute(0, 3, 1, 2)
+    drawn: dict[str, np.ndarray] = {}
 
+    def ints(low: int, high: int) -> np.ndarray:
+        return torch.randint(low, high, (n, 1, 1), generator=gen).reshape(n).numpy()
 
-def aug_cutout(x: torch.Tensor, gen: torch.Generator, ratio: float = 0.5) -> torch.Tensor:
-    """Zero one square of ``ratio`` of the size (16x16 at 32x32) at a random place per sample."""
-    n, _, h, w = x.shape
-    ch, cw = int(h * ratio + 0.5), int(w * ratio + 0.5)
-    oy = torch.randint(0, h + (1 - ch % 2), (n, 1, 1), generator=gen)
-    ox = torch.randint(0, w + (1 - cw % 2), (n, 1, 1), generator=gen)
-    gb, gy, gx = torch.meshgrid(torch.arange(n), torch.arange(ch), torch.arange(cw), indexing="ij")
-    gy = torch.clamp(gy + oy - ch // 2, 0, h - 1)
-    gx = torch.clamp(gx + ox - cw // 2, 0, w - 1)
-    mask = torch.ones(n, h, w, dtype=x.dtype)
-    mask[gb, gy, gx] = 0
-    return x * mask.unsqueeze(1)
-
-
-AUGMENTS: dict[str, Callable[[torch.Tensor, torch.Generator], torch.Tensor]] = {
-    "color": aug_color,
-    "translation": aug_translation,
-    "cutout": aug_cutout,
-}
+    if "color" in policy:
+        for name in ("brightness", "saturation", "contrast"):
+            drawn[name] = torch.rand(n, 1, 1, 1, generator=gen).reshape(n).numpy()
+    if "translation" in policy:
+        sh, sw = int(h * 0.125 + 0.5), int(w * 0.125 + 0.5)
+        drawn["shift_y"], drawn["shift_x"] = ints(-sh, sh + 1), ints(-sw, sw + 1)
+    if "cutout" in policy:
+        ch, cw = int(h * 0.5 + 0.5), int(w * 0.5 + 0.5)
+        drawn["cutout_y"] = ints(0, h + (1 - ch % 2))
+        drawn["cutout_x"] = ints(0, w + (1 - cw % 2))
+    return AugmentDraws(**drawn)
 
 
 def diff_augment(x: torch.Tensor, policy: list[str], gen: torch.Generator) -> torch.Tensor:
-    """Apply the policy's ops in the paper's order (color, translation, cutout)."""
-    for name in AUGMENTS:
-        if name in policy:
-            x = AUGMENTS[name](x, gen)
-    return x
+    """Apply the policy's ops in the paper's order (color, translation, cutout), with the
+    PyTorch port the exact twin uses (``dcgan_twin.augment``)."""
+    return augment(x, draw_augment(x, policy, gen))
 
 
 # --------------------------------------------------------------------------- losses

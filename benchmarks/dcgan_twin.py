@@ -50,9 +50,10 @@ relu = tnn.functional.relu
 
 # =========================================================================== DiffAugment
 # minigan.diffaugment's three ops in PyTorch, replaying minigan's draws (an AugmentDraws):
-# the reference (benchmarks/dcgan_recipes.py's aug_color / aug_translation / aug_cutout) with
-# each torch.rand / torch.randint replaced by the corresponding AugmentDraws field, line for
-# line. tests/test_diffaugment.py checks minigan.diffaugment against these functions.
+# the paper's DiffAugment_pytorch.py (rand_brightness ... rand_cutout) with each torch.rand /
+# torch.randint replaced by the corresponding AugmentDraws field, line for line.
+# tests/test_diffaugment.py checks minigan.diffaugment against these functions, and
+# dcgan_recipes.py applies them with draws from its own torch generator.
 def _column(values: np.ndarray, x: torch.Tensor) -> torch.Tensor:
     dtype = np.float64 if x.dtype == torch.float64 else np.float32
     return torch.from_numpy(values.astype(dtype)).view(-1, 1, 1, 1)

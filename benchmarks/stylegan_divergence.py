@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np
 import stylegan_recipes as H
 import torch
+from stylegan_replay import discriminator_key, generator_key
 
 import minigan
 from minigan.data import DataLoader, open_dataset
@@ -49,30 +50,7 @@ if NOR1:
         t.opt_d = torch.optim.Adam(t.D.parameters(), args.lr, betas=(args.b1, args.b2))
 
 
-def mname(h):
-    h = h.replace("synthesis.rgbs.", "synthesis.to_rgbs.")
-    parts = h.split(".")
-    if parts[:2] == ["synthesis", "layers"] or parts[:2] == ["synthesis", "to_rgbs"]:
-        t = {
-            "weight": "conv.weight",
-            "aff.weight": "conv.affine.weight",
-            "aff.bias": "conv.affine.bias",
-            "bias": "bias",
-            "nw": "noise.weight",
-        }
-        return ".".join(parts[:3]) + "." + t[".".join(parts[3:])]
-    return h
-
-
-def dname(h):
-    h = h.replace("frgb", "from_rgb")
-    for i in range(3):
-        h = h.replace(f"blocks.{i}.0.", f"blocks.{i}.conv0.").replace(
-            f"blocks.{i}.1.", f"blocks.{i}.conv1."
-        )
-    return h
-
-
+mname, dname = generator_key, discriminator_key  # minigan's names of the harness's parameters
 gm, dm = dict(model.generator.named_parameters()), dict(model.discriminator.named_parameters())
 ulp_rng = np.random.default_rng(12345)
 with torch.no_grad():

@@ -51,7 +51,8 @@ import copy
 import math
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 import torch
@@ -72,8 +73,12 @@ NUM_CLASSES = 6  # the shapes data set's classes
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line (flag names are kept stable: recorded commands use them)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add = p.add_argument
-    # generator
+    for group in (_generator_flags, _discriminator_flags, _training_flags):
+        group(p.add_argument)
+    return p.parse_args(argv)
+
+
+def _generator_flags(add: Callable[..., Any]) -> None:
     add(
         "--arch",
         default="mod",
@@ -112,7 +117,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--maplr", type=float, default=0.01, help="mapping network learning-rate multiplier")
     add("--mix", type=float, default=0.9, help="style-mixing probability")
     add("--noise", type=int, default=1, help="1: per-pixel noise inputs in G's layers")
-    # discriminator
+
+
+def _discriminator_flags(add: Callable[..., Any]) -> None:
     add("--dc", type=int, default=32, help="discriminator channels (see --cbase)")
     add("--mbstd", type=int, default=4, help="minibatch-stddev group size")
     add(
@@ -128,7 +135,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0.01,
         help="--cond 1: learning-rate multiplier of D's class mapping layers (0.01 as ADA)",
     )
-    # training
+
+
+def _training_flags(add: Callable[..., Any]) -> None:
+    """Training, then evaluation and output."""
     add("--steps", type=int, default=768, help="training steps (one D and one G update each)")
     add("--batch", type=int, default=32, help="batch size")
     add("--limit", type=int, default=20000, help="number of shapes training images to load")
@@ -150,7 +160,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--num", type=int, default=1024, help="samples per evaluation (measure's num)")
     add("--grid", default="", help="path prefix: write 64 samples to PREFIX-STEP.png per eval")
     add("--tag", default="", help="label starting each result line and naming ck-TAG.pt")
-    return p.parse_args(argv)
 
 
 def load_shapes(limit: int) -> tuple[torch.Tensor, torch.Tensor]:

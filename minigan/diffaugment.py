@@ -4,8 +4,9 @@ Zhao et al. 2020, "Differentiable Augmentation for Data-Efficient GAN Training"
 (github.com/mit-han-lab/data-efficient-gans), policy ``"color,translation,cutout"``. The
 same augmentation is applied to real and fake images alike and every op is differentiable
 in the images, so the generator is trained through it. The semantics are those of the
-PyTorch reference in ``benchmarks/dcgan_recipes.py`` (``aug_color``, ``aug_translation``,
-``aug_cutout``), with the random draws split from the arithmetic:
+paper's PyTorch functions as ``benchmarks/dcgan_twin.py`` ports them (``augment_color``,
+``augment_translation``, ``augment_cutout``), with the random draws split from the
+arithmetic:
 
 - :func:`draw` takes everything random about one call from a ``numpy.random.Generator``
   into an :class:`AugmentDraws` (NumPy arrays, one entry per sample), in a fixed order;

@@ -1,6 +1,6 @@
-"""minigan.diffaugment against the PyTorch reference (benchmarks/dcgan_recipes.py's
-aug_color / aug_translation / aug_cutout, ported below to take the same AugmentDraws instead
-of a torch.Generator), float64 finite differences, and the documented draw order and ranges.
+"""minigan.diffaugment against the PyTorch reference (the paper's DiffAugment_pytorch.py
+functions as benchmarks/dcgan_twin.py ports them, taking the same AugmentDraws instead of a
+torch.Generator), float64 finite differences, and the documented draw order and ranges.
 """
 
 from __future__ import annotations

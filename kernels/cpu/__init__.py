@@ -18,8 +18,7 @@ from . import conv as _conv
 from . import elementwise as _elementwise
 from . import linalg as _linalg
 from . import norm as _norm
-from .pool import max_pool2d as max_pool2d
-from .pool import max_pool2d_backward as max_pool2d_backward
+from . import pool as _pool
 
 _K = TypeVar("_K", bound=Callable[..., Any])
 
@@ -63,3 +62,5 @@ adain_backward = half_via_float32(_norm.adain_backward)
 adain_forward = half_via_float32(_norm.adain_forward)
 batch_norm_backward = half_via_float32(_norm.batch_norm_backward)
 batch_norm_forward = half_via_float32(_norm.batch_norm_forward)
+max_pool2d = half_via_float32(_pool.max_pool2d)
+max_pool2d_backward = half_via_float32(_pool.max_pool2d_backward)

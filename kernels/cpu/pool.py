@@ -75,9 +75,9 @@ def _max_pool_backward(gy, win, kw, sh, sw, ph, pw, dh, dw, gx, lo, hi):
 
 
 def _planes(a: np.ndarray) -> np.ndarray:
-    """``(..., H, W)`` as a contiguous ``(P, H, W)`` stack of planes; float16 (which Numba
-    does not compile) as float32, where every float16 value and the order are exact."""
-    a = a.astype(np.float32) if a.dtype == np.float16 else np.ascontiguousarray(a)
+    """``(..., H, W)`` as a contiguous ``(P, H, W)`` stack of planes (float16 never gets
+    here: the backend computes it in float32, ``half_via_float32``)."""
+    a = np.ascontiguousarray(a)
     return a.reshape(-1, a.shape[-2], a.shape[-1])
 
 
@@ -101,7 +101,7 @@ def max_pool2d(
     args = (x3, *kernel, *stride, *padding, *dilation, lowest(x3.dtype), y, win)
     parallel_for(_max_pool, x3.shape[0], *args, grain=grain_for(per_plane))
     shape = x.shape[:-2] + tuple(out_hw)
-    return y.reshape(shape).astype(x.dtype, copy=False), win.reshape(shape)
+    return y.reshape(shape), win.reshape(shape)
 
 
 def max_pool2d_backward(
@@ -119,4 +119,4 @@ def max_pool2d_backward(
     args = (gy3, win3, kernel[1], *stride, *padding, *dilation, gx)
     per_plane = x_shape[-2] * x_shape[-1]
     parallel_for(_max_pool_backward, gy3.shape[0], *args, grain=grain_for(per_plane))
-    return gx.reshape(tuple(x_shape)).astype(gy.dtype, copy=False)
+    return gx.reshape(tuple(x_shape))
