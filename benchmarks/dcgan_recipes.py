@@ -80,6 +80,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=("convt", "up"),
         help="upsampling: 4x4 stride-2 transposed conv, or nearest x2 + 3x3 conv",
     )
+    add(
+        "--cbn",
+        type=int,
+        default=0,
+        help="1 (with --cond): class-conditional BatchNorm in G (a per-class scale and shift "
+        "after each normalisation; SNGAN-projection's generator)",
+    )
     add("--coord", type=int, default=0, help="1: CoordConv (x, y channels) before G's upsamplers")
     add(
         "--gfull",
@@ -200,12 +207,45 @@ class Layered(nn.Module):
         return bg + (fg - bg) * torch.sigmoid(self.body(z))
 
 
+class ClassBatchNorm(nn.Module):
+    """--cbn: BatchNorm without affine parameters, then the class's own scale (from 1) and
+    shift (from 0); the class comes from the one-hot tail of G's input (:class:`WithClass`)."""
+
+    def __init__(self, channels: int, context: dict) -> None:
+        super().__init__()
+        self.bn = nn.BatchNorm2d(channels, affine=False)
+        self.gain = nn.Parameter(torch.ones(NUM_CLASSES, channels))
+        self.bias = nn.Parameter(torch.zeros(NUM_CLASSES, channels))
+        self.context = context
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.context["y"]
+        return self.bn(x) * (y @ self.gain)[:, :, None, None] + (y @ self.bias)[:, :, None, None]
+
+
+class WithClass(nn.Module):
+    """Hands the one-hot class (the last NUM_CLASSES inputs) to the --cbn layers."""
+
+    def __init__(self, body: nn.Module, context: dict) -> None:
+        super().__init__()
+        self.body, self.context = body, context
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        self.context["y"] = z.flatten(1)[:, -NUM_CLASSES:]
+        return self.body(z)
+
+
 def build_generator(args: argparse.Namespace) -> nn.Module:
     """z (plus one-hot class with --cond) as 1x1 -> 4x4 -> 8x8 -> 16x16 -> 32x32 RGB in [-1, 1]."""
     w, coord = args.gw, args.coord
+    context: dict = {}
+
+    def norm(c: int) -> nn.Module:
+        return ClassBatchNorm(c, context) if args.cbn else nn.BatchNorm2d(c)
+
     layers: list[nn.Module] = [
         nn.ConvTranspose2d(args.z + NUM_CLASSES * args.cond, 4 * w, 4, 1, 0, bias=False),
-        nn.BatchNorm2d(4 * w),
+        norm(4 * w),
         nn.ReLU(),
     ]
     for ci, co in ((4 * w, 2 * w), (2 * w, w)):
@@ -216,7 +256,7 @@ def build_generator(args: argparse.Namespace) -> nn.Module:
             layers += [nn.ConvTranspose2d(ci, co, 4, 2, 1, bias=False)]
         else:
             layers += [nn.Upsample(scale_factor=2), nn.Conv2d(ci, co, 3, 1, 1, bias=False)]
-        layers += [nn.BatchNorm2d(co), nn.ReLU()]
+        layers += [norm(co), nn.ReLU()]
     if coord:
         layers += [Coord()]
     last = w + 2 * coord  # the last upsampler's input: with --coord, two more channels
@@ -234,8 +274,10 @@ def build_generator(args: argparse.Namespace) -> nn.Module:
     else:
         layers += [nn.Upsample(scale_factor=2), nn.Conv2d(last, out, 3, 1, 1)]
     if args.layered:
-        return Layered(nn.Sequential(*layers), args.z + NUM_CLASSES * args.cond)
-    return nn.Sequential(*layers, nn.Tanh())
+        net: nn.Module = Layered(nn.Sequential(*layers), args.z + NUM_CLASSES * args.cond)
+    else:
+        net = nn.Sequential(*layers, nn.Tanh())
+    return WithClass(net, context) if args.cbn else net
 
 
 def build_discriminator(args: argparse.Namespace) -> nn.Module:
@@ -271,7 +313,7 @@ def dcgan_init(model: nn.Module) -> None:
     for mod in model.modules():
         if isinstance(mod, (nn.Conv2d, nn.ConvTranspose2d)):
             nn.init.normal_(mod.weight, 0, 0.02)
-        if isinstance(mod, nn.BatchNorm2d):
+        if isinstance(mod, nn.BatchNorm2d) and mod.affine:
             nn.init.normal_(mod.weight, 1, 0.02)
             nn.init.zeros_(mod.bias)
 

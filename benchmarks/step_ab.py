@@ -3,8 +3,9 @@
 ::
 
     python benchmarks/step_ab.py test_dcgan_step '[28, 256]' --reps 3 --src /tmp/old-checkout
+    python benchmarks/step_ab.py test_dcgan_step '[32]' --factory conditional_steps
 
-Builds ``<module>.steps(*args)`` (the factory ``benchmarks/memory.py`` uses), runs the minigan
+Builds ``<module>.steps(*args)`` (or ``--factory``) (the factory ``benchmarks/memory.py`` uses), runs the minigan
 step once to warm up, then ``--reps`` times, and prints the best time in ms. With ``--src``
 the packages ``minigan``, ``minigan.kernels`` and ``minigan.plugins`` are loaded from that
 checkout (``git archive <commit> | tar -x -C <dir>``) by redirecting the editable install's
@@ -47,6 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--src", help="the checkout whose minigan to time")
+    parser.add_argument("--factory", default="steps", help="the module's step factory")
     options = parser.parse_args(argv)
     if options.src:
         use_checkout(options.src)
@@ -54,7 +56,8 @@ def main(argv: list[str] | None = None) -> None:
     import minigan
 
     minigan.set_num_threads(options.threads)
-    step = importlib.import_module(options.module).steps(*json.loads(options.args))[0]
+    factory = getattr(importlib.import_module(options.module), options.factory)
+    step = factory(*json.loads(options.args))[0]
     step()
     best = float("inf")
     for _ in range(options.reps):

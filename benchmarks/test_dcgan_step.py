@@ -2,8 +2,11 @@
 in PyTorch with the same architecture and the same weights.
 
 Run with ``pytest benchmarks/test_dcgan_step.py --benchmark``. Rows: the 28×28 seed
-architecture at batch 256 (the issue's headline figure) and the 64×64 PyTorch-examples layout
-at batch 64. Both sides draw their own noise; the work per step is the same.
+architecture at batch 256 (the issue's headline figure), the 64×64 PyTorch-examples layout
+at batch 64 (both sides draw their own noise; the work per step is the same), and the step
+``minigan train dcgan`` runs by default: the class-conditional 32×32 recipe at batch 32
+(spectral norm, projection D, DiffAugment, hinge loss, EMA), against its exact PyTorch twin
+(``dcgan_twin.py``) replaying one set of minigan's draws every step.
 """
 
 from __future__ import annotations
@@ -111,6 +114,37 @@ def steps(resolution: int, batch: int) -> tuple[Callable[[], None], Callable[[],
     real_np = np.random.default_rng(0).uniform(-1, 1, (batch, channels, resolution, resolution))
     real = minigan.tensor(real_np.astype(np.float32))
     return lambda: model.train_step(real), torch_train_step(model, torch.tensor(real.numpy()))
+
+
+def conditional_steps(batch: int) -> tuple[Callable[[], None], Callable[[], None]]:
+    """The minigan and the PyTorch step of the default ``minigan train dcgan`` model (the
+    class-conditional 32×32 recipe, built as the Trainer builds it for ``shapes``) on one
+    batch of ``batch`` shapes images."""
+    from dcgan_twin import build_twin
+
+    from minigan.data import open_dataset
+
+    data = open_dataset("shapes", limit=max(batch, 64))
+    model, twin = build_twin(None, data)
+    images, labels = data[:batch]  # float32 in [-1, 1]
+    real = np.asarray(images, np.float32)
+    labels = np.asarray(labels, np.int64)
+    draws = twin.draw(batch)  # the PyTorch side replays one draw of z, classes, augmentation
+    ours = (minigan.tensor(real), minigan.tensor(labels))
+    theirs = (torch.from_numpy(real), torch.from_numpy(labels))
+    return lambda: model.train_step(*ours), lambda: twin.train_step(*theirs, draws)
+
+
+def test_dcgan_default_run_step(bench):
+    ours, theirs = conditional_steps(32)
+    bench.compare(
+        "DCGAN default run step (32x32 class-conditional) batch 32",
+        ours,
+        theirs,
+        work=32,
+        unit="img/s",
+        memory=Memory("test_dcgan_step", "conditional_steps", (32,)),
+    )
 
 
 @pytest.mark.parametrize("resolution, batch", [(28, 256), (64, 64)])

@@ -153,6 +153,39 @@ def test_conv2d_dcgan_layer_float32():
     assert_close(K.conv2d_grad_weight(x, gy, w.shape, s, p, d), tw.grad, np.float32)
 
 
+def _spy(monkeypatch, module, names: tuple[str, ...]) -> list[str]:
+    """Record which of ``module``'s functions ``names`` get called, in order."""
+    calls: list[str] = []
+    for name in names:
+        real = getattr(module, name)
+
+        def spy(*args, _real=real, _name=name, **kwargs):
+            calls.append(_name)
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, spy)
+    return calls
+
+
+def test_padding_dominated_stride1_convs_run_direct(monkeypatch):
+    """A stride-1 convolution whose output is mostly padding takes the direct GEMM, not the
+    transposed twin (which multiplies at every input pixel: 16x the work here). Both cases
+    pick the twin by the channel rule alone (O <= C): a DCGAN generator's first layer (a
+    1x1 latent transposed to 4x4) and a discriminator's last (a 4x4 map to one logit)."""
+    from minigan.kernels.cpu import conv
+
+    rng = np.random.default_rng(0)
+    calls = _spy(monkeypatch, conv, ("_grad_input_gemm", "_conv2d_gemm"))
+    z, w = randn(rng, (4, 12, 1, 1), np.float32), randn(rng, (12, 16, 4, 4), np.float32)
+    got = K.conv2d_grad_input(z, w, (4, 16, 4, 4), (1, 1), (0, 0), (1, 1))
+    assert_close(got, F.conv_transpose2d(t64(z), t64(w)), np.float32)
+    assert calls == ["_grad_input_gemm"]
+    calls.clear()
+    x, w = randn(rng, (4, 16, 4, 4), np.float32), randn(rng, (3, 16, 4, 4), np.float32)
+    assert_close(K.conv2d(x, w, (1, 1), (0, 0), (1, 1)), F.conv2d(t64(x), t64(w)), np.float32)
+    assert calls == ["_conv2d_gemm"]
+
+
 # --------------------------------------------------------------------------- batch norm
 
 

@@ -127,6 +127,15 @@ def _flipped(w: np.ndarray, dtype, groups: int = 1) -> np.ndarray:
     )
 
 
+def _twin_does_no_more(input_pixels: int, output_pixels: int) -> bool:
+    """Whether a stride-1 convolution may run as its transposed twin (and back): the twin
+    multiplies at every *input* pixel where the convolution multiplies at every *output*
+    pixel, so it pays only when the two are about as many. Where padding makes most of the
+    output (a 1x1 latent transposed to 4x4, a 4x4 map convolved to 1x1) the twin would
+    multiply mostly zeros: 16x the work of the direct GEMM there."""
+    return input_pixels <= 2 * output_pixels
+
+
 def _full_padding(w_shape, padding: Pair, dilation: Pair) -> Pair:
     """The padding that turns a stride-1 convolution into its transposed twin and back."""
     return (
@@ -141,29 +150,24 @@ def conv2d(
     """Cross-correlation ``y[n, o] = sum_c x[n, c] * w[o, c]`` (PyTorch ``conv2d``, no bias);
     with ``groups`` the sum runs over the input channels of output channel o's group."""
     O, C = w.shape[0], w.shape[1]
+    oh = conv_output_size(x.shape[2], w.shape[2], stride[0], padding[0], dilation[0])
+    ow = conv_output_size(x.shape[3], w.shape[3], stride[1], padding[1], dilation[1])
     if groups > 1 and C == 1 and groups == x.shape[1]:  # depthwise: direct loops, no GEMM
-        hw = (
-            conv_output_size(x.shape[2], w.shape[2], stride[0], padding[0], dilation[0]),
-            conv_output_size(x.shape[3], w.shape[3], stride[1], padding[1], dilation[1]),
-        )
-        return depthwise.conv2d(x, w, stride, padding, dilation, hw)
+        return depthwise.conv2d(x, w, stride, padding, dilation, (oh, ow))
     if _winograd_pays(x.shape, w.shape, stride, padding, dilation, groups):
         return _conv2d_winograd(x, w, padding)
-    if stride == (1, 1) and O // groups < C and _fits_whole_sample(
-        O, w.shape, x.shape[2] * x.shape[3], x.dtype.itemsize
+    if (
+        stride == (1, 1)
+        and O // groups < C
+        and _twin_does_no_more(x.shape[2] * x.shape[3], oh * ow)
+        and _fits_whole_sample(O, w.shape, x.shape[2] * x.shape[3], x.dtype.itemsize)
     ):
         # The mirror of conv2d_grad_input's rule: at stride 1 a convolution is the transposed
         # convolution of the flipped weight, whose GEMM is rows(C) @ (C, O*k*k) — wider and
         # faster in OpenBLAS than rows(C*k*k) @ (C*k*k, O) when O < C (benchmarks/NOTES.md).
         full = _full_padding(w.shape, padding, dilation)
         if min(full) >= 0:
-            N, _, H, W = x.shape
-            y_shape = (
-                N,
-                O,
-                conv_output_size(H, w.shape[2], 1, padding[0], dilation[0]),
-                conv_output_size(W, w.shape[3], 1, padding[1], dilation[1]),
-            )
+            y_shape = (x.shape[0], O, oh, ow)
             flipped = _flipped(w, x.dtype, groups)
             return _grad_input_gemm(x, flipped, y_shape, (1, 1), full, dilation, groups)
     return _conv2d_gemm(x, w, stride, padding, dilation, groups)
@@ -311,9 +315,11 @@ def conv2d_grad_input(
         # so a large image takes it whatever O and C are, and a large 3x3 layer takes it as
         # Winograd.
         twin = (C * groups, O // groups, w.shape[2], w.shape[3])
+        L = gy.shape[2] * gy.shape[3]
         winograd_pays = _winograd_pays(gy.shape, twin, (1, 1), full, dilation, groups)
-        big = not _fits_whole_sample(twin[0], w.shape, gy.shape[2] * gy.shape[3], gy.itemsize)
-        if winograd_pays or O // groups <= C or big:
+        big = not _fits_whole_sample(twin[0], w.shape, L, gy.itemsize)
+        narrow = O // groups <= C
+        if winograd_pays or big or (narrow and _twin_does_no_more(x_shape[2] * x_shape[3], L)):
             flipped = _flipped(w, gy.dtype, groups)
             if winograd_pays:
                 return _conv2d_winograd(gy, flipped, full)

@@ -135,14 +135,20 @@ def parallel_map(task: Callable[[T], R], items: Sequence[T]) -> list[R]:
     if len(items) <= 1 or _blas_local is None:  # one chunk: let BLAS use its own threads
         return [task(item) for item in items]
     pool = _get_pool()
-    futures: list[Future[R] | None] = []
+    futures: list[Future[R] | None] = [None]  # the first item runs here, not on a worker
     inline: dict[int, R] = {}
-    for i, item in enumerate(items):
+    for i, item in enumerate(items[1:], 1):
         try:
             futures.append(pool.submit(single_threaded, task, item))
         except RuntimeError:  # set_num_threads shut this pool down meanwhile: run it here
             futures.append(None)
             inline[i] = single_threaded(task, item)
+    try:
+        inline[0] = single_threaded(task, items[0])
+    finally:  # wait for every item, even after a failure: they write the output
+        for f in futures:
+            if f is not None:
+                f.exception()
     return [inline[i] if f is None else f.result() for i, f in enumerate(futures)]
 
 
