@@ -5,11 +5,12 @@
     python benchmarks/step_ab.py test_dcgan_step '[28, 256]' --reps 3 --src /tmp/old-checkout
     python benchmarks/step_ab.py test_dcgan_step '[32]' --factory conditional_steps
 
-Builds ``<module>.steps(*args)`` (or ``--factory``) (the factory ``benchmarks/memory.py`` uses), runs the minigan
-step once to warm up, then ``--reps`` times, and prints the best time in ms. With ``--src``
-the packages ``minigan``, ``minigan.kernels`` and ``minigan.plugins`` are loaded from that
-checkout (``git archive <commit> | tar -x -C <dir>``) by redirecting the editable install's
-path mapping; run old and new in alternation, in fresh processes (benchmarks/NOTES.md item 28).
+Builds ``<module>.steps(*args)`` (the factory ``benchmarks/memory.py`` uses; another with
+``--factory``), runs the minigan step once to warm up, then ``--reps`` times, and prints
+the best time in ms. With ``--src`` the packages ``minigan``, ``minigan.kernels`` and
+``minigan.plugins`` are loaded from that checkout (``git archive <commit> | tar -x -C <dir>``)
+by redirecting the editable install's path mapping; run old and new in alternation, in fresh
+processes (benchmarks/NOTES.md item 28).
 """
 
 from __future__ import annotations
