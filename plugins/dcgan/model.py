@@ -98,11 +98,11 @@ COMMON = {"beta2": 0.999, "loss": "bce", "spectral_norm": False, "diffaugment": 
 #: class into G, a projection discriminator (Miyato & Koyama 2018) with spectral
 #: normalisation and no BatchNorm, the hinge loss, DiffAugment ``color,translation,cutout``
 #: on every image D sees, Adam (0, 0.99) with D's learning rate twice G's, and a slower EMA.
-#: The default run with it (4,096 steps: 3 min 36 s on 2 quiet cores) scores FID (shapes)
-#: 4.68 / confident 0.24 / classes 8-34% (on shared cores, seeds 0 and 1: 5.6 and 6.3)
-#: against the unconditional recipe's 9.9 / 0.13 / 5-24% — better, still short of issue
-#: 15's targets (README, "Sample quality"). At other sizes a conditional model keeps the
-#: size's recipe.
+#: The default run with it (4,096 steps: 2 min 37 s on 2 quiet cores) scores FID (shapes)
+#: 5.5 / confident 0.21 / classes 9-31% (seed 1: 5.1 / 0.24 / 10-36%; runs before the
+#: kernels' rounding changed: 4.7-6.3) against the unconditional recipe's 9.9 / 0.13 /
+#: 5-24% — better, still short of issue 15's targets (README, "Sample quality"). At other
+#: sizes a conditional model keeps the size's recipe.
 CONDITIONAL_RECIPES: dict[int, dict[str, Any]] = {
     32: {
         "g_width": 32,
