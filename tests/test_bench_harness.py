@@ -370,3 +370,16 @@ def test_ratio_fail_without_a_baseline_is_a_usage_error(tmp_path):
     )  # fmt: skip
     assert done.returncode == pytest.ExitCode.USAGE_ERROR
     assert "--benchmark-ratio-fail needs a baseline" in done.stderr
+
+
+def test_every_benchmark_file_is_collectable_without_running():
+    """``pytest benchmarks/ --benchmark`` (the README's command) imports every file there, for
+    its doctests: a research script whose work runs at import (``stylegan_divergence.py`` did,
+    reading ``sys.argv``) breaks the whole command. Collecting must succeed, and quickly."""
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+         str(ROOT / "benchmarks")],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "error" not in done.stdout.lower().split("collected")[-1]
