@@ -115,6 +115,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     add("--dsteps", type=int, default=1, help="D updates per G update (fresh batches each)")
     add(
+        "--ac",
+        type=float,
+        default=0,
+        help="with --cond: weight of an auxiliary classifier loss (AC-GAN): a linear head on D's "
+        "pooled features learns the real images' classes, and G is pushed to make its images "
+        "classified as the class asked for (0: none)",
+    )
+    add(
+        "--embstd",
+        type=float,
+        default=0.02,
+        help="with --cond: standard deviation of the projection embedding's initial values",
+    )
+    add(
         "--cond",
         type=int,
         default=0,
@@ -181,16 +195,24 @@ class MinibatchStd(nn.Module):
 class ProjectionD(nn.Module):
     """Class-conditional discriminator head: ``out(h) + <embed(y), sum_hw h>`` (projection D)."""
 
-    def __init__(self, body: nn.Module, width: int) -> None:
+    def __init__(
+        self, body: nn.Module, width: int, emb_std: float = 0.02, classifier: bool = False
+    ) -> None:
         super().__init__()
         self.body = body
         self.out = nn.Conv2d(4 * width, 1, 4, 1, 0, bias=False)
         self.emb = nn.Embedding(NUM_CLASSES, 4 * width)
-        nn.init.normal_(self.emb.weight, 0, 0.02)
+        nn.init.normal_(self.emb.weight, 0, emb_std)
+        # --ac only (created only then: recorded runs keep their random draws)
+        self.classifier = nn.Linear(4 * width, NUM_CLASSES) if classifier else None
+        self.class_logits: torch.Tensor | None = None  # of the last forward
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         h = self.body(x)
-        return self.out(h).flatten() + (self.emb(y) * h.sum([2, 3])).sum(1)
+        pooled = h.sum([2, 3])
+        if self.classifier is not None:
+            self.class_logits = self.classifier(pooled / (h.shape[2] * h.shape[3]))
+        return self.out(h).flatten() + (self.emb(y) * pooled).sum(1)
 
 
 class Layered(nn.Module):
@@ -293,7 +315,7 @@ def build_discriminator(args: argparse.Namespace) -> nn.Module:
             layers += [nn.BatchNorm2d(co)]
         layers += [nn.LeakyReLU(0.2)]
     if args.cond:
-        return ProjectionD(nn.Sequential(*layers), w)
+        return ProjectionD(nn.Sequential(*layers), w, args.embstd, args.ac > 0)
     if args.mbstd:
         layers += [MinibatchStd(), nn.Conv2d(4 * w + 1, 1, 4, 1, 0, bias=False)]
     else:
@@ -455,9 +477,12 @@ class Trainer:
         if r1:
             real.requires_grad_(True)
         real_logits = self.critic(y_real)(real).flatten()
+        real_classes = self.D.class_logits if a.ac else None
         fake_logits = self.critic(y_fake)(fake.detach()).flatten()
         self.log(3, fake_logits.mean())
         loss_d = d_loss(real_logits, fake_logits, a.loss)
+        if real_classes is not None:  # --ac: D's classifier learns the real images' classes
+            loss_d = loss_d + a.ac * F.cross_entropy(real_classes, y_real)
         if r1:
             (grad,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
             loss_d = loss_d + a.r1 / 2 * a.r1every * grad.pow(2).sum([1, 2, 3]).mean()
@@ -480,6 +505,8 @@ class Trainer:
         # generator, through a frozen D
         self.D.requires_grad_(False)
         loss_g = g_loss(self.critic(y_fake)(fake).flatten(), a.loss)
+        if a.ac:  # --ac: G's images should be classified as the class they were asked for
+            loss_g = loss_g + a.ac * F.cross_entropy(self.D.class_logits, y_fake)
         self.log(1, loss_g)
         self.opt_g.zero_grad()
         loss_g.backward()
