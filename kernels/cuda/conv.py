@@ -102,13 +102,8 @@ class ConvGeometry:
 
     @classmethod
     def of(
-        cls,
-        x_shape: tuple[int, ...],
-        w_shape: tuple[int, ...],
-        stride: Pair,
-        padding: Pair,
-        dilation: Pair,
-        groups: int = 1,
+        cls, x_shape: tuple[int, ...], w_shape: tuple[int, ...], stride: Pair, padding: Pair,
+        dilation: Pair, groups: int = 1,
     ) -> ConvGeometry:
         N, C, H, W = (int(v) for v in x_shape)
         O, Cg, kh, kw = (int(v) for v in w_shape)
@@ -637,15 +632,8 @@ def grad_weight_splits(g: ConvGeometry, tiles: Tiles, n_sm: int) -> tuple[int, i
 
 
 def launch_grad_weight(
-    x: Any,
-    gy: Any,
-    gw: Any,
-    part: Any | None,
-    g: ConvGeometry,
-    splits: int,
-    chunk: int,
-    stream: Any = None,
-    tiles: Tiles = DEFAULT_TILES,
+    x: Any, gy: Any, gw: Any, part: Any | None, g: ConvGeometry, splits: int, chunk: int,
+    stream: Any = None, tiles: Tiles = DEFAULT_TILES,
 ) -> None:
     """Implicit-GEMM grad-weight into ``gw`` (O*C/G*kh*kw values).
 
@@ -711,7 +699,9 @@ def _grouped(a: Any, g: ConvGeometry, rows: int) -> Any:
     return a.reshape(g.G, rows // g.G, -1)
 
 
-def conv2d(x: Any, w: Any, stride: Pair, padding: Pair, dilation: Pair, groups: int = 1) -> Any:
+def conv2d(
+    x: Any, w: Any, stride: Pair, padding: Pair, dilation: Pair, groups: int = 1
+) -> Any:
     """Cross-correlation ``y[n, o] = sum_c x[n, c] * w[o, c]`` (PyTorch ``conv2d``, no bias);
     with ``groups``, over the input channels of output channel o's group."""
     cp = cupy_module()
@@ -788,15 +778,8 @@ def conv2d_grad_weight(
         splits, chunk = grad_weight_splits(g, tiles, sm_count())
         part = cp.empty(splits * g.O * g.Kg, dtype=x.dtype) if splits > 1 else None
         launch_grad_weight(
-            as_device(x),
-            as_device(gy),
-            as_device(gw),
-            None if part is None else as_device(part),
-            g,
-            splits,
-            chunk,
-            stream,
-            tiles,
+            as_device(x), as_device(gy), as_device(gw),
+            None if part is None else as_device(part), g, splits, chunk, stream, tiles,
         )
 
     def im2col() -> None:

@@ -301,19 +301,9 @@ def _launch(kernel: Any, grid: tuple, threads: int, stream: Any, *args: Any) -> 
 
 
 def launch_forward(
-    x: Any,
-    scale: Any,
-    bias: Any,
-    part: Any,
-    y: Any,
-    mean: Any,
-    invstd: Any,
-    shape: tuple[int, int, int],
-    splits: int,
-    chunk: int,
-    eps: float,
-    stream: Any = None,
-    threads: int = THREADS,
+    x: Any, scale: Any, bias: Any, part: Any, y: Any, mean: Any, invstd: Any,
+    shape: tuple[int, int, int], splits: int, chunk: int, eps: float,
+    stream: Any = None, threads: int = THREADS,
 ) -> None:
     """Statistics (one launch) then normalisation (one launch). ``part``: G*splits*2 values."""
     A, G, S = shape
@@ -326,20 +316,9 @@ def launch_forward(
 
 
 def launch_backward(
-    gy: Any,
-    x: Any,
-    scale: Any,
-    mean: Any,
-    invstd: Any,
-    part: Any,
-    gx: Any,
-    gscale: Any,
-    gbias: Any,
-    shape: tuple[int, int, int],
-    splits: int,
-    chunk: int,
-    stream: Any = None,
-    threads: int = THREADS,
+    gy: Any, x: Any, scale: Any, mean: Any, invstd: Any, part: Any, gx: Any, gscale: Any,
+    gbias: Any, shape: tuple[int, int, int], splits: int, chunk: int,
+    stream: Any = None, threads: int = THREADS,
 ) -> None:
     """Gradient sums (one launch) then gx (one launch). ``part``: G*splits*3 values."""
     A, G, S = shape
@@ -352,18 +331,9 @@ def launch_backward(
 
 
 def launch_eval(
-    x: Any,
-    scale: Any,
-    bias: Any,
-    mean: Any,
-    var: Any,
-    y: Any,
-    shape: tuple[int, int, int],
-    splits: int,
-    chunk: int,
-    eps: float,
-    stream: Any = None,
-    threads: int = THREADS,
+    x: Any, scale: Any, bias: Any, mean: Any, var: Any, y: Any,
+    shape: tuple[int, int, int], splits: int, chunk: int, eps: float,
+    stream: Any = None, threads: int = THREADS,
 ) -> None:
     """Inference-mode normalisation with given (running) statistics, one launch."""
     A, G, S = shape
@@ -393,19 +363,8 @@ def _forward(x: Any, scale: Any, bias: Any, shape: tuple[int, int, int], eps: fl
     part = cp.empty(G * splits * 2, dtype=x.dtype)
     d = as_device
     launch_forward(
-        d(x),
-        d(scale),
-        d(bias),
-        d(part),
-        d(y),
-        d(mean),
-        d(invstd),
-        shape,
-        splits,
-        chunk,
-        float(eps),
-        current_stream(),
-        THREADS,
+        d(x), d(scale), d(bias), d(part), d(y), d(mean), d(invstd),
+        shape, splits, chunk, float(eps), current_stream(), THREADS,
     )
     return y, mean, invstd
 
@@ -422,20 +381,8 @@ def _backward(
     part = cp.empty(G * splits * 3, dtype=x.dtype)
     d = as_device
     launch_backward(
-        d(gy),
-        d(x),
-        d(scale),
-        d(mean),
-        d(invstd),
-        d(part),
-        d(gx),
-        d(gscale),
-        d(gbias),
-        shape,
-        splits,
-        chunk,
-        current_stream(),
-        THREADS,
+        d(gy), d(x), d(scale), d(mean), d(invstd), d(part), d(gx), d(gscale), d(gbias),
+        shape, splits, chunk, current_stream(), THREADS,
     )
     return gx, gscale, gbias
 
@@ -490,18 +437,8 @@ def batch_norm_inference(
     splits, chunk = plan(A, G, S, sm_count(), THREADS)
     d = as_device
     launch_eval(
-        d(x),
-        d(scale),
-        d(bias),
-        d(mean),
-        d(var),
-        d(y),
-        shape,
-        splits,
-        chunk,
-        float(eps),
-        current_stream(),
-        THREADS,
+        d(x), d(scale), d(bias), d(mean), d(var), d(y),
+        shape, splits, chunk, float(eps), current_stream(), THREADS,
     )
     return y
 
@@ -517,7 +454,9 @@ def adain_forward(x: Any, scale: Any, bias: Any, eps: float) -> tuple[Any, Any, 
     return y, mean.reshape(N, C), invstd.reshape(N, C)
 
 
-def adain_backward(gy: Any, x: Any, scale: Any, mean: Any, invstd: Any) -> tuple[Any, Any, Any]:
+def adain_backward(
+    gy: Any, x: Any, scale: Any, mean: Any, invstd: Any
+) -> tuple[Any, Any, Any]:
     """Gradients of :func:`adain_forward`: ``gx, gscale, gbias`` (the latter two shaped (N, C))."""
     cp = cupy_module()
     x = cp.ascontiguousarray(x)
