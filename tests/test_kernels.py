@@ -579,6 +579,38 @@ def test_parallel_work_nested_in_a_worker_runs_inline():
     np.testing.assert_array_equal(out, 1)
 
 
+def test_parallel_map_waits_for_every_item_when_one_fails():
+    """The calling thread runs the first item itself; when any item raises, the error comes
+    out only after every other item has finished (they write the output), whichever failed."""
+    import threading
+    import time
+
+    from minigan.kernels.cpu import threads as T
+
+    old = T.num_threads()
+    T.set_num_threads(2)
+    try:
+        for failing in (0, 1):
+            done: list[int] = []
+            where: dict[int, str] = {}
+
+            def task(i, failing=failing, done=done, where=where):
+                where[i] = threading.current_thread().name
+                if i == failing:
+                    raise RuntimeError(f"item {i} failed")
+                time.sleep(0.05)
+                done.append(i)
+
+            with pytest.raises(RuntimeError, match=f"item {failing} failed"):
+                T.parallel_map(task, [0, 1])
+            assert done == [1 - failing]  # the other item ran to its end
+            assert where[0] == threading.current_thread().name
+            assert where[1].startswith("minigan-cpu")
+        assert T.parallel_map(lambda i: i * 10, [1, 2]) == [10, 20]
+    finally:
+        T.set_num_threads(old)
+
+
 def test_set_num_threads_rejects_zero():
     from minigan.kernels.cpu import threads as T
 

@@ -122,11 +122,12 @@ def single_threaded(fn: Callable[..., R], *args: Any) -> R:
 
 
 def parallel_map(task: Callable[[T], R], items: Sequence[T]) -> list[R]:
-    """``[task(item) for item in items]``, the items run concurrently, one per worker thread.
+    """``[task(item) for item in items]``, the items run concurrently: the first in the
+    calling thread (which would otherwise only wait), each other one on a worker thread.
 
     ``task`` must release the GIL for its heavy parts (``nogil`` Numba kernels, NumPy's BLAS
-    calls) and must not write memory another item writes. In the workers, BLAS runs
-    single-threaded.
+    calls) and must not write memory another item writes. In the workers and in the calling
+    thread's share, BLAS runs single-threaded.
     """
     if _threads <= 1:
         return [single_threaded(task, item) for item in items]
