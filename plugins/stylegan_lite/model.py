@@ -155,21 +155,21 @@ LRELU_SLOPE = 0.2
 #: - *No DiffAugment*: it helps the class-conditional DCGAN over 4,096 steps, but in
 #:   StyleGAN-lite's 768 it more than doubles FID (23-25 against 9-10) and drops circles
 #:   and squares entirely: augmentation slows a run this short.
-#: - *8,192 images, 3 epochs, batch 32 = 768 steps*: the time budget. The default minigan run
-#:   took 513 s of CPU on one thread (516 s with ``--seed 1``; 0.67 s per step, measured on a
-#:   machine shared with other jobs, which inflates it), so about 7-8.5 minutes on an idle
-#:   core; 1,024 steps were better in PyTorch (FID 9.7) but leave no headroom under 10
-#:   minutes. Batch 16 was no better per image seen.
+#: - *8,192 images, 4 epochs, batch 32 = 1,024 steps*: the time budget. Until the faster
+#:   small-layer kernels (benchmarks/NOTES.md item 38) the default was 3 epochs (768 steps,
+#:   8 min 13 s on 2 quiet cores); a step now takes 0.39 s, so 1,024 steps take about 7
+#:   minutes, and both minigan runs measured improved from 768 to 1,024 steps (FID 11.5 ->
+#:   9.8 and 13.1 -> 9.7, seeds 0 and 1; in PyTorch 10.2 -> 9.7). Batch 16 was no better per
+#:   image seen.
 #:
 #: Still short of issue 15's targets (FID <= 2.4, confident >= 0.75, every class >= 10%,
-#: border <= 0.04), and not robust: the default minigan run itself (``minigan train
-#: stylegan-lite``, then ``minigan metrics RUN --num 1024``) scored FID 26.2, confident 0.17,
-#: classes 0-76% (mostly ellipses), border 0.134 (edge ring 0.135 vs 0.122 four pixels in, all
-#: four edges alike: no saturated edge line), with washed-out colours and a faint
-#: vertical-stripe texture; with ``--seed 1`` FID 12.0, confident 0.29, classes 2-55%, border
-#: 0.109 (edge ring 0.112 vs 0.103). Two PyTorch runs of the recipe gave FID 10.2 and 9.4:
-#: runs this short vary a lot with the random draws (the networks, gradients and Adam agree
-#: with PyTorch where checked; see the README's StyleGAN-lite section).
+#: border <= 0.04): the default minigan run (``minigan train stylegan-lite``, then
+#: ``minigan metrics RUN --num 1024``) scores FID 9.8, confident 0.20, classes 5-26%, border
+#: 0.100 (seed 1: 9.7 / 0.21 / 5-28% / 0.102) — flat-coloured blobs, many classified as
+#: ellipses. Runs this short vary a lot with the random draws: at 768 steps, with the
+#: earlier kernels, the same recipe gave FID 26.2 (seed 0, 0-76% of classes), 12.0 (seed 1)
+#: and 35.2 (seed 2), PyTorch's runs 9.4-15.5 (the networks, gradients and Adam agree with
+#: PyTorch where checked; see the README's StyleGAN-lite section).
 @dataclass
 class StyleGANLiteConfig:
     """StyleGAN-lite's options (each one is also a ``minigan train stylegan-lite`` option).
@@ -642,8 +642,8 @@ class StyleGANLite(GAN):
     optional), lazy R1, style mixing."""
 
     Config = StyleGANLiteConfig
-    # 768 steps: see the comment above StyleGANLiteConfig
-    train_defaults = {"epochs": 3, "batch_size": 32, "limit": 8192}
+    # 1,024 steps: see the comment above StyleGANLiteConfig
+    train_defaults = {"epochs": 4, "batch_size": 32, "limit": 8192}
 
     def __init__(
         self,
