@@ -152,7 +152,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--grid", default="", help="PNG path for a grid of 64 samples (psi 1.0) at each eval")
     add("--save", default="", help="path for the (EMA) generator's state_dict at each eval")
     add("--flops", type=int, default=0, help="1: print FLOPs of one training step and exit")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if not args.cond and (args.cbn or args.ac):
+        p.error("--cbn and --ac need --cond 1 (they condition on the class)")
+    if args.ac < 0:
+        p.error(f"--ac must be >= 0, got {args.ac}")
+    return args
 
 
 def load_shapes(limit: int) -> tuple[torch.Tensor, torch.Tensor]:

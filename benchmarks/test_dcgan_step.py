@@ -6,7 +6,9 @@ architecture at batch 256 (the issue's headline figure), the 64×64 PyTorch-exam
 at batch 64 (both sides draw their own noise; the work per step is the same), and the step
 ``minigan train dcgan`` runs by default: the class-conditional 32×32 recipe at batch 32
 (spectral norm, projection D, DiffAugment, hinge loss, EMA), against its exact PyTorch twin
-(``dcgan_twin.py``) replaying one set of minigan's draws every step.
+(``dcgan_twin.py``) replaying one set of minigan's draws every step (so PyTorch's side does
+not pay for drawing z, the classes and the DiffAugment parameters, which minigan's step
+draws each time: the row slightly favours PyTorch).
 """
 
 from __future__ import annotations

@@ -153,6 +153,18 @@ def test_conv2d_dcgan_layer_float32():
     assert_close(K.conv2d_grad_weight(x, gy, w.shape, s, p, d), tw.grad, np.float32)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_conv2d_grad_input_stride1_larger_x_shape(dtype):
+    """At stride 1 with dilation 2, torch's transposed convolution allows output_padding 1:
+    an x_shape one larger than the smallest. The flipped-weight twin can only make the
+    smallest, so such a shape must take the direct path (it once came back one short)."""
+    rng = np.random.default_rng(0)
+    gy, w = randn(rng, (2, 2, 3, 3), dtype), randn(rng, (2, 4, 3, 3), dtype)  # O=2 <= C=4
+    got = K.conv2d_grad_input(gy, w, (2, 4, 4, 4), (1, 1), (2, 2), (2, 2))
+    ref = F.conv_transpose2d(t64(gy), t64(w), padding=2, dilation=2, output_padding=1)
+    assert_close(got, ref, dtype)
+
+
 def _spy(monkeypatch, module, names: tuple[str, ...]) -> list[str]:
     """Record which of ``module``'s functions ``names`` get called, in order."""
     calls: list[str] = []
@@ -579,6 +591,10 @@ def test_parallel_work_nested_in_a_worker_runs_inline():
     np.testing.assert_array_equal(out, 1)
 
 
+@pytest.mark.skipif(
+    __import__("minigan.kernels.cpu.threads", fromlist=["_"])._blas_local is None,
+    reason="without thread-local BLAS control parallel_map runs its items in turn, by design",
+)
 def test_parallel_map_waits_for_every_item_when_one_fails():
     """The calling thread runs the first item itself; when any item raises, the error comes
     out only after every other item has finished (they write the output), whichever failed."""

@@ -130,10 +130,13 @@ def _flipped(w: np.ndarray, dtype, groups: int = 1) -> np.ndarray:
 def _twin_does_no_more(input_pixels: int, output_pixels: int) -> bool:
     """Whether a stride-1 convolution may run as its transposed twin (and back): the twin
     multiplies at every *input* pixel where the convolution multiplies at every *output*
-    pixel, so it pays only when the two are about as many. Where padding makes most of the
-    output (a 1x1 latent transposed to 4x4, a 4x4 map convolved to 1x1) the twin would
-    multiply mostly zeros: 16x the work of the direct GEMM there."""
-    return input_pixels <= 2 * output_pixels
+    pixel, so it pays only when the two are about as many (up to 1.25x: a "valid" 3x3 layer
+    on a 32x32 map is 1.14x). Where padding makes most of the output (a 1x1 latent
+    transposed to 4x4, a 4x4 map convolved to 1x1) the twin would multiply mostly zeros:
+    16x the work of the direct GEMM there. Measured (2 threads, benchmarks/NOTES.md item 38):
+    at 1.56-1.78x the direct GEMM won every case tried, by 1.2-1.8x; at 1.0-1.31x the twin
+    won or tied."""
+    return 4 * input_pixels <= 5 * output_pixels
 
 
 def _full_padding(w_shape, padding: Pair, dilation: Pair) -> Pair:
@@ -307,7 +310,11 @@ def conv2d_grad_input(
     if groups > 1 and C == 1 and groups == x_shape[1]:
         return depthwise.conv2d_grad_input(gy, w, x_shape, stride, padding, dilation)
     full = _full_padding(w.shape, padding, dilation)
-    if stride == (1, 1) and min(full) >= 0:
+    # the twin's output size: the smallest input that gives gy; a larger x_shape (possible
+    # with dilation, as output_padding) takes the direct path, which sizes gx by x_shape
+    minimal = tuple(gy.shape[2 + i] + dilation[i] * (w.shape[2 + i] - 1) - 2 * padding[i]
+                    for i in (0, 1))  # fmt: skip
+    if stride == (1, 1) and min(full) >= 0 and tuple(x_shape[2:]) == minimal:
         # At stride 1 the transposed convolution is an ordinary one: gy convolved with the
         # flipped weight, channels swapped, padded by d*(k-1) - p. It packs O*k*k values per
         # pixel instead of writing and scattering back C*k*k (row2im), so it wins when O <= C
