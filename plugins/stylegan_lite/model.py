@@ -157,15 +157,16 @@ LRELU_SLOPE = 0.2
 #:   and squares entirely: augmentation slows a run this short.
 #: - *8,192 images, 4 epochs, batch 32 = 1,024 steps*: the time budget. Until the faster
 #:   small-layer kernels (benchmarks/NOTES.md item 38) the default was 3 epochs (768 steps,
-#:   8 min 13 s on 2 quiet cores); a step now takes 0.39 s, so 1,024 steps take about 7
-#:   minutes, and both minigan runs measured improved from 768 to 1,024 steps (FID 11.5 ->
-#:   9.8 and 13.1 -> 9.7, seeds 0 and 1; in PyTorch 10.2 -> 9.7). Batch 16 was no better per
-#:   image seen.
+#:   8 min 13 s on 2 quiet cores); a step now takes about 0.39 s, so 1,024 steps take about
+#:   7 minutes, and three of the four minigan runs measured improved from 768 to 1,024 steps
+#:   (FID 13.2 -> 10.2 and 9.25 -> 9.47, seeds 0 and 1; before a change of convolution
+#:   routing 11.5 -> 9.8 and 13.1 -> 9.7; in PyTorch 10.2 -> 9.7). Batch 16 was no better
+#:   per image seen.
 #:
 #: Still short of issue 15's targets (FID <= 2.4, confident >= 0.75, every class >= 10%,
 #: border <= 0.04): the default minigan run (``minigan train stylegan-lite``, then
-#: ``minigan metrics RUN --num 1024``) scores FID 9.8, confident 0.20, classes 5-26%, border
-#: 0.100 (seed 1: 9.7 / 0.21 / 5-28% / 0.102) — flat-coloured blobs, many classified as
+#: ``minigan metrics RUN --num 1024``) scores FID 10.2, confident 0.16, classes 5-30%, border
+#: 0.102 (seed 1: 9.5 / 0.20 / 8-29% / 0.101) — flat-coloured blobs, many classified as
 #: ellipses. Runs this short vary a lot with the random draws: at 768 steps, with the
 #: earlier kernels, the same recipe gave FID 26.2 (seed 0, 0-76% of classes), 12.0 (seed 1)
 #: and 35.2 (seed 2), PyTorch's runs 9.4-15.5 (the networks, gradients and Adam agree with
