@@ -37,6 +37,7 @@ import copy
 import sys
 import time
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 import torch
@@ -56,8 +57,17 @@ PSIS = (1.0, 0.7, 0.5)  # truncation levels every evaluation reports (the --psis
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line (flag names are kept stable: recorded commands use them)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add = p.add_argument
-    # training
+    for group in (_training_flags, _generator_flags, _discriminator_flags, _output_flags):
+        group(p.add_argument)
+    args = p.parse_args(argv)
+    if not args.cond and (args.cbn or args.ac):
+        p.error("--cbn and --ac need --cond 1 (they condition on the class)")
+    if args.ac < 0:
+        p.error(f"--ac must be >= 0, got {args.ac}")
+    return args
+
+
+def _training_flags(add: Callable[..., Any]) -> None:
     add("--steps", type=int, default=4096, help="training steps (one D and one G update each)")
     add("--batch", type=int, default=32, help="batch size")
     add("--limit", type=int, default=20000, help="number of shapes training images to load")
@@ -71,7 +81,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--loss", default="ns", choices=("ns", "hinge"), help="non-saturating or hinge loss")
     add("--r1", type=float, default=0, help="R1 penalty weight gamma (0: none)")
     add("--r1every", type=int, default=16, help="apply R1 (lazily, scaled up) every N steps")
-    # generator
+
+
+def _generator_flags(add: Callable[..., Any]) -> None:
     add("--z", type=int, default=100, help="latent size")
     add("--gw", type=int, default=32, help="generator base width (widths 4w, 2w, w)")
     add(
@@ -101,7 +113,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="1: layered output: G's last layer gives a mask logit, a linear head on G's "
         "input gives a foreground and a background colour; image = bg + (fg - bg) * sigmoid(mask)",
     )
-    # discriminator
+
+
+def _discriminator_flags(add: Callable[..., Any]) -> None:
     add("--dw", type=int, default=16, help="discriminator base width (widths w, 2w, 4w)")
     add("--dbn", type=int, default=1, help="1: BatchNorm in D's 2nd and 3rd conv layers")
     add("--dfull", type=int, default=0, help="width of an extra 3x3 conv starting D (0: none)")
@@ -123,18 +137,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "classified as the class asked for (0: none)",
     )
     add(
-        "--embstd",
-        type=float,
-        default=0.02,
-        help="with --cond: standard deviation of the projection embedding's initial values",
-    )
-    add(
         "--cond",
         type=int,
         default=0,
         help="1: class-conditional (one-hot class in G's input, projection D; ignores --mbstd)",
     )
-    # evaluation and output
+
+
+def _output_flags(add: Callable[..., Any]) -> None:
+    """Evaluation and output."""
     add("--eval", type=int, default=1024, help="evaluate every N steps (and at the last step)")
     add("--num", type=int, default=1024, help="samples per evaluation (measure's num)")
     add(
@@ -152,12 +163,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--grid", default="", help="PNG path for a grid of 64 samples (psi 1.0) at each eval")
     add("--save", default="", help="path for the (EMA) generator's state_dict at each eval")
     add("--flops", type=int, default=0, help="1: print FLOPs of one training step and exit")
-    args = p.parse_args(argv)
-    if not args.cond and (args.cbn or args.ac):
-        p.error("--cbn and --ac need --cond 1 (they condition on the class)")
-    if args.ac < 0:
-        p.error(f"--ac must be >= 0, got {args.ac}")
-    return args
 
 
 def load_shapes(limit: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -200,14 +205,12 @@ class MinibatchStd(nn.Module):
 class ProjectionD(nn.Module):
     """Class-conditional discriminator head: ``out(h) + <embed(y), sum_hw h>`` (projection D)."""
 
-    def __init__(
-        self, body: nn.Module, width: int, emb_std: float = 0.02, classifier: bool = False
-    ) -> None:
+    def __init__(self, body: nn.Module, width: int, classifier: bool = False) -> None:
         super().__init__()
         self.body = body
         self.out = nn.Conv2d(4 * width, 1, 4, 1, 0, bias=False)
         self.emb = nn.Embedding(NUM_CLASSES, 4 * width)
-        nn.init.normal_(self.emb.weight, 0, emb_std)
+        nn.init.normal_(self.emb.weight, 0, 0.02)
         # --ac only (created only then: recorded runs keep their random draws)
         self.classifier = nn.Linear(4 * width, NUM_CLASSES) if classifier else None
         self.class_logits: torch.Tensor | None = None  # of the last forward
@@ -320,7 +323,7 @@ def build_discriminator(args: argparse.Namespace) -> nn.Module:
             layers += [nn.BatchNorm2d(co)]
         layers += [nn.LeakyReLU(0.2)]
     if args.cond:
-        return ProjectionD(nn.Sequential(*layers), w, args.embstd, args.ac > 0)
+        return ProjectionD(nn.Sequential(*layers), w, args.ac > 0)
     if args.mbstd:
         layers += [MinibatchStd(), nn.Conv2d(4 * w + 1, 1, 4, 1, 0, bias=False)]
     else:
