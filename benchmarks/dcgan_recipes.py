@@ -60,10 +60,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for group in (_training_flags, _generator_flags, _discriminator_flags, _output_flags):
         group(p.add_argument)
     args = p.parse_args(argv)
-    if not args.cond and (args.cbn or args.ac):
-        p.error("--cbn and --ac need --cond 1 (they condition on the class)")
-    if args.ac < 0:
-        p.error(f"--ac must be >= 0, got {args.ac}")
+    if not args.cond and (args.cbn or args.ac or args.projcls):
+        p.error("--cbn, --ac and --projcls need --cond 1 (they condition on the class)")
+    if args.ac < 0 or args.projcls < 0:
+        p.error("--ac and --projcls must be >= 0")
+    if args.acg is None:
+        args.acg = args.ac
     return args
 
 
@@ -135,6 +137,21 @@ def _discriminator_flags(add: Callable[..., Any]) -> None:
         help="with --cond: weight of an auxiliary classifier loss (AC-GAN): a linear head on D's "
         "pooled features learns the real images' classes, and G is pushed to make its images "
         "classified as the class asked for (0: none)",
+    )
+    add(
+        "--acg",
+        type=float,
+        default=None,
+        help="with --ac: G's weight of the auxiliary-classifier term (default: --ac's; 0: only D "
+        "learns to classify, G sees the class through the projection alone)",
+    )
+    add(
+        "--projcls",
+        type=float,
+        default=0,
+        help="with --cond: weight of a cross entropy on the real images that makes the "
+        "projection term <embed(y), sum h> itself a classifier (softmax over y); G's loss is "
+        "unchanged (0: none)",
     )
     add(
         "--cond",
@@ -214,12 +231,14 @@ class ProjectionD(nn.Module):
         # --ac only (created only then: recorded runs keep their random draws)
         self.classifier = nn.Linear(4 * width, NUM_CLASSES) if classifier else None
         self.class_logits: torch.Tensor | None = None  # of the last forward
+        self.projection_logits: torch.Tensor | None = None  # <embed(k), sum h> for every k
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         h = self.body(x)
         pooled = h.sum([2, 3])
         if self.classifier is not None:
             self.class_logits = self.classifier(pooled / (h.shape[2] * h.shape[3]))
+        self.projection_logits = pooled @ self.emb.weight.t()
         return self.out(h).flatten() + (self.emb(y) * pooled).sum(1)
 
 
@@ -486,11 +505,14 @@ class Trainer:
             real.requires_grad_(True)
         real_logits = self.critic(y_real)(real).flatten()
         real_classes = self.D.class_logits if a.ac else None
+        projected = self.D.projection_logits if a.projcls else None
         fake_logits = self.critic(y_fake)(fake.detach()).flatten()
         self.log(3, fake_logits.mean())
         loss_d = d_loss(real_logits, fake_logits, a.loss)
         if real_classes is not None:  # --ac: D's classifier learns the real images' classes
             loss_d = loss_d + a.ac * F.cross_entropy(real_classes, y_real)
+        if projected is not None:  # --projcls: the projection term classifies the real images
+            loss_d = loss_d + a.projcls * F.cross_entropy(projected, y_real)
         if r1:
             (grad,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
             loss_d = loss_d + a.r1 / 2 * a.r1every * grad.pow(2).sum([1, 2, 3]).mean()
@@ -513,8 +535,8 @@ class Trainer:
         # generator, through a frozen D
         self.D.requires_grad_(False)
         loss_g = g_loss(self.critic(y_fake)(fake).flatten(), a.loss)
-        if a.ac:  # --ac: G's images should be classified as the class they were asked for
-            loss_g = loss_g + a.ac * F.cross_entropy(self.D.class_logits, y_fake)
+        if a.acg:  # --ac: G's images should be classified as the class they were asked for
+            loss_g = loss_g + a.acg * F.cross_entropy(self.D.class_logits, y_fake)
         self.log(1, loss_g)
         self.opt_g.zero_grad()
         loss_g.backward()
@@ -570,6 +592,20 @@ def format_result(tag: str, psi: float, step: int, seconds: float, r: dict) -> s
     )
 
 
+def projection_accuracy(trainer: Trainer) -> str:
+    """With --cond: how often D's projection term alone, argmax over y of <embed(y), sum h(x)>,
+    names the class of the first 1,024 training images (unaugmented) — whether D's class signal
+    can tell the classes apart at all."""
+    if not trainer.args.cond:
+        return ""
+    trainer.D.eval()  # spectral norm: no power iteration (the run stays as without this line)
+    with torch.no_grad():
+        trainer.D(trainer.x[:1024], trainer.y[:1024])
+        guess = trainer.D.projection_logits.argmax(1)
+    trainer.D.train()
+    return f" dproj {float((guess == trainer.y[:1024]).float().mean()):.3f}"
+
+
 def evaluate(trainer: Trainer, step: int, seconds: float) -> None:
     """Score the sampler at each psi in --psis, print the lines; write --grid and --save."""
     a = trainer.args
@@ -578,7 +614,7 @@ def evaluate(trainer: Trainer, step: int, seconds: float) -> None:
         model = SampleModel(net, a.z, bool(a.cond), psi)
         r = measure(model, "shapes", num=a.num, progress=False, kid_subsets=10)
         print(format_result(a.tag, psi, step, seconds, r), flush=True)
-    print(f"{a.tag} step {step} {trainer.losses()}", flush=True)
+    print(f"{a.tag} step {step} {trainer.losses()}{projection_accuracy(trainer)}", flush=True)
     if a.grid:
         from minigan import images
 

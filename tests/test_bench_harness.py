@@ -5,6 +5,7 @@ pytest."""
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import importlib.util
 import json
 import os
@@ -383,3 +384,23 @@ def test_every_benchmark_file_is_collectable_without_running():
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert "error" not in done.stdout.lower().split("collected")[-1]
+
+
+def test_metric_probe_redraws_the_baseline_images_exactly():
+    """benchmarks/metric_probes.py's "unchanged" set is the held-out real set ``measure``'s
+    baseline scores (images num..2num of shapes seed 0), pixel for pixel; its other sets keep
+    the shapes and change only how they are drawn."""
+    from minigan.data import open_dataset
+
+    probes = importlib.import_module("metric_probes")
+    num = 40
+    p = probes.shape_parameters(2 * num, probes.RESOLUTION, 3, seed=0)
+    held_out = probes.ShapeParameters(*(a[num:] for a in p))
+    sets = probes.variants(held_out, seed=1)
+    real, _ = open_dataset("shapes", resolution=32, channels=3, limit=2 * num)[num : 2 * num]
+    np.testing.assert_array_equal(sets["unchanged (the renderer: 1 px ramp)"](), real)
+    hard = sets["no antialiasing (hard edges)"]()
+    changed = np.any(hard != real, axis=1)  # only edge pixels differ, by less than a step
+    assert 0.02 < changed.mean() < 0.3
+    colours = [len(np.unique(image.reshape(3, -1), axis=1).T) for image in hard]
+    assert max(colours) == 2, "no antialiasing: every pixel is the shape's or the background's"

@@ -183,6 +183,49 @@ def test_shapes_classes_have_distinct_silhouettes():
     assert means["circle"] > means["star"] and means["square"] > means["triangle"]
 
 
+def test_shape_parameters_rerender_the_dataset_exactly():
+    """shapes() = shape_parameters() drawn by render_shapes(), rounded to 8 bits."""
+    for resolution, channels, seed in ((32, 3, 0), (20, 1, 5)):
+        ds = builtin.shapes(resolution=resolution, channels=channels, limit=300, seed=seed)
+        p = builtin.shape_parameters(300, resolution, channels, seed)
+        np.testing.assert_array_equal(p.labels, ds.labels)
+        drawn = builtin.render_shapes(*p, resolution)
+        np.testing.assert_array_equal(np.rint(drawn * 255).astype(np.uint8), ds.data)
+
+
+def test_supersampled_distances_place_a_circle_exactly():
+    """signed_distances at sub-pixel centres against a disc drawn from its closed form: the
+    circle class is the disc of radius 0.85 x size about the centre, at any rotation."""
+    p = builtin.shape_parameters(400, 24, 3, seed=4)
+    circles = np.flatnonzero(p.labels == builtin.SHAPE_CLASSES.index("circle"))[:20]
+    s = 4
+    d = builtin.signed_distances(
+        p.labels[circles], p.centre[circles], p.radius[circles], p.angle[circles], 24, s
+    )
+    u = (np.arange(24 * s) + 0.5) / s
+    cx, cy = p.centre[circles, 0, None, None], p.centre[circles, 1, None, None]
+    r = np.hypot(u[None, None, :] - cx, u[None, :, None] - cy)
+    exact = r - 0.85 * p.radius[circles, None, None]
+    np.testing.assert_allclose(d, exact, atol=1e-3)
+    # a straight edge's box-filter coverage is the renderer's one-pixel ramp: a large square,
+    # its top edge at y = 14.5 (half of pixel row 14 covered; 8 x 8 sub-samples resolve that)
+    half = 25.5
+    big = builtin.ShapeParameters(
+        np.array([1]),
+        np.array([[40.0, 40.0]]),
+        np.array([half / 0.7071]),
+        np.array([0.0]),
+        np.ones((1, 1)),
+        np.zeros((1, 1)),
+    )
+    ramp = np.clip(0.5 - builtin.signed_distances(*big[:4], 80), 0, 1)
+    fine = builtin.signed_distances(*big[:4], 80, supersample=8) < 0
+    box = fine.reshape(1, 80, 8, 80, 8).mean((2, 4))
+    edge = slice(20, 60)  # away from the corners, where the ramp and the box filter differ
+    np.testing.assert_allclose(box[0, 13:17, edge], ramp[0, 13:17, edge], atol=1e-5)
+    assert np.allclose(box[0, 14, edge], 0.5)
+
+
 # ============================================================================ mnist (IDX)
 def idx_bytes(array: np.ndarray) -> bytes:
     """An IDX file written independently of the reader: magic 0x0000TTDD, dims, data."""

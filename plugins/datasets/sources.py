@@ -26,6 +26,7 @@ import tempfile
 import urllib.request
 import warnings
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -134,6 +135,37 @@ def _random_colours(rng: np.random.Generator, luma: np.ndarray) -> np.ndarray:
     return np.clip(luma[:, None] + step[:, None] * direction, 0, 1)
 
 
+def signed_distances(
+    labels: np.ndarray,
+    centre: np.ndarray,
+    radius: np.ndarray,
+    angle: np.ndarray,
+    resolution: int,
+    supersample: int = 1,
+) -> np.ndarray:
+    """Each image's signed distance (in pixels, negative inside) to its shape, at the centres
+    of ``supersample``² sub-pixels per pixel: float32 (n, resolution·s, resolution·s).
+
+    Arguments as :func:`render_shapes`'s.
+    """
+    n, side = len(labels), resolution * supersample
+    distance = np.empty((n, side, side), np.float32)
+    pixel = (np.arange(side, dtype=np.float32) + 0.5) / supersample  # sample centres
+    for k, kind in enumerate(SHAPE_CLASSES):
+        idx = np.flatnonzero(labels == k)
+        if len(idx) == 0:
+            continue
+        cos = np.cos(angle[idx]).astype(np.float32)[:, None, None]
+        sin = np.sin(angle[idx]).astype(np.float32)[:, None, None]
+        scale = radius[idx].astype(np.float32)[:, None, None]
+        dx = pixel[None, None, :] - centre[idx, 0].astype(np.float32)[:, None, None]
+        dy = pixel[None, :, None] - centre[idx, 1].astype(np.float32)[:, None, None]
+        x = (cos * dx + sin * dy) / scale  # rotate by -angle into the shape's own frame
+        y = (cos * dy - sin * dx) / scale
+        distance[idx] = shape_sdf(kind, x, y) * scale  # back to pixels
+    return distance
+
+
 def render_shapes(
     labels: np.ndarray,
     centre: np.ndarray,
@@ -156,25 +188,51 @@ def render_shapes(
     Returns float32 (n, C, resolution, resolution) in [0, 1]. Coverage is the signed distance
     (in pixels) mapped through a one-pixel ramp: clean, antialiased edges.
     """
-    n = len(labels)
-    coverage = np.empty((n, resolution, resolution), np.float32)
-    pixel = np.arange(resolution, dtype=np.float32) + 0.5  # pixel centres
-    for k, kind in enumerate(SHAPE_CLASSES):
-        idx = np.flatnonzero(labels == k)
-        if len(idx) == 0:
-            continue
-        cos = np.cos(angle[idx]).astype(np.float32)[:, None, None]
-        sin = np.sin(angle[idx]).astype(np.float32)[:, None, None]
-        scale = radius[idx].astype(np.float32)[:, None, None]
-        dx = pixel[None, None, :] - centre[idx, 0].astype(np.float32)[:, None, None]
-        dy = pixel[None, :, None] - centre[idx, 1].astype(np.float32)[:, None, None]
-        x = (cos * dx + sin * dy) / scale  # rotate by -angle into the shape's own frame
-        y = (cos * dy - sin * dx) / scale
-        distance = shape_sdf(kind, x, y) * scale  # back to pixels
-        coverage[idx] = np.clip(0.5 - distance, 0, 1)
+    distance = signed_distances(labels, centre, radius, angle, resolution)
+    return blend(np.clip(0.5 - distance, 0, 1), foreground, background)
+
+
+def blend(coverage: np.ndarray, foreground: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """Images (n, C, H, W) of ``foreground`` over ``background`` colours (n, C) by ``coverage``
+    (n, H, W) in [0, 1]."""
     fg = foreground.astype(np.float32)[:, :, None, None]
     bg = background.astype(np.float32)[:, :, None, None]
     return bg + coverage[:, None] * (fg - bg)
+
+
+class ShapeParameters(NamedTuple):
+    """What :func:`shapes` draws for each image (arrays of length n; see :func:`render_shapes`)."""
+
+    labels: np.ndarray
+    centre: np.ndarray
+    radius: np.ndarray
+    angle: np.ndarray
+    foreground: np.ndarray
+    background: np.ndarray
+
+
+def shape_parameters(count: int, resolution: int, channels: int, seed: int) -> ShapeParameters:
+    """The class, position, size, rotation and colours of :func:`shapes`' first ``count``
+    images for ``seed``: what it renders (to draw the same shapes another way)."""
+    # One independent stream per property, so image i does not depend on the count.
+    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(9)]
+    labels = streams[0].integers(0, len(SHAPE_CLASSES), count)
+    radius = streams[1].uniform(0.22, 0.45, count) * resolution
+    margin = radius + 0.5
+    free = resolution - 2 * margin  # room left for the centre
+    centre = margin[:, None] + streams[2].uniform(0, 1, (count, 2)) * free[:, None]
+    angle = streams[3].uniform(0, 2 * np.pi, count)
+    dark_background = streams[4].random(count) < 0.5
+    light = streams[5].uniform(0.65, 0.98, count)
+    dark = streams[6].uniform(0.02, 0.35, count)
+    fg_luma = np.where(dark_background, light, dark)
+    bg_luma = np.where(dark_background, dark, light)
+    if channels == 3:
+        foreground = _random_colours(streams[7], fg_luma)
+        background = _random_colours(streams[8], bg_luma)
+    else:
+        foreground, background = fg_luma[:, None], bg_luma[:, None]
+    return ShapeParameters(labels, centre, radius, angle, foreground, background)
 
 
 def shapes(
@@ -214,34 +272,22 @@ def shapes(
     if count < 1:
         raise ValueError(f"shapes: limit must be at least 1, got {count}")
 
-    # One independent stream per property, so image i does not depend on the count.
-    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(9)]
-    labels = streams[0].integers(0, len(SHAPE_CLASSES), count)
-    radius = streams[1].uniform(0.22, 0.45, count) * resolution
-    margin = radius + 0.5
-    free = resolution - 2 * margin  # room left for the centre
-    centre = margin[:, None] + streams[2].uniform(0, 1, (count, 2)) * free[:, None]
-    angle = streams[3].uniform(0, 2 * np.pi, count)
-    dark_background = streams[4].random(count) < 0.5
-    light = streams[5].uniform(0.65, 0.98, count)
-    dark = streams[6].uniform(0.02, 0.35, count)
-    fg_luma = np.where(dark_background, light, dark)
-    bg_luma = np.where(dark_background, dark, light)
-    if channels == 3:
-        foreground = _random_colours(streams[7], fg_luma)
-        background = _random_colours(streams[8], bg_luma)
-    else:
-        foreground, background = fg_luma[:, None], bg_luma[:, None]
-
+    p = shape_parameters(count, resolution, channels, seed)
     data = np.empty((count, channels, resolution, resolution), np.uint8)
     step = max(1, 2**20 // (resolution * resolution))  # ~1M pixels per chunk
     for i in range(0, count, step):
         s = slice(i, i + step)
         images = render_shapes(
-            labels[s], centre[s], radius[s], angle[s], foreground[s], background[s], resolution
+            p.labels[s],
+            p.centre[s],
+            p.radius[s],
+            p.angle[s],
+            p.foreground[s],
+            p.background[s],
+            resolution,
         )
         data[s] = np.rint(images * 255)
-    return Dataset(data, labels, name="shapes", classes=SHAPE_CLASSES)
+    return Dataset(data, p.labels, name="shapes", classes=SHAPE_CLASSES)
 
 
 # ============================================================================ mnist (IDX files)
