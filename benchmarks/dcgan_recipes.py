@@ -606,6 +606,24 @@ def projection_accuracy(trainer: Trainer) -> str:
     return f" dproj {float((guess == trainer.y[:1024]).float().mean()):.3f}"
 
 
+def asked_and_recognised(net: nn.Module, z_dim: int, num: int = 1200) -> str:
+    """With --cond: for each class, the fraction of its samples (seeds s with s % 6 == class)
+    that the shapes classifier names as that class, and the fraction named so with a top
+    softmax above 0.9 — whether the generator draws the class it is asked for."""
+    from minigan.metrics.features import get_network
+
+    images = SampleModel(net, z_dim, True, 1.0).generate(range(num))
+    _, logits = get_network("shapes")(images)
+    assert logits is not None
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    asked = np.arange(num) % NUM_CLASSES
+    right = p.argmax(1) == asked
+    sure = right & (p.max(1) > 0.9)
+    per = [f"{right[asked == k].mean():.2f}/{sure[asked == k].mean():.2f}" for k in range(6)]
+    return "asked->recognised/confidently " + " ".join(per)
+
+
 def evaluate(trainer: Trainer, step: int, seconds: float) -> None:
     """Score the sampler at each psi in --psis, print the lines; write --grid and --save."""
     a = trainer.args
@@ -615,6 +633,8 @@ def evaluate(trainer: Trainer, step: int, seconds: float) -> None:
         r = measure(model, "shapes", num=a.num, progress=False, kid_subsets=10)
         print(format_result(a.tag, psi, step, seconds, r), flush=True)
     print(f"{a.tag} step {step} {trainer.losses()}{projection_accuracy(trainer)}", flush=True)
+    if a.cond:
+        print(f"{a.tag} step {step} {asked_and_recognised(net, a.z)}", flush=True)
     if a.grid:
         from minigan import images
 

@@ -168,16 +168,20 @@ class TorchDiscriminator(tnn.Module):
                     tnn.utils.spectral_norm(m)
         self.load_state_dict(_state(net))  # u and v included: minigan's power-iteration state
 
-    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The logits and (conditional) every class's projection score, as ``judge``."""
         if self.embed is None:
-            return self.main(x).reshape(-1)
+            return self.main(x).reshape(-1), None
         assert labels is not None, "a class-conditional discriminator needs the labels"
         *body, head = list(self.main)
         for layer in body:
             x = layer(x)
         logits = head(x).reshape(-1)
         pooled = x.sum((2, 3)) if x.ndim == 4 else x
-        return logits + (self.embed(labels) * pooled).sum(1)
+        scores = pooled @ self.embed.weight.t()
+        return logits + (self.embed(labels) * pooled).sum(1), scores
 
 
 @dataclass
@@ -225,7 +229,7 @@ class TorchDCGAN:
 
     def _critic(
         self, images: torch.Tensor, labels: torch.Tensor | None, d: AugmentDraws | None
-    ) -> torch.Tensor:
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         return self.D(augment(images, d), labels if self.num_classes else None)
 
     def _latent(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
@@ -256,12 +260,15 @@ class TorchDCGAN:
     ) -> dict[str, float]:
         """One D and one G update with ``draws`` (from :meth:`draw`), as ``DCGAN.train_step``."""
         fake = self.G(self._latent(draws.z, draws.fake_labels))
-        real_logits = self._critic(real, labels, draws.augment[0])
-        fake_logits = self._critic(fake.detach(), draws.fake_labels, draws.augment[1])
+        real_logits, real_scores = self._critic(real, labels, draws.augment[0])
+        fake_logits, _ = self._critic(fake.detach(), draws.fake_labels, draws.augment[1])
         loss_d = self._d_loss(real_logits, fake_logits)
+        if self.cfg.class_loss and real_scores is not None:  # D names the real classes
+            names = tnn.functional.cross_entropy(real_scores, labels)
+            loss_d = loss_d + self.cfg.class_loss * names
         self._update(self.opt_d, loss_d)
         self.D.requires_grad_(False)
-        loss_g = self._g_loss(self._critic(fake, draws.fake_labels, draws.augment[2]))
+        loss_g = self._g_loss(self._critic(fake, draws.fake_labels, draws.augment[2])[0])
         self._update(self.opt_g, loss_g)
         self.D.requires_grad_(True)
         if self.G_ema is not None:
@@ -365,7 +372,7 @@ def train_twin(
 OPTIONS: dict[str, Any] = {
     "latent_dim": int, "g_width": int, "d_width": int, "lr": float, "lr_d": float,
     "beta1": float, "beta2": float, "ema": float, "label_smoothing": float,
-    "num_classes": int, "loss": str, "diffaugment": str,
+    "num_classes": int, "loss": str, "diffaugment": str, "class_loss": float,
 }  # fmt: skip
 
 

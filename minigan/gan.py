@@ -298,6 +298,10 @@ class Trainable:
     plot_groups: ClassVar[Mapping[str, Sequence[str]]] = {}
     #: real batches per ``train_step``: with k > 1 ``train_step`` gets a list of k batches
     batches_per_step: ClassVar[int] = 1
+    #: ``Config`` fields added after runs were saved without them -> the value those runs
+    #: trained with: ``--resume`` keeps it rather than the field's newer default
+    #: (``num_classes`` is always read as 0 when missing: such runs were unconditional)
+    added_config_fields: ClassVar[Mapping[str, Any]] = {}
 
     def __init__(
         self, config: Any = None, image_shape: Sequence[int] = (3, 32, 32), device: str = "cpu"

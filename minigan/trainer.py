@@ -244,13 +244,15 @@ def data_classes(config: Any, dataset: Any) -> Any:
     return config
 
 
-def _saved_as_unconditional(cls: type[Trainable], saved: Any) -> Any:
-    """A saved config without ``num_classes`` from a model whose ``Config`` has it now: the
-    run was written before the model had classes, so it trained unconditionally."""
+def _as_saved(cls: type[Trainable], saved: Any) -> Any:
+    """A saved config, completed for the fields the model's ``Config`` gained since the run
+    was written, with the values the run trained with: ``num_classes`` 0 (it predates
+    classes, so it was unconditional) and the model's ``added_config_fields``."""
+    if not isinstance(saved, Mapping):
+        return saved
     fields = {f.name for f in dataclasses.fields(cls.Config)}
-    if isinstance(saved, Mapping) and "num_classes" in fields and "num_classes" not in saved:
-        return {**saved, "num_classes": 0}
-    return saved
+    before = {"num_classes": 0, **cls.added_config_fields}
+    return {**{k: v for k, v in before.items() if k in fields and k not in saved}, **saved}
 
 
 def _progress_text(record: Mapping[str, float], keys: Sequence[str]) -> str:
@@ -419,7 +421,7 @@ class Trainer:
         if self.built is None:
             given = self.settings["config"]
             if self.ckpt_path is not None:  # resuming: keep what the run was
-                given = _saved_as_unconditional(cls, given)
+                given = _as_saved(cls, given)
             config = data_classes(cls.make_config(given), self.dataset)
             self.model = cls(config, shape, self.device)
         elif tuple(self.built.image_shape) != tuple(shape):

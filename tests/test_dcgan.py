@@ -324,8 +324,8 @@ def torch_projection_discriminator(model):
 
 def test_conditional_recipe_resolves_and_explicit_options_win():
     cfg = DCGAN({"num_classes": 6}, (3, 32, 32)).config
-    assert (cfg.loss, cfg.spectral_norm, cfg.diffaugment) == (
-        "hinge", True, "color,translation,cutout"
+    assert (cfg.loss, cfg.spectral_norm, cfg.diffaugment, cfg.class_loss) == (
+        "hinge", True, "color,translation", 1.0
     )  # fmt: skip
     assert (cfg.lr, cfg.lr_d, cfg.beta1, cfg.beta2, cfg.ema) == (5e-4, 1e-3, 0.0, 0.99, 0.995)
     cfg = DCGAN({"num_classes": 6, "lr": 1e-4, "loss": "bce"}, (3, 32, 32)).config
@@ -335,6 +335,7 @@ def test_conditional_recipe_resolves_and_explicit_options_win():
     assert (plain.num_classes, plain.loss, plain.spectral_norm, plain.diffaugment) == (
         0, "bce", False, ""
     )  # fmt: skip
+    assert plain.class_loss == 0
     assert (plain.lr_d, plain.beta2) == (plain.lr, 0.999)
     conditional_64 = DCGAN({"num_classes": 3, "g_width": 4, "d_width": 4}, (1, 64, 64)).config
     assert (conditional_64.lr, conditional_64.loss) == (RECIPES[64]["lr"], "bce")
@@ -344,6 +345,9 @@ def test_conditional_recipe_resolves_and_explicit_options_win():
         ({"loss": "Hinge"}, "loss must be 'bce' or 'hinge'"),
         ({"spectral_norm": "no"}, "spectral_norm must be True or False"),
         ({"num_classes": 2.5}, "num_classes must be an int >= 0"),
+        ({"num_classes": 6, "class_loss": -1.0}, "class_loss must be a number >= 0"),
+        ({"num_classes": 6, "class_loss": float("nan")}, "class_loss must be a number >= 0"),
+        ({"class_loss": 1.0}, "class_loss .* needs a class-conditional model"),
     ]:
         with pytest.raises(ValueError, match=words):
             DCGAN(bad, (3, 32, 32))
@@ -371,6 +375,65 @@ def test_projection_discriminator_with_spectral_norm_matches_torch():
     # the power iteration advanced the same way (train mode)
     u = model.discriminator.state_dict()["main.4.weight_u"].numpy()
     np.testing.assert_allclose(u, body.main[4].weight_u.numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_class_scores_and_class_loss_match_torch():
+    """D's class scores are <embed[k], sum over positions of h(x)> for every class k, the
+    logit's projection term is the score of the image's own class, and the class loss is
+    torch's cross entropy of the scores — values and gradients (D's weights, embedding)."""
+    minigan.manual_seed(4)
+    model = DCGAN({"num_classes": 5, "g_width": 4, "d_width": 4}, (3, 32, 32))
+    body, forward = torch_projection_discriminator(model)
+    rng = np.random.default_rng(1)
+    x = rng.uniform(-1, 1, (7, 3, 32, 32)).astype(np.float32)
+    y = rng.integers(0, 5, 7)
+    logits, scores = model.discriminator.judge(minigan.tensor(x), minigan.tensor(y))
+    xt = torch.tensor(x)
+    h = xt
+    for layer in list(body.main)[:-1]:
+        h = layer(h)
+    expected = h.sum((2, 3)) @ body.embed.weight.t()  # (N, K)
+    np.testing.assert_allclose(scores.numpy(), expected.detach().numpy(), rtol=1e-4, atol=1e-5)
+    head = body.main[-1](h).reshape(-1)
+    own = expected[torch.arange(7), torch.tensor(y)]
+    np.testing.assert_allclose(logits.numpy(), (head + own).detach().numpy(), rtol=1e-4, atol=1e-5)
+    ours = model._class_loss(scores, minigan.tensor(y))
+    theirs = torch.nn.functional.cross_entropy(expected, torch.tensor(y))
+    assert ours.item() == pytest.approx(theirs.item(), rel=1e-5)
+    ours.backward()
+    theirs.backward()
+    np.testing.assert_allclose(
+        model.discriminator.embed.weight.grad.numpy(),
+        body.embed.weight.grad.numpy(),
+        rtol=1e-4,
+        atol=1e-6,
+    )
+    first = model.discriminator.main[0].weight_orig.grad.numpy()
+    np.testing.assert_allclose(first, body.main[0].weight_orig.grad.numpy(), rtol=1e-3, atol=1e-6)
+
+
+def test_class_loss_trains_d_to_name_the_classes_of_real_images():
+    """With the class loss alone on, D's projection scores learn to name the classes of
+    labelled images: top-1 accuracy on the training batch rises well above chance."""
+    minigan.manual_seed(0)
+    model = DCGAN({"num_classes": 3, "g_width": 4, "d_width": 8, "diffaugment": ""}, (1, 32, 32))
+    ds = minigan.data.open_dataset("shapes", resolution=32, channels=1, limit=4000)
+    images, labels = ds[:]
+    keep = labels < 3  # circles, squares, triangles
+    x, y = minigan.tensor(images[keep][:96]), minigan.tensor(labels[keep][:96])
+    opt = minigan.optim.Adam(model.discriminator.parameters(), lr=3e-3)
+
+    def accuracy() -> float:
+        _, scores = model.discriminator.judge(x, y)
+        return float((scores.numpy().argmax(1) == y.numpy()).mean())
+
+    before = accuracy()
+    for _ in range(60):
+        loss = model._class_loss(model.discriminator.judge(x, y)[1], y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert accuracy() > max(0.8, before + 0.3)
 
 
 def test_hinge_losses_are_the_closed_form():
@@ -471,3 +534,38 @@ def test_a_run_from_before_classes_resumes_unconditionally(tmp_path):
     ]
     assert len(losses[1]) == 8
     np.testing.assert_allclose(losses[1], losses[0], rtol=1e-5)
+
+
+def test_a_conditional_run_from_before_the_class_loss_resumes_without_it(tmp_path):
+    """A class-conditional run saved before DCGAN had ``class_loss`` trained without one:
+    ``--resume`` keeps it so (``DCGAN.added_config_fields``) instead of turning the newer
+    default on, and continues as an uninterrupted run without the class loss does."""
+    import json
+
+    from minigan.train import train
+
+    options = dict(data_options={"limit": 64}, batch_size=16, progress=False, log=lambda m: None)
+    config = {"g_width": 4, "d_width": 4, "class_loss": 0.0}
+    train("dcgan", out=tmp_path / "whole", config=config, max_steps=8, **options)
+    train("dcgan", out=tmp_path / "old", config=config, max_steps=4, **options)
+    run = tmp_path / "old"
+    saved = json.loads((run / "config.json").read_text())
+    del saved["config"]["class_loss"]
+    (run / "config.json").write_text(json.dumps(saved))
+    for path in (run / "checkpoints").glob("*.safetensors"):
+        ckpt = minigan.load(path)
+        ckpt["config"] = {k: v for k, v in ckpt["config"].items() if k != "class_loss"}
+        minigan.save(ckpt, path)
+    train("dcgan", out=run, resume=True, max_steps=8, **options)
+    resumed = json.loads((run / "config.json").read_text())["config"]
+    assert resumed["num_classes"] == 6 and resumed["class_loss"] == 0
+    losses = [
+        [json.loads(line)["loss_d"] for line in (d / "metrics.jsonl").open()]
+        for d in (tmp_path / "whole", run)
+    ]
+    assert len(losses[1]) == 8
+    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-5)
+    # a new run of the same data gets the class loss
+    small = {"g_width": 4, "d_width": 4}
+    train("dcgan", out=tmp_path / "new", config=small, max_steps=1, **options)
+    assert json.loads((tmp_path / "new" / "config.json").read_text())["config"]["class_loss"] == 1

@@ -97,7 +97,8 @@ def test_conditional_default_recipe_is_what_the_twin_runs():
     model, twin = dcgan_twin.build_twin(SMALL, dataset)
     cfg = model.config
     assert (cfg.num_classes, cfg.loss, cfg.spectral_norm) == (6, "hinge", True)
-    assert twin.policy == ("color", "translation", "cutout") and twin.D.embed is not None
+    assert twin.policy == ("color", "translation") and twin.D.embed is not None
+    assert cfg.class_loss == twin.cfg.class_loss == 1.0
     assert twin.opt_d.param_groups[0]["lr"] == cfg.lr_d == 2 * cfg.lr
     assert twin.opt_g.param_groups[0]["betas"] == (cfg.beta1, cfg.beta2) == (0.0, 0.99)
     assert "main.0.weight_u" in twin.D.state_dict()

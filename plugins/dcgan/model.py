@@ -91,7 +91,13 @@ RECIPES: dict[int, dict[str, Any]] = {
     64: {"g_width": 64, "d_width": 64, "lr": 2e-4, "beta1": 0.5, "ema": 0.0},
 }
 #: What every layout uses unless a conditional recipe says otherwise.
-COMMON = {"beta2": 0.999, "loss": "bce", "spectral_norm": False, "diffaugment": ""}
+COMMON = {
+    "beta2": 0.999,
+    "loss": "bce",
+    "spectral_norm": False,
+    "diffaugment": "",
+    "class_loss": 0.0,
+}
 
 #: The class-conditional recipe at 32×32 (labelled data, e.g. the default ``shapes`` run):
 #: search S3 of docs/quality/dcgan-recipes.md, the best of ~20 recipes measured there: one-hot
@@ -114,7 +120,8 @@ CONDITIONAL_RECIPES: dict[int, dict[str, Any]] = {
         "ema": 0.995,
         "loss": "hinge",
         "spectral_norm": True,
-        "diffaugment": "color,translation,cutout",
+        "diffaugment": "color,translation",
+        "class_loss": 1.0,
     },
 }
 
@@ -197,6 +204,15 @@ class DCGANConfig:
             "default_help": _auto("diffaugment"),
         },
     )
+    class_loss: float | None = field(
+        default=None,
+        metadata={
+            "help": "class-conditional models: weight of a cross entropy that trains D's "
+            "projection scores <embed[k], sum of h(x)> to name each real image's class (0 = off)",
+            "default_help": _auto("class_loss"),
+            "min": 0.0,
+        },
+    )
     num_classes: int | None = field(
         default=None,
         metadata={
@@ -251,8 +267,16 @@ class Discriminator(nn.Module):
             self.embed = nn.Embedding(num_classes, features)
 
     def forward(self, x: minigan.Tensor, labels: minigan.Tensor | None = None) -> minigan.Tensor:
+        return self.judge(x, labels)[0]
+
+    def judge(
+        self, x: minigan.Tensor, labels: minigan.Tensor | None = None
+    ) -> tuple[minigan.Tensor, minigan.Tensor | None]:
+        """The logits (N,) and, for a projection discriminator, every class's projection
+        score ``<embed[k], sum over positions of h(x)>`` (N, num_classes): what the logit
+        gains for each class the image could be said to have (None when unconditional)."""
         if self.embed is None:
-            return self.main(x).reshape(-1)
+            return self.main(x).reshape(-1), None
         if labels is None:
             raise ValueError("a class-conditional discriminator needs the images' labels")
         *body, head = list(self.main)
@@ -261,7 +285,8 @@ class Discriminator(nn.Module):
         logits = head(x).reshape(-1)
         pooled = x.sum((2, 3)) if x.ndim == 4 else x
         embedded = one_hot(labels, self.embed.num_embeddings) @ self.embed.weight  # = embed(y)
-        return logits + (embedded * pooled).sum(1)
+        scores = pooled @ self.embed.weight.T
+        return logits + (embedded * pooled).sum(1), scores
 
 
 def one_hot(labels: minigan.Tensor, num_classes: int) -> minigan.Tensor:
@@ -416,6 +441,13 @@ def resolve_config(config: DCGANConfig, resolution: int) -> DCGANConfig:
     auto["lr_d"] = (auto["lr"] if config.lr is None else config.lr) * scale
     config = replace(config, **{k: v for k, v in auto.items() if getattr(config, k) is None})
     diffaugment.parse_policy(config.diffaugment or "")  # an unknown op is an error now
+    if not (isinstance(config.class_loss, (int, float)) and 0 <= config.class_loss < math.inf):
+        raise ValueError(f"class_loss must be a number >= 0, got {config.class_loss!r}")
+    if config.class_loss and not config.num_classes:
+        raise ValueError(
+            "class_loss trains D's class projection: it needs a class-conditional model "
+            "(num_classes > 0, or labelled data)"
+        )
     if config.label_smoothing and config.loss != "bce":
         raise ValueError(f"label_smoothing applies to the bce loss, not to {config.loss!r}")
     return config
@@ -428,6 +460,8 @@ class DCGAN(GAN):
     Config = DCGANConfig
     # 4,096 steps on 8,192 shapes: measured in the comment above RECIPES
     train_defaults = {"epochs": 16, "batch_size": 32, "limit": 8192}
+    # runs saved before D had a class loss trained without one
+    added_config_fields = {"class_loss": 0.0}
 
     def __init__(
         self, config: Any = None, image_shape: tuple[int, int, int] = (3, 32, 32), device="cpu"
@@ -495,7 +529,6 @@ class DCGAN(GAN):
             z = F.cat([z[:, : self.config.latent_dim], one_hot(labels, self.num_classes)], dim=1)
         return super().sample(z)
 
-
     # ----- training
     def train_step(
         self, real: minigan.Tensor, labels: minigan.Tensor | None = None
@@ -517,26 +550,38 @@ class DCGAN(GAN):
             z = F.cat([z, one_hot(fake_labels, self.num_classes)], dim=1)
         fake = G(z)
 
-        # D: push D(x) up and D(G(z)) down
-        real_logits = self._critic(real, labels)
-        fake_logits = self._critic(fake.detach(), fake_labels)
+        # D: push D(x) up and D(G(z)) down (and, with class_loss, name the real classes)
+        real_logits, real_scores = self._critic(real, labels)
+        fake_logits, _ = self._critic(fake.detach(), fake_labels)
         loss_d = self._d_loss(real_logits, fake_logits)
+        if self.config.class_loss and real_scores is not None and labels is not None:
+            loss_d = loss_d + self.config.class_loss * self._class_loss(real_scores, labels)
         self.update(self.opt_d, loss_d)
 
         # G: make the (updated) D call its images real; D's weights need no gradients here
         with frozen(D):
-            loss_g = self._g_loss(self._critic(fake, fake_labels))
+            loss_g = self._g_loss(self._critic(fake, fake_labels)[0])
             self.update(self.opt_g, loss_g)
 
         if self.generator_ema is not None:
             ema_update(self.generator_ema, G, self.config.ema)
         return step_metrics(loss_d, loss_g, real_logits, fake_logits)
 
-    def _critic(self, images: minigan.Tensor, labels: minigan.Tensor | None) -> minigan.Tensor:
-        """D's logits for ``images`` (DiffAugmented, when the config says so)."""
+    def _critic(
+        self, images: minigan.Tensor, labels: minigan.Tensor | None
+    ) -> tuple[minigan.Tensor, minigan.Tensor | None]:
+        """D's logits and class scores (:meth:`Discriminator.judge`) for ``images``
+        (DiffAugmented, when the config says so)."""
         if self.policy:
             images = diffaugment.diff_augment(images, self.policy, minigan.random.generator())
-        return self.discriminator(images, labels)
+        return self.discriminator.judge(images, labels)
+
+    def _class_loss(self, scores: minigan.Tensor, labels: minigan.Tensor) -> minigan.Tensor:
+        """Cross entropy of D's class scores (N, K) against the real images' classes, as
+        ``torch.nn.functional.cross_entropy`` (mean over the batch); the one-hot is built on
+        the labels' device, reading nothing back."""
+        picked = one_hot(labels, scores.shape[1]) * F.log_softmax(scores, dim=1)
+        return -picked.sum(1).mean()
 
     def _d_loss(self, real_logits: minigan.Tensor, fake_logits: minigan.Tensor) -> minigan.Tensor:
         if self.config.loss == "hinge":  # relu(1 - D(x)) + relu(1 + D(G(z)))
