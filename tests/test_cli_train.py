@@ -159,7 +159,11 @@ def test_unknown_model_and_bad_data_are_clean_errors(tmp_path):
                          *TINY)  # fmt: skip
     assert bad_classes.exit_code != 0
     assert "num_classes is 4, but dataset 'shapes'" in bad_classes.output
-    for result in (unknown, bad_data, bad_size, bad_policy, bad_classes):
+    lone_class_loss = invoke("train", "dcgan", "--num-classes", "0", "--class-loss", "1",
+                             "--out", str(tmp_path / "l"), *TINY)  # fmt: skip
+    assert lone_class_loss.exit_code != 0
+    assert "class_loss" in lone_class_loss.output and "class-conditional" in lone_class_loss.output
+    for result in (unknown, bad_data, bad_size, bad_policy, bad_classes, lone_class_loss):
         assert "Traceback" not in result.output
         errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
         assert len(errors) == 1  # one line naming the fault (click may add usage hints)

@@ -23,10 +23,12 @@ labels, as ``shapes`` and ``mnist`` do): G's input is z followed by the one-hot 
 is a projection discriminator (Miyato & Koyama, 2018: the logit gains ``<embed[y], sum over
 positions of h>``, ``h`` being what D's last layer receives). Sample ``s`` gets class
 ``s % num_classes``; ``sample(z, label=k)`` (``minigan sample --class NAME``) picks one.
-Options any layout takes: ``loss`` (``bce`` or ``hinge``), ``spectral_norm`` on D's
-convolutions (D then has no BatchNorm), a DiffAugment policy for every image D sees
-(:mod:`minigan.diffaugment`) and D's own learning rate ``lr_d``; at 32×32 the conditional
-recipe turns them on (:data:`CONDITIONAL_RECIPES`).
+A conditional D can also be taught to name the classes: ``class_loss`` adds to its loss a
+cross entropy of its projection scores ``<embed[k], sum h(x)>`` (over the classes k) against
+the real images' labels (:meth:`Discriminator.judge`). Options any layout takes: ``loss``
+(``bce`` or ``hinge``), ``spectral_norm`` on D's convolutions (D then has no BatchNorm), a
+DiffAugment policy for every image D sees (:mod:`minigan.diffaugment`) and D's own learning
+rate ``lr_d``; at 32×32 the conditional recipe turns them on (:data:`CONDITIONAL_RECIPES`).
 
 This module must not import the CLI, the training loop or another plugin.
 
