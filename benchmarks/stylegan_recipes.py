@@ -135,6 +135,14 @@ def _discriminator_flags(add: Callable[..., Any]) -> None:
         default=0.01,
         help="--cond 1: learning-rate multiplier of D's class mapping layers (0.01 as ADA)",
     )
+    add(
+        "--projcls",
+        type=float,
+        default=0,
+        help="--cond 1: weight of a cross entropy on the real images that makes D's projection "
+        "scores (o * cmap(k)).sum / sqrt(cmap_dim), over the classes k, name their class "
+        "(minigan DCGAN's class_loss; 0: none)",
+    )
 
 
 def _training_flags(add: Callable[..., Any]) -> None:
@@ -461,6 +469,8 @@ class Discriminator(nn.Module):
         if self.cmap is None:
             return out.reshape(-1)
         cmap = self.cmap(None, c)
+        every = self.cmap(None, torch.arange(NUM_CLASSES))  # (K, cmap_dim)
+        self.class_scores = out @ every.t() / math.sqrt(every.shape[1])  # for --projcls
         return (out * cmap).sum(1) / math.sqrt(cmap.shape[1])
 
 
@@ -538,8 +548,11 @@ class Trainer:
         do_r1 = a.r1 > 0 and step % a.r1every == 0
         x = real.detach().requires_grad_(do_r1)
         real_logits = self.critic(x, real_c)
+        real_scores = self.D.class_scores if a.cond and a.projcls else None
         fake_logits = self.critic(fake.detach(), fake_c)
         loss_d = F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
+        if real_scores is not None:  # --projcls: D's projection names the real images' classes
+            loss_d = loss_d + a.projcls * F.cross_entropy(real_scores, real_c)
         if do_r1:
             (grad,) = torch.autograd.grad(real_logits.sum(), x, create_graph=True)
             loss_d = loss_d + grad.square().sum((1, 2, 3)).mean() * (a.r1 / 2 * a.r1every)
@@ -638,6 +651,22 @@ def format_edges(tag: str, rings: list[float], corners: list[float]) -> str:
     )
 
 
+def asked_and_recognised(model: SampleModel, num: int = 1200) -> str:
+    """With --cond 1: per class, the fraction of its samples (seed s gets class s % 6) the
+    shapes classifier names as that class, and names so with a top softmax above 0.9."""
+    from minigan.metrics.features import get_network
+
+    _, logits = get_network("shapes")(model.generate(range(num)))
+    assert logits is not None
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    asked = np.arange(num) % NUM_CLASSES
+    right = p.argmax(1) == asked
+    sure = right & (p.max(1) > 0.9)
+    per = [f"{right[asked == k].mean():.2f}/{sure[asked == k].mean():.2f}" for k in range(6)]
+    return "asked->recognised/confidently " + " ".join(per)
+
+
 def evaluate(trainer: Trainer, step: int, seconds: float) -> None:
     """Score the EMA generator, print both lines, save ck-TAG.pt and (with --grid) a grid."""
     a = trainer.args
@@ -646,6 +675,8 @@ def evaluate(trainer: Trainer, step: int, seconds: float) -> None:
     ld, lg = trainer.loss_d.item(), trainer.loss_g.item()
     print(format_result(a.tag, step, seconds, r, ld, lg), flush=True)
     print(format_edges(a.tag, *edge_profile(model.generate(range(512)))), flush=True)
+    if a.cond:
+        print(f"{a.tag} step {step} {asked_and_recognised(model)}", flush=True)
     torch.save({"ge": trainer.G_ema.state_dict(), "args": vars(a)}, f"ck-{a.tag}.pt")
     if a.grid:
         from minigan import images
