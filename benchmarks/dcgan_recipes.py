@@ -607,17 +607,22 @@ def projection_accuracy(trainer: Trainer) -> str:
 
 
 def asked_and_recognised(net: nn.Module, z_dim: int, num: int = 1200) -> str:
-    """With --cond: for each class, the fraction of its samples (seeds s with s % 6 == class)
-    that the shapes classifier names as that class, and the fraction named so with a top
-    softmax above 0.9 — whether the generator draws the class it is asked for."""
+    """With --cond: :func:`class_agreement` of ``num`` samples (seed s asks for class s % 6)."""
+    images = SampleModel(net, z_dim, True, 1.0).generate(range(num))
+    return class_agreement(images)
+
+
+def class_agreement(images: np.ndarray) -> str:
+    """For each class, the fraction of its samples (image s was asked for class s % 6) that
+    the shapes classifier names as that class, and the fraction named so with a top softmax
+    above 0.9 — whether a conditional generator draws the class it is asked for."""
     from minigan.metrics.features import get_network
 
-    images = SampleModel(net, z_dim, True, 1.0).generate(range(num))
     _, logits = get_network("shapes")(images)
     assert logits is not None
     p = np.exp(logits - logits.max(1, keepdims=True))
     p /= p.sum(1, keepdims=True)
-    asked = np.arange(num) % NUM_CLASSES
+    asked = np.arange(len(images)) % NUM_CLASSES
     right = p.argmax(1) == asked
     sure = right & (p.max(1) > 0.9)
     per = [f"{right[asked == k].mean():.2f}/{sure[asked == k].mean():.2f}" for k in range(6)]

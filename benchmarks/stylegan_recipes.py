@@ -654,22 +654,6 @@ def format_edges(tag: str, rings: list[float], corners: list[float]) -> str:
     )
 
 
-def asked_and_recognised(model: SampleModel, num: int = 1200) -> str:
-    """With --cond 1: per class, the fraction of its samples (seed s gets class s % 6) the
-    shapes classifier names as that class, and names so with a top softmax above 0.9."""
-    from minigan.metrics.features import get_network
-
-    _, logits = get_network("shapes")(model.generate(range(num)))
-    assert logits is not None
-    p = np.exp(logits - logits.max(1, keepdims=True))
-    p /= p.sum(1, keepdims=True)
-    asked = np.arange(num) % NUM_CLASSES
-    right = p.argmax(1) == asked
-    sure = right & (p.max(1) > 0.9)
-    per = [f"{right[asked == k].mean():.2f}/{sure[asked == k].mean():.2f}" for k in range(6)]
-    return "asked->recognised/confidently " + " ".join(per)
-
-
 def evaluate(trainer: Trainer, step: int, seconds: float) -> None:
     """Score the EMA generator, print both lines, save ck-TAG.pt and (with --grid) a grid."""
     a = trainer.args
@@ -678,8 +662,10 @@ def evaluate(trainer: Trainer, step: int, seconds: float) -> None:
     ld, lg = trainer.loss_d.item(), trainer.loss_g.item()
     print(format_result(a.tag, step, seconds, r, ld, lg), flush=True)
     print(format_edges(a.tag, *edge_profile(model.generate(range(512)))), flush=True)
-    if a.cond:
-        print(f"{a.tag} step {step} {asked_and_recognised(model)}", flush=True)
+    if a.cond:  # does G draw the class it is asked for (seed s: class s % 6)?
+        from dcgan_recipes import class_agreement
+
+        print(f"{a.tag} step {step} {class_agreement(model.generate(range(1200)))}", flush=True)
     torch.save({"ge": trainer.G_ema.state_dict(), "args": vars(a)}, f"ck-{a.tag}.pt")
     if a.grid:
         from minigan import images
