@@ -62,8 +62,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if not args.cond and (args.cbn or args.ac or args.projcls):
         p.error("--cbn, --ac and --projcls need --cond 1 (they condition on the class)")
-    if args.ac < 0 or args.projcls < 0:
-        p.error("--ac and --projcls must be >= 0")
+    if args.ac < 0 or args.projcls < 0 or (args.acg or 0) < 0:
+        p.error("--ac, --acg and --projcls must be >= 0")
+    if args.acg and not args.ac:
+        p.error("--acg weighs G's term of the auxiliary classifier: it needs --ac > 0")
     if args.acg is None:
         args.acg = args.ac
     return args

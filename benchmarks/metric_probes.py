@@ -9,7 +9,7 @@ or degrades them in ways a person would call the same picture — an edge ramp h
 wide as the renderer's, no antialiasing at all, supersampled antialiasing, a half-pixel shift,
 mild noise or blur — and scores each set exactly as ``minigan metrics`` scores a run's samples.
 
-Run it (about a minute on 2 cores)::
+Run it (about 20 s on 2 cores, once the real features are cached)::
 
     python benchmarks/metric_probes.py [--num 1024] [--markdown]
 

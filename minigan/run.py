@@ -42,6 +42,7 @@ from minigan.tensor import Tensor
 __all__ = [
     "Run",
     "RunExistsError",
+    "as_saved",
     "checkpoints",
     "latest_checkpoint",
     "load_checkpoint",
@@ -191,6 +192,18 @@ def _warn(message: str) -> None:
     warnings.warn(message, stacklevel=3)
 
 
+def as_saved(cls: type[Trainable], saved: Any) -> Any:
+    """A saved config, completed for the fields the model's ``Config`` gained since the run
+    was written, with the values the run trained with: ``num_classes`` 0 (it predates
+    classes, so it was unconditional) and the model's ``added_config_fields``. A value the
+    saved config has is kept; anything but a mapping is returned as it is."""
+    if not isinstance(saved, Mapping):
+        return saved
+    fields = {f.name for f in dataclasses.fields(cls.Config)}
+    before = {"num_classes": 0, **cls.added_config_fields}
+    return {**{k: v for k, v in before.items() if k in fields and k not in saved}, **saved}
+
+
 def load_model(
     source: PathLike,
     device: str = "cpu",
@@ -217,7 +230,7 @@ def load_model(
         cls = model_class(ckpt["model"])
     elif not (isinstance(cls, type) and issubclass(cls, Trainable)):
         raise TypeError(f"cls must be a GAN (or Trainable) subclass, got {cls!r}")
-    model = cls(cls.make_config(ckpt["config"]), tuple(ckpt["image_shape"]), device)
+    model = cls(cls.make_config(as_saved(cls, ckpt["config"])), tuple(ckpt["image_shape"]), device)
     model.load_state_dict(ckpt["state"])
     ckpt["path"] = path
     return model, ckpt

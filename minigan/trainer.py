@@ -67,6 +67,7 @@ from minigan.run import (
     PathLike,
     Run,
     _step_of,
+    as_saved,
     latest_checkpoint,
     load_checkpoint,
     model_class,
@@ -244,17 +245,6 @@ def data_classes(config: Any, dataset: Any) -> Any:
     return config
 
 
-def _as_saved(cls: type[Trainable], saved: Any) -> Any:
-    """A saved config, completed for the fields the model's ``Config`` gained since the run
-    was written, with the values the run trained with: ``num_classes`` 0 (it predates
-    classes, so it was unconditional) and the model's ``added_config_fields``."""
-    if not isinstance(saved, Mapping):
-        return saved
-    fields = {f.name for f in dataclasses.fields(cls.Config)}
-    before = {"num_classes": 0, **cls.added_config_fields}
-    return {**{k: v for k, v in before.items() if k in fields and k not in saved}, **saved}
-
-
 def _progress_text(record: Mapping[str, float], keys: Sequence[str]) -> str:
     """The progress bar's text: the ``keys`` of ``record`` and the speed.
 
@@ -369,6 +359,7 @@ class Trainer:
         """Epochs, batch size, seed, config and data: the given ones over the model's
         ``train_defaults``, or, when resuming, the run's own (checked against the given)."""
         if saved is not None:
+            saved = {**saved, "config": as_saved(self.model_cls, saved.get("config", {}))}
             return resumed_settings(
                 saved, self.model_name, self.config, self.given, self.data_arg, self.data_options
             )
@@ -421,7 +412,7 @@ class Trainer:
         if self.built is None:
             given = self.settings["config"]
             if self.ckpt_path is not None:  # resuming: keep what the run was
-                given = _as_saved(cls, given)
+                given = as_saved(cls, given)
             config = data_classes(cls.make_config(given), self.dataset)
             self.model = cls(config, shape, self.device)
         elif tuple(self.built.image_shape) != tuple(shape):

@@ -183,6 +183,19 @@ def test_shapes_classes_have_distinct_silhouettes():
     assert means["circle"] > means["star"] and means["square"] > means["triangle"]
 
 
+def test_shapes_images_are_pinned():
+    """The default shapes data (seed 0) stays what the cached real-image features, the
+    recorded runs and the shipped classifier were made from: the first 16 classes exactly and
+    each image's mean pixel value (a tolerance, not bytes: float32 sin/cos may round an edge
+    pixel differently on another CPU)."""
+    ds = builtin.shapes(limit=16)
+    assert ds.labels.tolist() == [4, 5, 0, 1, 4, 4, 1, 0, 5, 2, 4, 3, 5, 0, 2, 4]
+    means = ds.data.reshape(16, -1).mean(1)
+    expected = [152.34, 88.91, 71.52, 182.83, 147.36, 124.64, 167.99, 86.93,
+                76.13, 152.37, 83.46, 184.38, 183.15, 102.24, 195.8, 187.12]  # fmt: skip
+    np.testing.assert_allclose(means, expected, atol=0.05)
+
+
 def test_shape_parameters_rerender_the_dataset_exactly():
     """shapes() = shape_parameters() drawn by render_shapes(), rounded to 8 bits."""
     for resolution, channels, seed in ((32, 3, 0), (20, 1, 5)):

@@ -336,6 +336,8 @@ def test_conditional_recipe_resolves_and_explicit_options_win():
         0, "bce", False, ""
     )  # fmt: skip
     assert plain.class_loss == 0
+    numpy_weight = DCGAN({"num_classes": 6, "class_loss": np.float32(0.5)}, (3, 32, 32)).config
+    assert numpy_weight.class_loss == 0.5 and type(numpy_weight.class_loss) is float
     assert (plain.lr_d, plain.beta2) == (plain.lr, 0.999)
     conditional_64 = DCGAN({"num_classes": 3, "g_width": 4, "d_width": 4}, (1, 64, 64)).config
     assert (conditional_64.lr, conditional_64.loss) == (RECIPES[64]["lr"], "bce")
@@ -347,6 +349,7 @@ def test_conditional_recipe_resolves_and_explicit_options_win():
         ({"num_classes": 2.5}, "num_classes must be an int >= 0"),
         ({"num_classes": 6, "class_loss": -1.0}, "class_loss must be a number >= 0"),
         ({"num_classes": 6, "class_loss": float("nan")}, "class_loss must be a number >= 0"),
+        ({"num_classes": 6, "class_loss": True}, "class_loss must be a number >= 0"),
         ({"class_loss": 1.0}, "class_loss .* needs a class-conditional model"),
     ]:
         with pytest.raises(ValueError, match=words):
@@ -556,7 +559,16 @@ def test_a_conditional_run_from_before_the_class_loss_resumes_without_it(tmp_pat
         ckpt = minigan.load(path)
         ckpt["config"] = {k: v for k, v in ckpt["config"].items() if k != "class_loss"}
         minigan.save(ckpt, path)
-    train("dcgan", out=run, resume=True, max_steps=8, **options)
+    # the old checkpoint loads as what it was (no class loss), for sampling or training on
+    from minigan.run import load_model
+
+    assert load_model(run)[0].config.class_loss == 0
+    # asking for the value the run trained with is no conflict; asking for another is
+    with pytest.raises(ValueError, match=r"class_loss=1\.0 \(the run has 0\.0\)"):
+        train("dcgan", out=run, resume=True, max_steps=8, config={"class_loss": 1.0}, **options)
+    train(
+        "dcgan", out=run, resume=True, max_steps=8, config={"class_loss": 0.0}, **options
+    )  # fmt: skip
     resumed = json.loads((run / "config.json").read_text())["config"]
     assert resumed["num_classes"] == 6 and resumed["class_loss"] == 0
     losses = [

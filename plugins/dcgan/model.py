@@ -40,6 +40,7 @@ This module must not import the CLI, the training loop or another plugin.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -109,12 +110,12 @@ COMMON = {
 #: for every convex class), DiffAugment ``color,translation`` on every image D sees (cutout
 #: hides the shape D must name), Adam (0, 0.99) with D's learning rate twice G's, and a slower
 #: EMA. The default run with it (4,096 steps, 3 min 30 s on 2 cores) scores FID (shapes) 5.55
-#: / confident 0.52 / classes 4-38% (seed 1: 6.77 / 0.52 / 3-34%), and draws the class it is
+#: / confident 0.52 / classes 4-38% (seed 1: 6.77 / 0.51 / 3-34%), and draws the class it is
 #: asked for 62-69% of the time (benchmarks/class_fidelity.py), against the recipe without the
-#: class loss: 5.52 / 0.21 / 9-31% (seed 1: 5.10 / 0.24 / 10-36%), 37% — the same FID, the
-#: confident fraction 2.2-2.5x, but squares mostly drawn as circles or ellipses (issue 15's
-#: targets, README "Sample quality", are still not met). At other sizes a conditional model
-#: keeps the size's recipe.
+#: class loss: 5.52 / 0.21 / 9-31% (seed 1: 5.10 / 0.24 / 10-36%), 37% — the confident
+#: fraction 2.1-2.5x, FID equal for seed 0 and worse for seed 1, squares mostly drawn as
+#: circles or ellipses (issue 15's targets, README "Sample quality", are still not met). At
+#: other sizes a conditional model keeps the size's recipe.
 CONDITIONAL_RECIPES: dict[int, dict[str, Any]] = {
     32: {
         "g_width": 32,
@@ -447,8 +448,11 @@ def resolve_config(config: DCGANConfig, resolution: int) -> DCGANConfig:
     auto["lr_d"] = (auto["lr"] if config.lr is None else config.lr) * scale
     config = replace(config, **{k: v for k, v in auto.items() if getattr(config, k) is None})
     diffaugment.parse_policy(config.diffaugment or "")  # an unknown op is an error now
-    if not (isinstance(config.class_loss, (int, float)) and 0 <= config.class_loss < math.inf):
-        raise ValueError(f"class_loss must be a number >= 0, got {config.class_loss!r}")
+    weight = config.class_loss
+    number = isinstance(weight, numbers.Real) and not isinstance(weight, bool)
+    if not (number and 0 <= weight < math.inf):
+        raise ValueError(f"class_loss must be a number >= 0, got {weight!r}")
+    config = replace(config, class_loss=float(weight))
     if config.class_loss and not config.num_classes:
         raise ValueError(
             "class_loss trains D's class projection: it needs a class-conditional model "
@@ -585,7 +589,8 @@ class DCGAN(GAN):
     def _class_loss(self, scores: minigan.Tensor, labels: minigan.Tensor) -> minigan.Tensor:
         """Cross entropy of D's class scores (N, K) against the real images' classes, as
         ``torch.nn.functional.cross_entropy`` (mean over the batch); the one-hot is built on
-        the labels' device, reading nothing back."""
+        the labels' device, reading nothing back (so a label outside 0..K-1 would count 0
+        instead of raising: the trainer checks the data's labels before training)."""
         picked = one_hot(labels, scores.shape[1]) * F.log_softmax(scores, dim=1)
         return -picked.sum(1).mean()
 
