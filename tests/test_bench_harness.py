@@ -404,30 +404,3 @@ def test_metric_probe_redraws_the_baseline_images_exactly():
     assert 0.02 < changed.mean() < 0.3
     colours = [len(np.unique(image.reshape(3, -1), axis=1).T) for image in hard]
     assert max(colours) == 2, "no antialiasing: every pixel is the shape's or the background's"
-
-
-def test_class_fidelity_counts_the_classifiers_verdicts_per_asked_class(tmp_path):
-    """benchmarks/class_fidelity.py on a tiny conditional run: per asked class, the verdicts
-    sum to the samples drawn, "recognised" is the diagonal share, and it agrees with the
-    shapes classifier run on ``sample(z, label=k)`` directly; an unconditional run is refused."""
-    from minigan.metrics.features import get_network
-    from minigan.run import load_model
-    from minigan.train import train
-
-    fidelity = importlib.import_module("class_fidelity")
-    small = {"g_width": 4, "d_width": 4}
-    options = dict(data_options={"limit": 64}, batch_size=16, progress=False, log=lambda m: None)
-    train("dcgan", out=tmp_path / "cond", config=small, max_steps=2, **options)
-    names, recognised, confident, verdicts = fidelity.class_fidelity(str(tmp_path / "cond"), 12)
-    assert names[:3] == ["circle", "square", "triangle"] and verdicts.shape == (6, 6)
-    assert (verdicts.sum(1) == 12).all()
-    np.testing.assert_allclose(recognised, np.diag(verdicts) / 12)
-    assert (confident <= recognised).all()
-    model = load_model(tmp_path / "cond")[0]
-    images = model.sample(model.latents(range(12)), label=4).numpy()
-    _, logits = get_network("shapes")(images)
-    assert np.bincount(logits.argmax(1), minlength=6).tolist() == verdicts[4].tolist()
-    plain = dict(small, num_classes=0)
-    train("dcgan", out=tmp_path / "plain", config=plain, max_steps=1, **options)
-    with pytest.raises(SystemExit, match="not a class-conditional run"):
-        fidelity.class_fidelity(str(tmp_path / "plain"), 4)

@@ -13,6 +13,11 @@ generate ``num`` samples with the run's sampling generator (EMA where present), 
 - ``precision`` / ``recall`` — Kynkaanniemi et al.'s k-NN manifold estimates (k = 3).
 - with the shapes classifier also ``confident`` (fraction of samples whose top softmax
   probability exceeds 0.9) and ``class_fractions`` (fraction predicted as each class).
+- for a class-conditional model judged by a classifier of the data's own classes (the shapes
+  classifier on ``shapes``): ``class_fidelity`` — how often a sample asked for a class
+  (``sample(z, label=k)``) is classified as that class, mean over the classes, with
+  ``class_fidelity_confident`` (and so with p > 0.9) and the per-class ``class_recognised``
+  (:func:`class_fidelity`).
 - ``border`` — the mean absolute colour deviation of the 2-pixel border from the interior's
   (median) colour (catches edge artifacts), with ``real_border`` for the real images.
 
@@ -55,6 +60,7 @@ __all__ = [
     "extract",
     "get_network",
     "border_deviation",
+    "class_fidelity",
     "compare",
     "real_features",
     "sample_features",
@@ -120,10 +126,14 @@ def compare(
     return out
 
 
-def _verdicts(logits: np.ndarray, class_names: list[str] | None) -> dict[str, Any]:
+def _softmax(logits: np.ndarray) -> np.ndarray:
     z = logits.astype(np.float64)
     p = np.exp(z - z.max(axis=1, keepdims=True))
-    p /= p.sum(axis=1, keepdims=True)
+    return p / p.sum(axis=1, keepdims=True)
+
+
+def _verdicts(logits: np.ndarray, class_names: list[str] | None) -> dict[str, Any]:
+    p = _softmax(logits)
     counts = np.bincount(p.argmax(axis=1), minlength=p.shape[1]) / len(p)
     names = class_names or [str(i) for i in range(p.shape[1])]
     return {
@@ -235,6 +245,49 @@ def sample_features(
     return result, border_sum / max(num, 1)
 
 
+def class_fidelity(
+    model: Any,
+    network: FeatureNetwork,
+    class_names: list[str] | None,
+    num: int,
+    batch_size: int = 128,
+) -> dict[str, Any]:
+    """Does a class-conditional model draw the class it is asked for? For each class ``k``,
+    ``ceil(num / K)`` samples ``model.sample(z, label=k)`` (latent seeds 0, 1, ...) are
+    classified by ``network``; returns ``class_recognised`` (per class name: the fraction
+    classified as ``k``), ``class_recognised_confidently`` (classified as ``k`` with top
+    softmax > :data:`CONFIDENCE`) and their means over the classes, ``class_fidelity`` and
+    ``class_fidelity_confident``.
+
+    Empty when it does not apply: an unconditional model, or a network that is not a
+    classifier of exactly the data's classes (``network.classes == class_names``, as many as
+    the model's ``num_classes``).
+    """
+    k = int(getattr(model, "num_classes", 0) or 0)
+    names = list(class_names or [])
+    if not k or not network.classes or list(network.classes) != names or len(names) != k:
+        return {}
+    per_class = -(-num // k)
+    z = model.latents(range(per_class))
+    recognised: dict[str, float] = {}
+    confidently: dict[str, float] = {}
+    for c, name in enumerate(names):
+        parts = [
+            network(np.asarray(model.sample(z[i : i + batch_size], label=c).numpy()))[1]
+            for i in range(0, per_class, batch_size)
+        ]
+        p = _softmax(np.concatenate([q for q in parts if q is not None]))
+        right = p.argmax(axis=1) == c
+        recognised[name] = float(right.mean())
+        confidently[name] = float((right & (p.max(axis=1) > CONFIDENCE)).mean())
+    return {
+        "class_fidelity": float(np.mean(list(recognised.values()))),
+        "class_fidelity_confident": float(np.mean(list(confidently.values()))),
+        "class_recognised": recognised,
+        "class_recognised_confidently": confidently,
+    }
+
+
 def measure(
     model: Any,
     data: str,
@@ -260,13 +313,42 @@ def measure(
     names = real.meta.get("class_names") or _class_names(data, data_options)
     out = {"features": net.name, "label": net.label, "num": num, "data": data}
     out.update(compare(real, fake, kid_subsets=kid_subsets, class_names=names))
+    out.update(class_fidelity(model, net, names, num, batch_size))
     out["border"] = border
     out["real_border"] = _real_border(data, shape, num, data_options)
     if baseline:
         held = real_features(net, data, shape, num, data_options, num, batch_size, cache, progress)
         base = compare(real, held, kid_subsets=kid_subsets, class_names=names)
         out.update({f"baseline_{k}": v for k, v in base.items() if not k.startswith("real_")})
+        if "class_fidelity" in out and held.logits is not None:
+            out.update(_real_class_fidelity(held.logits, data, shape, num, data_options))
     return out
+
+
+def _real_class_fidelity(
+    logits: np.ndarray,
+    data: str,
+    shape: tuple[int, ...],
+    num: int,
+    data_options: Mapping[str, Any] | None,
+) -> dict[str, float]:
+    """:func:`class_fidelity` of the held-out real images (``num`` .. ``2 num``), whose
+    classes are their labels: what a generator that draws its classes perfectly scores."""
+    from minigan.data import open_dataset
+
+    options = {k: v for k, v in (data_options or {}).items() if k in ("path", "seed")}
+    ds = open_dataset(data, resolution=shape[1], channels=shape[0], limit=2 * num, **options)
+    labels = np.asarray(ds.labels)[num : 2 * num]
+    p = _softmax(logits)
+    right = p.argmax(axis=1) == labels
+    sure = right & (p.max(axis=1) > CONFIDENCE)
+    classes = np.unique(labels)
+    return {
+        "baseline_class_fidelity": float(np.mean([right[labels == c].mean() for c in classes])),
+        "baseline_class_fidelity_confident": float(
+            np.mean([sure[labels == c].mean() for c in classes])
+        ),
+    }
 
 
 def _class_names(data: str, data_options: Mapping[str, Any] | None) -> list[str] | None:

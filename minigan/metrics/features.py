@@ -50,6 +50,7 @@ class FeatureNetwork(abc.ABC):
     size: int = 0  # input resolution
     dim: int = 0
     resizes_itself = False  # the network resizes its input (Inception) -- else prepare() does
+    classes: tuple[str, ...] = ()  # a classifier's class names, in the order of its logits
 
     def __init__(self, net: Any, device: str = "cpu") -> None:
         self.net = net.to(device).eval()
@@ -76,6 +77,7 @@ class ShapesFeatures(FeatureNetwork):
     """The shipped shapes classifier: pooled ``relu4`` features (128-d) and its logits."""
 
     name, label, size, dim = "shapes", "FID (shapes-classifier features)", 32, 128
+    classes = ("circle", "square", "triangle", "star", "cross", "ellipse")  # shapes' own order
 
     def __init__(self, device: str = "cpu") -> None:
         from minigan.plugins.deepdream.shapes_classifier import load_shipped

@@ -111,8 +111,8 @@ COMMON = {
 #: hides the shape D must name), Adam (0, 0.99) with D's learning rate twice G's, and a slower
 #: EMA. The default run with it (4,096 steps, 3 min 30 s on 2 cores) scores FID (shapes) 5.55
 #: / confident 0.52 / classes 4-38% (seed 1: 6.77 / 0.51 / 3-34%), and draws the class it is
-#: asked for 62-69% of the time (benchmarks/class_fidelity.py), against the recipe without the
-#: class loss: 5.52 / 0.21 / 9-31% (seed 1: 5.10 / 0.24 / 10-36%), 37% — the confident
+#: asked for 62-68% of the time (``minigan metrics``' class fidelity), against the recipe
+#: without the class loss: 5.52 / 0.21 / 9-31% (seed 1: 5.10 / 0.24 / 10-36%), 36% — the confident
 #: fraction 2.1-2.5x, FID equal for seed 0 and worse for seed 1, squares mostly drawn as
 #: circles or ellipses (issue 15's targets, README "Sample quality", are still not met). At
 #: other sizes a conditional model keeps the size's recipe.
@@ -448,9 +448,9 @@ def resolve_config(config: DCGANConfig, resolution: int) -> DCGANConfig:
     auto["lr_d"] = (auto["lr"] if config.lr is None else config.lr) * scale
     config = replace(config, **{k: v for k, v in auto.items() if getattr(config, k) is None})
     diffaugment.parse_policy(config.diffaugment or "")  # an unknown op is an error now
-    weight = config.class_loss
+    weight: Any = config.class_loss  # set by now (the recipe has it); checked for users' values
     number = isinstance(weight, numbers.Real) and not isinstance(weight, bool)
-    if not (number and 0 <= weight < math.inf):
+    if not (number and 0 <= float(weight) < math.inf):
         raise ValueError(f"class_loss must be a number >= 0, got {weight!r}")
     config = replace(config, class_loss=float(weight))
     if config.class_loss and not config.num_classes:

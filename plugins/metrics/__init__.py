@@ -79,7 +79,9 @@ def register_commands(cli: Any) -> None:
 
         Generates --num samples with the run's sampling generator (the EMA generator where
         there is one) and compares them with as many real images: FID, KID,
-        precision/recall, and with the shapes classifier the confident fraction and the
-        predicted classes. Prints the numbers and appends them to RUN/quality.jsonl.
+        precision/recall, and with the shapes classifier the confident fraction, the
+        predicted classes and, for a class-conditional run, the class fidelity (how often a
+        sample asked for a class is classified as that class). Prints the numbers and appends
+        them to RUN/quality.jsonl.
         """
         importlib.import_module(COMMANDS).metrics(**options)

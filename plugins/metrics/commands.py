@@ -65,6 +65,18 @@ def format_report(r: dict[str, Any]) -> str:
             f"   (real: {r['real_confident']:.3f})"
         )
         lines.append(f"{'predicted classes':<34} {_fraction_line(r['class_fractions'])}")
+    if "class_fidelity" in r:
+        lines.append(
+            f"{'class fidelity (asked -> named)':<34} {r['class_fidelity']:.0%} "
+            f"(confidently {r['class_fidelity_confident']:.0%})"
+            + (
+                f"   (real: {r['baseline_class_fidelity']:.0%}, confidently "
+                f"{r['baseline_class_fidelity_confident']:.0%})"
+                if "baseline_class_fidelity" in r
+                else ""
+            )
+        )
+        lines.append(f"{'  per class':<34} {_fraction_line(r['class_recognised'])}")
     lines.append(
         f"{'border deviation (2 px)':<34} {r['border']:.4f}   (real: {r['real_border']:.4f})"
     )
