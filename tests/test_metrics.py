@@ -525,7 +525,8 @@ def test_metric_every_measures_during_training_without_changing_it(tmp_path, mon
     plotted = Run(measured).write_losses("t")  # quality subplots beside the losses
     assert [s.key for s in plotted["FID (shapes-classifier features)"]] == ["fid"]
     quality = plotted["sample quality"]
-    assert [s.key for s in quality] == ["confident", "precision", "recall"]
+    assert [s.key for s in quality] == ["confident", "class_fidelity", "precision", "recall"]
+    assert "class fidelity" in result.output.split("step 4:")[1].splitlines()[0]  # conditional
     assert quality[0].steps.tolist() == [4, 8]
     assert quality[0].values.tolist() == [r["confident"] for r in records]
     assert "sample quality" not in Run(plain).write_losses("t")

@@ -24,7 +24,7 @@ from typing import Any
 __all__ = ["QualityCallback", "quality_records", "read_quality"]
 
 #: the quality.jsonl keys plotted under the losses (FID on its own scale: see quality_chart)
-PLOTTED = ("fid", "confident", "precision", "recall")
+PLOTTED = ("fid", "confident", "class_fidelity", "precision", "recall")
 
 
 class QualityCallback:
@@ -77,6 +77,8 @@ class QualityCallback:
         with (self.run_dir / "quality.jsonl").open("a") as f:
             f.write(json.dumps(out) + "\n")
         extra = f", confident {result['confident']:.2f}" if "confident" in result else ""
+        if "class_fidelity" in result:
+            extra += f", class fidelity {result['class_fidelity']:.0%}"
         self.log(
             f"step {step}: {result['label']} {result['fid']:.3g}, precision "
             f"{result['precision']:.2f}, recall {result['recall']:.2f}{extra}"
@@ -108,7 +110,8 @@ def quality_records(
 ) -> tuple[list[dict[str, Any]], dict[str, list[str]]]:
     """The quality.jsonl records as metric records for :func:`minigan.plots.plot_metrics`
     (``step`` and the plotted metrics only) and their subplot groups: the Frechet distance
-    under its label, and the fractions (confident, precision, recall) together."""
+    under its label, and the fractions (confident, class fidelity, precision, recall)
+    together."""
     rows = read_quality(run_dir, up_to)
     records = [
         {"step": r["step"], **{k: r[k] for k in PLOTTED if isinstance(r.get(k), (int, float))}}
