@@ -25,6 +25,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from minigan.data import to_float
 from minigan.metrics import compare, real_features
 from minigan.metrics.features import FeatureNetwork, extract, get_network
 from minigan.plugins.datasets.sources import (
@@ -54,8 +55,9 @@ def coverage(p: ShapeParameters, ramp: float = 1.0, supersample: int = 0) -> np.
 
 
 def as_data(images01: np.ndarray) -> np.ndarray:
-    """[0, 1] float images -> what the dataset serves: 8-bit values, as float32 in [-1, 1]."""
-    return np.rint(np.clip(images01, 0, 1) * 255).astype(np.float32) / 127.5 - 1
+    """[0, 1] float images -> what the dataset serves: 8-bit values (rounded as ``shapes``
+    rounds them), as float32 in [-1, 1] (:func:`minigan.data.to_float`)."""
+    return to_float(np.rint(np.clip(images01, 0, 1) * 255).astype(np.uint8))
 
 
 def gaussian_blur(x: np.ndarray, sigma: float) -> np.ndarray:

@@ -451,6 +451,7 @@ class Discriminator(nn.Module):
         self.fc = EqLinear(c * 16, c, gain=SQRT2)
         self.out = EqLinear(c, c if args.cond else 1)
         self.cmap = Mapping(args, zdim=0, wdim=c, lr_mul=args.cmaplr) if args.cond else None
+        self.projcls = bool(args.cond and args.projcls)
 
     def minibatch_std(self, h: torch.Tensor) -> torch.Tensor:
         """Append the mean feature stddev over groups of ``min(mbstd, N)`` samples."""
@@ -472,8 +473,9 @@ class Discriminator(nn.Module):
         if self.cmap is None:
             return out.reshape(-1)
         cmap = self.cmap(None, c)
-        every = self.cmap(None, torch.arange(NUM_CLASSES))  # (K, cmap_dim)
-        self.class_scores = out @ every.t() / math.sqrt(every.shape[1])  # for --projcls
+        if self.projcls:  # every class's projection score, for the class loss
+            every = self.cmap(None, torch.arange(NUM_CLASSES))  # (K, cmap_dim)
+            self.class_scores = out @ every.t() / math.sqrt(every.shape[1])
         return (out * cmap).sum(1) / math.sqrt(cmap.shape[1])
 
 

@@ -410,10 +410,8 @@ class Trainer:
         minigan.manual_seed(self.settings["seed"])
         cls, shape = self.model_cls, self.dataset.shape
         if self.built is None:
-            given = self.settings["config"]
-            if self.ckpt_path is not None:  # resuming: keep what the run was
-                given = as_saved(cls, given)
-            config = data_classes(cls.make_config(given), self.dataset)
+            # resuming: _settings already completed the saved config (keep what the run was)
+            config = data_classes(cls.make_config(self.settings["config"]), self.dataset)
             self.model = cls(config, shape, self.device)
         elif tuple(self.built.image_shape) != tuple(shape):
             raise ValueError(
