@@ -115,7 +115,8 @@ def _generator_flags(add: Callable[..., Any]) -> None:
         type=int,
         default=0,
         help="1: layered output: G's last layer gives a mask logit, a linear head on G's "
-        "input gives a foreground and a background colour; image = bg + (fg - bg) * sigmoid(mask)",
+        "input gives a foreground and a background colour; image = bg + (fg - bg) * "
+        "sigmoid(mask); 2: the same with the colours from a one-hidden-layer MLP (64 units)",
     )
 
 
@@ -132,6 +133,13 @@ def _discriminator_flags(add: Callable[..., Any]) -> None:
         "translation, color, cutout; empty: none)",
     )
     add("--dsteps", type=int, default=1, help="D updates per G update (fresh batches each)")
+    add(
+        "--topk",
+        type=float,
+        default=1.0,
+        help="top-k training (Sinha et al. 2020): G's loss uses only the fraction of its batch "
+        "D rates most real, annealed linearly from 1 to this fraction over the run (1: all)",
+    )
     add(
         "--ac",
         type=float,
@@ -249,9 +257,14 @@ class Layered(nn.Module):
     same input to a foreground and a background colour in [-1, 1]; the image is the background
     with the foreground blended in by the sigmoid of the mask."""
 
-    def __init__(self, body: nn.Module, inputs: int) -> None:
+    def __init__(self, body: nn.Module, inputs: int, hidden: int = 0) -> None:
         super().__init__()
-        self.body, self.colours = body, nn.Linear(inputs, 6)
+        self.body = body
+        self.colours: nn.Module = nn.Linear(inputs, 6)
+        if hidden:  # --layered 2: the colours from a one-hidden-layer MLP
+            self.colours = nn.Sequential(
+                nn.Linear(inputs, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, 6)
+            )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         fg, bg = torch.tanh(self.colours(z.flatten(1)))[:, :, None, None].split(3, 1)
@@ -325,7 +338,8 @@ def build_generator(args: argparse.Namespace) -> nn.Module:
     else:
         layers += [nn.Upsample(scale_factor=2), nn.Conv2d(last, out, 3, 1, 1)]
     if args.layered:
-        net: nn.Module = Layered(nn.Sequential(*layers), args.z + NUM_CLASSES * args.cond)
+        hidden = 64 if args.layered == 2 else 0
+        net: nn.Module = Layered(nn.Sequential(*layers), args.z + NUM_CLASSES * args.cond, hidden)
     else:
         net = nn.Sequential(*layers, nn.Tanh())
     return WithClass(net, context) if args.cbn else net
@@ -536,7 +550,11 @@ class Trainer:
 
         # generator, through a frozen D
         self.D.requires_grad_(False)
-        loss_g = g_loss(self.critic(y_fake)(fake).flatten(), a.loss)
+        fake_logits = self.critic(y_fake)(fake).flatten()
+        if a.topk < 1:  # --topk: only the k fakes D finds most real teach G
+            keep = 1 - (1 - a.topk) * step / a.steps
+            fake_logits = fake_logits.topk(max(1, round(keep * len(fake_logits)))).values
+        loss_g = g_loss(fake_logits, a.loss)
         if a.acg:  # --ac: G's images should be classified as the class they were asked for
             loss_g = loss_g + a.acg * F.cross_entropy(self.D.class_logits, y_fake)
         self.log(1, loss_g)

@@ -138,16 +138,23 @@ def _state(net: minigan.nn.Module) -> dict[str, torch.Tensor]:
 
 
 class TorchGenerator(tnn.Module):
-    """minigan's ``dcgan.Generator``: ``main`` on z (reshaped to (N, z, 1, 1) for 4×4 layouts)."""
+    """minigan's ``dcgan.Generator``: ``main`` on z (reshaped to (N, z, 1, 1) for 4×4 layouts);
+    with ``colours`` (the layered output) ``bg + (fg - bg) * sigmoid(main(z))``, the two
+    colours the tanh of ``colours(z)``."""
 
     def __init__(self, net: Any) -> None:
         super().__init__()
         self.main = tnn.Sequential(*[_layer(m) for m in net.main])
         self.spatial = bool(net.spatial_input)
+        self.colours = None if net.colours is None else _layer(net.colours)
         self.load_state_dict(_state(net))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.main(z.reshape(len(z), -1, 1, 1) if self.spatial else z)
+        out = self.main(z.reshape(len(z), -1, 1, 1) if self.spatial else z)
+        if self.colours is None:
+            return out
+        fg, bg = torch.tanh(self.colours(z.reshape(len(z), -1)))[:, :, None, None].chunk(2, 1)
+        return bg + (fg - bg) * torch.sigmoid(out)
 
 
 class TorchDiscriminator(tnn.Module):
@@ -327,6 +334,7 @@ def build_twin(
 
     minigan.manual_seed(seed)  # as the Trainer: the model's init draws come first
     resolved = data_classes(DCGAN.make_config(dict(config or {})), dataset)
+    resolved = DCGAN.config_for_data(resolved, dataset)
     model = DCGAN(resolved, dataset.shape)
     return model, TorchDCGAN(model)
 

@@ -90,6 +90,14 @@ def _generator_flags(add: Callable[..., Any]) -> None:
     )
     add("--skip", type=int, default=1, help="mod: 1: summed toRGB skips; 0: one toRGB at 32x32")
     add(
+        "--layered",
+        type=int,
+        default=0,
+        help="mod: 1: layered output: the toRGB layers draw one mask logit (summed as the "
+        "images are), an equalised linear layer on the first w gives a foreground and a "
+        "background colour (tanh), and the image is bg + (fg - bg) * sigmoid(mask)",
+    )
+    add(
         "--up",
         default="nearest",
         choices=("nearest", "bilinear"),
@@ -367,6 +375,7 @@ class Synthesis(nn.Module):
     def __init__(self, args: argparse.Namespace) -> None:
         super().__init__()
         self.adain, self.skip, self.rgbup = args.arch == "adain", bool(args.skip), args.rgbup
+        self.colours: EqLinear | None = None
 
         def ch(r: int) -> int:
             return width(args.gc, args.cbase, r)
@@ -380,15 +389,18 @@ class Synthesis(nn.Module):
             self.layers = nn.ModuleList(layers)
             self.rgb = EqConv(c, 3, 1)
         else:
+            out = 1 if args.layered else 3
+            if args.layered:
+                self.colours = EqLinear(args.wdim, 6)
             layers = [ModConv(args, ch(4), ch(4), 3)]
-            rgbs = [ModConv(args, ch(4), 3, 1, demod=False)]
+            rgbs = [ModConv(args, ch(4), out, 1, demod=False)]
             for i in range(NUM_RES):
                 r = 8 << i
                 layers += [
                     ModConv(args, ch(r // 2), ch(r), 3, up=True),
                     ModConv(args, ch(r), ch(r), 3),
                 ]
-                rgbs.append(ModConv(args, ch(r), 3, 1, demod=False))
+                rgbs.append(ModConv(args, ch(r), out, 1, demod=False))
             self.layers, self.rgbs = nn.ModuleList(layers), nn.ModuleList(rgbs)
         self.num_ws = len(self.layers) + (0 if self.adain else 1)
 
@@ -409,6 +421,9 @@ class Synthesis(nn.Module):
                 img = img + self.rgbs[r](x, ws[:, 2 * r + 1])
         if not self.skip:
             img = self.rgbs[-1](x, ws[:, -1])
+        if self.colours is not None:  # --layered: img is the mask logit
+            fg, bg = torch.tanh(self.colours(ws[:, 0]))[:, :, None, None].chunk(2, 1)
+            img = bg + (fg - bg) * torch.sigmoid(img)
         return img
 
 

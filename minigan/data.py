@@ -188,6 +188,44 @@ def resize_and_crop(images: np.ndarray, resolution: int) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- Dataset
+def two_colour(
+    images: np.ndarray, sample: int = 256, tolerance: float = 0.05, share: float = 0.9
+) -> bool:
+    """Whether ``images`` (NCHW, ``uint8`` or float in [-1, 1]) are flat two-colour
+    pictures: in at least ``share`` of the first ``sample`` images every pixel is a blend
+    ``a + t (b - a)`` of two colours ``a``, ``b`` (off that line by at most ``tolerance`` in the
+    [-1, 1] range, for 99% of the pixels) and at least 3/4 of the pixels are one of them
+    (``t`` below 0.1 or above 0.9). Shapes, digits, icons and line art are; photographs and
+    gradients are not. A generator can then draw a mask and two colours (DCGAN's
+    ``layered``).
+
+    >>> flat = np.zeros((4, 3, 8, 8), np.uint8); flat[:, 0, 2:5, 2:5] = 255
+    >>> two_colour(flat)
+    True
+    >>> two_colour(np.linspace(-1, 1, 4 * 3 * 8 * 8).reshape(4, 3, 8, 8))
+    False
+    """
+    x = to_float(np.asarray(images[:sample]))
+    n, c = x.shape[:2]
+    if n == 0:
+        return False
+    pixels = x.reshape(n, c, -1).transpose(0, 2, 1).astype(np.float64)  # (n, HW, C)
+    passed = 0
+    for p in pixels:
+        centred = p - p.mean(0)
+        axis = np.linalg.svd(centred, full_matrices=False)[2][0]  # the main colour direction
+        t = centred @ axis
+        a, b = np.quantile(t, [0.01, 0.99])
+        if b - a <= tolerance:  # one flat colour
+            passed += 1
+            continue
+        residual = np.linalg.norm(centred - np.outer(t, axis), axis=1)
+        s = (t - a) / (b - a)
+        flat = np.mean((s < 0.1) | (s > 0.9))
+        passed += bool(np.quantile(residual, 0.99) <= tolerance and flat >= 0.75)
+    return passed >= share * n
+
+
 class Dataset:
     """N images in memory, with optional integer labels.
 
@@ -248,8 +286,10 @@ class Dataset:
                     f"{labels.dtype} array of shape {labels.shape}"
                 )
             labels = labels.astype(np.int64, copy=False)
-            if classes is not None and len(labels) and (
-                labels.min() < 0 or labels.max() >= len(classes)
+            if (
+                classes is not None
+                and len(labels)
+                and (labels.min() < 0 or labels.max() >= len(classes))
             ):
                 raise ValueError(
                     f"dataset {name!r}: labels must index the {len(classes)} classes, "

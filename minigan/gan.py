@@ -338,6 +338,14 @@ class Trainable:
             f"got {type(config).__name__}"
         )
 
+    @classmethod
+    def config_for_data(cls, config: Any, dataset: Any) -> Any:
+        """``config`` with the options a model derives from its training data filled in
+        (called by the trainer before it builds a new model, after ``num_classes``; a resumed
+        run keeps its saved values). The default changes nothing; DCGAN's ``layered`` output
+        turns on for flat two-colour images here."""
+        return config
+
     def config_dict(self) -> dict[str, Any]:
         """The config as a JSON-friendly dict (tuples become lists)."""
         return json.loads(json.dumps(dataclasses.asdict(self.config)))

@@ -412,7 +412,7 @@ class Trainer:
         if self.built is None:
             # resuming: _settings already completed the saved config (keep what the run was)
             config = data_classes(cls.make_config(self.settings["config"]), self.dataset)
-            self.model = cls(config, shape, self.device)
+            self.model = cls(cls.config_for_data(config, self.dataset), shape, self.device)
         elif tuple(self.built.image_shape) != tuple(shape):
             raise ValueError(
                 f"the model was built for images of shape {self.built.image_shape}, but "

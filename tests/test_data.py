@@ -17,6 +17,8 @@ import warnings
 import imageio.v3 as iio
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import minigan
 from minigan.data import (
@@ -618,3 +620,56 @@ def test_open_dataset_conforms_a_third_party_dataset():
     ds = open_dataset("noise", resolution=8, channels=1, limit=4, registry=reg)
     assert ds.shape == (1, 8, 8) and len(ds) == 4
     assert len(open_dataset("old", limit=3, registry=reg)) == 3
+
+
+# --------------------------------------------------------------------------- two_colour
+def _two_colour_images(rng: np.random.Generator, n: int, channels: int) -> np.ndarray:
+    """n images of two random colours: a random disc (antialiased edge) on a background."""
+    yy, xx = np.mgrid[:32, :32] + 0.5
+    images = np.empty((n, channels, 32, 32), np.float32)
+    for i in range(n):
+        a, b = rng.uniform(-1, 1, (2, channels, 1, 1))
+        cy, cx, r = rng.uniform(8, 24), rng.uniform(8, 24), rng.uniform(3, 10)
+        t = np.clip(r - np.hypot(yy - cy, xx - cx) + 0.5, 0, 1)  # 1 inside, ramp at the edge
+        images[i] = a + (b - a) * t
+    return images
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), channels=st.sampled_from([1, 3]))
+def test_two_colour_accepts_blends_of_two_colours(seed, channels):
+    """Any two colours blended by a mask with soft edges, stored as uint8 or float."""
+    images = _two_colour_images(np.random.default_rng(seed), 16, channels)
+    assert minigan.data.two_colour(images)
+    assert minigan.data.two_colour(minigan.data.to_uint8(images))
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_two_colour_rejects_a_third_colour_noise_and_gradients(seed):
+    rng = np.random.default_rng(seed)
+    images = _two_colour_images(rng, 16, 3)
+    third = images.copy()  # a 6x6 patch of a colour off the line between the two
+    for image in third:
+        a, b = image[:, 0, 0], image[:, 16, 16]
+        off = np.cross(b - a, rng.normal(size=3))
+        off *= 0.5 / max(np.linalg.norm(off), 1e-9)  # 0.5 off the line through a
+        image[:, 1:7, 1:7] = (a + off)[:, None, None]
+    assert not minigan.data.two_colour(third)
+    noisy = images + rng.normal(0, 0.1, images.shape).astype(np.float32)
+    assert not minigan.data.two_colour(noisy)
+    ramp = np.linspace(-1, 1, 32, dtype=np.float32)  # a gradient: collinear, but not flat
+    gradients = images * 0 + ramp * rng.uniform(0.5, 1, (16, 3, 1, 1)).astype(np.float32)
+    assert not minigan.data.two_colour(gradients)
+
+
+def test_two_colour_on_the_built_in_shapes_and_on_smooth_random_pictures():
+    assert minigan.data.two_colour(open_dataset("shapes", limit=256).data)
+    assert minigan.data.two_colour(open_dataset("shapes", limit=256, channels=1).data)
+    rng = np.random.default_rng(0)
+    field = rng.normal(size=(64, 3, 32, 32))
+    kernel = np.exp(-0.5 * (np.arange(-8, 9) / 3.0) ** 2)
+    for axis in (2, 3):  # a separable Gaussian blur: smooth random "photographs"
+        field = np.apply_along_axis(np.convolve, axis, field, kernel, mode="same")
+    assert not minigan.data.two_colour(field / np.abs(field).max())
+    assert not minigan.data.two_colour(np.zeros((0, 3, 8, 8), np.uint8))

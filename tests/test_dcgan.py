@@ -439,6 +439,118 @@ def test_class_loss_trains_d_to_name_the_classes_of_real_images():
     assert accuracy() > max(0.8, before + 0.3)
 
 
+def torch_layered_generator(model: DCGAN) -> tnn.Module:
+    """The layered output written in PyTorch: the 32x32 example layout ending in one mask
+    channel (with a bias), a Linear colours head on z, and bg + (fg - bg) * sigmoid(mask)."""
+    g, c = model.config.g_width, model.image_shape[0]
+    nz = model.config.latent_dim + model.num_classes
+
+    class Layered(tnn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.main = tnn.Sequential(
+                tnn.ConvTranspose2d(nz, 4 * g, 4, 1, 0, bias=False),
+                tnn.BatchNorm2d(4 * g),
+                tnn.ReLU(),
+                tnn.ConvTranspose2d(4 * g, 2 * g, 4, 2, 1, bias=False),
+                tnn.BatchNorm2d(2 * g),
+                tnn.ReLU(),
+                tnn.ConvTranspose2d(2 * g, g, 4, 2, 1, bias=False),
+                tnn.BatchNorm2d(g),
+                tnn.ReLU(),
+                tnn.ConvTranspose2d(g, 1, 4, 2, 1, bias=True),
+            )
+            self.colours = tnn.Linear(nz, 2 * c)
+
+        def forward(self, z):
+            fg, bg = torch.tanh(self.colours(z))[:, :, None, None].chunk(2, 1)
+            return bg + (fg - bg) * torch.sigmoid(self.main(z[:, :, None, None]))
+
+    net = Layered()
+    net.load_state_dict(
+        {k: torch.tensor(v.numpy()) for k, v in model.generator.state_dict().items()}
+    )
+    return net
+
+
+def test_layered_generator_matches_torch():
+    """Images, and gradients of every weight and of z, against the PyTorch layered generator."""
+    minigan.manual_seed(5)
+    model = DCGAN({"num_classes": 6, "g_width": 4, "d_width": 4, "layered": True}, (3, 32, 32))
+    rng = np.random.default_rng(0)
+    for p in model.generator.parameters():  # the colours head and the mask bias away from 0
+        p.data[...] += rng.normal(0, 0.3, p.shape).astype(np.float32)
+    net = torch_layered_generator(model)
+    z = model.latents(range(5))
+    z.requires_grad = True
+    ours = model.generator(z)
+    zt = torch.tensor(z.numpy(), requires_grad=True)
+    theirs = net(zt)
+    np.testing.assert_allclose(ours.numpy(), theirs.detach().numpy(), rtol=1e-4, atol=1e-5)
+    weights = torch.tensor(np.random.default_rng(0).normal(size=ours.shape).astype(np.float32))
+    (ours * minigan.tensor(weights.numpy())).sum().backward()
+    (theirs * weights).sum().backward()
+    np.testing.assert_allclose(z.grad.numpy(), zt.grad.numpy(), rtol=1e-3, atol=1e-5)
+    grads = dict(net.named_parameters())
+    for name, p in model.generator.named_parameters():
+        expected = grads[name].grad.numpy()
+        np.testing.assert_allclose(p.grad.numpy(), expected, rtol=1e-3, atol=1e-5, err_msg=name)
+
+
+@pytest.mark.parametrize("shape", [(3, 32, 32), (1, 28, 28), (3, 64, 64)])
+def test_layered_images_are_blends_of_two_colours(shape):
+    """Every pixel is bg + (fg - bg) * s with one s in (0, 1) for all channels, fg and bg
+    the image's own two colours (tanh of the colours head), in every layout."""
+    minigan.manual_seed(6)
+    config = {"g_width": 4, "d_width": 4, "layered": True} if shape[1] != 28 else {"layered": True}
+    model = DCGAN(config, shape)
+    rng = np.random.default_rng(1)
+    for p in model.generator.parameters():
+        p.data[...] += rng.normal(0, 0.3, p.shape).astype(np.float32)
+    z = model.latents(range(4))
+    images = model.generator(z).numpy().astype(np.float64)
+    both = np.tanh(model.generator.colours(z).numpy().astype(np.float64))
+    c = shape[0]
+    fg, bg = both[:, :c, None, None], both[:, c:, None, None]
+    # the share of fg, read off each image's channel where fg and bg differ most, must
+    # give back every channel
+    widest = np.abs(fg - bg).argmax(1)[:, 0, 0]
+    n = np.arange(len(images))
+    share = (images[n, widest] - bg[n, widest]) / (fg[n, widest] - bg[n, widest])
+    assert np.all((share >= -1e-5) & (share <= 1 + 1e-5))
+    np.testing.assert_allclose(images, bg + (fg - bg) * share[:, None], atol=1e-5)
+    assert share.std() > 0.01  # the mask varies over the image
+
+
+def test_layered_is_on_for_two_colour_training_data_and_can_be_chosen(tmp_path):
+    import json
+
+    from minigan.data import Dataset
+    from minigan.train import train
+
+    shapes = open_dataset("shapes", limit=64)
+    assert DCGAN.config_for_data(DCGAN.make_config(), shapes).layered is True
+    rng = np.random.default_rng(0)
+    photos = Dataset(rng.integers(0, 256, (64, 3, 32, 32), dtype=np.uint8), name="noise")
+    assert DCGAN.config_for_data(DCGAN.make_config(), photos).layered is False
+    chosen = DCGAN.make_config({"layered": False})
+    assert DCGAN.config_for_data(chosen, shapes).layered is False
+    assert DCGAN(None, (3, 32, 32)).config.layered is False  # built without data: off
+    with pytest.raises(ValueError, match="layered must be True or False, got 'yes'"):
+        DCGAN({"layered": "yes"}, (3, 32, 32))
+    options = dict(data_options={"limit": 64}, batch_size=16, progress=False, log=lambda m: None)
+    small = {"g_width": 4, "d_width": 4}
+    for name, config, expected in [
+        ("auto", small, True),
+        ("off", {**small, "layered": False}, False),
+    ]:
+        train("dcgan", out=tmp_path / name, config=config, max_steps=1, **options)
+        saved = json.loads((tmp_path / name / "config.json").read_text())["config"]
+        assert saved["layered"] is expected
+        model = minigan.run.load_model(tmp_path / name)[0]
+        assert (model.generator.colours is not None) is expected
+
+
 def test_hinge_losses_are_the_closed_form():
     model = DCGAN({"num_classes": 2, "g_width": 4, "d_width": 4}, (3, 32, 32))
     real, fake = np.array([2.0, 0.5, -1.0], "f4"), np.array([-3.0, -0.25, 1.5], "f4")

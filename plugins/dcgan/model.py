@@ -50,6 +50,7 @@ import numpy as np
 import minigan
 from minigan import diffaugment, nn, optim
 from minigan import functional as F
+from minigan.data import two_colour
 from minigan.gan import (
     GAN,
     copy_module,
@@ -220,6 +221,15 @@ class DCGANConfig:
             "min": 0.0,
         },
     )
+    layered: bool | None = field(
+        default=None,
+        metadata={
+            "help": "layered output: G draws a mask and two colours (from its input), and "
+            "each image is the background colour with the foreground blended in by the mask",
+            "default_help": "auto: on when the training images are flat two-colour pictures "
+            "(minigan.data.two_colour: shapes, digits, icons), off otherwise",
+        },
+    )
     num_classes: int | None = field(
         default=None,
         metadata={
@@ -245,17 +255,31 @@ class DCGANConfig:
 
 # =========================================================================== networks
 class Generator(nn.Module):
-    """``main`` maps a latent batch to images; 4×4 layouts first reshape z to (N, z, 1, 1)."""
+    """``main`` maps a latent batch to images; 4×4 layouts first reshape z to (N, z, 1, 1).
 
-    def __init__(self, main: nn.Sequential, spatial_input: bool) -> None:
+    With ``colours`` (the *layered* output) ``main`` gives one mask logit per pixel and
+    ``colours`` maps z to a foreground and a background colour (tanh of its 2·C outputs):
+    the image is ``bg + (fg - bg) * sigmoid(mask)`` — flat colours exactly, with the mask
+    drawing the outline and its antialiasing."""
+
+    def __init__(
+        self, main: nn.Sequential, spatial_input: bool, colours: nn.Linear | None = None
+    ) -> None:
         super().__init__()
         self.main = main
         self.spatial_input = spatial_input
+        self.colours = colours
 
     def forward(self, z: minigan.Tensor) -> minigan.Tensor:
-        if self.spatial_input:
-            z = z.reshape(z.shape[0], z.shape[1], 1, 1)
-        return self.main(z)
+        x = z.reshape(z.shape[0], z.shape[1], 1, 1) if self.spatial_input else z
+        out = self.main(x)
+        if self.colours is None:
+            return out
+        both = F.tanh(self.colours(z.reshape(z.shape[0], -1)))  # (N, 2C): fg, then bg
+        c = both.shape[1] // 2
+        fg = both[:, :c].reshape(-1, c, 1, 1)
+        bg = both[:, c:].reshape(-1, c, 1, 1)
+        return bg + (fg - bg) * F.sigmoid(out)
 
 
 class Discriminator(nn.Module):
@@ -313,9 +337,13 @@ def _in_features(layer: nn.Module) -> int:
     raise TypeError(f"a projection head needs a Linear or Conv2d last layer, got {layer}")
 
 
-def seed_generator(latent_dim: int, channels: int, width: int = 64) -> Generator:
-    """The 28×28 seed generator (``width=64`` gives 256, 128, 64 channels)."""
+def seed_generator(
+    latent_dim: int, channels: int, width: int = 64, layered: bool = False
+) -> Generator:
+    """The 28×28 seed generator (``width=64`` gives 256, 128, 64 channels); ``layered``: a
+    mask logit (with a bias) instead of the tanh image, and a colours head."""
     w4, w2 = 4 * width, 2 * width
+    out = 1 if layered else channels
     return Generator(
         nn.Sequential(
             nn.Linear(latent_dim, 7 * 7 * w4, bias=False),
@@ -328,12 +356,11 @@ def seed_generator(latent_dim: int, channels: int, width: int = 64) -> Generator
             nn.ConvTranspose2d(w2, width, 5, stride=2, padding=2, output_padding=1, bias=False),
             nn.BatchNorm2d(width),
             nn.LeakyReLU(0.3),
-            nn.ConvTranspose2d(
-                width, channels, 5, stride=2, padding=2, output_padding=1, bias=False
-            ),
-            nn.Tanh(),
+            nn.ConvTranspose2d(width, out, 5, stride=2, padding=2, output_padding=1, bias=layered),
+            *([] if layered else [nn.Tanh()]),
         ),
         spatial_input=False,
+        colours=nn.Linear(latent_dim, 2 * channels) if layered else None,
     )
 
 
@@ -354,8 +381,11 @@ def seed_discriminator(channels: int, width: int = 64, num_classes: int = 0) -> 
     )
 
 
-def conv_generator(latent_dim: int, channels: int, resolution: int, width: int) -> Generator:
-    """PyTorch-examples DCGAN generator for ``resolution`` = 4·2^k (32: k=3, 64: k=4)."""
+def conv_generator(
+    latent_dim: int, channels: int, resolution: int, width: int, layered: bool = False
+) -> Generator:
+    """PyTorch-examples DCGAN generator for ``resolution`` = 4·2^k (32: k=3, 64: k=4);
+    ``layered``: a mask logit (with a bias) instead of the tanh image, and a colours head."""
     k = int(math.log2(resolution // 4))
     widths = [width * 2 ** (k - 1 - i) for i in range(k)]  # e.g. 256, 128, 64 for 32x32
     layers: list[nn.Module] = [
@@ -369,9 +399,11 @@ def conv_generator(latent_dim: int, channels: int, resolution: int, width: int) 
             nn.BatchNorm2d(w_out),
             nn.ReLU(),
         ]
-    layers += [nn.ConvTranspose2d(widths[-1], channels, 4, stride=2, padding=1, bias=False)]
-    layers += [nn.Tanh()]
-    return Generator(nn.Sequential(*layers), spatial_input=True)
+    out = 1 if layered else channels
+    layers += [nn.ConvTranspose2d(widths[-1], out, 4, stride=2, padding=1, bias=layered)]
+    layers += [] if layered else [nn.Tanh()]
+    colours = nn.Linear(latent_dim, 2 * channels) if layered else None
+    return Generator(nn.Sequential(*layers), spatial_input=True, colours=colours)
 
 
 def conv_discriminator(
@@ -416,17 +448,18 @@ def build_networks(
     d_width: int,
     num_classes: int = 0,
     batchnorm_d: bool = True,
+    layered: bool = False,
 ) -> tuple[Generator, Discriminator]:
     """G and D for ``resolution``; with classes, G's input is z plus a one-hot class and D
-    is a projection discriminator."""
+    is a projection discriminator; ``layered``: G's layered output."""
     z = latent_dim + num_classes
     if resolution == 28:
         return (
-            seed_generator(z, channels, g_width),
+            seed_generator(z, channels, g_width, layered),
             seed_discriminator(channels, d_width, num_classes),
         )
     return (
-        conv_generator(z, channels, resolution, g_width),
+        conv_generator(z, channels, resolution, g_width, layered),
         conv_discriminator(channels, resolution, d_width, num_classes, batchnorm_d),
     )
 
@@ -440,8 +473,11 @@ def resolve_config(config: DCGANConfig, resolution: int) -> DCGANConfig:
         raise ValueError(f"num_classes must be an int >= 0, got {config.num_classes!r}")
     if config.loss not in (None, "bce", "hinge"):
         raise ValueError(f"loss must be 'bce' or 'hinge', got {config.loss!r}")
-    if config.spectral_norm not in (None, True, False):
-        raise ValueError(f"spectral_norm must be True or False, got {config.spectral_norm!r}")
+    for name in ("spectral_norm", "layered"):
+        if getattr(config, name) not in (None, True, False):
+            raise ValueError(f"{name} must be True or False, got {getattr(config, name)!r}")
+    if config.layered is None:  # no data seen (the trainer fills it: config_for_data)
+        config = replace(config, layered=False)
     auto = recipe(resolution, classes > 0)
     scale = auto.pop("lr_d_scale")
     auto["num_classes"] = classes
@@ -471,7 +507,7 @@ class DCGAN(GAN):
     # 4,096 steps on 8,192 shapes: measured in the comment above RECIPES
     train_defaults = {"epochs": 16, "batch_size": 32, "limit": 8192}
     # runs saved before D had a class loss trained without one
-    added_config_fields = {"class_loss": 0.0}
+    added_config_fields = {"class_loss": 0.0, "layered": False}
 
     def __init__(
         self, config: Any = None, image_shape: tuple[int, int, int] = (3, 32, 32), device="cpu"
@@ -487,7 +523,7 @@ class DCGAN(GAN):
         self.config = cfg
         classes, layout = cfg.num_classes, (channels, height, cfg.g_width, cfg.d_width)
         self.generator, self.discriminator = build_networks(
-            cfg.latent_dim, *layout, classes, batchnorm_d=not cfg.spectral_norm
+            cfg.latent_dim, *layout, classes, not cfg.spectral_norm, cfg.layered
         )
         for net in (self.generator, self.discriminator):
             dcgan_init_(net)
@@ -504,6 +540,13 @@ class DCGAN(GAN):
             self.discriminator.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2)
         )
         self.generator_ema = copy_module(self.generator) if cfg.ema > 0 else None
+
+    @classmethod
+    def config_for_data(cls, config: Any, dataset: Any) -> Any:
+        """An auto ``layered`` becomes True for flat two-colour training images."""
+        if config.layered is None:
+            config = replace(config, layered=two_colour(dataset.data))
+        return config
 
     def networks(self) -> dict[str, nn.Module]:
         nets = {"generator": self.generator, "discriminator": self.discriminator}
