@@ -50,6 +50,8 @@ def test_train_help_shows_model_options_with_defaults():
         "--g-width",
         "auto: 64 at 28x28, 32 at 32x32, 64 at 64x64",
         "--label-smoothing",
+        "--layered / --no-layered",
+        "auto: on when the training images are flat two-colour pictures",
         "--ema",
         "--data TEXT",
         "[default: shapes]",
@@ -186,6 +188,7 @@ def test_train_on_a_folder_of_images(tmp_path):
     assert config["image_shape"] == [1, 28, 28] and config["data"]["size"] == 20
     assert imaging.read_image(out / "samples" / "epoch-001.png").ndim == 3
     assert config["config"]["num_classes"] == 0 and "classes" not in config  # no labels
+    assert config["config"]["layered"] is False  # noise pictures are not two-colour images
     no_classes = invoke("sample", str(out), "--class", "1")
     assert no_classes.exit_code == 2 and "not class-conditional" in no_classes.output
     forced = invoke(
@@ -199,6 +202,7 @@ def test_train_on_a_folder_of_images(tmp_path):
 def test_a_labelled_run_is_class_conditional_and_sample_takes_a_class(tiny_run, tmp_path):
     config = json.loads((tiny_run / "config.json").read_text())
     assert config["config"]["num_classes"] == 6 and config["config"]["loss"] == "hinge"
+    assert config["config"]["layered"] is True  # shapes are flat two-colour images
     assert config["classes"] == ["circle", "square", "triangle", "star", "cross", "ellipse"]
     by_name, by_index, own = tmp_path / "name", tmp_path / "index", tmp_path / "own"
     assert invoke("sample", str(tiny_run), "--seeds", "0-5", "--class", "star",

@@ -216,6 +216,7 @@ def test_check_model_seed_architecture():
         ((1, 32, 32), {"g_width": 8, "d_width": 8}),
         ((3, 32, 32), {"g_width": 4, "d_width": 4, "ema": 0.99, "label_smoothing": 0.1}),
         ((3, 64, 64), {"g_width": 4, "d_width": 4}),
+        ((3, 32, 32), {"g_width": 4, "d_width": 4, "layered": True, "num_classes": 3}),
     ],
 )
 def test_check_model_pytorch_layout(shape, config):

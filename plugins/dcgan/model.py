@@ -30,6 +30,13 @@ the real images' labels (:meth:`Discriminator.judge`). Options any layout takes:
 DiffAugment policy for every image D sees (:mod:`minigan.diffaugment`) and D's own learning
 rate ``lr_d``; at 32×32 the conditional recipe turns them on (:data:`CONDITIONAL_RECIPES`).
 
+**Layered output** (``layered``; any layout): G's last layer draws one mask logit per pixel
+instead of the image, a linear head on G's input gives a foreground and a background colour,
+and the image is ``bg + (fg - bg) * sigmoid(mask)``. On by default when the training images
+are flat two-colour pictures (:func:`minigan.data.two_colour`, checked by
+:meth:`DCGAN.config_for_data`), as ``shapes`` are; off for anything else, which it could not
+draw.
+
 This module must not import the CLI, the training loop or another plugin.
 
 >>> model = DCGAN({"g_width": 8, "d_width": 8}, image_shape=(1, 32, 32))

@@ -126,6 +126,10 @@ LRELU_SLOPE = 0.2
 #: the same, seed 1, 8,192 images                          768   36.3   0.46   0-91%    0.075
 #: the same plus the DCGAN default's class loss on D        512   10.1   0.16   4-44%    0.113
 #: (``--cond 1 --projcls 1``; seed 0, 8,192 images)         1024   13.6   0.18   7-38%    0.066
+#: default + DCGAN's layered output (toRGBs draw a mask    512    8.1   0.23   5-38%    0.074
+#: logit, colours from the first w; ``--layered 1``;       1024    9.7   0.28   6-33%    0.047
+#: seed 0, 8,192 images)
+#: the same, seed 1                                       1024   12.3   0.27   4-30%    0.050
 #: ====================================================  =====  =====  =====  =======  ======
 #:
 #: - *StyleGAN2's synthesis* (modulated convolutions with demodulation, toRGB skips): the old
@@ -158,6 +162,12 @@ LRELU_SLOPE = 0.2
 #:   trained to name the real classes) does not change that here: at 1,024 steps FID 13.6
 #:   against the unconditional 9.7, and apart from ellipses (95%) and squares (59%) the
 #:   samples match their class 4-28% of the time.
+#: - *Plain RGB output*: the layered output that DCGAN's default uses for two-colour data (a
+#:   mask blending two flat colours) raises the confident fraction here too (0.27-0.28
+#:   against 0.20 at 1,024 steps) and halves the border deviation (0.047-0.050 against
+#:   0.093), but not to the target (0.04), FID is no better (9.7 / 12.3 against 9.7), and
+#:   the samples are blobs trailing stray mask fragments: at 1,024 steps the mask is not yet
+#:   clean, so it stays a harness probe (``stylegan_recipes.py --layered 1``).
 #: - *No DiffAugment*: it helps the class-conditional DCGAN over 4,096 steps, but in
 #:   StyleGAN-lite's 768 it more than doubles FID (23-25 against 9-10) and drops circles
 #:   and squares entirely: augmentation slows a run this short.
