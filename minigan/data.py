@@ -205,13 +205,13 @@ def two_colour(
     >>> two_colour(np.linspace(-1, 1, 4 * 3 * 8 * 8).reshape(4, 3, 8, 8))
     False
     """
-    x = to_float(np.asarray(images[:sample]))
-    n, c = x.shape[:2]
+    chosen = np.asarray(images[:sample])
+    n = len(chosen)
     if n == 0:
         return False
-    pixels = x.reshape(n, c, -1).transpose(0, 2, 1).astype(np.float64)  # (n, HW, C)
     passed = 0
-    for p in pixels:
+    for image in chosen:  # one at a time: large images stay cheap
+        p = to_float(image).reshape(image.shape[0], -1).T.astype(np.float64)  # (HW, C)
         centred = p - p.mean(0)
         axis = np.linalg.svd(centred, full_matrices=False)[2][0]  # the main colour direction
         t = centred @ axis
@@ -286,10 +286,8 @@ class Dataset:
                     f"{labels.dtype} array of shape {labels.shape}"
                 )
             labels = labels.astype(np.int64, copy=False)
-            if (
-                classes is not None
-                and len(labels)
-                and (labels.min() < 0 or labels.max() >= len(classes))
+            if classes is not None and len(labels) and (
+                labels.min() < 0 or labels.max() >= len(classes)
             ):
                 raise ValueError(
                     f"dataset {name!r}: labels must index the {len(classes)} classes, "

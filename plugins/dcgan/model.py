@@ -79,8 +79,9 @@ RESOLUTIONS = (28, 32, 64)
 #: learning rate than PyTorch's, and an EMA generator for smoother samples.
 #:
 #: The default run's data (``DCGAN.train_defaults``: 8,192 images; its length is set by the
-#: conditional recipe's time, below) comes from measurements with ``minigan metrics``' shapes-classifier features (1,024 samples;
-#: real vs held-out real: FID 0.24, confident fraction 0.83), made with the exact PyTorch
+#: conditional recipe's time, below) comes from measurements with ``minigan metrics``'
+#: shapes-classifier features (1,024 samples; real vs held-out real: FID 0.24, confident
+#: fraction 0.83), made with the exact PyTorch
 #: twin (``benchmarks/dcgan_twin.py``: same weights, batches and draws) because the machine
 #: was shared: the old default (2,048 images, 1,024 steps) scores FID 21.3 and a confident
 #: fraction of 0.09; 2,048 images for 4,096 steps, 12.5 at 3,072 steps and 12.8 at 4,096
