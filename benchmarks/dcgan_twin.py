@@ -312,15 +312,25 @@ class TorchDCGAN:
         return self._latent(torch.from_numpy(z), labels)
 
     # the sampling interface minigan.metrics.measure uses
-    def generate(self, seeds: Any, batch_size: int = 128) -> np.ndarray:
+    def sample(self, z: torch.Tensor, label: int | None = None) -> torch.Tensor:
+        """``DCGAN.sample``: images of latents ``z`` from the EMA generator (else G) in eval
+        mode; ``label`` gives every image that class instead of the one in its latent."""
+        if label is not None:
+            k, n = self.num_classes, len(z)
+            one_hot = tnn.functional.one_hot(torch.full((n,), label), k).float()
+            z = torch.cat([z[:, : z.shape[1] - k], one_hot], 1)
         net = (self.G_ema or self.G).eval()
-        seeds = list(seeds)
         with torch.no_grad():
-            parts = [
-                net(self.latents(seeds[i : i + batch_size])).numpy()
-                for i in range(0, len(seeds), batch_size)
-            ]
+            images = net(z)
         net.train()
+        return images
+
+    def generate(self, seeds: Any, batch_size: int = 128) -> np.ndarray:
+        seeds = list(seeds)
+        parts = [
+            self.sample(self.latents(seeds[i : i + batch_size])).numpy()
+            for i in range(0, len(seeds), batch_size)
+        ]
         return np.concatenate(parts) if parts else np.zeros((0, *self.image_shape), np.float32)
 
 

@@ -340,8 +340,9 @@ class Trainable:
 
     @classmethod
     def config_for_data(cls, config: Any, dataset: Any) -> Any:
-        """``config`` with the options a model derives from its training data filled in
-        (called by the trainer before it builds a new model, after ``num_classes``; a resumed
+        """``config`` with the options a model derives from its training data filled in:
+        only options left auto (``None``), so that what a user chose stands. The trainer
+        calls it before it builds a new run's model, after filling ``num_classes`` (a resumed
         run keeps its saved values). The default changes nothing; DCGAN's ``layered`` output
         turns on for flat two-colour images here."""
         return config

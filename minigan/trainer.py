@@ -410,9 +410,12 @@ class Trainer:
         minigan.manual_seed(self.settings["seed"])
         cls, shape = self.model_cls, self.dataset.shape
         if self.built is None:
-            # resuming: _settings already completed the saved config (keep what the run was)
+            # built from settings: a resumed run's config was completed by _settings (keep
+            # what the run was); only a new run takes options from its data
             config = data_classes(cls.make_config(self.settings["config"]), self.dataset)
-            self.model = cls(cls.config_for_data(config, self.dataset), shape, self.device)
+            if self.ckpt_path is None:
+                config = cls.config_for_data(config, self.dataset)
+            self.model = cls(config, shape, self.device)
         elif tuple(self.built.image_shape) != tuple(shape):
             raise ValueError(
                 f"the model was built for images of shape {self.built.image_shape}, but "
@@ -432,8 +435,10 @@ class Trainer:
     def _resume(self, ckpt_path: Path) -> None:
         """Load the checkpoint's weights, random state and position in the data."""
         ckpt, info = load_checkpoint(ckpt_path), self.info
-        # options added to the model since the checkpoint was written are not in it
-        changed = any(info["config"].get(k, v) != v for k, v in ckpt["config"].items())
+        # options added to the model since the checkpoint was written are not in it: they
+        # count with the values such runs trained with
+        saved = as_saved(self.model_cls, ckpt["config"])
+        changed = any(info["config"].get(k, v) != v for k, v in saved.items())
         if changed or list(ckpt["image_shape"]) != info["image_shape"]:
             raise ValueError(
                 f"{ckpt_path} was made by {ckpt['model']} {ckpt['config']} for images "

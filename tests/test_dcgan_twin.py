@@ -88,6 +88,12 @@ def test_twin_follows_minigan(tmp_path, extra, loss, classes):
     np.testing.assert_allclose(
         twin.generate(seeds, batch_size=2), model.generate(seeds), rtol=1e-5, atol=1e-6
     )
+    if classes:  # a chosen class, as minigan.metrics.class_fidelity asks for it
+        z = model.latents(seeds)
+        ours_2, theirs_2 = model.sample(z, label=2), twin.sample(torch.tensor(z.numpy()), label=2)
+        np.testing.assert_allclose(theirs_2.numpy(), ours_2.numpy(), rtol=1e-5, atol=1e-6)
+        moved = np.abs(ours_2.numpy() - model.sample(z).numpy()).max()  # seeds 0, 1, ... moved
+        assert moved > 20 * np.abs(theirs_2.numpy() - ours_2.numpy()).max(), moved
 
 
 def test_conditional_default_recipe_is_what_the_twin_runs():

@@ -117,9 +117,10 @@ COMMON = {
 #: images' classes (without it D named only 43% of them and never a square, so G drew one blob
 #: for every convex class), DiffAugment ``color,translation`` on every image D sees (cutout
 #: hides the shape D must name), Adam (0, 0.99) with D's learning rate twice G's, and a slower
-#: EMA. The default run with it (4,096 steps, 3 min 30 s on 2 cores) scores FID (shapes) 5.55
-#: / confident 0.52 / classes 4-38% (seed 1: 6.77 / 0.51 / 3-34%), and draws the class it is
-#: asked for 62-68% of the time (``minigan metrics``' class fidelity), against the recipe
+#: EMA. The previous default run with it (plain output, 4,096 steps, 3 min 30 s on 2 cores)
+#: scored FID (shapes) 5.55 / confident 0.52 / classes 4-38% (seed 1: 6.77 / 0.51 / 3-34%),
+#: and drew the class it was asked for 62-68% of the time (``minigan metrics``' class
+#: fidelity), against the recipe
 #: without the class loss: 5.52 / 0.21 / 9-31% (seed 1: 5.10 / 0.24 / 10-36%), 36% — the confident
 #: fraction 2.1-2.5x, FID equal for seed 0 and worse for seed 1, squares mostly drawn as
 #: circles or ellipses (issue 15's targets, README "Sample quality", are still not met). At
@@ -489,8 +490,11 @@ def resolve_config(config: DCGANConfig, resolution: int) -> DCGANConfig:
     if config.loss not in (None, "bce", "hinge"):
         raise ValueError(f"loss must be 'bce' or 'hinge', got {config.loss!r}")
     for name in ("spectral_norm", "layered"):
-        if getattr(config, name) not in (None, True, False):
-            raise ValueError(f"{name} must be True or False, got {getattr(config, name)!r}")
+        value = getattr(config, name)
+        if value is not None and not isinstance(value, (bool, np.bool_)):
+            raise ValueError(f"{name} must be True or False, got {value!r}")
+        if value is not None:
+            config = replace(config, **{name: bool(value)})
     if config.layered is None:  # no data seen (the trainer fills it: config_for_data)
         config = replace(config, layered=False)
     auto = recipe(resolution, classes > 0)
