@@ -3,20 +3,24 @@
 
 :func:`train_twin` reproduces what ``minigan train dcgan`` does on the ``shapes`` data, in
 PyTorch. The model is built by minigan as the Trainer builds it (``manual_seed(seed)``, the
-config's ``num_classes`` filled from the data's labels, then ``DCGAN(config, shape)``), so
+config's ``num_classes`` filled from the data's labels and ``layered`` from
+``DCGAN.config_for_data``, then ``DCGAN(config, shape)``), so
 the initial weights are minigan's, and copied into PyTorch modules with the same layers and
 state keys: spectral norm (``torch.nn.utils.spectral_norm``, minigan's u/v buffers loaded),
-the projection discriminator's class embedding, BatchNorm statistics, the EMA generator.
+the projection discriminator's class embedding, the layered output's colours head,
+BatchNorm statistics, the EMA generator.
 Each step takes minigan's batch (its ``DataLoader`` with the run's seed, labels included)
 and draws from minigan's global generator exactly as ``DCGAN.train_step`` does — z, the fake
 images' classes, then the DiffAugment draws for D(real), D(fake) and G's D(fake), replayed
 by a PyTorch port of :mod:`minigan.diffaugment` — then applies the same loss (hinge or BCE),
 Adam updates (``lr`` / ``lr_d``, ``(beta1, beta2)``) and EMA. ``generate(seeds)`` samples as
-``DCGAN.generate`` does (class ``seed % num_classes`` one-hot for a conditional model). Only
+``DCGAN.generate`` does (class ``seed % num_classes`` one-hot for a conditional model), and
+``sample(z, label=k)`` as ``DCGAN.sample`` (for ``minigan.metrics``' class fidelity). Only
 the arithmetic differs — so the two runs' sample quality can be compared directly.
 
 With the defaults (``train_twin()``) that is the class-conditional 32×32 recipe (hinge loss,
-projection D with spectral norm, DiffAugment, Adam (0, 0.99), EMA 0.995);
+projection D with spectral norm and a class loss, DiffAugment, Adam (0, 0.99), EMA 0.995,
+the layered output, as ``shapes`` gets it);
 ``train_twin({"num_classes": 0})`` twins an unconditional run (BCE, BatchNorm D), as
 ``minigan train dcgan`` trains on unlabelled data. tests/test_dcgan_twin.py checks both
 against minigan (losses, weights, samples). The 28×28 layout's Dropout draws from torch's
@@ -396,7 +400,7 @@ OPTIONS: dict[str, Any] = {
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, help="default: minigan's (16 epochs)")
+    parser.add_argument("--steps", type=int, help="default: minigan's (20 epochs)")
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--limit", type=int, help="shapes images (default: minigan's)")
     parser.add_argument("--seed", type=int, default=0)

@@ -624,7 +624,7 @@ def _train_callback(name: str, model_cls: type[Any], field_names: list[str]) -> 
 
 
 def _latest_samples_line(run: Path) -> str:
-    """``latest samples: RUN/samples/epoch-016.png (real: RUN/real_samples.png)`` and a newline,
+    """``latest samples: RUN/samples/epoch-020.png (real: RUN/real_samples.png)`` and a newline,
     or nothing when the run has no sample grid yet."""
     grids = sorted((run / "samples").glob("*.png"), key=lambda p: (p.stat().st_mtime, p.name))
     if not grids:

@@ -192,12 +192,12 @@ def two_colour(
     images: np.ndarray, sample: int = 256, tolerance: float = 0.05, share: float = 0.9
 ) -> bool:
     """Whether ``images`` (NCHW, ``uint8`` or float in [-1, 1]) are flat two-colour
-    pictures: in at least ``share`` of the first ``sample`` images every pixel is a blend
-    ``a + t (b - a)`` of two colours ``a``, ``b`` (off that line by at most ``tolerance`` in the
-    [-1, 1] range, for 99% of the pixels) and at least 3/4 of the pixels are one of them
-    (``t`` below 0.1 or above 0.9). Shapes, digits, icons and line art are; photographs and
-    gradients are not. A generator can then draw a mask and two colours (DCGAN's
-    ``layered``).
+    pictures: in at least ``share`` of ``sample`` images spread evenly over the set (all of
+    them if there are fewer) every pixel is a blend ``a + t (b - a)`` of two colours ``a``,
+    ``b`` (off that line by at most ``tolerance`` in the [-1, 1] range, for 99% of the
+    pixels) and at least 3/4 of the pixels are one of them (``t`` below 0.1 or above 0.9).
+    Shapes, digits, icons and line art are; photographs and gradients are not. A generator
+    can then draw a mask and two colours (DCGAN's ``layered``).
 
     >>> flat = np.zeros((4, 3, 8, 8), np.uint8); flat[:, 0, 2:5, 2:5] = 255
     >>> two_colour(flat)
@@ -205,13 +205,13 @@ def two_colour(
     >>> two_colour(np.linspace(-1, 1, 4 * 3 * 8 * 8).reshape(4, 3, 8, 8))
     False
     """
-    chosen = np.asarray(images[:sample])
-    n = len(chosen)
+    n = min(len(images), sample)
     if n == 0:
         return False
+    chosen = (images[i] for i in np.linspace(0, len(images) - 1, n).round().astype(int))
     passed = 0
     for image in chosen:  # one at a time: large images stay cheap
-        p = to_float(image).reshape(image.shape[0], -1).T.astype(np.float64)  # (HW, C)
+        p = to_float(np.asarray(image)).reshape(len(image), -1).T.astype(np.float64)  # (HW, C)
         centred = p - p.mean(0)
         axis = np.linalg.svd(centred, full_matrices=False)[2][0]  # the main colour direction
         t = centred @ axis

@@ -370,6 +370,15 @@ def _dcgan_conditional(device):
                  device)  # fmt: skip
 
 
+def _dcgan_layered(device):
+    """The conditional recipe with the layered output (a mask blending two colours)."""
+    from minigan.plugins.dcgan import DCGAN
+
+    minigan.manual_seed(0)
+    config = {"g_width": 4, "d_width": 4, "latent_dim": 8, "num_classes": 3, "layered": True}
+    return DCGAN(config, (3, 32, 32), device)
+
+
 def _stylegan(device):
     from minigan.plugins.stylegan_lite import StyleGANLite
 
@@ -380,7 +389,9 @@ def _stylegan(device):
 
 
 @pytest.mark.parametrize(
-    "make", [_dcgan, _dcgan_conditional, _stylegan], ids=["dcgan", "dcgan-cond", "stylegan-lite"]
+    "make",
+    [_dcgan, _dcgan_conditional, _dcgan_layered, _stylegan],
+    ids=["dcgan", "dcgan-cond", "dcgan-layered", "stylegan-lite"],
 )
 def test_training_steps_on_cuda_match_cpu_and_read_nothing_back(cuda, make):
     real = np.random.default_rng(0).uniform(-1, 1, (4, *make("cpu").image_shape))

@@ -623,44 +623,48 @@ def test_open_dataset_conforms_a_third_party_dataset():
 
 
 # --------------------------------------------------------------------------- two_colour
-def _two_colour_images(rng: np.random.Generator, n: int, channels: int) -> np.ndarray:
-    """n images of two random colours: a random disc (antialiased edge) on a background."""
+def _two_colour_images(
+    rng: np.random.Generator, n: int, channels: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """n images of two random colours: a random disc (antialiased edge) of colour b on a
+    background of colour a. Returns the images and the colours a, b (n, channels)."""
     yy, xx = np.mgrid[:32, :32] + 0.5
     images = np.empty((n, channels, 32, 32), np.float32)
+    a, b = rng.uniform(-1, 1, (2, n, channels))
     for i in range(n):
-        a, b = rng.uniform(-1, 1, (2, channels, 1, 1))
         cy, cx, r = rng.uniform(8, 24), rng.uniform(8, 24), rng.uniform(3, 10)
         t = np.clip(r - np.hypot(yy - cy, xx - cx) + 0.5, 0, 1)  # 1 inside, ramp at the edge
-        images[i] = a + (b - a) * t
-    return images
+        images[i] = a[i, :, None, None] + (b - a)[i, :, None, None] * t
+    return images, a, b
 
 
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), channels=st.sampled_from([1, 3]))
 def test_two_colour_accepts_blends_of_two_colours(seed, channels):
     """Any two colours blended by a mask with soft edges, stored as uint8 or float."""
-    images = _two_colour_images(np.random.default_rng(seed), 16, channels)
+    images = _two_colour_images(np.random.default_rng(seed), 16, channels)[0]
     assert minigan.data.two_colour(images)
     assert minigan.data.two_colour(minigan.data.to_uint8(images))
 
 
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1))
-def test_two_colour_rejects_a_third_colour_noise_and_gradients(seed):
+def test_two_colour_rejects_each_image_with_a_third_colour_noise_or_a_gradient(seed):
     rng = np.random.default_rng(seed)
-    images = _two_colour_images(rng, 16, 3)
-    third = images.copy()  # a 6x6 patch of a colour off the line between the two
-    for image in third:
-        a, b = image[:, 0, 0], image[:, 16, 16]
-        off = np.cross(b - a, rng.normal(size=3))
-        off *= 0.5 / max(np.linalg.norm(off), 1e-9)  # 0.5 off the line through a
-        image[:, 1:7, 1:7] = (a + off)[:, None, None]
-    assert not minigan.data.two_colour(third)
-    noisy = images + rng.normal(0, 0.1, images.shape).astype(np.float32)
-    assert not minigan.data.two_colour(noisy)
-    ramp = np.linspace(-1, 1, 32, dtype=np.float32)  # a gradient: collinear, but not flat
-    gradients = images * 0 + ramp * rng.uniform(0.5, 1, (16, 3, 1, 1)).astype(np.float32)
-    assert not minigan.data.two_colour(gradients)
+    images, a, b = _two_colour_images(rng, 8, 3)
+    for image, colour_a, colour_b in zip(images, a, b):
+        third = image.copy()  # a 6x6 patch of a colour 0.5 off the line through a and b
+        off = np.cross(colour_b - colour_a, rng.normal(size=3))
+        off *= 0.5 / max(np.linalg.norm(off), 1e-9)
+        third[:, 1:7, 1:7] = (colour_a + off)[:, None, None]
+        assert not minigan.data.two_colour(third[None])
+        noisy = image + rng.normal(0, 0.1, image.shape).astype(np.float32)
+        assert not minigan.data.two_colour(noisy[None])
+        # a gradient: every pixel on the line between two colours, but few at its ends
+        ramp = np.linspace(0, 1, 32, dtype=np.float32)[None, None, :]
+        gradient = colour_a[:, None, None] + (colour_b - colour_a)[:, None, None] * ramp
+        if np.abs(colour_b - colour_a).max() > 0.1:  # (else it is one flat colour)
+            assert not minigan.data.two_colour(gradient[None].astype(np.float32))
 
 
 def test_two_colour_on_the_built_in_shapes_and_on_smooth_random_pictures():
@@ -673,3 +677,12 @@ def test_two_colour_on_the_built_in_shapes_and_on_smooth_random_pictures():
         field = np.apply_along_axis(np.convolve, axis, field, kernel, mode="same")
     assert not minigan.data.two_colour(field / np.abs(field).max())
     assert not minigan.data.two_colour(np.zeros((0, 3, 8, 8), np.uint8))
+
+
+def test_two_colour_looks_across_the_whole_set():
+    """Images spread over the set are judged, not only the first ones: a set that starts
+    with a block of shapes and goes on with noise pictures is not two-colour."""
+    shapes = open_dataset("shapes", limit=64).data
+    noise = np.random.default_rng(0).integers(0, 256, (1000, 3, 32, 32), dtype=np.uint8)
+    assert minigan.data.two_colour(shapes)
+    assert not minigan.data.two_colour(np.concatenate([shapes, noise]))

@@ -537,8 +537,12 @@ def test_layered_is_on_for_two_colour_training_data_and_can_be_chosen(tmp_path):
     chosen = DCGAN.make_config({"layered": False})
     assert DCGAN.config_for_data(chosen, shapes).layered is False
     assert DCGAN(None, (3, 32, 32)).config.layered is False  # built without data: off
-    with pytest.raises(ValueError, match="layered must be True or False, got 'yes'"):
-        DCGAN({"layered": "yes"}, (3, 32, 32))
+    for bad in ("yes", 1, 0.0):  # (1 == True in Python: still not a switch's value)
+        with pytest.raises(ValueError, match=f"layered must be True or False, got {bad!r}"):
+            DCGAN({"layered": bad}, (3, 32, 32))
+    with pytest.raises(ValueError, match="spectral_norm must be True or False, got 1"):
+        DCGAN({"spectral_norm": 1}, (3, 32, 32))
+    assert DCGAN({"layered": np.bool_(True)}, (3, 32, 32)).config.layered is True
     options = dict(data_options={"limit": 64}, batch_size=16, progress=False, log=lambda m: None)
     small = {"g_width": 4, "d_width": 4}
     for name, config, expected in [
@@ -694,3 +698,44 @@ def test_a_conditional_run_from_before_the_class_loss_resumes_without_it(tmp_pat
     small = {"g_width": 4, "d_width": 4}
     train("dcgan", out=tmp_path / "new", config=small, max_steps=1, **options)
     assert json.loads((tmp_path / "new" / "config.json").read_text())["config"]["class_loss"] == 1
+
+
+def test_a_run_from_before_the_layered_output_resumes_with_the_plain_output(tmp_path):
+    """A run on shapes saved before DCGAN had ``layered`` drew plain images: ``--resume``,
+    ``load_model`` and a resume without config.json keep it so (``added_config_fields``)
+    instead of letting the data turn the newer default on, and it continues exactly as an
+    uninterrupted plain-output run."""
+    import json
+    import shutil
+
+    from minigan.run import load_model
+    from minigan.train import train
+
+    options = dict(data_options={"limit": 64}, batch_size=16, progress=False, log=lambda m: None)
+    config = {"g_width": 4, "d_width": 4, "layered": False}
+    train("dcgan", out=tmp_path / "whole", config=config, max_steps=8, **options)
+    train("dcgan", out=tmp_path / "old", config=config, max_steps=4, **options)
+    run = tmp_path / "old"
+    saved = json.loads((run / "config.json").read_text())
+    del saved["config"]["layered"]
+    (run / "config.json").write_text(json.dumps(saved))
+    for path in (run / "checkpoints").glob("*.safetensors"):
+        ckpt = minigan.load(path)
+        ckpt["config"] = {k: v for k, v in ckpt["config"].items() if k != "layered"}
+        minigan.save(ckpt, path)
+    assert load_model(run)[0].config.layered is False
+    bare = tmp_path / "bare"  # the same run without its config.json: only the checkpoints
+    shutil.copytree(run, bare)
+    (bare / "config.json").unlink()
+    train("dcgan", out=run, resume=True, max_steps=8, **options)
+    assert json.loads((run / "config.json").read_text())["config"]["layered"] is False
+    small = {"g_width": 4, "d_width": 4}  # (without config.json the widths must be given)
+    train("dcgan", out=bare, resume=True, max_steps=8, config=small, **options)
+    assert json.loads((bare / "config.json").read_text())["config"]["layered"] is False
+    losses = [
+        [json.loads(line)["loss_d"] for line in (d / "metrics.jsonl").open()]
+        for d in (tmp_path / "whole", run, bare)
+    ]
+    assert len(losses[1]) == len(losses[2]) == 8
+    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-5)
+    np.testing.assert_allclose(losses[2], losses[0], rtol=1e-5)
