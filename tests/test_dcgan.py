@@ -624,19 +624,21 @@ def test_conditional_step_augments_what_d_sees_with_the_global_generator():
     assert float(metrics["d_real"].item()) == pytest.approx(logits_real, rel=1e-5)
 
 
-def test_a_run_from_before_classes_resumes_unconditionally(tmp_path):
-    """A run written before DCGAN had num_classes, loss, ... (its config.json and checkpoint
-    lack them) resumes as the unconditional model it was, with the losses an uninterrupted
-    run has."""
+OLD_RUN_OPTIONS = dict(
+    data_options={"limit": 64}, batch_size=16, progress=False, log=lambda m: None
+)
+
+
+def old_run(tmp_path, config: dict, new_keys: tuple[str, ...]):
+    """An 8-step run ``whole`` and a 4-step run ``old`` of ``config``, with ``new_keys``
+    deleted from old's config.json and checkpoints: a run saved before those options
+    existed. Returns the two run directories."""
     import json
 
     from minigan.train import train
 
-    new_keys = ("num_classes", "lr_d", "loss", "spectral_norm", "diffaugment")
-    options = dict(data_options={"limit": 64}, batch_size=16, progress=False, log=lambda m: None)
-    config = {"g_width": 4, "d_width": 4, "num_classes": 0}
-    train("dcgan", out=tmp_path / "whole", config=config, max_steps=8, **options)
-    train("dcgan", out=tmp_path / "old", config=config, max_steps=4, **options)
+    for name, steps in (("whole", 8), ("old", 4)):
+        train("dcgan", out=tmp_path / name, config=config, max_steps=steps, **OLD_RUN_OPTIONS)
     run = tmp_path / "old"
     saved = json.loads((run / "config.json").read_text())
     for key in new_keys:
@@ -646,14 +648,35 @@ def test_a_run_from_before_classes_resumes_unconditionally(tmp_path):
         ckpt = minigan.load(path)
         ckpt["config"] = {k: v for k, v in ckpt["config"].items() if k not in new_keys}
         minigan.save(ckpt, path)
-    train("dcgan", out=run, resume=True, max_steps=8, **options)
+    return tmp_path / "whole", run
+
+
+def assert_same_losses(whole, *resumed) -> None:
+    """Each resumed run logged 8 steps, with the losses of the uninterrupted run."""
+    import json
+
+    def losses(run):
+        return [json.loads(line)["loss_d"] for line in (run / "metrics.jsonl").open()]
+
+    for run in resumed:
+        assert len(losses(run)) == 8
+        np.testing.assert_allclose(losses(run), losses(whole), rtol=1e-5)
+
+
+def test_a_run_from_before_classes_resumes_unconditionally(tmp_path):
+    """A run written before DCGAN had num_classes, loss, ... (its config.json and checkpoint
+    lack them) resumes as the unconditional model it was, with the losses an uninterrupted
+    run has."""
+    import json
+
+    from minigan.train import train
+
+    new_keys = ("num_classes", "lr_d", "loss", "spectral_norm", "diffaugment")
+    config = {"g_width": 4, "d_width": 4, "num_classes": 0}
+    whole, run = old_run(tmp_path, config, new_keys)
+    train("dcgan", out=run, resume=True, max_steps=8, **OLD_RUN_OPTIONS)
     assert json.loads((run / "config.json").read_text())["config"]["num_classes"] == 0
-    losses = [
-        [json.loads(line)["loss_d"] for line in (d / "metrics.jsonl").open()]
-        for d in (tmp_path / "whole", run)
-    ]
-    assert len(losses[1]) == 8
-    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-5)
+    assert_same_losses(whole, run)
 
 
 def test_a_conditional_run_from_before_the_class_loss_resumes_without_it(tmp_path):
@@ -662,23 +685,12 @@ def test_a_conditional_run_from_before_the_class_loss_resumes_without_it(tmp_pat
     default on, and continues as an uninterrupted run without the class loss does."""
     import json
 
+    from minigan.run import load_model
     from minigan.train import train
 
-    options = dict(data_options={"limit": 64}, batch_size=16, progress=False, log=lambda m: None)
-    config = {"g_width": 4, "d_width": 4, "class_loss": 0.0}
-    train("dcgan", out=tmp_path / "whole", config=config, max_steps=8, **options)
-    train("dcgan", out=tmp_path / "old", config=config, max_steps=4, **options)
-    run = tmp_path / "old"
-    saved = json.loads((run / "config.json").read_text())
-    del saved["config"]["class_loss"]
-    (run / "config.json").write_text(json.dumps(saved))
-    for path in (run / "checkpoints").glob("*.safetensors"):
-        ckpt = minigan.load(path)
-        ckpt["config"] = {k: v for k, v in ckpt["config"].items() if k != "class_loss"}
-        minigan.save(ckpt, path)
+    options = OLD_RUN_OPTIONS
+    whole, run = old_run(tmp_path, {"g_width": 4, "d_width": 4, "class_loss": 0.0}, ("class_loss",))
     # the old checkpoint loads as what it was (no class loss), for sampling or training on
-    from minigan.run import load_model
-
     assert load_model(run)[0].config.class_loss == 0
     # asking for the value the run trained with is no conflict; asking for another is
     with pytest.raises(ValueError, match=r"class_loss=1\.0 \(the run has 0\.0\)"):
@@ -688,12 +700,7 @@ def test_a_conditional_run_from_before_the_class_loss_resumes_without_it(tmp_pat
     )  # fmt: skip
     resumed = json.loads((run / "config.json").read_text())["config"]
     assert resumed["num_classes"] == 6 and resumed["class_loss"] == 0
-    losses = [
-        [json.loads(line)["loss_d"] for line in (d / "metrics.jsonl").open()]
-        for d in (tmp_path / "whole", run)
-    ]
-    assert len(losses[1]) == 8
-    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-5)
+    assert_same_losses(whole, run)
     # a new run of the same data gets the class loss
     small = {"g_width": 4, "d_width": 4}
     train("dcgan", out=tmp_path / "new", config=small, max_steps=1, **options)
@@ -711,31 +718,15 @@ def test_a_run_from_before_the_layered_output_resumes_with_the_plain_output(tmp_
     from minigan.run import load_model
     from minigan.train import train
 
-    options = dict(data_options={"limit": 64}, batch_size=16, progress=False, log=lambda m: None)
-    config = {"g_width": 4, "d_width": 4, "layered": False}
-    train("dcgan", out=tmp_path / "whole", config=config, max_steps=8, **options)
-    train("dcgan", out=tmp_path / "old", config=config, max_steps=4, **options)
-    run = tmp_path / "old"
-    saved = json.loads((run / "config.json").read_text())
-    del saved["config"]["layered"]
-    (run / "config.json").write_text(json.dumps(saved))
-    for path in (run / "checkpoints").glob("*.safetensors"):
-        ckpt = minigan.load(path)
-        ckpt["config"] = {k: v for k, v in ckpt["config"].items() if k != "layered"}
-        minigan.save(ckpt, path)
+    small = {"g_width": 4, "d_width": 4}
+    whole, run = old_run(tmp_path, {**small, "layered": False}, ("layered",))
     assert load_model(run)[0].config.layered is False
     bare = tmp_path / "bare"  # the same run without its config.json: only the checkpoints
     shutil.copytree(run, bare)
     (bare / "config.json").unlink()
-    train("dcgan", out=run, resume=True, max_steps=8, **options)
+    train("dcgan", out=run, resume=True, max_steps=8, **OLD_RUN_OPTIONS)
     assert json.loads((run / "config.json").read_text())["config"]["layered"] is False
-    small = {"g_width": 4, "d_width": 4}  # (without config.json the widths must be given)
-    train("dcgan", out=bare, resume=True, max_steps=8, config=small, **options)
+    # without config.json the widths must be given again
+    train("dcgan", out=bare, resume=True, max_steps=8, config=small, **OLD_RUN_OPTIONS)
     assert json.loads((bare / "config.json").read_text())["config"]["layered"] is False
-    losses = [
-        [json.loads(line)["loss_d"] for line in (d / "metrics.jsonl").open()]
-        for d in (tmp_path / "whole", run, bare)
-    ]
-    assert len(losses[1]) == len(losses[2]) == 8
-    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-5)
-    np.testing.assert_allclose(losses[2], losses[0], rtol=1e-5)
+    assert_same_losses(whole, run, bare)
