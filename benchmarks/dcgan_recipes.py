@@ -118,6 +118,12 @@ def _generator_flags(add: Callable[..., Any]) -> None:
         "input gives a foreground and a background colour; image = bg + (fg - bg) * "
         "sigmoid(mask); 2: the same with the colours from a one-hidden-layer MLP (64 units)",
     )
+    add(
+        "--maskgain",
+        type=float,
+        default=1.0,
+        help="with --layered: the mask logit is multiplied by this before the sigmoid",
+    )
 
 
 def _discriminator_flags(add: Callable[..., Any]) -> None:
@@ -257,9 +263,9 @@ class Layered(nn.Module):
     same input to a foreground and a background colour in [-1, 1]; the image is the background
     with the foreground blended in by the sigmoid of the mask."""
 
-    def __init__(self, body: nn.Module, inputs: int, hidden: int = 0) -> None:
+    def __init__(self, body: nn.Module, inputs: int, hidden: int = 0, gain: float = 1.0) -> None:
         super().__init__()
-        self.body = body
+        self.body, self.gain = body, gain
         self.colours: nn.Module = nn.Linear(inputs, 6)
         if hidden:  # --layered 2: the colours from a one-hidden-layer MLP
             self.colours = nn.Sequential(
@@ -268,7 +274,7 @@ class Layered(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         fg, bg = torch.tanh(self.colours(z.flatten(1)))[:, :, None, None].split(3, 1)
-        return bg + (fg - bg) * torch.sigmoid(self.body(z))
+        return bg + (fg - bg) * torch.sigmoid(self.gain * self.body(z))
 
 
 class ClassBatchNorm(nn.Module):
@@ -339,7 +345,8 @@ def build_generator(args: argparse.Namespace) -> nn.Module:
         layers += [nn.Upsample(scale_factor=2), nn.Conv2d(last, out, 3, 1, 1)]
     if args.layered:
         hidden = 64 if args.layered == 2 else 0
-        net: nn.Module = Layered(nn.Sequential(*layers), args.z + NUM_CLASSES * args.cond, hidden)
+        inputs = args.z + NUM_CLASSES * args.cond
+        net: nn.Module = Layered(nn.Sequential(*layers), inputs, hidden, args.maskgain)
     else:
         net = nn.Sequential(*layers, nn.Tanh())
     return WithClass(net, context) if args.cbn else net
