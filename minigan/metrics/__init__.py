@@ -172,7 +172,7 @@ def real_features(
     model's ``image_shape`` (cached on disk unless ``cache=False``)."""
     from minigan.data import open_dataset
 
-    options = {k: v for k, v in (data_options or {}).items() if k in ("path", "seed")}
+    options = _data_options(data_options)
     channels, resolution = image_shape[0], image_shape[1]
     key = {
         "data": data,
@@ -269,23 +269,31 @@ def class_fidelity(
         return {}
     per_class = -(-num // k)
     z = model.latents(range(per_class))
-    recognised: dict[str, float] = {}
-    confidently: dict[str, float] = {}
-    for c, name in enumerate(names):
-        parts = [
-            network(np.asarray(model.sample(z[i : i + batch_size], label=c).numpy()))[1]
-            for i in range(0, per_class, batch_size)
-        ]
-        p = _softmax(np.concatenate([q for q in parts if q is not None]))
-        right = p.argmax(axis=1) == c
-        recognised[name] = float(right.mean())
-        confidently[name] = float((right & (p.max(axis=1) > CONFIDENCE)).mean())
+    parts = [
+        network(np.asarray(model.sample(z[i : i + batch_size], label=c).numpy()))[1]
+        for c in range(k)
+        for i in range(0, per_class, batch_size)
+    ]  # a classifier's logits (never None here: for the type checker)
+    logits = np.concatenate([q for q in parts if q is not None])
+    right, sure = _per_class(_softmax(logits), np.repeat(np.arange(k), per_class))
     return {
-        "class_fidelity": float(np.mean(list(recognised.values()))),
-        "class_fidelity_confident": float(np.mean(list(confidently.values()))),
-        "class_recognised": recognised,
-        "class_recognised_confidently": confidently,
+        "class_fidelity": float(np.mean(right)),
+        "class_fidelity_confident": float(np.mean(sure)),
+        "class_recognised": dict(zip(names, right)),
+        "class_recognised_confidently": dict(zip(names, sure)),
     }
+
+
+def _per_class(p: np.ndarray, labels: np.ndarray) -> tuple[list[float], list[float]]:
+    """For each class in ``labels`` (in order): the fraction of its rows of softmax ``p``
+    classified as it, and as it with top probability > :data:`CONFIDENCE`."""
+    right = p.argmax(axis=1) == labels
+    sure = right & (p.max(axis=1) > CONFIDENCE)
+    classes = np.unique(labels)
+    return (
+        [float(right[labels == c].mean()) for c in classes],
+        [float(sure[labels == c].mean()) for c in classes],
+    )
 
 
 def measure(
@@ -336,25 +344,24 @@ def _real_class_fidelity(
     classes are their labels: what a generator that draws its classes perfectly scores."""
     from minigan.data import open_dataset
 
-    options = {k: v for k, v in (data_options or {}).items() if k in ("path", "seed")}
+    options = _data_options(data_options)
     ds = open_dataset(data, resolution=shape[1], channels=shape[0], limit=2 * num, **options)
-    labels = np.asarray(ds.labels)[num : 2 * num]
-    p = _softmax(logits)
-    right = p.argmax(axis=1) == labels
-    sure = right & (p.max(axis=1) > CONFIDENCE)
-    classes = np.unique(labels)
+    right, sure = _per_class(_softmax(logits), np.asarray(ds.labels)[num : 2 * num])
     return {
-        "baseline_class_fidelity": float(np.mean([right[labels == c].mean() for c in classes])),
-        "baseline_class_fidelity_confident": float(
-            np.mean([sure[labels == c].mean() for c in classes])
-        ),
+        "baseline_class_fidelity": float(np.mean(right)),
+        "baseline_class_fidelity_confident": float(np.mean(sure)),
     }
+
+
+def _data_options(data_options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The dataset options that pick which images a real set holds (not how they are sized)."""
+    return {k: v for k, v in (data_options or {}).items() if k in ("path", "seed")}
 
 
 def _class_names(data: str, data_options: Mapping[str, Any] | None) -> list[str] | None:
     from minigan.data import open_dataset
 
-    options = {k: v for k, v in (data_options or {}).items() if k in ("path", "seed")}
+    options = _data_options(data_options)
     try:
         return list(open_dataset(data, limit=1, **options).classes or []) or None
     except (ValueError, OSError):
@@ -366,6 +373,6 @@ def _real_border(
 ) -> float:
     from minigan.data import open_dataset
 
-    options = {k: v for k, v in (data_options or {}).items() if k in ("path", "seed")}
+    options = _data_options(data_options)
     ds = open_dataset(data, resolution=shape[1], channels=shape[0], limit=num, **options)
     return border_deviation(ds[: min(num, len(ds))][0])

@@ -489,15 +489,14 @@ def resolve_config(config: DCGANConfig, resolution: int) -> DCGANConfig:
         raise ValueError(f"num_classes must be an int >= 0, got {config.num_classes!r}")
     if config.loss not in (None, "bce", "hinge"):
         raise ValueError(f"loss must be 'bce' or 'hinge', got {config.loss!r}")
-    switches: dict[str, Any] = {}
     for name in ("spectral_norm", "layered"):
         value = getattr(config, name)
         if value is not None and not isinstance(value, (bool, np.bool_)):
             raise ValueError(f"{name} must be True or False, got {value!r}")
-        switches[name] = None if value is None else bool(value)
-    if switches["layered"] is None:  # no data seen (the trainer fills it: config_for_data)
-        switches["layered"] = False
-    config = replace(config, **switches)
+    norm = config.spectral_norm  # auto (None) is set from the recipe below
+    # an auto layered output left by now saw no data (the trainer fills it: config_for_data)
+    config = replace(config, spectral_norm=None if norm is None else bool(norm),
+                     layered=bool(config.layered))  # fmt: skip
     auto = recipe(resolution, classes > 0)
     scale = auto.pop("lr_d_scale")
     auto["num_classes"] = classes
