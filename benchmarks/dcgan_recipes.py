@@ -97,6 +97,21 @@ def _generator_flags(add: Callable[..., Any]) -> None:
         help="upsampling: 4x4 stride-2 transposed conv, or nearest x2 + 3x3 conv",
     )
     add(
+        "--implicit",
+        type=int,
+        default=0,
+        help="with --layered 1: the mask from a per-sample two-layer ReLU network of the pixel "
+        "coordinates (x, y, x^2, y^2, xy), this many units a layer, whose weights an MLP makes "
+        "from G's input (a hypernetwork; replaces the convolutions)",
+    )
+    add(
+        "--pose",
+        type=int,
+        default=0,
+        help="1 (with --implicit): the trunk also gives a rotation, scale and shift applied "
+        "to the pixel coordinates first (the network draws in the shape's own frame)",
+    )
+    add(
         "--cbn",
         type=int,
         default=0,
@@ -123,6 +138,13 @@ def _generator_flags(add: Callable[..., Any]) -> None:
         type=float,
         default=1.0,
         help="with --layered: the mask logit is multiplied by this before the sigmoid",
+    )
+    add(
+        "--maskfn",
+        choices=("sigmoid", "ramp"),
+        default="sigmoid",
+        help="with --layered: how the mask logit becomes coverage: sigmoid, or ramp: "
+        "clamp(0.5 + logit, 0, 1), the renderer's one-pixel ramp of a signed distance",
     )
 
 
@@ -263,9 +285,11 @@ class Layered(nn.Module):
     same input to a foreground and a background colour in [-1, 1]; the image is the background
     with the foreground blended in by the sigmoid of the mask."""
 
-    def __init__(self, body: nn.Module, inputs: int, hidden: int = 0, gain: float = 1.0) -> None:
+    def __init__(
+        self, body: nn.Module, inputs: int, hidden: int = 0, gain: float = 1.0, ramp: bool = False
+    ) -> None:
         super().__init__()
-        self.body, self.gain = body, gain
+        self.body, self.gain, self.ramp = body, gain, ramp
         self.colours: nn.Module = nn.Linear(inputs, 6)
         if hidden:  # --layered 2: the colours from a one-hidden-layer MLP
             self.colours = nn.Sequential(
@@ -274,7 +298,74 @@ class Layered(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         fg, bg = torch.tanh(self.colours(z.flatten(1)))[:, :, None, None].split(3, 1)
-        return bg + (fg - bg) * torch.sigmoid(self.gain * self.body(z))
+        logit = self.gain * self.body(z)
+        mask = torch.clamp(0.5 + logit, 0, 1) if self.ramp else torch.sigmoid(logit)
+        return bg + (fg - bg) * mask
+
+
+class ImplicitMask(nn.Module):
+    """--implicit: G's input -> (trunk MLP) -> the weights of a per-sample network
+    ``relu(A2 relu(A1 f + b1) + b2) . v + c`` of the pixel features ``f = (x, y, x^2, y^2, xy)``
+    (x, y in [-1, 1] at pixel centres): a mask logit (N, 1, H, W) in pixels (x 16 at 32x32).
+
+    The level sets of a ReLU network of (x, y) are polygons, and of x^2, y^2, xy conics, so
+    straight edges, sharp corners and ellipses need no convolution to draw. With ``pose``
+    the trunk also gives a rotation, a scale and a shift of the coordinates. The trunk's last
+    bias holds every sample's common weights (its initial values: a random network), its
+    last weight (scaled by 0.1 at the start) the part that depends on the input."""
+
+    def __init__(
+        self, inputs: int, units: int, size: int = 32, hidden: int = 256, pose: bool = False
+    ) -> None:
+        super().__init__()
+        axis = (torch.arange(size, dtype=torch.float32) + 0.5) / size * 2 - 1
+        yy, xx = torch.meshgrid(axis, axis, indexing="ij")
+        self.register_buffer("xy", torch.stack([xx.flatten(), yy.flatten()], 1))  # (P, 2)
+        self.size, self.units, self.pose = size, units, pose
+        base = [
+            torch.randn(units, 5),  # A1
+            torch.randn(units) * 0.5,  # b1
+            torch.randn(units, units) / units**0.5,  # A2
+            torch.zeros(units),  # b2
+            torch.randn(units) / units**0.5,  # v
+            torch.zeros(1),  # c
+        ]
+        if pose:  # rotation (cos, sin) before normalising, log scale, shift
+            base += [torch.tensor([1.0, 0.0]), torch.zeros(1), torch.zeros(2)]
+        self.shapes = [tuple(b.shape) for b in base]
+        flat = torch.cat([b.flatten() for b in base])
+        self.trunk = nn.Sequential(
+            nn.Linear(inputs, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, hidden),
+            nn.LeakyReLU(0.2), nn.Linear(hidden, len(flat)),
+        )  # fmt: skip
+        with torch.no_grad():
+            self.trunk[-1].weight.mul_(0.1)
+            self.trunk[-1].bias.copy_(flat)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        n = z.shape[0]
+        flat = self.trunk(z.flatten(1))
+        parts, i = [], 0
+        for shape in self.shapes:
+            size = int(np.prod(shape))
+            parts.append(flat[:, i : i + size].reshape(n, *shape))
+            i += size
+        a1, b1, a2, b2, v, c = parts[:6]
+        x, y = self.xy[None, :, 0], self.xy[None, :, 1]  # (1, P)
+        if self.pose:
+            turn, log_scale, shift = parts[6:]
+            turn = turn / turn.norm(dim=1, keepdim=True).clamp_min(1e-3)
+            cos, sin = turn[:, :1], turn[:, 1:]
+            dx, dy = x - shift[:, :1], y - shift[:, 1:]
+            scale = torch.exp(-log_scale)
+            x, y = (cos * dx + sin * dy) * scale, (cos * dy - sin * dx) * scale
+        else:
+            x, y = x.expand(n, -1), y.expand(n, -1)
+        f = torch.stack([x, y, x * x, y * y, x * y], 2)  # (N, P, 5)
+        h = F.relu(torch.bmm(f, a1.transpose(1, 2)) + b1[:, None])
+        h = F.relu(torch.bmm(h, a2.transpose(1, 2)) + b2[:, None])
+        logit = torch.bmm(h, v[:, :, None])[:, :, 0] + c
+        return (logit * (self.size / 2)).reshape(n, 1, self.size, self.size)
 
 
 class ClassBatchNorm(nn.Module):
@@ -346,7 +437,12 @@ def build_generator(args: argparse.Namespace) -> nn.Module:
     if args.layered:
         hidden = 64 if args.layered == 2 else 0
         inputs = args.z + NUM_CLASSES * args.cond
-        net: nn.Module = Layered(nn.Sequential(*layers), inputs, hidden, args.maskgain)
+        body = (
+            ImplicitMask(inputs, args.implicit, pose=bool(args.pose))
+            if args.implicit
+            else nn.Sequential(*layers)
+        )
+        net: nn.Module = Layered(body, inputs, hidden, args.maskgain, args.maskfn == "ramp")
     else:
         net = nn.Sequential(*layers, nn.Tanh())
     return WithClass(net, context) if args.cbn else net

@@ -141,6 +141,35 @@ def _state(net: minigan.nn.Module) -> dict[str, torch.Tensor]:
     return {k: torch.tensor(np.array(v.numpy())) for k, v in net.state_dict().items()}
 
 
+class TorchImplicitMask(tnn.Module):
+    """minigan's ``dcgan.implicit.ImplicitMask``: the trunk gives each sample's pose and the
+    weights of its two-layer ReLU network of the pixel coordinates."""
+
+    def __init__(self, net: Any) -> None:
+        super().__init__()
+        self.trunk = tnn.Sequential(*[_layer(m) for m in net.trunk])
+        self.register_buffer("grid", torch.tensor(np.array(net.grid.numpy())), persistent=False)
+        self.shapes, self.resolution = dict(net.shapes), net.resolution
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        n = len(z)
+        flat, w, i = self.trunk(z.reshape(n, -1)), {}, 0
+        for name, shape in self.shapes.items():
+            w[name] = flat[:, i : i + int(np.prod(shape))].reshape(n, *shape)
+            i += int(np.prod(shape))
+        turn = w["turn"] / w["turn"].norm(dim=1, keepdim=True).clamp(min=1e-3)
+        cos, sin = turn[:, :1], turn[:, 1:]
+        dx, dy = self.grid[0:1] - w["shift"][:, :1], self.grid[1:2] - w["shift"][:, 1:]
+        scale = torch.exp(-w["log_scale"])
+        x, y = (cos * dx + sin * dy) * scale, (cos * dy - sin * dx) * scale
+        f = torch.stack([x, y, x * x, y * y, x * y, torch.ones_like(x)], dim=2)
+        h = relu(f @ w["A1"].transpose(1, 2))
+        h = relu(h @ w["A2"].transpose(1, 2) + w["b2"].reshape(n, 1, -1))
+        logit = (h @ w["v"].reshape(n, -1, 1)).reshape(n, -1) + w["c"]
+        side = self.resolution
+        return (logit * (side / 2)).reshape(n, 1, side, side)
+
+
 class TorchGenerator(tnn.Module):
     """minigan's ``dcgan.Generator``: ``main`` on z (reshaped to (N, z, 1, 1) for 4×4 layouts);
     with ``colours`` (the layered output) ``bg + (fg - bg) * sigmoid(main(z))``, the two
@@ -148,7 +177,12 @@ class TorchGenerator(tnn.Module):
 
     def __init__(self, net: Any) -> None:
         super().__init__()
-        self.main = tnn.Sequential(*[_layer(m) for m in net.main])
+        implicit = type(net.main).__name__ == "ImplicitMask"
+        self.main: tnn.Module = (
+            TorchImplicitMask(net.main)
+            if implicit
+            else tnn.Sequential(*[_layer(m) for m in net.main])
+        )
         self.spatial = bool(net.spatial_input)
         self.colours = None if net.colours is None else _layer(net.colours)
         self.load_state_dict(_state(net))

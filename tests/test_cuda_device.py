@@ -370,13 +370,20 @@ def _dcgan_conditional(device):
                  device)  # fmt: skip
 
 
-def _dcgan_layered(device):
-    """The conditional recipe with the layered output (a mask blending two colours)."""
+def _dcgan_layered(device, mask="conv"):
+    """The conditional recipe with the layered output (a mask blending two colours), the mask
+    drawn by transposed convolutions."""
     from minigan.plugins.dcgan import DCGAN
 
     minigan.manual_seed(0)
-    config = {"g_width": 4, "d_width": 4, "latent_dim": 8, "num_classes": 3, "layered": True}
+    config = {"g_width": 4, "d_width": 4, "latent_dim": 8, "num_classes": 3, "layered": True,
+              "mask": mask}  # fmt: skip
     return DCGAN(config, (3, 32, 32), device)
+
+
+def _dcgan_implicit(device):
+    """The layered output with the implicit mask (the default on shapes)."""
+    return _dcgan_layered(device, "implicit")
 
 
 def _stylegan(device):
@@ -390,8 +397,8 @@ def _stylegan(device):
 
 @pytest.mark.parametrize(
     "make",
-    [_dcgan, _dcgan_conditional, _dcgan_layered, _stylegan],
-    ids=["dcgan", "dcgan-cond", "dcgan-layered", "stylegan-lite"],
+    [_dcgan, _dcgan_conditional, _dcgan_layered, _dcgan_implicit, _stylegan],
+    ids=["dcgan", "dcgan-cond", "dcgan-layered", "dcgan-implicit", "stylegan-lite"],
 )
 def test_training_steps_on_cuda_match_cpu_and_read_nothing_back(cuda, make):
     real = np.random.default_rng(0).uniform(-1, 1, (4, *make("cpu").image_shape))

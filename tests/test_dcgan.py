@@ -477,7 +477,8 @@ def torch_layered_generator(model: DCGAN) -> tnn.Module:
 def test_layered_generator_matches_torch():
     """Images, and gradients of every weight and of z, against the PyTorch layered generator."""
     minigan.manual_seed(5)
-    model = DCGAN({"num_classes": 6, "g_width": 4, "d_width": 4, "layered": True}, (3, 32, 32))
+    config = {"num_classes": 6, "g_width": 4, "d_width": 4, "layered": True, "mask": "conv"}
+    model = DCGAN(config, (3, 32, 32))
     rng = np.random.default_rng(0)
     for p in model.generator.parameters():  # the colours head and the mask bias away from 0
         p.data[...] += rng.normal(0, 0.3, p.shape).astype(np.float32)
@@ -498,12 +499,15 @@ def test_layered_generator_matches_torch():
         np.testing.assert_allclose(p.grad.numpy(), expected, rtol=1e-3, atol=1e-5, err_msg=name)
 
 
+@pytest.mark.parametrize("mask", ["conv", "implicit"])
 @pytest.mark.parametrize("shape", [(3, 32, 32), (1, 28, 28), (3, 64, 64)])
-def test_layered_images_are_blends_of_two_colours(shape):
+def test_layered_images_are_blends_of_two_colours(shape, mask):
     """Every pixel is bg + (fg - bg) * s with one s in (0, 1) for all channels, fg and bg
-    the image's own two colours (tanh of the colours head), in every layout."""
+    the image's own two colours (tanh of the colours head), in every layout, with either
+    mask."""
     minigan.manual_seed(6)
-    config = {"g_width": 4, "d_width": 4, "layered": True} if shape[1] != 28 else {"layered": True}
+    config = {"g_width": 4, "d_width": 4} if shape[1] != 28 else {}
+    config = {**config, "layered": True, "mask": mask}
     model = DCGAN(config, shape)
     rng = np.random.default_rng(1)
     for p in model.generator.parameters():
@@ -730,3 +734,20 @@ def test_a_run_from_before_the_layered_output_resumes_with_the_plain_output(tmp_
     train("dcgan", out=bare, resume=True, max_steps=8, config=small, **OLD_RUN_OPTIONS)
     assert json.loads((bare / "config.json").read_text())["config"]["layered"] is False
     assert_same_losses(whole, run, bare)
+
+
+def test_a_layered_run_from_before_the_implicit_mask_resumes_with_convolutions(tmp_path):
+    """A run saved before DCGAN had ``mask`` drew its mask with convolutions: ``--resume``
+    and ``load_model`` keep it so (``added_config_fields``) and it continues exactly as an
+    uninterrupted run with ``mask="conv"``."""
+    import json
+
+    from minigan.run import load_model
+    from minigan.train import train
+
+    config = {"g_width": 4, "d_width": 4, "layered": True, "mask": "conv"}
+    whole, run = old_run(tmp_path, config, ("mask",))
+    assert load_model(run)[0].config.mask == "conv"
+    train("dcgan", out=run, resume=True, max_steps=8, **OLD_RUN_OPTIONS)
+    assert json.loads((run / "config.json").read_text())["config"]["mask"] == "conv"
+    assert_same_losses(whole, run)

@@ -62,8 +62,18 @@ def _assert_same_state(
 
 @pytest.mark.parametrize(
     "extra, loss, classes",
-    [({}, "hinge", 6), ({"layered": False}, "hinge", 6), ({"num_classes": 0}, "bce", 0)],
-    ids=["conditional-default", "conditional-plain-output", "unconditional"],
+    [
+        ({}, "hinge", 6),
+        ({"mask": "conv"}, "hinge", 6),
+        ({"layered": False}, "hinge", 6),
+        ({"num_classes": 0}, "bce", 0),
+    ],
+    ids=[
+        "conditional-default",
+        "conditional-conv-mask",
+        "conditional-plain-output",
+        "unconditional",
+    ],  # fmt: skip
 )
 def test_twin_follows_minigan(tmp_path, extra, loss, classes):
     ours, history, model, twin = _train_both(tmp_path, extra)
@@ -106,6 +116,7 @@ def test_conditional_default_recipe_is_what_the_twin_runs():
     assert twin.policy == ("color", "translation") and twin.D.embed is not None
     assert cfg.class_loss == twin.cfg.class_loss == 1.0
     assert cfg.layered and twin.G.colours is not None  # shapes are two-colour images
+    assert cfg.mask == "implicit" and isinstance(twin.G.main, dcgan_twin.TorchImplicitMask)
     assert twin.opt_d.param_groups[0]["lr"] == cfg.lr_d == 2 * cfg.lr
     assert twin.opt_g.param_groups[0]["betas"] == (cfg.beta1, cfg.beta2) == (0.0, 0.99)
     assert "main.0.weight_u" in twin.D.state_dict()

@@ -68,6 +68,8 @@ from minigan.gan import (
     step_metrics,
 )
 
+from .implicit import ImplicitMask
+
 __all__ = ["DCGAN", "Generator", "Discriminator"]
 
 
@@ -246,6 +248,15 @@ class DCGANConfig:
             "(minigan.data.two_colour: shapes, digits, icons), off otherwise",
         },
     )
+    mask: Literal["conv", "implicit"] | None = field(
+        default=None,
+        metadata={
+            "help": "with the layered output, how G draws the mask: 'conv' (transposed "
+            "convolutions) or 'implicit' (a per-sample ReLU network of the pixel coordinates "
+            "whose weights come from G's input: sharp edges and corners)",
+            "default_help": "auto: 'implicit' with the layered output, else 'conv'",
+        },
+    )
     num_classes: int | None = field(
         default=None,
         metadata={
@@ -276,10 +287,11 @@ class Generator(nn.Module):
     With ``colours`` (the *layered* output) ``main`` gives one mask logit per pixel and
     ``colours`` maps z to a foreground and a background colour (tanh of its 2·C outputs):
     the image is ``bg + (fg - bg) * sigmoid(mask)`` — flat colours exactly, with the mask
-    drawing the outline and its antialiasing."""
+    drawing the outline and its antialiasing. ``main`` is then transposed convolutions or an
+    :class:`~minigan.plugins.dcgan.implicit.ImplicitMask`."""
 
     def __init__(
-        self, main: nn.Sequential, spatial_input: bool, colours: nn.Linear | None = None
+        self, main: nn.Module, spatial_input: bool, colours: nn.Linear | None = None
     ) -> None:
         super().__init__()
         self.main = main
@@ -465,19 +477,21 @@ def build_networks(
     num_classes: int = 0,
     batchnorm_d: bool = True,
     layered: bool = False,
+    mask: str = "conv",
 ) -> tuple[Generator, Discriminator]:
     """G and D for ``resolution``; with classes, G's input is z plus a one-hot class and D
-    is a projection discriminator; ``layered``: G's layered output."""
+    is a projection discriminator; ``layered``: G's layered output, its mask drawn by
+    ``mask`` ("conv": the layout's convolutions; "implicit": an :class:`ImplicitMask`)."""
     z = latent_dim + num_classes
+    if layered and mask == "implicit":
+        g = Generator(ImplicitMask(z, resolution), False, nn.Linear(z, 2 * channels))
+    elif resolution == 28:
+        g = seed_generator(z, channels, g_width, layered)
+    else:
+        g = conv_generator(z, channels, resolution, g_width, layered)
     if resolution == 28:
-        return (
-            seed_generator(z, channels, g_width, layered),
-            seed_discriminator(channels, d_width, num_classes),
-        )
-    return (
-        conv_generator(z, channels, resolution, g_width, layered),
-        conv_discriminator(channels, resolution, d_width, num_classes, batchnorm_d),
-    )
+        return g, seed_discriminator(channels, d_width, num_classes)
+    return g, conv_discriminator(channels, resolution, d_width, num_classes, batchnorm_d)
 
 
 def resolve_config(config: DCGANConfig, resolution: int) -> DCGANConfig:
@@ -489,14 +503,20 @@ def resolve_config(config: DCGANConfig, resolution: int) -> DCGANConfig:
         raise ValueError(f"num_classes must be an int >= 0, got {config.num_classes!r}")
     if config.loss not in (None, "bce", "hinge"):
         raise ValueError(f"loss must be 'bce' or 'hinge', got {config.loss!r}")
+    if config.mask not in (None, "conv", "implicit"):
+        raise ValueError(f"mask must be 'conv' or 'implicit', got {config.mask!r}")
+    if config.mask == "implicit" and config.layered is False:
+        raise ValueError("mask='implicit' draws the layered output's mask: it needs layered")
     for name in ("spectral_norm", "layered"):
         value = getattr(config, name)
         if value is not None and not isinstance(value, (bool, np.bool_)):
             raise ValueError(f"{name} must be True or False, got {value!r}")
     norm = config.spectral_norm  # auto (None) is set from the recipe below
     # an auto layered output left by now saw no data (the trainer fills it: config_for_data)
+    layered = bool(config.layered)
+    mask = config.mask or ("implicit" if layered else "conv")
     config = replace(config, spectral_norm=None if norm is None else bool(norm),
-                     layered=bool(config.layered))  # fmt: skip
+                     layered=layered, mask=mask)  # fmt: skip
     auto = recipe(resolution, classes > 0)
     scale = auto.pop("lr_d_scale")
     auto["num_classes"] = classes
@@ -526,8 +546,8 @@ class DCGAN(GAN):
     # 5,120 steps on 8,192 shapes: measured in the comments above RECIPES and
     # CONDITIONAL_RECIPES
     train_defaults = {"epochs": 20, "batch_size": 32, "limit": 8192}
-    # runs saved before D had a class loss trained without one
-    added_config_fields = {"class_loss": 0.0, "layered": False}
+    # runs saved before these options existed trained without them
+    added_config_fields = {"class_loss": 0.0, "layered": False, "mask": "conv"}
 
     def __init__(
         self, config: Any = None, image_shape: tuple[int, int, int] = (3, 32, 32), device="cpu"
@@ -543,10 +563,13 @@ class DCGAN(GAN):
         self.config = cfg
         classes, layout = cfg.num_classes, (channels, height, cfg.g_width, cfg.d_width)
         self.generator, self.discriminator = build_networks(
-            cfg.latent_dim, *layout, classes, not cfg.spectral_norm, cfg.layered
+            cfg.latent_dim, *layout, classes, not cfg.spectral_norm, cfg.layered, cfg.mask
         )
         for net in (self.generator, self.discriminator):
             dcgan_init_(net)
+            for m in net.modules():  # its own initialisation (docs/quality/dcgan-recipes.md)
+                if isinstance(m, ImplicitMask):
+                    m.reset_parameters()
             net.to(device)
         if cfg.spectral_norm:
             for m in self.discriminator.modules():
