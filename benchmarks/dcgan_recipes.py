@@ -104,6 +104,7 @@ def _generator_flags(add: Callable[..., Any]) -> None:
         "coordinates (x, y, x^2, y^2, xy), this many units a layer, whose weights an MLP makes "
         "from G's input (a hypernetwork; replaces the convolutions)",
     )
+    add("--ilayers", type=int, default=2, help="--implicit: hidden layers of the network")
     add(
         "--pose",
         type=int,
@@ -315,9 +316,16 @@ class ImplicitMask(nn.Module):
     last weight (scaled by 0.1 at the start) the part that depends on the input."""
 
     def __init__(
-        self, inputs: int, units: int, size: int = 32, hidden: int = 256, pose: bool = False
+        self,
+        inputs: int,
+        units: int,
+        size: int = 32,
+        hidden: int = 256,
+        pose: bool = False,
+        layers: int = 2,
     ) -> None:
         super().__init__()
+        self.layers = layers
         axis = (torch.arange(size, dtype=torch.float32) + 0.5) / size * 2 - 1
         yy, xx = torch.meshgrid(axis, axis, indexing="ij")
         self.register_buffer("xy", torch.stack([xx.flatten(), yy.flatten()], 1))  # (P, 2)
@@ -325,8 +333,10 @@ class ImplicitMask(nn.Module):
         base = [
             torch.randn(units, 5),  # A1
             torch.randn(units) * 0.5,  # b1
-            torch.randn(units, units) / units**0.5,  # A2
-            torch.zeros(units),  # b2
+        ]
+        for _ in range(layers - 1):
+            base += [torch.randn(units, units) / units**0.5, torch.zeros(units)]  # A_k, b_k
+        base += [
             torch.randn(units) / units**0.5,  # v
             torch.zeros(1),  # c
         ]
@@ -350,10 +360,11 @@ class ImplicitMask(nn.Module):
             size = int(np.prod(shape))
             parts.append(flat[:, i : i + size].reshape(n, *shape))
             i += size
-        a1, b1, a2, b2, v, c = parts[:6]
+        k = 2 + 2 * self.layers  # A1, b1, (A_k, b_k) ..., v, c
+        a1, b1, v, c = parts[0], parts[1], parts[k - 2], parts[k - 1]
         x, y = self.xy[None, :, 0], self.xy[None, :, 1]  # (1, P)
         if self.pose:
-            turn, log_scale, shift = parts[6:]
+            turn, log_scale, shift = parts[k:]
             turn = turn / turn.norm(dim=1, keepdim=True).clamp_min(1e-3)
             cos, sin = turn[:, :1], turn[:, 1:]
             dx, dy = x - shift[:, :1], y - shift[:, 1:]
@@ -363,7 +374,8 @@ class ImplicitMask(nn.Module):
             x, y = x.expand(n, -1), y.expand(n, -1)
         f = torch.stack([x, y, x * x, y * y, x * y], 2)  # (N, P, 5)
         h = F.relu(torch.bmm(f, a1.transpose(1, 2)) + b1[:, None])
-        h = F.relu(torch.bmm(h, a2.transpose(1, 2)) + b2[:, None])
+        for a, b in zip(parts[2 : k - 2 : 2], parts[3 : k - 2 : 2]):
+            h = F.relu(torch.bmm(h, a.transpose(1, 2)) + b[:, None])
         logit = torch.bmm(h, v[:, :, None])[:, :, 0] + c
         return (logit * (self.size / 2)).reshape(n, 1, self.size, self.size)
 
@@ -438,7 +450,7 @@ def build_generator(args: argparse.Namespace) -> nn.Module:
         hidden = 64 if args.layered == 2 else 0
         inputs = args.z + NUM_CLASSES * args.cond
         body = (
-            ImplicitMask(inputs, args.implicit, pose=bool(args.pose))
+            ImplicitMask(inputs, args.implicit, pose=bool(args.pose), layers=args.ilayers)
             if args.implicit
             else nn.Sequential(*layers)
         )

@@ -52,6 +52,8 @@ def test_train_help_shows_model_options_with_defaults():
         "--label-smoothing",
         "--layered / --no-layered",
         "auto: on when the training images are flat two-colour pictures",
+        "--mask [conv|implicit]",
+        "auto: 'implicit' with the layered output, else 'conv'",
         "--ema",
         "--data TEXT",
         "[default: shapes]",
@@ -189,6 +191,7 @@ def test_train_on_a_folder_of_images(tmp_path):
     assert imaging.read_image(out / "samples" / "epoch-001.png").ndim == 3
     assert config["config"]["num_classes"] == 0 and "classes" not in config  # no labels
     assert config["config"]["layered"] is False  # noise pictures are not two-colour images
+    assert config["config"]["mask"] == "conv"
     no_classes = invoke("sample", str(out), "--class", "1")
     assert no_classes.exit_code == 2 and "not class-conditional" in no_classes.output
     forced = invoke(
@@ -203,6 +206,7 @@ def test_a_labelled_run_is_class_conditional_and_sample_takes_a_class(tiny_run, 
     config = json.loads((tiny_run / "config.json").read_text())
     assert config["config"]["num_classes"] == 6 and config["config"]["loss"] == "hinge"
     assert config["config"]["layered"] is True  # shapes are flat two-colour images
+    assert config["config"]["mask"] == "implicit"
     assert config["classes"] == ["circle", "square", "triangle", "star", "cross", "ellipse"]
     by_name, by_index, own = tmp_path / "name", tmp_path / "index", tmp_path / "own"
     assert invoke("sample", str(tiny_run), "--seeds", "0-5", "--class", "star",
