@@ -62,6 +62,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if not args.cond and (args.cbn or args.ac or args.projcls):
         p.error("--cbn, --ac and --projcls need --cond 1 (they condition on the class)")
+    if args.implicit and args.layered != 1:
+        p.error("--implicit draws the mask of the layered output: it needs --layered 1")
+    if (args.pose or args.ilayers != 2) and not args.implicit:
+        p.error("--pose and --ilayers shape the implicit mask: they need --implicit")
+    if args.ilayers < 1:
+        p.error("--ilayers must be at least 1")
     if args.ac < 0 or args.projcls < 0 or (args.acg or 0) < 0:
         p.error("--ac, --acg and --projcls must be >= 0")
     if args.acg and not args.ac:

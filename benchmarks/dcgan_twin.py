@@ -47,6 +47,7 @@ import torch.nn as tnn
 
 import minigan
 from minigan.diffaugment import AugmentDraws, draw, parse_policy
+from minigan.plugins.dcgan.implicit import ImplicitMask
 
 bce = tnn.functional.binary_cross_entropy_with_logits
 relu = tnn.functional.relu
@@ -177,10 +178,9 @@ class TorchGenerator(tnn.Module):
 
     def __init__(self, net: Any) -> None:
         super().__init__()
-        implicit = type(net.main).__name__ == "ImplicitMask"
         self.main: tnn.Module = (
             TorchImplicitMask(net.main)
-            if implicit
+            if isinstance(net.main, ImplicitMask)
             else tnn.Sequential(*[_layer(m) for m in net.main])
         )
         self.spatial = bool(net.spatial_input)

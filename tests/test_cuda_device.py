@@ -372,7 +372,7 @@ def _dcgan_conditional(device):
 
 def _dcgan_layered(device, mask="conv"):
     """The conditional recipe with the layered output (a mask blending two colours), the mask
-    drawn by transposed convolutions."""
+    drawn by transposed convolutions (``mask="conv"``) or the implicit network."""
     from minigan.plugins.dcgan import DCGAN
 
     minigan.manual_seed(0)

@@ -515,8 +515,6 @@ def resolve_config(config: DCGANConfig, resolution: int) -> DCGANConfig:
         raise ValueError(f"loss must be 'bce' or 'hinge', got {config.loss!r}")
     if config.mask not in (None, "conv", "implicit"):
         raise ValueError(f"mask must be 'conv' or 'implicit', got {config.mask!r}")
-    if config.mask == "implicit" and config.layered is False:
-        raise ValueError("mask='implicit' draws the layered output's mask: it needs layered")
     for name in ("spectral_norm", "layered"):
         value = getattr(config, name)
         if value is not None and not isinstance(value, (bool, np.bool_)):
@@ -525,6 +523,11 @@ def resolve_config(config: DCGANConfig, resolution: int) -> DCGANConfig:
     # an auto layered output left by now saw no data (the trainer fills it: config_for_data)
     layered = bool(config.layered)
     mask = config.mask or ("implicit" if layered else "conv")
+    if mask == "implicit" and not layered:
+        raise ValueError(
+            "mask='implicit' draws the layered output's mask, and the layered output is off "
+            "(auto turns it on only for flat two-colour training images; --layered forces it)"
+        )
     config = replace(config, spectral_norm=None if norm is None else bool(norm),
                      layered=layered, mask=mask)  # fmt: skip
     auto = recipe(resolution, classes > 0)
@@ -577,7 +580,9 @@ class DCGAN(GAN):
         )
         for net in (self.generator, self.discriminator):
             dcgan_init_(net)
-            for m in net.modules():  # its own initialisation (docs/quality/dcgan-recipes.md)
+            # dcgan_init_ drew N(0, 0.02) for every Linear: the implicit mask takes back its
+            # own initialisation (docs/quality/dcgan-recipes.md, "Seventh step")
+            for m in net.modules():
                 if isinstance(m, ImplicitMask):
                     m.reset_parameters()
             net.to(device)
