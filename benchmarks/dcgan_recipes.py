@@ -335,7 +335,7 @@ class ImplicitMask(nn.Module):
         axis = (torch.arange(size, dtype=torch.float32) + 0.5) / size * 2 - 1
         yy, xx = torch.meshgrid(axis, axis, indexing="ij")
         self.register_buffer("xy", torch.stack([xx.flatten(), yy.flatten()], 1))  # (P, 2)
-        self.size, self.units, self.pose = size, units, pose
+        self.size, self.pose = size, pose
         base = [
             torch.randn(units, 5),  # A1
             torch.randn(units) * 0.5,  # b1
