@@ -62,10 +62,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if not args.cond and (args.cbn or args.ac or args.projcls):
         p.error("--cbn, --ac and --projcls need --cond 1 (they condition on the class)")
-    if args.implicit and args.layered != 1:
-        p.error("--implicit draws the mask of the layered output: it needs --layered 1")
-    if (args.pose or args.ilayers != 2) and not args.implicit:
-        p.error("--pose and --ilayers shape the implicit mask: they need --implicit")
+    if args.implicit and not args.layered:
+        p.error("--implicit draws the mask of the layered output: it needs --layered 1 or 2")
+    if (args.pose or args.ilayers != 2 or args.template) and not args.implicit:
+        p.error("--pose, --ilayers and --template shape the implicit mask: they need --implicit")
+    if args.template and not args.cond:
+        p.error("--template adds a per-class part to the implicit mask: it needs --cond 1")
     if args.ilayers < 1:
         p.error("--ilayers must be at least 1")
     if args.ac < 0 or args.projcls < 0 or (args.acg or 0) < 0:
@@ -112,6 +114,20 @@ def _generator_flags(add: Callable[..., Any]) -> None:
     )
     add("--ilayers", type=int, default=2, help="--implicit: hidden layers of the network")
     add(
+        "--posegain",
+        type=float,
+        default=0.1,
+        help="--pose: the initial scale of the trunk's last weights for the pose outputs (the "
+        "other outputs' is 0.1): how much the initial pose varies with the input",
+    )
+    add(
+        "--template",
+        type=int,
+        default=0,
+        help="1 (with --implicit and --cond): a learnt per-class template (from 0) added to "
+        "the trunk's output: each class's common network, its pose and weights, directly",
+    )
+    add(
         "--pose",
         type=int,
         default=0,
@@ -140,6 +156,21 @@ def _generator_flags(add: Callable[..., Any]) -> None:
         "input gives a foreground and a background colour; image = bg + (fg - bg) * "
         "sigmoid(mask); 2: the same with the colours from a one-hidden-layer MLP (64 units)",
     )
+    add("--chidden", type=int, default=64, help="--layered 2: the colour MLP's hidden units")
+    add(
+        "--cmix",
+        type=int,
+        default=0,
+        help="--layered: 1 draws the colours from one of two linear heads, chosen by the "
+        "sign of z_0 (a mixture: each head can learn one of two colour modes)",
+    )
+    add(
+        "--csign",
+        type=int,
+        default=0,
+        help="--layered: K > 0 appends sign(z_0 .. z_{K-1}) to the colour head's input, K "
+        "binary latent features (the data's colour pairs: dark on light or light on dark)",
+    )
     add(
         "--maskgain",
         type=float,
@@ -159,6 +190,13 @@ def _discriminator_flags(add: Callable[..., Any]) -> None:
     add("--dw", type=int, default=16, help="discriminator base width (widths w, 2w, 4w)")
     add("--dbn", type=int, default=1, help="1: BatchNorm in D's 2nd and 3rd conv layers")
     add("--dfull", type=int, default=0, help="width of an extra 3x3 conv starting D (0: none)")
+    add(
+        "--shift",
+        type=float,
+        default=0.125,
+        help="--diffaug translation: the largest shift, as a fraction of the size (the paper's "
+        "1/8)",
+    )
     add("--mbstd", type=int, default=0, help="1: minibatch-stddev channel before D's last conv")
     add("--sn", type=int, default=0, help="1: spectral normalisation on every conv of D")
     add(
@@ -267,10 +305,13 @@ class MinibatchStd(nn.Module):
 class ProjectionD(nn.Module):
     """Class-conditional discriminator head: ``out(h) + <embed(y), sum_hw h>`` (projection D)."""
 
-    def __init__(self, body: nn.Module, width: int, classifier: bool = False) -> None:
+    def __init__(
+        self, body: nn.Module, width: int, classifier: bool = False, mbstd: bool = False
+    ) -> None:
         super().__init__()
         self.body = body
-        self.out = nn.Conv2d(4 * width, 1, 4, 1, 0, bias=False)
+        self.out = nn.Conv2d(4 * width + mbstd, 1, 4, 1, 0, bias=False)
+        self.mbstd = MinibatchStd() if mbstd else None  # --mbstd: before the output conv
         self.emb = nn.Embedding(NUM_CLASSES, 4 * width)
         nn.init.normal_(self.emb.weight, 0, 0.02)
         # --ac only (created only then: recorded runs keep their random draws)
@@ -284,7 +325,8 @@ class ProjectionD(nn.Module):
         if self.classifier is not None:
             self.class_logits = self.classifier(pooled / (h.shape[2] * h.shape[3]))
         self.projection_logits = pooled @ self.emb.weight.t()
-        return self.out(h).flatten() + (self.emb(y) * pooled).sum(1)
+        head = self.out(h if self.mbstd is None else self.mbstd(h))
+        return head.flatten() + (self.emb(y) * pooled).sum(1)
 
 
 class Layered(nn.Module):
@@ -293,18 +335,33 @@ class Layered(nn.Module):
     with the foreground blended in by the sigmoid of the mask."""
 
     def __init__(
-        self, body: nn.Module, inputs: int, hidden: int = 0, gain: float = 1.0, ramp: bool = False
+        self,
+        body: nn.Module,
+        inputs: int,
+        hidden: int = 0,
+        gain: float = 1.0,
+        ramp: bool = False,
+        signs: int = 0,
+        mix: int = 0,
     ) -> None:
         super().__init__()
-        self.body, self.gain, self.ramp = body, gain, ramp
-        self.colours: nn.Module = nn.Linear(inputs, 6)
+        self.body, self.gain, self.ramp, self.signs = body, gain, ramp, signs
+        self.colours: nn.Module = nn.Linear(inputs + signs, 6)
+        # --cmix: a second colour head, used where z_0 < 0 (a mixture of two heads)
+        self.colours2 = nn.Linear(inputs + signs, 6) if mix else None
         if hidden:  # --layered 2: the colours from a one-hidden-layer MLP
             self.colours = nn.Sequential(
-                nn.Linear(inputs, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, 6)
+                nn.Linear(inputs + signs, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, 6)
             )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        fg, bg = torch.tanh(self.colours(z.flatten(1)))[:, :, None, None].split(3, 1)
+        c = z.flatten(1)
+        if self.signs:  # --csign: binary features sign(z_0 .. z_{K-1}), a discrete latent
+            c = torch.cat([c, torch.sign(c[:, : self.signs])], 1)
+        both = self.colours(c)
+        if self.colours2 is not None:
+            both = torch.where(c[:, :1] > 0, both, self.colours2(c))
+        fg, bg = torch.tanh(both)[:, :, None, None].split(3, 1)
         logit = self.gain * self.body(z)
         mask = torch.clamp(0.5 + logit, 0, 1) if self.ramp else torch.sigmoid(logit)
         return bg + (fg - bg) * mask
@@ -329,6 +386,8 @@ class ImplicitMask(nn.Module):
         hidden: int = 256,
         pose: bool = False,
         layers: int = 2,
+        template: bool = False,
+        posegain: float = 0.1,
     ) -> None:
         super().__init__()
         self.layers = layers
@@ -357,10 +416,16 @@ class ImplicitMask(nn.Module):
         with torch.no_grad():
             self.trunk[-1].weight.mul_(0.1)
             self.trunk[-1].bias.copy_(flat)
+            if pose and posegain != 0.1:  # --posegain: the pose rows' scale instead of 0.1
+                self.trunk[-1].weight[-5:].mul_(posegain / 0.1)
+        # --template: zeros, so that the initial network and the random draws are unchanged
+        self.template = nn.Parameter(torch.zeros(NUM_CLASSES, len(flat))) if template else None
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         n = z.shape[0]
         flat = self.trunk(z.flatten(1))
+        if self.template is not None:  # the one-hot class is the input's tail
+            flat = flat + z.flatten(1)[:, -NUM_CLASSES:] @ self.template
         parts, i = [], 0
         for shape in self.shapes:
             size = int(np.prod(shape))
@@ -453,14 +518,23 @@ def build_generator(args: argparse.Namespace) -> nn.Module:
     else:
         layers += [nn.Upsample(scale_factor=2), nn.Conv2d(last, out, 3, 1, 1)]
     if args.layered:
-        hidden = 64 if args.layered == 2 else 0
+        hidden = args.chidden if args.layered == 2 else 0
         inputs = args.z + NUM_CLASSES * args.cond
         body = (
-            ImplicitMask(inputs, args.implicit, pose=bool(args.pose), layers=args.ilayers)
+            ImplicitMask(
+                inputs,
+                args.implicit,
+                pose=bool(args.pose),
+                layers=args.ilayers,
+                template=bool(args.template),
+                posegain=args.posegain,
+            )
             if args.implicit
             else nn.Sequential(*layers)
         )
-        net: nn.Module = Layered(body, inputs, hidden, args.maskgain, args.maskfn == "ramp")
+        net: nn.Module = Layered(
+            body, inputs, hidden, args.maskgain, args.maskfn == "ramp", args.csign, args.cmix
+        )
     else:
         net = nn.Sequential(*layers, nn.Tanh())
     return WithClass(net, context) if args.cbn else net
@@ -479,7 +553,7 @@ def build_discriminator(args: argparse.Namespace) -> nn.Module:
             layers += [nn.BatchNorm2d(co)]
         layers += [nn.LeakyReLU(0.2)]
     if args.cond:
-        return ProjectionD(nn.Sequential(*layers), w, args.ac > 0)
+        return ProjectionD(nn.Sequential(*layers), w, args.ac > 0, bool(args.mbstd))
     if args.mbstd:
         layers += [MinibatchStd(), nn.Conv2d(4 * w + 1, 1, 4, 1, 0, bias=False)]
     else:
@@ -515,7 +589,9 @@ def dcgan_init(model: nn.Module) -> None:
 AUGMENTS = POLICY_OPS  # the paper's order: color, translation, cutout
 
 
-def draw_augment(x: torch.Tensor, policy: list[str], gen: torch.Generator) -> AugmentDraws:
+def draw_augment(
+    x: torch.Tensor, policy: list[str], gen: torch.Generator, shift: float = 0.125
+) -> AugmentDraws:
     """The policy's random parameters for the batch ``x``, from the harness's own torch
     generator in the order the recorded runs drew them (brightness, saturation, contrast;
     shift y, x of at most 1/8 of the size; cutout centre y, x)."""
@@ -529,7 +605,7 @@ def draw_augment(x: torch.Tensor, policy: list[str], gen: torch.Generator) -> Au
         for name in ("brightness", "saturation", "contrast"):
             drawn[name] = torch.rand(n, 1, 1, 1, generator=gen).reshape(n).numpy()
     if "translation" in policy:
-        sh, sw = int(h * 0.125 + 0.5), int(w * 0.125 + 0.5)
+        sh, sw = int(h * shift + 0.5), int(w * shift + 0.5)
         drawn["shift_y"], drawn["shift_x"] = ints(-sh, sh + 1), ints(-sw, sw + 1)
     if "cutout" in policy:
         ch, cw = int(h * 0.5 + 0.5), int(w * 0.5 + 0.5)
@@ -538,10 +614,13 @@ def draw_augment(x: torch.Tensor, policy: list[str], gen: torch.Generator) -> Au
     return AugmentDraws(**drawn)
 
 
-def diff_augment(x: torch.Tensor, policy: list[str], gen: torch.Generator) -> torch.Tensor:
+def diff_augment(
+    x: torch.Tensor, policy: list[str], gen: torch.Generator, shift: float = 0.125
+) -> torch.Tensor:
     """Apply the policy's ops in the paper's order (color, translation, cutout), with the
-    PyTorch port the exact twin uses (``dcgan_twin.augment``)."""
-    return augment(x, draw_augment(x, policy, gen))
+    PyTorch port the exact twin uses (``dcgan_twin.augment``); translation by at most
+    ``shift`` of the size."""
+    return augment(x, draw_augment(x, policy, gen, shift))
 
 
 # --------------------------------------------------------------------------- losses
@@ -604,7 +683,7 @@ class Trainer:
 
         def d(images: torch.Tensor) -> torch.Tensor:
             if self.policy:
-                images = diff_augment(images, self.policy, self.aug_rng)
+                images = diff_augment(images, self.policy, self.aug_rng, self.args.shift)
             return self.D(images, labels) if self.args.cond else self.D(images)
 
         return d
@@ -767,7 +846,44 @@ def class_agreement(images: np.ndarray) -> str:
     right = p.argmax(1) == asked
     sure = right & (p.max(1) > 0.9)
     per = [f"{right[asked == k].mean():.2f}/{sure[asked == k].mean():.2f}" for k in range(6)]
-    return "asked->recognised/confidently " + " ".join(per)
+    low = shape_contrast(images) < 0.25
+    return (
+        "asked->recognised/confidently " + " ".join(per) + f" | low contrast {low.mean():.3f}"
+        f" (confident {(sure[low].mean() if low.any() else 0):.2f}) | {pose_spread(images)}"
+    )
+
+
+def pose_spread(images: np.ndarray) -> str:
+    """How varied the shapes' positions and sizes are: the standard deviation of the shape's
+    centroid (pixels, x and y pooled) and the 10th / 90th percentiles of its area (pixels),
+    from a coverage estimate (each pixel's position between the border colour and the pixel
+    farthest from it). The shapes data at 32x32 (1,024 images): centroid std 3.01, area
+    102 / 329."""
+    x = (images + 1) / 2
+    n = len(x)
+    bg = np.concatenate([x[:, :, 0], x[:, :, -1], x[:, :, :, 0], x[:, :, :, -1]], 2).mean(2)
+    d = x - bg[:, :, None, None]
+    far = np.sqrt((d * d).sum(1)).reshape(n, -1).argmax(1)
+    fg_d = d.reshape(n, 3, -1)[np.arange(n), :, far]  # (n, 3)
+    cov = np.einsum("nchw,nc->nhw", d, fg_d) / np.maximum((fg_d * fg_d).sum(1), 1e-6)[:, None, None]
+    cov = np.clip(cov, 0, 1)
+    area = cov.sum((1, 2))
+    grid = np.arange(x.shape[-1]) + 0.5
+    cx = (cov.sum(1) * grid).sum(1) / np.maximum(area, 1e-6)
+    cy = (cov.sum(2) * grid).sum(1) / np.maximum(area, 1e-6)
+    std = np.sqrt((cx.var() + cy.var()) / 2)
+    p10, p90 = np.percentile(area, [10, 90])
+    return f"centroid std {std:.2f} area p10/p90 {p10:.0f}/{p90:.0f}"
+
+
+def shape_contrast(images: np.ndarray) -> np.ndarray:
+    """Each image's luminance contrast between its shape and its background, in [0, 1]: the
+    97th percentile of the pixels' luma distance from the mean luma of the outermost ring
+    (the shapes data: at least 0.30 by construction, 5th percentile about 0.40)."""
+    luma = np.einsum("nchw,c->nhw", (images + 1) / 2, np.array([0.299, 0.587, 0.114]))
+    ring = np.concatenate([luma[:, 0], luma[:, -1], luma[:, :, 0], luma[:, :, -1]], 1)
+    distance = np.abs(luma - ring.mean(1)[:, None, None]).reshape(len(images), -1)
+    return np.percentile(distance, 97, axis=1)
 
 
 def evaluate(trainer: Trainer, step: int, seconds: float) -> None:

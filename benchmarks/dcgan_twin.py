@@ -48,6 +48,7 @@ import torch.nn as tnn
 import minigan
 from minigan.diffaugment import AugmentDraws, draw, parse_policy
 from minigan.plugins.dcgan.implicit import ImplicitMask
+from minigan.plugins.dcgan.model import ColourMLP
 
 bce = tnn.functional.binary_cross_entropy_with_logits
 relu = tnn.functional.relu
@@ -184,7 +185,11 @@ class TorchGenerator(tnn.Module):
             else tnn.Sequential(*[_layer(m) for m in net.main])
         )
         self.spatial = bool(net.spatial_input)
-        self.colours = None if net.colours is None else _layer(net.colours)
+        self.colours: tnn.Module | None = None
+        if isinstance(net.colours, ColourMLP):  # Linear, LeakyReLU, Linear
+            self.colours = tnn.Sequential(*[_layer(m) for m in net.colours])
+        elif net.colours is not None:
+            self.colours = _layer(net.colours)
         self.load_state_dict(_state(net))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -269,7 +274,8 @@ class TorchDCGAN:
             u = gen.random(n)
             fake_labels = torch.from_numpy(np.minimum((u * k).astype(np.int64), k - 1))
         shape = (n, *self.image_shape)
-        drawn = [draw(self.policy, shape, gen) if self.policy else None for _ in range(3)]
+        shift = self.cfg.translation
+        drawn = [draw(self.policy, shape, gen, shift) if self.policy else None for _ in range(3)]
         return StepDraws(z, fake_labels, (drawn[0], drawn[1], drawn[2]))
 
     def _critic(

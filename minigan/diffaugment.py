@@ -23,7 +23,8 @@ of the policy:
   U(0, 1) float32 draws, cast to the images' dtype.
 - **translation**: each sample shifted by ``(ty, tx)`` pixels, ``|ty| <= int(H/8 + 0.5)``,
   ``|tx| <= int(W/8 + 0.5)``: ``out[y, x] = in[y + ty, x + tx]`` where that lies inside the
-  image, else 0.
+  image, else 0. The paper's 1/8 is the default; ``translation=r`` in :func:`draw` and
+  :func:`diff_augment` makes it ``int(H r + 0.5)``.
 - **cutout**: each sample gets a ``ch x cw`` square (``ch = int(H/2 + 0.5)``) of zeros
   centred at ``(oy, ox)``, ``0 <= oy < H + 1 - ch % 2``; the part outside the image is cut off.
 
@@ -179,9 +180,13 @@ def _check_shape(shape: Sequence[int], what: str) -> tuple[int, int, int, int]:
 
 
 def draw(
-    policy: str | Sequence[str], shape: Sequence[int], rng: np.random.Generator
+    policy: str | Sequence[str],
+    shape: Sequence[int],
+    rng: np.random.Generator,
+    translation: float = TRANSLATION_RATIO,
 ) -> AugmentDraws:
-    """Draw the random parameters of ``policy`` for a batch of ``shape`` (N, C, H, W).
+    """Draw the random parameters of ``policy`` for a batch of ``shape`` (N, C, H, W);
+    ``translation`` is the largest shift as a fraction of the size (in [0, 1]).
 
     The generator is used in a fixed order, each op only when in the policy: brightness,
     saturation, contrast (``rng.random(N, dtype=np.float32)`` each), then ``shift_y``,
@@ -192,13 +197,18 @@ def draw(
     """
     ops = parse_policy(policy)
     n, _, h, w = _check_shape(shape, "the shape to draw for")
+    if not 0.0 <= translation <= 1.0:  # also refuses NaN
+        raise ValueError(
+            f"DiffAugment: translation is the largest shift as a fraction of the image size, "
+            f"in [0, 1]; got {translation!r}"
+        )
     column = (n, 1)  # the same values as size n; a batch-shaped draw for every n (see below)
     drawn: dict[str, np.ndarray] = {}
     if "color" in ops:
         for name in _FIELDS["color"]:
             drawn[name] = rng.random(column, dtype=np.float32).ravel()
     if "translation" in ops:
-        sh, sw = _size(h, TRANSLATION_RATIO), _size(w, TRANSLATION_RATIO)
+        sh, sw = _size(h, translation), _size(w, translation)
         drawn["shift_y"] = rng.integers(-sh, sh + 1, size=column, dtype=np.int64).ravel()
         drawn["shift_x"] = rng.integers(-sw, sw + 1, size=column, dtype=np.int64).ravel()
     if "cutout" in ops:
@@ -350,7 +360,12 @@ def apply(x: Tensor, draws: AugmentDraws) -> Tensor:
     return x
 
 
-def diff_augment(x: Tensor, policy: str | Sequence[str], rng: np.random.Generator) -> Tensor:
-    """``apply(x, draw(policy, x.shape, rng))``: augment ``x`` with fresh draws from ``rng``.
-    An empty policy returns ``x`` unchanged and draws nothing."""
-    return apply(x, draw(policy, x.shape, rng))
+def diff_augment(
+    x: Tensor,
+    policy: str | Sequence[str],
+    rng: np.random.Generator,
+    translation: float = TRANSLATION_RATIO,
+) -> Tensor:
+    """``apply(x, draw(policy, x.shape, rng, translation))``: augment ``x`` with fresh draws
+    from ``rng``. An empty policy returns ``x`` unchanged and draws nothing."""
+    return apply(x, draw(policy, x.shape, rng, translation))

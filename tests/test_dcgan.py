@@ -510,13 +510,16 @@ def test_layered_images_are_blends_of_two_colours(shape, mask):
     config = {**config, "layered": True, "mask": mask}
     model = DCGAN(config, shape)
     rng = np.random.default_rng(1)
-    for p in model.generator.parameters():
-        p.data[...] += rng.normal(0, 0.3, p.shape).astype(np.float32)
+    for name, p in model.generator.named_parameters():
+        # the MLP colours head (64 hidden units) saturates its tanh at 0.3
+        spread = 0.05 if name.startswith("colours.") and model.config.colours == "mlp" else 0.3
+        p.data[...] += rng.normal(0, spread, p.shape).astype(np.float32)
     z = model.latents(range(4))
     images = model.generator(z).numpy().astype(np.float64)
     both = np.tanh(model.generator.colours(z).numpy().astype(np.float64))
     c = shape[0]
     fg, bg = both[:, :c, None, None], both[:, c:, None, None]
+    assert np.abs(fg - bg).max((1, 2, 3)).min() > 0.02  # two colours that differ
     # the share of fg, read off each image's channel where fg and bg differ most, must
     # give back every channel
     widest = np.abs(fg - bg).argmax(1)[:, 0, 0]
@@ -750,4 +753,28 @@ def test_a_layered_run_from_before_the_implicit_mask_resumes_with_convolutions(t
     assert load_model(run)[0].config.mask == "conv"
     train("dcgan", out=run, resume=True, max_steps=8, **OLD_RUN_OPTIONS)
     assert json.loads((run / "config.json").read_text())["config"]["mask"] == "conv"
+    assert_same_losses(whole, run)
+
+
+def test_an_implicit_run_from_before_the_mlp_colours_resumes_as_it_was(tmp_path):
+    """A run saved before DCGAN had ``colours`` and ``translation`` drew its colours with
+    one linear layer and shifted D's images by up to 1/8 of the side: ``--resume`` and
+    ``load_model`` keep both (``added_config_fields``), and it continues exactly as an
+    uninterrupted run with those values."""
+    import json
+
+    from minigan.run import load_model
+    from minigan.train import train
+
+    config = {
+        "g_width": 4, "d_width": 4, "layered": True, "mask": "implicit",
+        "colours": "linear", "translation": 0.125, "diffaugment": "color,translation",
+    }  # fmt: skip
+    whole, run = old_run(tmp_path, config, ("colours", "translation"))
+    model = load_model(run)[0]
+    assert (model.config.colours, model.config.translation) == ("linear", 0.125)
+    assert isinstance(model.generator.colours, minigan.nn.Linear)
+    train("dcgan", out=run, resume=True, max_steps=8, **OLD_RUN_OPTIONS)
+    saved = json.loads((run / "config.json").read_text())["config"]
+    assert (saved["colours"], saved["translation"]) == ("linear", 0.125)
     assert_same_losses(whole, run)

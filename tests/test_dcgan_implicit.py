@@ -16,6 +16,7 @@ import minigan
 from minigan.data import Dataset
 from minigan.plugins.dcgan import DCGAN
 from minigan.plugins.dcgan.implicit import ImplicitMask
+from minigan.plugins.dcgan.model import ColourMLP
 from minigan.run import load_model
 from minigan.train import train
 
@@ -140,6 +141,50 @@ def test_the_layered_output_draws_its_mask_implicitly_unless_asked_for_convoluti
         mask = m.generator.main
         assert isinstance(mask, ImplicitMask) and mask.resolution == shape[1]
         assert m.sample(m.latents(range(3))).shape == (3, *shape)
+
+
+def test_the_implicit_mask_brings_mlp_colours_and_its_own_augmentation():
+    """With the implicit mask the auto values are the MLP colours head and DiffAugment
+    translation by at most 1/16 of the side without color (docs/quality/dcgan-recipes.md,
+    "Eighth step"); the convolutional mask keeps the recipe's; chosen values win."""
+    model = DCGAN({**SMALL, "layered": True, "num_classes": 6}, (3, 32, 32))
+    cfg = model.config
+    assert (cfg.colours, cfg.diffaugment, cfg.translation) == ("mlp", "translation", 1 / 16)
+    assert isinstance(model.generator.colours, ColourMLP) and model.policy == ("translation",)
+    conv = DCGAN({**SMALL, "layered": True, "mask": "conv", "num_classes": 6}, (3, 32, 32))
+    cfg = conv.config
+    assert (cfg.colours, cfg.diffaugment, cfg.translation) == ("linear", "color,translation", 0.125)
+    assert isinstance(conv.generator.colours, minigan.nn.Linear)
+    chosen = {**SMALL, "layered": True, "colours": "linear", "translation": 0.25}
+    cfg = DCGAN({**chosen, "diffaugment": "color"}, (3, 32, 32)).config
+    assert (cfg.colours, cfg.diffaugment, cfg.translation) == ("linear", "color", 0.25)
+    # the MLP head under the conv mask, and every layout
+    for shape in ((1, 28, 28), (3, 32, 32), (3, 64, 64)):
+        m = DCGAN({**SMALL, "layered": True, "mask": "conv", "colours": "mlp"}, shape)
+        assert isinstance(m.generator.colours, ColourMLP)
+        assert m.sample(m.latents(range(2))).shape == (2, *shape)
+
+
+def test_colour_and_translation_options_are_checked():
+    with pytest.raises(ValueError, match="colours must be 'linear' or 'mlp', got 'rgb'"):
+        DCGAN({**SMALL, "layered": True, "colours": "rgb"}, (3, 32, 32))
+    with pytest.raises(ValueError, match="colours='mlp' .* the layered output is off"):
+        DCGAN({**SMALL, "layered": False, "colours": "mlp"}, (3, 32, 32))
+    for bad in (-0.1, 1.5, float("nan"), True, "1/8"):
+        with pytest.raises(ValueError, match="translation must be a number in \\[0, 1\\]"):
+            DCGAN({**SMALL, "translation": bad}, (3, 32, 32))
+
+
+def test_the_mlp_colours_head_keeps_pytorchs_initialisation():
+    """DCGAN's N(0, 0.02) init is taken back for the MLP head: PyTorch's default, weights
+    uniform in +-1/sqrt(fan_in) (std 1/sqrt(3 fan_in)), as the measured harness runs had."""
+    minigan.manual_seed(0)
+    head = DCGAN({**SMALL, "layered": True, "num_classes": 6}, (3, 32, 32)).generator.colours
+    assert isinstance(head, ColourMLP)
+    for layer in (head[0], head[2]):
+        w, fan_in = layer.weight.numpy(), layer.in_features
+        assert np.abs(w).max() <= 1 / math.sqrt(fan_in)
+        assert w.std() == pytest.approx(1 / math.sqrt(3 * fan_in), rel=0.1)
 
 
 def test_runs_on_shapes_get_the_implicit_mask_and_noise_does_not(tmp_path):

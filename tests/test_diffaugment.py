@@ -153,6 +153,27 @@ def test_draw_ranges_and_dtypes(h, w, rng):
         assert (v.min(), v.max()) == (0, size + (1 - cut % 2) - 1), name
 
 
+@pytest.mark.parametrize("ratio", [0.0, 1 / 16, 0.3, 1.0])
+def test_translation_ratio_sets_the_largest_shift(ratio, rng):
+    """``translation=r``: shifts of at most int(size * r + 0.5), every one of them drawn."""
+    n, h, w = 4000, 32, 20
+    d = da.draw("translation", (n, 3, h, w), rng, translation=ratio)
+    for name, size in (("shift_y", h), ("shift_x", w)):
+        s = int(size * ratio + 0.5)
+        v = getattr(d, name)
+        assert sorted(set(v.tolist())) == list(range(-s, s + 1)), name
+    x = minigan.randn(n, 3, h, w)
+    shifted = da.diff_augment(x, "translation", np.random.default_rng(3), translation=1 / 16)
+    again = da.apply(x, da.draw("translation", x.shape, np.random.default_rng(3), 1 / 16))
+    np.testing.assert_array_equal(shifted.numpy(), again.numpy())
+
+
+@pytest.mark.parametrize("ratio", [-0.1, 1.5, float("nan")])
+def test_translation_ratio_outside_0_1_is_refused(ratio, rng):
+    with pytest.raises(ValueError, match="translation is the largest shift"):
+        da.draw("translation", (2, 3, 8, 8), rng, translation=ratio)
+
+
 @given(policy=policies, n=st.integers(0, 6), seed=seeds)
 def test_draw_order(policy, n, seed):
     """draw consumes the generator exactly as documented, only for the ops in the policy,

@@ -77,6 +77,8 @@ __all__ = ["DCGAN", "Generator", "Discriminator"]
 
 
 RESOLUTIONS = (28, 32, 64)
+#: Hidden units of the layered output's ``"mlp"`` colours head (:class:`ColourMLP`).
+COLOUR_HIDDEN = 64
 
 #: What an "auto" (``None``) option becomes, per image size. 28×28 is the seed recipe and
 #: 64×64 PyTorch's DCGAN example. 32×32 is tuned for the default run (shapes, 32×32 RGB):
@@ -109,6 +111,7 @@ RECIPES: dict[int, dict[str, Any]] = {
 #: What every layout uses unless a conditional recipe says otherwise.
 COMMON = {
     "beta2": 0.999,
+    "translation": 0.125,
     "loss": "bce",
     "spectral_norm": False,
     "diffaugment": "",
@@ -160,6 +163,15 @@ CONDITIONAL_RECIPES: dict[int, dict[str, Any]] = {
         "class_loss": 1.0,
     },
 }
+
+
+#: What the implicit mask changes in the recipe (docs/quality/dcgan-recipes.md, "Eighth step"):
+#: D's augmentation keeps a smaller translation and no color op. With the mask's explicit
+#: pose, the paper's shifts of up to 1/8 of the side hid where the shapes lie from D (the
+#: samples' centres spread 1.6-2.2 pixels against the data's 3.0), and its brightness,
+#: saturation and contrast changes hid how far apart the two colours must be (17-20% of the
+#: samples had shape and background within 0.25 in luminance, which the data never has).
+IMPLICIT_AUGMENT: dict[str, Any] = {"diffaugment": "translation", "translation": 1 / 16}
 
 
 def recipe(resolution: int, conditional: bool) -> dict[str, Any]:
@@ -237,7 +249,16 @@ class DCGANConfig:
         metadata={
             "help": "DiffAugment policy for every image D sees: comma-separated ops from "
             "color, translation, cutout ('' = none)",
-            "default_help": _auto("diffaugment"),
+            "default_help": _auto("diffaugment") + "; with the implicit mask 'translation'",
+        },
+    )
+    translation: float | None = field(
+        default=None,
+        metadata={
+            "help": "DiffAugment translation: the largest shift, as a fraction of the image "
+            "side (the paper's 1/8)",
+            "default_help": "auto: 1/16 with the implicit mask, else 1/8",
+            "min": 0.0,
         },
     )
     class_loss: float | None = field(
@@ -265,6 +286,14 @@ class DCGANConfig:
             "convolutions) or 'implicit' (a per-sample ReLU network of the pixel coordinates "
             "whose weights come from G's input: sharp edges and corners)",
             "default_help": "auto: 'implicit' with the layered output, else 'conv'",
+        },
+    )
+    colours: Literal["linear", "mlp"] | None = field(
+        default=None,
+        metadata={
+            "help": "with the layered output, how G draws the two colours from its input: "
+            "'linear' (one linear layer) or 'mlp' (one hidden layer of 64, LeakyReLU)",
+            "default_help": "auto: 'mlp' with the implicit mask, else 'linear'",
         },
     )
     num_classes: int | None = field(
@@ -301,7 +330,7 @@ class Generator(nn.Module):
     :class:`~minigan.plugins.dcgan.implicit.ImplicitMask`."""
 
     def __init__(
-        self, main: nn.Module, spatial_input: bool, colours: nn.Linear | None = None
+        self, main: nn.Module, spatial_input: bool, colours: nn.Module | None = None
     ) -> None:
         super().__init__()
         self.main = main
@@ -376,10 +405,14 @@ def _in_features(layer: nn.Module) -> int:
 
 
 def seed_generator(
-    latent_dim: int, channels: int, width: int = 64, layered: bool = False
+    latent_dim: int,
+    channels: int,
+    width: int = 64,
+    layered: bool = False,
+    colours: str = "linear",
 ) -> Generator:
     """The 28×28 seed generator (``width=64`` gives 256, 128, 64 channels); ``layered``: a
-    mask logit (with a bias) instead of the tanh image, and a colours head."""
+    mask logit (with a bias) instead of the tanh image, and a ``colours`` head."""
     w4, w2 = 4 * width, 2 * width
     out = 1 if layered else channels
     return Generator(
@@ -398,7 +431,7 @@ def seed_generator(
             *([] if layered else [nn.Tanh()]),
         ),
         spatial_input=False,
-        colours=nn.Linear(latent_dim, 2 * channels) if layered else None,
+        colours=colour_head(latent_dim, channels, colours) if layered else None,
     )
 
 
@@ -420,10 +453,16 @@ def seed_discriminator(channels: int, width: int = 64, num_classes: int = 0) -> 
 
 
 def conv_generator(
-    latent_dim: int, channels: int, resolution: int, width: int, layered: bool = False
+    latent_dim: int,
+    channels: int,
+    resolution: int,
+    width: int,
+    layered: bool = False,
+    colours: str = "linear",
 ) -> Generator:
     """PyTorch-examples DCGAN generator for ``resolution`` = 4·2^k (32: k=3, 64: k=4);
-    ``layered``: a mask logit (with a bias) instead of the tanh image, and a colours head."""
+    ``layered``: a mask logit (with a bias) instead of the tanh image, and a ``colours``
+    head."""
     k = int(math.log2(resolution // 4))
     widths = [width * 2 ** (k - 1 - i) for i in range(k)]  # e.g. 256, 128, 64 for 32x32
     layers: list[nn.Module] = [
@@ -440,8 +479,41 @@ def conv_generator(
     out = 1 if layered else channels
     layers += [nn.ConvTranspose2d(widths[-1], out, 4, stride=2, padding=1, bias=layered)]
     layers += [] if layered else [nn.Tanh()]
-    colours = nn.Linear(latent_dim, 2 * channels) if layered else None
-    return Generator(nn.Sequential(*layers), spatial_input=True, colours=colours)
+    head = colour_head(latent_dim, channels, colours) if layered else None
+    return Generator(nn.Sequential(*layers), spatial_input=True, colours=head)
+
+
+class ColourMLP(nn.Sequential):
+    """The layered output's ``"mlp"`` colours head: Linear -> LeakyReLU(0.2) -> Linear, with
+    PyTorch's default initialisation (:meth:`reset_parameters`; DCGAN's N(0, 0.02) init is
+    too small for it). One hidden layer lets the colour pairs fall into separate groups,
+    as the data's do (a light shape on a dark ground or a dark one on a light ground), where
+    one linear layer of a Gaussian z gives every contrast in between: docs/quality/
+    dcgan-recipes.md, "Eighth step".
+
+    >>> import minigan
+    >>> ColourMLP(8, 6)(minigan.randn(2, 8)).shape
+    (2, 6)
+    """
+
+    def __init__(self, latent_dim: int, outputs: int, hidden: int = COLOUR_HIDDEN) -> None:
+        super().__init__(
+            nn.Linear(latent_dim, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, outputs)
+        )
+
+    def reset_parameters(self) -> None:
+        """PyTorch's default initialisation of both layers."""
+        for layer in self:
+            if isinstance(layer, nn.Linear):
+                layer.reset_parameters()
+
+
+def colour_head(latent_dim: int, channels: int, kind: str) -> nn.Module:
+    """The layered output's colours head, latents -> 2·channels (foreground, background
+    before the tanh): ``"linear"`` or ``"mlp"`` (:class:`ColourMLP`)."""
+    if kind == "mlp":
+        return ColourMLP(latent_dim, 2 * channels)
+    return nn.Linear(latent_dim, 2 * channels)
 
 
 def conv_discriminator(
@@ -488,17 +560,19 @@ def build_networks(
     batchnorm_d: bool = True,
     layered: bool = False,
     mask: str = "conv",
+    colours: str = "linear",
 ) -> tuple[Generator, Discriminator]:
     """G and D for ``resolution``; with classes, G's input is z plus a one-hot class and D
     is a projection discriminator; ``layered``: G's layered output, its mask drawn by
-    ``mask`` ("conv": the layout's convolutions; "implicit": an :class:`ImplicitMask`)."""
+    ``mask`` ("conv": the layout's convolutions; "implicit": an :class:`ImplicitMask`) and
+    its colours by a ``colours`` head ("linear" or "mlp": :func:`colour_head`)."""
     z = latent_dim + num_classes
     if layered and mask == "implicit":
-        g = Generator(ImplicitMask(z, resolution), False, nn.Linear(z, 2 * channels))
+        g = Generator(ImplicitMask(z, resolution), False, colour_head(z, channels, colours))
     elif resolution == 28:
-        g = seed_generator(z, channels, g_width, layered)
+        g = seed_generator(z, channels, g_width, layered, colours)
     else:
-        g = conv_generator(z, channels, resolution, g_width, layered)
+        g = conv_generator(z, channels, resolution, g_width, layered, colours)
     if resolution == 28:
         return g, seed_discriminator(channels, d_width, num_classes)
     return g, conv_discriminator(channels, resolution, d_width, num_classes, batchnorm_d)
@@ -515,6 +589,8 @@ def resolve_config(config: DCGANConfig, resolution: int) -> DCGANConfig:
         raise ValueError(f"loss must be 'bce' or 'hinge', got {config.loss!r}")
     if config.mask not in (None, "conv", "implicit"):
         raise ValueError(f"mask must be 'conv' or 'implicit', got {config.mask!r}")
+    if config.colours not in (None, "linear", "mlp"):
+        raise ValueError(f"colours must be 'linear' or 'mlp', got {config.colours!r}")
     for name in ("spectral_norm", "layered"):
         value = getattr(config, name)
         if value is not None and not isinstance(value, (bool, np.bool_)):
@@ -528,14 +604,27 @@ def resolve_config(config: DCGANConfig, resolution: int) -> DCGANConfig:
             "mask='implicit' draws the layered output's mask, and the layered output is off "
             "(auto turns it on only for flat two-colour training images; --layered forces it)"
         )
+    if config.colours == "mlp" and not layered:
+        raise ValueError(
+            "colours='mlp' draws the layered output's colours, and the layered output is off "
+            "(auto turns it on only for flat two-colour training images; --layered forces it)"
+        )
+    colours = config.colours or ("mlp" if mask == "implicit" else "linear")
     config = replace(config, spectral_norm=None if norm is None else bool(norm),
-                     layered=layered, mask=mask)  # fmt: skip
+                     layered=layered, mask=mask, colours=colours)  # fmt: skip
     auto = recipe(resolution, classes > 0)
+    if mask == "implicit":  # docs/quality/dcgan-recipes.md, "Eighth step"
+        auto.update(IMPLICIT_AUGMENT)
     scale = auto.pop("lr_d_scale")
     auto["num_classes"] = classes
     auto["lr_d"] = (auto["lr"] if config.lr is None else config.lr) * scale
     config = replace(config, **{k: v for k, v in auto.items() if getattr(config, k) is None})
     diffaugment.parse_policy(config.diffaugment or "")  # an unknown op is an error now
+    shift: Any = config.translation
+    number = isinstance(shift, numbers.Real) and not isinstance(shift, bool)
+    if not (number and 0 <= float(shift) <= 1):
+        raise ValueError(f"translation must be a number in [0, 1], got {shift!r}")
+    config = replace(config, translation=float(shift))
     weight: Any = config.class_loss  # set by now (the recipe has it); checked for users' values
     number = isinstance(weight, numbers.Real) and not isinstance(weight, bool)
     if not (number and 0 <= float(weight) < math.inf):
@@ -560,7 +649,13 @@ class DCGAN(GAN):
     # CONDITIONAL_RECIPES
     train_defaults = {"epochs": 20, "batch_size": 32, "limit": 8192}
     # runs saved before these options existed trained without them
-    added_config_fields = {"class_loss": 0.0, "layered": False, "mask": "conv"}
+    added_config_fields = {
+        "class_loss": 0.0,
+        "layered": False,
+        "mask": "conv",
+        "colours": "linear",
+        "translation": 0.125,
+    }
 
     def __init__(
         self, config: Any = None, image_shape: tuple[int, int, int] = (3, 32, 32), device="cpu"
@@ -576,14 +671,16 @@ class DCGAN(GAN):
         self.config = cfg
         classes, layout = cfg.num_classes, (channels, height, cfg.g_width, cfg.d_width)
         self.generator, self.discriminator = build_networks(
-            cfg.latent_dim, *layout, classes, not cfg.spectral_norm, cfg.layered, cfg.mask
-        )
+            cfg.latent_dim, *layout, classes, not cfg.spectral_norm, cfg.layered, cfg.mask,
+            cfg.colours,
+        )  # fmt: skip
         for net in (self.generator, self.discriminator):
             dcgan_init_(net)
-            # dcgan_init_ drew N(0, 0.02) for every Linear: the implicit mask takes back its
-            # own initialisation (docs/quality/dcgan-recipes.md, "Seventh step")
+            # dcgan_init_ drew N(0, 0.02) for every Linear: the implicit mask and the MLP
+            # colours head take back their own initialisation (docs/quality/dcgan-recipes.md,
+            # "Seventh step" and "Eighth step")
             for m in net.modules():
-                if isinstance(m, ImplicitMask):
+                if isinstance(m, (ImplicitMask, ColourMLP)):
                     m.reset_parameters()
             net.to(device)
         if cfg.spectral_norm:
@@ -684,7 +781,9 @@ class DCGAN(GAN):
         """D's logits and class scores (:meth:`Discriminator.judge`) for ``images``
         (DiffAugmented, when the config says so)."""
         if self.policy:
-            images = diffaugment.diff_augment(images, self.policy, minigan.random.generator())
+            images = diffaugment.diff_augment(
+                images, self.policy, minigan.random.generator(), self.config.translation
+            )
         return self.discriminator.judge(images, labels)
 
     def _class_loss(self, scores: minigan.Tensor, labels: minigan.Tensor) -> minigan.Tensor:
