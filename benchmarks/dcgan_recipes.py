@@ -66,6 +66,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--implicit draws the mask of the layered output: it needs --layered 1 or 2")
     if (args.pose or args.ilayers != 2 or args.template) and not args.implicit:
         p.error("--pose, --ilayers and --template shape the implicit mask: they need --implicit")
+    if args.posegain != 0.1 and not args.pose:
+        p.error("--posegain scales the initial pose: it needs --pose 1")
+    if not 0 <= args.shift <= 1:
+        p.error("--shift is a fraction of the image size, in [0, 1]")
+    if args.cmix and args.layered == 2:
+        p.error("--cmix mixes two linear colour heads: it needs --layered 1")
     if args.template and not args.cond:
         p.error("--template adds a per-class part to the implicit mask: it needs --cond 1")
     if args.ilayers < 1:
@@ -197,7 +203,13 @@ def _discriminator_flags(add: Callable[..., Any]) -> None:
         help="--diffaug translation: the largest shift, as a fraction of the size (the paper's "
         "1/8)",
     )
-    add("--mbstd", type=int, default=0, help="1: minibatch-stddev channel before D's last conv")
+    add(
+        "--mbstd",
+        type=int,
+        default=0,
+        help="1: minibatch-stddev channel before D's last conv (with --cond, before the "
+        "projection D's output conv; until session 11 --cond ignored it)",
+    )
     add("--sn", type=int, default=0, help="1: spectral normalisation on every conv of D")
     add(
         "--diffaug",
@@ -594,7 +606,8 @@ def draw_augment(
 ) -> AugmentDraws:
     """The policy's random parameters for the batch ``x``, from the harness's own torch
     generator in the order the recorded runs drew them (brightness, saturation, contrast;
-    shift y, x of at most 1/8 of the size; cutout centre y, x)."""
+    shift y, x of at most ``shift`` of the size, the paper's 1/8 by default; cutout centre
+    y, x)."""
     n, _, h, w = x.shape
     drawn: dict[str, np.ndarray] = {}
 

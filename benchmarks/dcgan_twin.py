@@ -435,6 +435,7 @@ OPTIONS: dict[str, Any] = {
     "latent_dim": int, "g_width": int, "d_width": int, "lr": float, "lr_d": float,
     "beta1": float, "beta2": float, "ema": float, "label_smoothing": float,
     "num_classes": int, "loss": str, "diffaugment": str, "class_loss": float,
+    "translation": float, "mask": str, "colours": str,
 }  # fmt: skip
 
 
@@ -450,7 +451,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--grid", help="save a 64-sample grid at each measurement (STEP: step)")
     parser.add_argument("--out", help="save the sampling generator's weights here (.npz)")
     for key, kind in OPTIONS.items():
-        choices = ("bce", "hinge") if key == "loss" else None
+        choices = {"loss": ("bce", "hinge"), "mask": ("conv", "implicit"),
+                   "colours": ("linear", "mlp")}.get(key)  # fmt: skip
         parser.add_argument("--" + key.replace("_", "-"), type=kind, choices=choices,
                             help="as minigan train dcgan's (default: its auto value)")  # fmt: skip
     parser.add_argument("--spectral-norm", choices=("on", "off"), help="in D (default: auto)")

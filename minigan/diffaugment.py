@@ -60,6 +60,7 @@ tensor([[0., 0., 0.],
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any
@@ -197,7 +198,8 @@ def draw(
     """
     ops = parse_policy(policy)
     n, _, h, w = _check_shape(shape, "the shape to draw for")
-    if not 0.0 <= translation <= 1.0:  # also refuses NaN
+    real = isinstance(translation, numbers.Real) and not isinstance(translation, bool)
+    if not (real and 0.0 <= translation <= 1.0):  # also refuses NaN
         raise ValueError(
             f"DiffAugment: translation is the largest shift as a fraction of the image size, "
             f"in [0, 1]; got {translation!r}"

@@ -155,14 +155,43 @@ def test_the_implicit_mask_brings_mlp_colours_and_its_own_augmentation():
     cfg = conv.config
     assert (cfg.colours, cfg.diffaugment, cfg.translation) == ("linear", "color,translation", 0.125)
     assert isinstance(conv.generator.colours, minigan.nn.Linear)
-    chosen = {**SMALL, "layered": True, "colours": "linear", "translation": 0.25}
-    cfg = DCGAN({**chosen, "diffaugment": "color"}, (3, 32, 32)).config
-    assert (cfg.colours, cfg.diffaugment, cfg.translation) == ("linear", "color", 0.25)
+    chosen = {**SMALL, "layered": True, "num_classes": 6, "colours": "linear"}
+    cfg = DCGAN({**chosen, "translation": 0.25}, (3, 32, 32)).config
+    assert (cfg.colours, cfg.diffaugment, cfg.translation) == ("linear", "translation", 0.25)
+    # a policy chosen by hand keeps the paper's shift; without classes the recipe does not
+    # augment, and the implicit mask does not change that
+    cfg = DCGAN({**chosen, "diffaugment": "color,translation"}, (3, 32, 32)).config
+    assert (cfg.diffaugment, cfg.translation) == ("color,translation", 0.125)
+    for shape in ((1, 28, 28), (3, 32, 32), (3, 64, 64)):
+        cfg = DCGAN({**SMALL, "layered": True, "num_classes": 0}, shape).config
+        assert (cfg.mask, cfg.diffaugment, cfg.translation) == ("implicit", "", 0.125)
     # the MLP head under the conv mask, and every layout
     for shape in ((1, 28, 28), (3, 32, 32), (3, 64, 64)):
         m = DCGAN({**SMALL, "layered": True, "mask": "conv", "colours": "mlp"}, shape)
         assert isinstance(m.generator.colours, ColourMLP)
         assert m.sample(m.latents(range(2))).shape == (2, *shape)
+
+
+def test_d_sees_images_shifted_by_at_most_the_translation(monkeypatch):
+    """A training step hands the config's translation to DiffAugment for each of D's three
+    batches, and the shifts it draws stay within it (0.25 of 32 pixels: 8)."""
+    from minigan import diffaugment
+
+    seen = []
+    real_draw = diffaugment.draw
+
+    def spy(policy, shape, rng, translation=diffaugment.TRANSLATION_RATIO):
+        draws = real_draw(policy, shape, rng, translation)
+        seen.append((translation, np.abs(draws.shift_y).max(), np.abs(draws.shift_x).max()))
+        return draws
+
+    monkeypatch.setattr(diffaugment, "draw", spy)
+    minigan.manual_seed(0)
+    model = DCGAN({**SMALL, "layered": True, "num_classes": 6, "translation": 0.25})
+    real = minigan.rand(64, 3, 32, 32) * 2 - 1
+    model.train_step(real, minigan.tensor(np.arange(64) % 6))
+    assert len(seen) == 3 and all(t == 0.25 for t, _, _ in seen)
+    assert max(max(y, x) for _, y, x in seen) == 8  # 64 draws each: the extremes appear
 
 
 def test_colour_and_translation_options_are_checked():

@@ -8,9 +8,9 @@ class embedding, the EMA generator) and the sampled images (class ``seed % K`` o
 Measured minigan-vs-twin differences on this run (batch 8, width 4): at most 7e-7 relative in
 the losses over the first 8 steps, both recipes; after 5 steps at most 1.2e-7 in D's weights,
 u/v and embedding and in the EMA generator, 2e-9 in the samples, 4e-6 in one of G's weights
-(see the comment in the test). (Longer, the unconditional BCE run is
-chaotic: a float64 twin leaves the float32 twin by 1e-2 within 30 steps, so only a few steps
-are compared.)
+for the default recipe and 2.4e-5 unconditionally (see the comment in the test). (Longer,
+the unconditional BCE run is chaotic: a float64 twin leaves the float32 twin by 1e-2 within
+30 steps, so only a few steps are compared.)
 """
 
 from __future__ import annotations

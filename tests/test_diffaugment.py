@@ -168,7 +168,7 @@ def test_translation_ratio_sets_the_largest_shift(ratio, rng):
     np.testing.assert_array_equal(shifted.numpy(), again.numpy())
 
 
-@pytest.mark.parametrize("ratio", [-0.1, 1.5, float("nan")])
+@pytest.mark.parametrize("ratio", [-0.1, 1.5, float("nan"), True, "0.1"])
 def test_translation_ratio_outside_0_1_is_refused(ratio, rng):
     with pytest.raises(ValueError, match="translation is the largest shift"):
         da.draw("translation", (2, 3, 8, 8), rng, translation=ratio)

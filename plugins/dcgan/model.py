@@ -31,14 +31,16 @@ DiffAugment policy for every image D sees (:mod:`minigan.diffaugment`) and D's o
 rate ``lr_d``; at 32×32 the conditional recipe turns them on (:data:`CONDITIONAL_RECIPES`).
 
 **Layered output** (``layered``; any layout): G's last layer draws one mask logit per pixel
-instead of the image, a linear head on G's input gives a foreground and a background colour,
-and the image is ``bg + (fg - bg) * sigmoid(mask)``. On by default when the training images
+instead of the image, a head on G's input gives a foreground and a background colour (``colours``:
+one linear layer, or with the implicit mask by default a small MLP, :class:`ColourMLP`), and the
+image is ``bg + (fg - bg) * sigmoid(mask)``. On by default when the training images
 are flat two-colour pictures (:func:`minigan.data.two_colour`, checked by
 :meth:`DCGAN.config_for_data`), as ``shapes`` are; off for anything else, which it could not
 draw. The mask is then drawn by default (``mask="implicit"``) not by G's convolutions but
 by an :class:`~minigan.plugins.dcgan.implicit.ImplicitMask`: a small network of the pixel
 coordinates whose weights and pose an MLP makes from G's input, so that edges are straight
-and corners sharp; ``mask="conv"`` keeps the convolutions.
+and corners sharp; ``mask="conv"`` keeps the convolutions. With classes, the implicit mask
+also makes D's augmentation milder (:data:`IMPLICIT_AUGMENT`).
 
 This module must not import the CLI, the training loop or another plugin.
 
@@ -111,7 +113,7 @@ RECIPES: dict[int, dict[str, Any]] = {
 #: What every layout uses unless a conditional recipe says otherwise.
 COMMON = {
     "beta2": 0.999,
-    "translation": 0.125,
+    "translation": diffaugment.TRANSLATION_RATIO,
     "loss": "bce",
     "spectral_norm": False,
     "diffaugment": "",
@@ -165,10 +167,11 @@ CONDITIONAL_RECIPES: dict[int, dict[str, Any]] = {
 }
 
 
-#: What the implicit mask changes in the recipe (docs/quality/dcgan-recipes.md, "Eighth step"):
-#: D's augmentation keeps a smaller translation and no color op. With the mask's explicit
-#: pose, the paper's shifts of up to 1/8 of the side hid where the shapes lie from D (the
-#: samples' centres spread 1.6-2.2 pixels against the data's 3.0), and its brightness,
+#: What the implicit mask changes in a recipe that augments with translation (the
+#: class-conditional one; docs/quality/dcgan-recipes.md, "Eighth step"): D's augmentation
+#: keeps a smaller translation and no color op. With the mask's explicit pose, the paper's
+#: shifts of up to 1/8 of the side hid where the shapes lie from D (the samples' centres
+#: spread 1.9-2.2 pixels against the data's 3.0), and its brightness,
 #: saturation and contrast changes hid how far apart the two colours must be (17-20% of the
 #: samples had shape and background within 0.25 in luminance, which the data never has).
 IMPLICIT_AUGMENT: dict[str, Any] = {"diffaugment": "translation", "translation": 1 / 16}
@@ -249,7 +252,8 @@ class DCGANConfig:
         metadata={
             "help": "DiffAugment policy for every image D sees: comma-separated ops from "
             "color, translation, cutout ('' = none)",
-            "default_help": _auto("diffaugment") + "; with the implicit mask 'translation'",
+            "default_help": _auto("diffaugment")
+            + "; with classes and the implicit mask 'translation'",
         },
     )
     translation: float | None = field(
@@ -257,8 +261,10 @@ class DCGANConfig:
         metadata={
             "help": "DiffAugment translation: the largest shift, as a fraction of the image "
             "side (the paper's 1/8)",
-            "default_help": "auto: 1/16 with the implicit mask, else 1/8",
+            "default_help": "auto: 1/16 with the implicit mask and an auto --diffaugment "
+            "that translates, else 1/8",
             "min": 0.0,
+            "max": 1.0,
         },
     )
     class_loss: float | None = field(
@@ -613,7 +619,11 @@ def resolve_config(config: DCGANConfig, resolution: int) -> DCGANConfig:
     config = replace(config, spectral_norm=None if norm is None else bool(norm),
                      layered=layered, mask=mask, colours=colours)  # fmt: skip
     auto = recipe(resolution, classes > 0)
-    if mask == "implicit":  # docs/quality/dcgan-recipes.md, "Eighth step"
+    # the implicit mask's augmentation where the recipe augments with translation, and only
+    # for an auto policy: a policy chosen by hand keeps the paper's shift unless
+    # --translation says otherwise (docs/quality/dcgan-recipes.md, "Eighth step")
+    recipe_translates = "translation" in diffaugment.parse_policy(auto["diffaugment"])
+    if mask == "implicit" and config.diffaugment is None and recipe_translates:
         auto.update(IMPLICIT_AUGMENT)
     scale = auto.pop("lr_d_scale")
     auto["num_classes"] = classes
@@ -654,7 +664,7 @@ class DCGAN(GAN):
         "layered": False,
         "mask": "conv",
         "colours": "linear",
-        "translation": 0.125,
+        "translation": diffaugment.TRANSLATION_RATIO,
     }
 
     def __init__(
