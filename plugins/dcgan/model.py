@@ -150,6 +150,12 @@ COMMON = {
 #: (0.56 / 0.50), least class 12.1 / 13.0% (9.1 / 9.4%), class fidelity 86 / 87% (80 /
 #: 72%); at 6,144 steps 6.51 / 4.50. The step costs the same; the default stays at 20 epochs
 #: (24 took 5 min 26 s on a slow afternoon of the same VM).
+#:
+#: With the implicit mask the colours come from a small MLP (``colours``) and D's
+#: augmentation is milder (:data:`IMPLICIT_AUGMENT`; docs/quality/dcgan-recipes.md "Eighth
+#: step"): over four runs FID 5.89 on average (3.66-9.79; the ``./run.sh`` run 5.30) against
+#: 6.93, confident 0.634 (0.51-0.71) against 0.640, recall 0.81-0.85 against 0.72-0.75, and
+#: 1.9% of the samples of low contrast instead of 17.6%.
 CONDITIONAL_RECIPES: dict[int, dict[str, Any]] = {
     32: {
         "g_width": 32,
