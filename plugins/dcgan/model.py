@@ -39,8 +39,8 @@ are flat two-colour pictures (:func:`minigan.data.two_colour`, checked by
 draw. The mask is then drawn by default (``mask="implicit"``) not by G's convolutions but
 by an :class:`~minigan.plugins.dcgan.implicit.ImplicitMask`: a small network of the pixel
 coordinates whose weights and pose an MLP makes from G's input, so that edges are straight
-and corners sharp; ``mask="conv"`` keeps the convolutions. With classes, the implicit mask
-also makes D's augmentation milder (:data:`IMPLICIT_AUGMENT`).
+and corners sharp; ``mask="conv"`` keeps the convolutions. In the class-conditional 32×32
+recipe the implicit mask also makes D's augmentation milder (:data:`IMPLICIT_AUGMENT`).
 
 This module must not import the CLI, the training loop or another plugin.
 
@@ -259,7 +259,7 @@ class DCGANConfig:
             "help": "DiffAugment policy for every image D sees: comma-separated ops from "
             "color, translation, cutout ('' = none)",
             "default_help": _auto("diffaugment")
-            + "; with classes and the implicit mask 'translation'",
+            + "; with classes at 32x32 and the implicit mask 'translation'",
         },
     )
     translation: float | None = field(
