@@ -66,6 +66,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--implicit draws the mask of the layered output: it needs --layered 1 or 2")
     if (args.pose or args.ilayers != 2 or args.template) and not args.implicit:
         p.error("--pose, --ilayers and --template shape the implicit mask: they need --implicit")
+    if args.gainramp < 0 or (args.gainramp and not args.layered):
+        p.error("--gainramp ramps the layered output's --maskgain: it needs --layered, >= 0")
     if args.posegain != 0.1 and not args.pose:
         p.error("--posegain scales the initial pose: it needs --pose 1")
     if not 0 <= args.shift <= 1:
@@ -182,6 +184,13 @@ def _generator_flags(add: Callable[..., Any]) -> None:
         type=float,
         default=1.0,
         help="with --layered: the mask logit is multiplied by this before the sigmoid",
+    )
+    add(
+        "--gainramp",
+        type=int,
+        default=0,
+        help="with --maskgain: raise the gain linearly from 1 over this many steps (0: "
+        "the full gain from the start)",
     )
     add(
         "--maskfn",
@@ -756,6 +765,12 @@ class Trainer:
         a = self.args
         if a.decay:
             self.set_lr(step)
+        if a.gainramp:  # --gainramp: the mask gain from 1 to --maskgain over N steps
+            gain = 1 + (a.maskgain - 1) * min(1.0, step / a.gainramp)
+            for net in (self.G, self.G_ema):
+                for m in net.modules() if net is not None else ():
+                    if isinstance(m, Layered):
+                        m.gain = gain
         for _ in range(a.dsteps):
             real, y_real, z, y_fake = self.batch()
             fake = self.G(z)
