@@ -46,7 +46,7 @@ from dcgan_twin import augment
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from minigan.data import open_dataset
+from minigan.data import LUMA, open_dataset
 from minigan.diffaugment import POLICY_OPS, AugmentDraws
 from minigan.metrics import measure
 
@@ -57,7 +57,8 @@ PSIS = (1.0, 0.7, 0.5)  # truncation levels every evaluation reports (the --psis
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line (flag names are kept stable: recorded commands use them)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    for group in (_training_flags, _generator_flags, _discriminator_flags, _output_flags):
+    groups = (_training_flags, _generator_flags, _layered_flags, _implicit_flags)
+    for group in (*groups, _discriminator_flags, _output_flags):
         group(p.add_argument)
     args = p.parse_args(argv)
     if not args.cond and (args.cbn or args.ac or args.projcls):
@@ -113,36 +114,6 @@ def _generator_flags(add: Callable[..., Any]) -> None:
         help="upsampling: 4x4 stride-2 transposed conv, or nearest x2 + 3x3 conv",
     )
     add(
-        "--implicit",
-        type=int,
-        default=0,
-        help="with --layered 1: the mask from a per-sample two-layer ReLU network of the pixel "
-        "coordinates (x, y, x^2, y^2, xy), this many units a layer, whose weights an MLP makes "
-        "from G's input (a hypernetwork; replaces the convolutions)",
-    )
-    add("--ilayers", type=int, default=2, help="--implicit: hidden layers of the network")
-    add(
-        "--posegain",
-        type=float,
-        default=0.1,
-        help="--pose: the initial scale of the trunk's last weights for the pose outputs (the "
-        "other outputs' is 0.1): how much the initial pose varies with the input",
-    )
-    add(
-        "--template",
-        type=int,
-        default=0,
-        help="1 (with --implicit and --cond): a learnt per-class template (from 0) added to "
-        "the trunk's output: each class's common network, its pose and weights, directly",
-    )
-    add(
-        "--pose",
-        type=int,
-        default=0,
-        help="1 (with --implicit): the trunk also gives a rotation, scale and shift applied "
-        "to the pixel coordinates first (the network draws in the shape's own frame)",
-    )
-    add(
         "--cbn",
         type=int,
         default=0,
@@ -156,6 +127,10 @@ def _generator_flags(add: Callable[..., Any]) -> None:
         default=0,
         help="width of an extra 3x3 conv layer at 32x32 ending G (0: none)",
     )
+
+
+def _layered_flags(add: Callable[..., Any]) -> None:
+    """The layered output: a mask and two colours (--layered and its options)."""
     add(
         "--layered",
         type=int,
@@ -198,6 +173,40 @@ def _generator_flags(add: Callable[..., Any]) -> None:
         default="sigmoid",
         help="with --layered: how the mask logit becomes coverage: sigmoid, or ramp: "
         "clamp(0.5 + logit, 0, 1), the renderer's one-pixel ramp of a signed distance",
+    )
+
+
+def _implicit_flags(add: Callable[..., Any]) -> None:
+    """The layered output's mask drawn by an implicit network (--implicit)."""
+    add(
+        "--implicit",
+        type=int,
+        default=0,
+        help="with --layered 1: the mask from a per-sample two-layer ReLU network of the pixel "
+        "coordinates (x, y, x^2, y^2, xy), this many units a layer, whose weights an MLP makes "
+        "from G's input (a hypernetwork; replaces the convolutions)",
+    )
+    add("--ilayers", type=int, default=2, help="--implicit: hidden layers of the network")
+    add(
+        "--posegain",
+        type=float,
+        default=0.1,
+        help="--pose: the initial scale of the trunk's last weights for the pose outputs (the "
+        "other outputs' is 0.1): how much the initial pose varies with the input",
+    )
+    add(
+        "--template",
+        type=int,
+        default=0,
+        help="1 (with --implicit and --cond): a learnt per-class template (from 0) added to "
+        "the trunk's output: each class's common network, its pose and weights, directly",
+    )
+    add(
+        "--pose",
+        type=int,
+        default=0,
+        help="1 (with --implicit): the trunk also gives a rotation, scale and shift applied "
+        "to the pixel coordinates first (the network draws in the shape's own frame)",
     )
 
 
@@ -908,7 +917,7 @@ def shape_contrast(images: np.ndarray) -> np.ndarray:
     """Each image's luminance contrast between its shape and its background, in [0, 1]: the
     97th percentile of the pixels' luma distance from the mean luma of the outermost ring
     (the shapes data: at least 0.30 by construction, 5th percentile about 0.40)."""
-    luma = np.einsum("nchw,c->nhw", (images + 1) / 2, np.array([0.299, 0.587, 0.114]))
+    luma = np.einsum("nchw,c->nhw", (images + 1) / 2, LUMA)
     ring = np.concatenate([luma[:, 0], luma[:, -1], luma[:, :, 0], luma[:, :, -1]], 1)
     distance = np.abs(luma - ring.mean(1)[:, None, None]).reshape(len(images), -1)
     return np.percentile(distance, 97, axis=1)
